@@ -1,0 +1,97 @@
+/*
+ * fasterpg — PostgreSQL over HTTP, embeddable.
+ *
+ * The embedding API: fill a struct fpg_options (start from
+ * fpg_options_init()), create a server with fpg_server_new(), start it,
+ * and stop/free it when done. The server runs its own worker threads; the
+ * calling thread is never used for request processing.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#if defined(__GNUC__)
+#define FPG_MUST_CHECK __attribute__((warn_unused_result))
+#define FPG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+#else
+#define FPG_MUST_CHECK
+#define FPG_PRINTF(fmt, args)
+#endif
+
+enum fpg_errcode {
+	FPG_ERR_NONE = 0,
+	FPG_ERR_NOMEM,	   /* allocation failed */
+	FPG_ERR_SYSTEM,	   /* a system call failed; message has strerror */
+	FPG_ERR_CONFIG,	   /* invalid option or configuration */
+	FPG_ERR_REQUEST,   /* the client's request is invalid */
+	FPG_ERR_PG,	   /* PostgreSQL reported an error (sqlstate set) */
+	FPG_ERR_UNAVAILABLE, /* PostgreSQL unreachable, pool exhausted */
+	FPG_ERR_LIMIT,	   /* a configured limit was hit */
+};
+
+/*
+ * Error details of a failed call. Fixed buffers, so filling one never
+ * allocates. http_status is the status a client would see for it (0 when
+ * not applicable).
+ */
+struct fpg_error {
+	enum fpg_errcode code;
+	int http_status;
+	char sqlstate[6];
+	char message[256];
+};
+
+/*
+ * Server options. Strings are borrowed: they must stay valid until
+ * fpg_server_new() returns (the server copies what it keeps).
+ */
+struct fpg_options {
+	const char *listen_host; /* address to bind, "127.0.0.1" */
+	unsigned listen_port;	 /* 0 picks a free port (see fpg_server_port) */
+	const char *db;		 /* libpq conninfo or URI */
+	unsigned threads;	 /* workers; 0 = online CPUs */
+	unsigned pool_min;	 /* connections per worker kept open */
+	unsigned pool_max;	 /* connections per worker at most */
+	unsigned pipeline_depth; /* requests in flight per connection */
+	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
+	unsigned statement_timeout_ms; /* server maximum for a statement */
+	size_t max_body_bytes;	 /* request body limit (413 beyond) */
+	size_t max_result_bytes; /* per-request buffered result cap */
+	unsigned max_connections; /* HTTP connections per worker */
+	unsigned http_idle_timeout_s; /* keep-alive idle reaping */
+	const char *log_level;	 /* "error", "warn", "info", "debug" */
+	const char *log_format;	 /* "text" or "json" */
+};
+
+struct fpg_server;
+
+/* Fills *opts with the defaults (the values `fasterpg --help` shows). */
+void fpg_options_init(struct fpg_options *opts);
+
+/*
+ * Creates a server: validates options, binds the listening port (so that
+ * fpg_server_port() is known) and prepares the workers. Nothing runs until
+ * fpg_server_start(). Returns NULL and fills *err on failure.
+ * Caller owns the result; release it with fpg_server_free().
+ */
+struct fpg_server *fpg_server_new(const struct fpg_options *opts,
+				  struct fpg_error *err) FPG_MUST_CHECK;
+
+/* Starts the worker threads. Returns false and fills *err on failure. */
+bool fpg_server_start(struct fpg_server *srv,
+		      struct fpg_error *err) FPG_MUST_CHECK;
+
+/* The TCP port the server listens on (useful with listen_port = 0). */
+unsigned fpg_server_port(const struct fpg_server *srv);
+
+/*
+ * Stops the server: stops accepting, lets requests in flight finish for up
+ * to grace_ms, then ends the rest, and joins the workers. Safe to call from
+ * any thread except a worker's; a second call does nothing.
+ */
+void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms);
+
+/* Stops (if needed) and frees the server. NULL is a no-op. */
+void fpg_server_free(struct fpg_server *srv);
