@@ -104,16 +104,11 @@ static const char json_esc[256] = {
 	[0x1e] = 'u', [0x1f] = 'u',
 };
 
-void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
+/* Escapes one piece; the caller reserved 6 bytes per input byte. */
+static char *escape_piece(char *o, const unsigned char *p,
+			  const unsigned char *end)
 {
-	/* Worst case every byte becomes \u00XX. */
-	if (n > (SIZE_MAX - 2) / 6 || !fpg_buf_reserve(b, n * 6 + 2))
-		return;
 	static const char hex[] = "0123456789abcdef";
-	char *o = b->data + b->len;
-	*o++ = '"';
-	const unsigned char *p = (const unsigned char *)s;
-	const unsigned char *end = p + n;
 	while (p < end) {
 		const unsigned char *run = p;
 		while (p < end && !json_esc[*p])
@@ -133,8 +128,24 @@ void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
 		}
 		p++;
 	}
-	*o++ = '"';
-	b->len = (size_t)(o - b->data);
+	return o;
+}
+
+void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
+{
+	/* In pieces, so that a huge value does not reserve 6x its size. */
+	const size_t piece = 4096;
+	const unsigned char *p = (const unsigned char *)s, *end = p + n;
+	fpg_buf_putc(b, '"');
+	while (p < end) {
+		size_t k = (size_t)(end - p) < piece ? (size_t)(end - p) : piece;
+		if (!fpg_buf_reserve(b, k * 6))
+			return;
+		b->len = (size_t)(escape_piece(b->data + b->len, p, p + k) -
+				  b->data);
+		p += k;
+	}
+	fpg_buf_putc(b, '"');
 }
 
 void fpg_buf_consume(struct fpg_buf *b, size_t n)

@@ -29,7 +29,13 @@ enum fpg_type_kind {
 	FPG_TYPE_TIMESTAMPTZ, /* same, with the offset as +HH:MM */
 	FPG_TYPE_ARRAY,	      /* a JSON array of elem's values */
 	FPG_TYPE_COMPOSITE,   /* a JSON object of attrs */
+	FPG_TYPE_VECTOR,      /* int2vector, oidvector: space-separated
+				 elements without braces, a JSON array of
+				 elem's values */
 };
+
+/* "string", "number", ... for logs. */
+const char *fpg_type_kind_to_str(enum fpg_type_kind kind);
 
 struct fpg_type_attr {
 	char *name;    /* owned by the cache */
@@ -39,11 +45,12 @@ struct fpg_type_attr {
 struct fpg_type {
 	uint32_t oid;
 	enum fpg_type_kind kind;
-	const char *name;  /* pg_type.typname ("int4", "_text", "mood") */
-	bool big;	   /* int8 or numeric: a string with big_numbers */
-	uint32_t elem;	   /* ARRAY: element type OID */
-	char delim;	   /* ARRAY: element delimiter (',' or ';' for box) */
-	int nattrs;	   /* COMPOSITE: live attributes, in order */
+	const char *name; /* pg_type.typname ("int4", "_text", "mood") */
+	bool big;	  /* int8 or numeric: a string with big_numbers */
+	uint32_t elem;	  /* ARRAY, VECTOR: element type OID (0: unknown,
+			     elements as strings) */
+	char delim;	  /* ARRAY: element delimiter (',' or ';' for box) */
+	int nattrs;	  /* COMPOSITE: live attributes, in order */
 	struct fpg_type_attr *attrs;
 };
 
@@ -86,3 +93,13 @@ extern const char fpg_typecache_lookup_sql[];
 bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
 			const uint32_t *requested, size_t nrequested,
 			struct fpg_error *err) FPG_MUST_CHECK;
+
+/*
+ * Adds one description, deep-copied: t and its strings stay the caller's.
+ * An OID the cache already knows is left as it is. For tests, and for
+ * callers that know a type without asking the catalog. A domain is added
+ * as a copy of its base type's description under the domain's OID.
+ * Fails only on OOM.
+ */
+bool fpg_typecache_add(struct fpg_typecache *tc, const struct fpg_type *t,
+		       struct fpg_error *err) FPG_MUST_CHECK;

@@ -1,0 +1,375 @@
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+enum opt_type {
+	OPT_STR,
+	OPT_UINT,
+	OPT_SIZE,
+	OPT_LISTEN, /* HOST:PORT into listen_host + listen_port */
+};
+
+struct opt_def {
+	const char *name;     /* --name and the config-file key */
+	const char *env;      /* primary environment variable */
+	const char *env_alt;  /* also read when env is unset, or NULL */
+	enum opt_type type;
+	size_t offset;	      /* into struct fpg_options */
+	const char *def;      /* default, as text; NULL = unset */
+	unsigned long long min, max;
+	const char *help;
+};
+
+#define OFF(f) offsetof(struct fpg_options, f)
+
+/* The one place where options and their defaults are defined. */
+static const struct opt_def opt_table[] = {
+	{"listen", "FASTERPG_LISTEN", NULL, OPT_LISTEN, 0, "127.0.0.1:8080",
+	 0, 65535, "HOST:PORT to listen on (port 0 picks a free one)"},
+	{"db", "DATABASE_URL", "FASTERPG_DB", OPT_STR, OFF(db), NULL, 0, 0,
+	 "PostgreSQL conninfo or URI"},
+	{"threads", "FASTERPG_THREADS", NULL, OPT_UINT, OFF(threads), "0", 0,
+	 256, "worker threads (0 = online CPUs)"},
+	{"pool-min", "FASTERPG_POOL_MIN", NULL, OPT_UINT, OFF(pool_min), "1",
+	 0, 1000, "PostgreSQL connections kept open per worker"},
+	{"pool-max", "FASTERPG_POOL_MAX", NULL, OPT_UINT, OFF(pool_max), "4",
+	 1, 1000, "PostgreSQL connections per worker at most"},
+	{"pipeline-depth", "FASTERPG_PIPELINE_DEPTH", NULL, OPT_UINT,
+	 OFF(pipeline_depth), "128", 1, 100000,
+	 "requests in flight on one pipelined connection"},
+	{"acquire-timeout-ms", "FASTERPG_ACQUIRE_TIMEOUT_MS", NULL, OPT_UINT,
+	 OFF(acquire_timeout_ms), "5000", 1, 3600000,
+	 "wait this long for a connection, then answer 503"},
+	{"statement-timeout-ms", "FASTERPG_STATEMENT_TIMEOUT_MS", NULL,
+	 OPT_UINT, OFF(statement_timeout_ms), "30000", 0, 86400000,
+	 "maximum statement run time (0 = none); caps timeout_ms"},
+	{"max-body-bytes", "FASTERPG_MAX_BODY_BYTES", NULL, OPT_SIZE,
+	 OFF(max_body_bytes), "1048576", 64, 1ULL << 32,
+	 "request body limit (413 beyond)"},
+	{"max-result-bytes", "FASTERPG_MAX_RESULT_BYTES", NULL, OPT_SIZE,
+	 OFF(max_result_bytes), "67108864", 65536, 1ULL << 40,
+	 "result bytes buffered for one request at most"},
+	{"max-connections", "FASTERPG_MAX_CONNECTIONS", NULL, OPT_UINT,
+	 OFF(max_connections), "10000", 1, 1000000,
+	 "HTTP connections per worker"},
+	{"http-idle-timeout-s", "FASTERPG_HTTP_IDLE_TIMEOUT_S", NULL, OPT_UINT,
+	 OFF(http_idle_timeout_s), "60", 0, 86400,
+	 "close idle keep-alive connections after this long (0 = never)"},
+	{"log-level", "FASTERPG_LOG_LEVEL", NULL, OPT_STR, OFF(log_level),
+	 "info", 0, 0, "error, warn, info or debug"},
+	{"log-format", "FASTERPG_LOG_FORMAT", NULL, OPT_STR, OFF(log_format),
+	 "text", 0, 0, "text or json"},
+};
+
+#define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))
+_Static_assert(N_OPTS <= FPG_CONFIG_MAX_OPTIONS, "grow owned[]");
+
+static bool parse_number(const char *s, unsigned long long *out)
+{
+	char *end;
+	errno = 0;
+	if (*s == '-' || *s == '\0')
+		return false;
+	unsigned long long v = strtoull(s, &end, 10);
+	if (errno || end == s)
+		return false;
+	/* Sizes may carry a binary suffix. */
+	unsigned long long mul = 1;
+	if (*end == 'k' || *end == 'K')
+		mul = 1024ULL, end++;
+	else if (*end == 'm' || *end == 'M')
+		mul = 1024ULL * 1024, end++;
+	else if (*end == 'g' || *end == 'G')
+		mul = 1024ULL * 1024 * 1024, end++;
+	if (*end != '\0' || v > ULLONG_MAX / mul)
+		return false;
+	*out = v * mul;
+	return true;
+}
+
+static bool set_listen(struct fpg_config *cfg, const char *val,
+		       const char **why)
+{
+	const char *colon = strrchr(val, ':');
+	unsigned long long port;
+	if (!colon || !parse_number(colon + 1, &port) || port > 65535) {
+		*why = "expected HOST:PORT";
+		return false;
+	}
+	size_t hl = (size_t)(colon - val);
+	/* [::1]:8080 */
+	if (hl >= 2 && val[0] == '[' && val[hl - 1] == ']') {
+		val++;
+		hl -= 2;
+	}
+	char *host = strndup(val, hl);
+	if (!host) {
+		*why = "out of memory";
+		return false;
+	}
+	free(cfg->listen_host);
+	cfg->listen_host = host;
+	cfg->opts.listen_host = host;
+	cfg->opts.listen_port = (unsigned)port;
+	return true;
+}
+
+/* Applies one textual value; on failure *why says what is wrong. */
+static bool apply(struct fpg_config *cfg, size_t idx, const char *val,
+		  const char **why)
+{
+	const struct opt_def *d = &opt_table[idx];
+	char *base = (char *)&cfg->opts;
+	unsigned long long n;
+	switch (d->type) {
+	case OPT_LISTEN:
+		return set_listen(cfg, val, why);
+	case OPT_STR: {
+		char *copy = strdup(val);
+		if (!copy) {
+			*why = "out of memory";
+			return false;
+		}
+		free(cfg->owned[idx]);
+		cfg->owned[idx] = copy;
+		*(const char **)(base + d->offset) = copy;
+		return true;
+	}
+	case OPT_UINT:
+	case OPT_SIZE:
+		if (!parse_number(val, &n)) {
+			*why = "not a non-negative number";
+			return false;
+		}
+		if (n < d->min || n > d->max) {
+			*why = "out of range";
+			return false;
+		}
+		if (d->type == OPT_UINT)
+			*(unsigned *)(base + d->offset) = (unsigned)n;
+		else
+			*(size_t *)(base + d->offset) = (size_t)n;
+		return true;
+	}
+	return false;
+}
+
+static int find_opt(const char *name, size_t len)
+{
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const char *o = opt_table[i].name;
+		if (strlen(o) != len)
+			continue;
+		/* Config files may spell dashes as underscores. */
+		size_t k = 0;
+		while (k < len && (o[k] == name[k] ||
+				   (o[k] == '-' && name[k] == '_')))
+			k++;
+		if (k == len)
+			return (int)i;
+	}
+	return -1;
+}
+
+static void apply_defaults(struct fpg_config *cfg)
+{
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const char *why;
+		if (opt_table[i].def && !apply(cfg, i, opt_table[i].def, &why))
+			abort(); /* the table itself is wrong */
+	}
+}
+
+void fpg_options_init(struct fpg_options *opts)
+{
+	struct fpg_config cfg;
+	memset(&cfg, 0, sizeof(cfg));
+	apply_defaults(&cfg);
+	*opts = cfg.opts;
+	/* Hand out literals, not the temporary config's copies. */
+	for (size_t i = 0; i < N_OPTS; i++) {
+		char *base = (char *)opts;
+		if (opt_table[i].type == OPT_STR)
+			*(const char **)(base + opt_table[i].offset) =
+				opt_table[i].def;
+	}
+	opts->listen_host = "127.0.0.1";
+	fpg_config_deinit(&cfg);
+}
+
+static char *trim(char *s)
+{
+	while (*s == ' ' || *s == '\t')
+		s++;
+	char *e = s + strlen(s);
+	while (e > s && (e[-1] == ' ' || e[-1] == '\t' || e[-1] == '\n' ||
+			 e[-1] == '\r'))
+		*--e = '\0';
+	return s;
+}
+
+static bool load_file(struct fpg_config *cfg, const char *path, FILE *errout)
+{
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fprintf(errout, "%s: %s\n", path, strerror(errno));
+		return false;
+	}
+	bool ok = true;
+	char line[4096];
+	for (unsigned ln = 1; fgets(line, sizeof(line), f); ln++) {
+		char *s = trim(line);
+		if (*s == '\0' || *s == '#')
+			continue;
+		char *eq = strchr(s, '=');
+		if (!eq) {
+			fprintf(errout, "%s:%u: expected key = value\n", path, ln);
+			ok = false;
+			continue;
+		}
+		*eq = '\0';
+		char *key = trim(s), *val = trim(eq + 1);
+		int idx = find_opt(key, strlen(key));
+		const char *why = "unknown key";
+		if (idx < 0 || !apply(cfg, (size_t)idx, val, &why)) {
+			fprintf(errout, "%s:%u: %s: %s\n", path, ln, key, why);
+			ok = false;
+		}
+	}
+	fclose(f);
+	return ok;
+}
+
+static bool load_env(struct fpg_config *cfg, FILE *errout)
+{
+	bool ok = true;
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const char *name = opt_table[i].env;
+		const char *v = getenv(name);
+		if ((!v || !*v) && opt_table[i].env_alt) {
+			name = opt_table[i].env_alt;
+			v = getenv(name);
+		}
+		const char *why;
+		if (v && *v && !apply(cfg, i, v, &why)) {
+			fprintf(errout, "environment %s: %s\n", name, why);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+/* Finds --config FILE / --config=FILE in argv. */
+static const char *config_path(int argc, char **argv)
+{
+	for (int i = 1; i < argc; i++) {
+		if (strcmp(argv[i], "--config") == 0 && i + 1 < argc)
+			return argv[i + 1];
+		if (strncmp(argv[i], "--config=", 9) == 0)
+			return argv[i] + 9;
+	}
+	return getenv("FASTERPG_CONFIG");
+}
+
+static bool load_args(struct fpg_config *cfg, int argc, char **argv,
+		      FILE *errout, enum fpg_config_action *action)
+{
+	bool ok = true;
+	for (int i = 1; i < argc; i++) {
+		const char *a = argv[i];
+		if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+			*action = FPG_CONFIG_HELP;
+			continue;
+		}
+		if (strcmp(a, "--version") == 0) {
+			*action = FPG_CONFIG_VERSION;
+			continue;
+		}
+		if (strncmp(a, "--", 2) != 0) {
+			fprintf(errout, "argument %s: unexpected\n", a);
+			ok = false;
+			continue;
+		}
+		const char *name = a + 2, *eq = strchr(name, '=');
+		size_t len = eq ? (size_t)(eq - name) : strlen(name);
+		const char *val = eq ? eq + 1 : NULL;
+		if (len == 6 && strncmp(name, "config", 6) == 0) {
+			if (!val)
+				i++; /* handled by config_path */
+			continue;
+		}
+		int idx = find_opt(name, len);
+		if (idx < 0) {
+			fprintf(errout, "option --%.*s: unknown\n", (int)len,
+				name);
+			ok = false;
+			continue;
+		}
+		if (!val) {
+			if (i + 1 >= argc) {
+				fprintf(errout, "option --%s: needs a value\n",
+					opt_table[idx].name);
+				ok = false;
+				continue;
+			}
+			val = argv[++i];
+		}
+		const char *why;
+		if (!apply(cfg, (size_t)idx, val, &why)) {
+			fprintf(errout, "option --%s: %s\n", opt_table[idx].name,
+				why);
+			ok = false;
+		}
+	}
+	return ok;
+}
+
+bool fpg_config_load(struct fpg_config *cfg, int argc, char **argv,
+		     FILE *errout, enum fpg_config_action *action)
+{
+	memset(cfg, 0, sizeof(*cfg));
+	*action = FPG_CONFIG_RUN;
+	apply_defaults(cfg);
+	bool ok = true;
+	const char *path = config_path(argc, argv);
+	if (path && !load_file(cfg, path, errout))
+		ok = false;
+	if (!load_env(cfg, errout))
+		ok = false;
+	if (!load_args(cfg, argc, argv, errout, action))
+		ok = false;
+	return ok;
+}
+
+void fpg_config_deinit(struct fpg_config *cfg)
+{
+	for (size_t i = 0; i < N_OPTS; i++) {
+		free(cfg->owned[i]);
+		cfg->owned[i] = NULL;
+	}
+	free(cfg->listen_host);
+	cfg->listen_host = NULL;
+}
+
+void fpg_config_print_help(FILE *out)
+{
+	fprintf(out, "Usage: fasterpg [OPTIONS]\n\n"
+		     "PostgreSQL over HTTP. Options (also settable in the "
+		     "environment, or as\n`key = value` lines in the file "
+		     "given by --config FILE / FASTERPG_CONFIG):\n\n");
+	for (size_t i = 0; i < N_OPTS; i++) {
+		const struct opt_def *d = &opt_table[i];
+		fprintf(out, "  --%-22s %s\n", d->name, d->help);
+		fprintf(out, "  %-24s   env %s%s%s; default %s\n", "", d->env,
+			d->env_alt ? " or " : "",
+			d->env_alt ? d->env_alt : "", d->def ? d->def : "(none)");
+	}
+	fprintf(out, "  --%-22s %s\n  --%-22s %s\n  --%-22s %s\n", "config FILE",
+		"read options from FILE", "help", "show this help", "version",
+		"print the version");
+}

@@ -1,0 +1,152 @@
+#include "error.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <string.h>
+
+void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
+		   const char *fmt, ...)
+{
+	if (!err)
+		return;
+	err->code = code;
+	err->http_status = status;
+	err->sqlstate[0] = '\0';
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(err->message, sizeof(err->message), fmt, ap);
+	va_end(ap);
+}
+
+void fpg_error_clear(struct fpg_error *err)
+{
+	if (err)
+		memset(err, 0, sizeof(*err));
+}
+
+int fpg_error_status_for_sqlstate(const char *s)
+{
+	if (!s || strlen(s) != 5)
+		return 500;
+	if (strcmp(s, "42501") == 0)
+		return 403;
+	if (strcmp(s, "57014") == 0)
+		return 504;
+	if (strcmp(s, "40001") == 0 || strcmp(s, "40P01") == 0)
+		return 409;
+	/* admin/crash shutdown, cannot connect now: the server is going away */
+	if (strncmp(s, "57P0", 4) == 0)
+		return 503;
+	if (strncmp(s, "22", 2) == 0 || strncmp(s, "42", 2) == 0)
+		return 400;
+	if (strncmp(s, "23", 2) == 0)
+		return 409;
+	if (strncmp(s, "28", 2) == 0)
+		return 401;
+	if (strncmp(s, "08", 2) == 0 || strncmp(s, "53", 2) == 0)
+		return 503;
+	return 500;
+}
+
+void fpg_error_from_pg(struct fpg_error *err, const PGresult *res)
+{
+	if (!err)
+		return;
+	const char *state = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+	if (!msg)
+		msg = PQresultErrorMessage(res);
+	fpg_error_set(err, FPG_ERR_PG, fpg_error_status_for_sqlstate(state),
+		      "%s", msg ? msg : "unknown PostgreSQL error");
+	if (state)
+		snprintf(err->sqlstate, sizeof(err->sqlstate), "%s", state);
+}
+
+static const char *default_code(const struct fpg_error *err)
+{
+	switch (err->code) {
+	case FPG_ERR_NOMEM:
+		return "out_of_memory";
+	case FPG_ERR_REQUEST:
+		return "bad_request";
+	case FPG_ERR_UNAVAILABLE:
+		return "unavailable";
+	case FPG_ERR_LIMIT:
+		return "limit_exceeded";
+	case FPG_ERR_CONFIG:
+		return "config";
+	case FPG_ERR_PG:
+		return "pg_error";
+	case FPG_ERR_SYSTEM:
+	case FPG_ERR_NONE:
+		break;
+	}
+	return "internal_error";
+}
+
+static void put_field(struct fpg_buf *out, const char *key, const char *val)
+{
+	fpg_buf_putc(out, ',');
+	fpg_buf_json_str(out, key, strlen(key));
+	fpg_buf_putc(out, ':');
+	if (val)
+		fpg_buf_json_str(out, val, strlen(val));
+	else
+		fpg_buf_puts(out, "null");
+}
+
+/* Optional diagnostic fields passed on when PostgreSQL sets them. */
+static const struct {
+	const char *key;
+	int field;
+} pg_fields[] = {
+	{"where", PG_DIAG_CONTEXT},
+	{"schema", PG_DIAG_SCHEMA_NAME},
+	{"table", PG_DIAG_TABLE_NAME},
+	{"column", PG_DIAG_COLUMN_NAME},
+	{"constraint", PG_DIAG_CONSTRAINT_NAME},
+	{"severity", PG_DIAG_SEVERITY_NONLOCALIZED},
+};
+
+void fpg_error_json_object(struct fpg_buf *out, const struct fpg_error *err,
+			   const PGresult *res)
+{
+	const char *code = err && err->sqlstate[0] ? err->sqlstate
+						   : default_code(err);
+	const char *msg = err ? err->message : "internal error";
+	if (res) {
+		const char *s = PQresultErrorField(res, PG_DIAG_SQLSTATE);
+		const char *m = PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY);
+		if (s)
+			code = s;
+		if (m)
+			msg = m;
+	}
+	fpg_buf_puts(out, "{\"code\":");
+	fpg_buf_json_str(out, code, strlen(code));
+	put_field(out, "message", msg);
+	if (!res) {
+		fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,"
+				  "\"position\":null}");
+		return;
+	}
+	put_field(out, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
+	put_field(out, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
+	const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
+	fpg_buf_puts(out, ",\"position\":");
+	fpg_buf_puts(out, pos ? pos : "null");
+	for (size_t i = 0; i < sizeof(pg_fields) / sizeof(pg_fields[0]); i++) {
+		const char *v = PQresultErrorField(res, pg_fields[i].field);
+		if (v)
+			put_field(out, pg_fields[i].key, v);
+	}
+	fpg_buf_putc(out, '}');
+}
+
+void fpg_error_json(struct fpg_buf *out, const struct fpg_error *err,
+		    const PGresult *res)
+{
+	fpg_buf_puts(out, "{\"error\":");
+	fpg_error_json_object(out, err, res);
+	fpg_buf_puts(out, "}");
+}

@@ -1,0 +1,38 @@
+/*
+ * struct fpg_error helpers and the PostgreSQL SQLSTATE -> HTTP status map
+ * (DESIGN §2 "HTTP status for errors").
+ */
+#pragma once
+
+#include <libpq-fe.h>
+
+#include "buf.h"
+#include "fasterpg.h"
+
+/* Fills err (may be NULL) with code, HTTP status and a formatted message. */
+void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
+		   const char *fmt, ...) FPG_PRINTF(4, 5);
+
+/* Clears err to "no error". */
+void fpg_error_clear(struct fpg_error *err);
+
+/* Fills err from a failed PGresult (res borrowed). */
+void fpg_error_from_pg(struct fpg_error *err, const PGresult *res);
+
+/* The HTTP status for a SQLSTATE (5 characters; NULL means 500). */
+int fpg_error_status_for_sqlstate(const char *sqlstate);
+
+/*
+ * Appends {"error":{...}} for err to out. When res is a failed PGresult
+ * (borrowed, may be NULL), its fields (code, message, detail, hint,
+ * position, ...) are used instead of err's message.
+ */
+void fpg_error_json(struct fpg_buf *out, const struct fpg_error *err,
+		    const PGresult *res);
+
+/*
+ * Appends only the inner error object ({"code":...,"message":...}), for
+ * errors reported inside an already started response.
+ */
+void fpg_error_json_object(struct fpg_buf *out, const struct fpg_error *err,
+			   const PGresult *res);

@@ -1,0 +1,12 @@
+/*
+ * Route handlers (one file per resource group). Each returns an HTTP
+ * status with the body in req->out, or 0 when it answers later.
+ */
+#pragma once
+
+#include "request.h"
+
+int fpg_handle_query(struct fpg_request *req);	 /* handler_query.c */
+int fpg_handle_healthz(struct fpg_request *req); /* handler_meta.c */
+int fpg_handle_readyz(struct fpg_request *req);	 /* handler_meta.c */
+int fpg_handle_stats(struct fpg_request *req);	 /* handler_meta.c */

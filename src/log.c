@@ -1,0 +1,87 @@
+#include "log.h"
+
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "buf.h"
+
+static atomic_int log_level = FPG_LOG_INFO;
+static atomic_bool log_json = false;
+
+static const char *const level_names[] = {"error", "warn", "info", "debug"};
+
+const char *fpg_log_level_to_str(enum fpg_log_level level)
+{
+	if ((unsigned)level < sizeof(level_names) / sizeof(level_names[0]))
+		return level_names[level];
+	return "unknown";
+}
+
+bool fpg_log_level_parse(const char *s, enum fpg_log_level *out)
+{
+	for (int i = 0; i <= FPG_LOG_DEBUG; i++) {
+		if (strcmp(s, level_names[i]) == 0) {
+			*out = (enum fpg_log_level)i;
+			return true;
+		}
+	}
+	return false;
+}
+
+void fpg_log_configure(enum fpg_log_level level, bool json)
+{
+	atomic_store(&log_level, (int)level);
+	atomic_store(&log_json, json);
+}
+
+bool fpg_log_enabled(enum fpg_log_level level)
+{
+	return (int)level <= atomic_load_explicit(&log_level,
+						  memory_order_relaxed);
+}
+
+void fpg_log_write(enum fpg_log_level level, const char *component,
+		   const char *req_id, const char *fmt, ...)
+{
+	char msg[1024];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+
+	char ts[32];
+	struct timespec now;
+	struct tm tm;
+	clock_gettime(CLOCK_REALTIME, &now);
+	gmtime_r(&now.tv_sec, &tm);
+	strftime(ts, sizeof(ts), "%Y-%m-%dT%H:%M:%S", &tm);
+
+	struct fpg_buf line;
+	fpg_buf_init(&line);
+	if (atomic_load(&log_json)) {
+		fpg_buf_printf(&line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\","
+				      "\"component\":",
+			       ts, now.tv_nsec / 1000000,
+			       fpg_log_level_to_str(level));
+		fpg_buf_json_str(&line, component, strlen(component));
+		if (req_id) {
+			fpg_buf_puts(&line, ",\"request_id\":");
+			fpg_buf_json_str(&line, req_id, strlen(req_id));
+		}
+		fpg_buf_puts(&line, ",\"msg\":");
+		fpg_buf_json_str(&line, msg, strlen(msg));
+		fpg_buf_puts(&line, "}\n");
+	} else {
+		fpg_buf_printf(&line, "%s.%03ldZ %s %s%s%s: %s\n", ts,
+			       now.tv_nsec / 1000000,
+			       fpg_log_level_to_str(level), component,
+			       req_id ? " " : "", req_id ? req_id : "", msg);
+	}
+	/* One write per line keeps lines from different threads whole. */
+	if (!line.failed)
+		fwrite(line.data, 1, line.len, stderr);
+	fpg_buf_deinit(&line);
+}

@@ -1,0 +1,51 @@
+/* fasterpg: argv/env/config file -> options -> server. No logic here. */
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "config.h"
+#include "fasterpg.h"
+
+int main(int argc, char **argv)
+{
+	struct fpg_config cfg;
+	enum fpg_config_action action;
+	int rc = 1;
+	struct fpg_server *srv = NULL;
+	if (!fpg_config_load(&cfg, argc, argv, stderr, &action)) {
+		fprintf(stderr, "fasterpg: invalid configuration (see --help)\n");
+		goto out;
+	}
+	if (action == FPG_CONFIG_HELP) {
+		fpg_config_print_help(stdout);
+		rc = 0;
+		goto out;
+	}
+	if (action == FPG_CONFIG_VERSION) {
+		printf("fasterpg %s\n", FPG_VERSION);
+		rc = 0;
+		goto out;
+	}
+	/* Signals are taken synchronously by sigwait below; workers
+	 * inherit the mask, so only this thread sees them. */
+	sigset_t set;
+	sigemptyset(&set);
+	sigaddset(&set, SIGINT);
+	sigaddset(&set, SIGTERM);
+	pthread_sigmask(SIG_BLOCK, &set, NULL);
+	struct fpg_error err = {0};
+	srv = fpg_server_new(&cfg.opts, &err);
+	if (!srv || !fpg_server_start(srv, &err)) {
+		fprintf(stderr, "fasterpg: %s\n", err.message);
+		goto out;
+	}
+	int sig;
+	sigwait(&set, &sig);
+	fprintf(stderr, "fasterpg: signal %d, shutting down\n", sig);
+	fpg_server_stop(srv, 10000);
+	rc = 0;
+out:
+	fpg_server_free(srv);
+	fpg_config_deinit(&cfg);
+	return rc;
+}

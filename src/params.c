@@ -1,0 +1,455 @@
+#include "params.h"
+
+#include <ctype.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "buf.h"
+#include "error.h"
+
+#define MAX_PARAMS 65535
+
+/* ---- raw JSON scanning (the text is known to be valid JSON) ---- */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+	while (p < end && (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r'))
+		p++;
+	return p;
+}
+
+/* Returns the end of the value starting at p. */
+static const char *skip_value(const char *p, const char *end)
+{
+	if (p >= end)
+		return end;
+	if (*p == '"') {
+		for (p++; p < end && *p != '"'; p++)
+			if (*p == '\\')
+				p++;
+		return p < end ? p + 1 : end;
+	}
+	if (*p == '{' || *p == '[') {
+		int depth = 0;
+		for (; p < end; p++) {
+			if (*p == '"') {
+				p = skip_value(p, end) - 1;
+			} else if (*p == '{' || *p == '[') {
+				depth++;
+			} else if (*p == '}' || *p == ']') {
+				if (--depth == 0)
+					return p + 1;
+			}
+		}
+		return end;
+	}
+	while (p < end && !strchr(",]} \t\r\n", *p))
+		p++;
+	return p;
+}
+
+/* Finds the raw text of the top-level member "key" (unescaped keys only). */
+static bool find_member(const char *p, const char *end, const char *key,
+			const char **vs, const char **ve)
+{
+	size_t klen = strlen(key);
+	p = skip_ws(p, end);
+	if (p >= end || *p != '{')
+		return false;
+	p++;
+	for (;;) {
+		p = skip_ws(p, end);
+		if (p >= end || *p != '"')
+			return false;
+		const char *ks = p + 1, *ke = skip_value(p, end) - 1;
+		p = skip_ws(ke + 1, end);
+		if (p >= end || *p != ':')
+			return false;
+		p = skip_ws(p + 1, end);
+		const char *e = skip_value(p, end);
+		if ((size_t)(ke - ks) == klen && memcmp(ks, key, klen) == 0) {
+			*vs = p;
+			*ve = e;
+			return true;
+		}
+		p = skip_ws(e, end);
+		if (p >= end || *p != ',')
+			return false;
+		p++;
+	}
+}
+
+/* Walks the elements of a raw array: call first with *p at '['. */
+static bool next_element(const char **p, const char *end, const char **s,
+			 const char **e)
+{
+	const char *q = skip_ws(*p + 1, end); /* past '[' or ',' */
+	if (q >= end || *q == ']')
+		return false;
+	*s = q;
+	*e = skip_value(q, end);
+	*p = skip_ws(*e, end);
+	return true;
+}
+
+/* ---- JSON value -> PostgreSQL text ---- */
+
+static void put_array_literal(struct fpg_buf *out, const json_t *arr,
+			      const char *rs, const char *re);
+
+static void put_quoted(struct fpg_buf *out, const char *s, size_t n)
+{
+	fpg_buf_putc(out, '"');
+	for (size_t i = 0; i < n; i++) {
+		if (s[i] == '"' || s[i] == '\\')
+			fpg_buf_putc(out, '\\');
+		fpg_buf_putc(out, s[i]);
+	}
+	fpg_buf_putc(out, '"');
+}
+
+/* One element inside an array literal. rs..re is its raw text or NULL. */
+static void put_array_element(struct fpg_buf *out, const json_t *v,
+			      const char *rs, const char *re)
+{
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		fpg_buf_puts(out, "NULL");
+		break;
+	case JSON_TRUE:
+		fpg_buf_puts(out, "true");
+		break;
+	case JSON_FALSE:
+		fpg_buf_puts(out, "false");
+		break;
+	case JSON_STRING:
+		put_quoted(out, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_INTEGER:
+	case JSON_REAL:
+		if (rs) {
+			fpg_buf_append(out, rs, (size_t)(re - rs));
+		} else {
+			char *t = json_dumps(v, JSON_ENCODE_ANY);
+			if (t)
+				fpg_buf_puts(out, t);
+			free(t);
+		}
+		break;
+	case JSON_OBJECT:
+		if (rs) {
+			put_quoted(out, rs, (size_t)(re - rs));
+		} else {
+			char *t = json_dumps(v, JSON_COMPACT);
+			if (t)
+				put_quoted(out, t, strlen(t));
+			free(t);
+		}
+		break;
+	case JSON_ARRAY:
+		put_array_literal(out, v, rs, re);
+		break;
+	}
+}
+
+static void put_array_literal(struct fpg_buf *out, const json_t *arr,
+			      const char *rs, const char *re)
+{
+	const char *p = rs, *s = NULL, *e = NULL;
+	fpg_buf_putc(out, '{');
+	for (size_t i = 0; i < json_array_size(arr); i++) {
+		bool raw = rs && next_element(&p, re, &s, &e);
+		if (i)
+			fpg_buf_putc(out, ',');
+		put_array_element(out, json_array_get(arr, i), raw ? s : NULL,
+				  raw ? e : NULL);
+	}
+	fpg_buf_putc(out, '}');
+}
+
+/* Converts one parameter; *out is NULL for SQL NULL. */
+static bool param_text(const json_t *v, const char *rs, const char *re,
+		       char **out)
+{
+	struct fpg_buf b;
+	fpg_buf_init(&b);
+	*out = NULL;
+	switch (json_typeof(v)) {
+	case JSON_NULL:
+		return true;
+	case JSON_STRING:
+		fpg_buf_append(&b, json_string_value(v), json_string_length(v));
+		break;
+	case JSON_OBJECT:
+	case JSON_INTEGER:
+	case JSON_REAL:
+	case JSON_TRUE:
+	case JSON_FALSE:
+		/* The client's own text: numbers keep every digit. */
+		if (rs) {
+			fpg_buf_append(&b, rs, (size_t)(re - rs));
+		} else {
+			char *t = json_dumps(v, JSON_ENCODE_ANY | JSON_COMPACT);
+			if (!t)
+				return false;
+			fpg_buf_puts(&b, t);
+			free(t);
+		}
+		break;
+	case JSON_ARRAY:
+		put_array_literal(&b, v, rs, re);
+		break;
+	}
+	fpg_buf_putc(&b, '\0');
+	if (b.failed) {
+		fpg_buf_deinit(&b);
+		return false;
+	}
+	*out = b.data;
+	return true;
+}
+
+static bool parse_params(struct fpg_statement *st, const json_t *params,
+			 const char *body, size_t len, struct fpg_error *err)
+{
+	size_t n = json_array_size(params);
+	if (n > MAX_PARAMS) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "params has %zu values; at most %d are allowed",
+			      n, MAX_PARAMS);
+		return false;
+	}
+	st->params = calloc(n ? n : 1, sizeof(char *));
+	if (!st->params)
+		goto nomem;
+	st->nparams = (int)n;
+	const char *rs = NULL, *re = NULL, *p = NULL, *s = NULL, *e = NULL;
+	bool raw = find_member(body, body + len, "params", &rs, &re);
+	p = rs;
+	for (size_t i = 0; i < n; i++) {
+		bool have = raw && next_element(&p, re, &s, &e);
+		raw = have;
+		if (!param_text(json_array_get(params, i), have ? s : NULL,
+				have ? e : NULL, &st->params[i]))
+			goto nomem;
+	}
+	return true;
+nomem:
+	fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+	return false;
+}
+
+/* ---- fields ---- */
+
+static bool string_field(const json_t *v, const char *name,
+			 const char *const *allowed, int *index,
+			 struct fpg_error *err)
+{
+	if (json_is_string(v)) {
+		for (int i = 0; allowed[i]; i++) {
+			if (strcmp(json_string_value(v), allowed[i]) == 0) {
+				*index = i;
+				return true;
+			}
+		}
+	}
+	char list[128] = "";
+	for (int i = 0; allowed[i]; i++) {
+		strcat(list, i ? ", \"" : "\"");
+		strcat(list, allowed[i]);
+		strcat(list, "\"");
+	}
+	fpg_error_set(err, FPG_ERR_REQUEST, 400, "\"%s\" must be one of %s",
+		      name, list);
+	return false;
+}
+
+static bool parse_field(struct fpg_statement *st, const char *key,
+			const json_t *v, struct fpg_error *err)
+{
+	static const char *const rows[] = {"object", "array", NULL};
+	static const char *const expect[] = {"one", "first", "scalar", NULL};
+	static const char *const big[] = {"number", "string", NULL};
+	int i;
+	if (strcmp(key, "sql") == 0) {
+		if (!json_is_string(v)) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"sql\" must be a string");
+			return false;
+		}
+		st->sql = json_string_value(v);
+		return true;
+	}
+	if (strcmp(key, "params") == 0) {
+		if (!json_is_array(v)) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"params\" must be an array");
+			return false;
+		}
+		return true; /* converted once all fields are known good */
+	}
+	if (strcmp(key, "rows") == 0) {
+		if (!string_field(v, key, rows, &i, err))
+			return false;
+		st->rows = (enum fpg_rows_shape)i;
+		return true;
+	}
+	if (strcmp(key, "expect") == 0) {
+		if (!string_field(v, key, expect, &i, err))
+			return false;
+		st->expect = (enum fpg_expect)(i + 1);
+		return true;
+	}
+	if (strcmp(key, "big_numbers") == 0) {
+		if (!string_field(v, key, big, &i, err))
+			return false;
+		st->big_numbers_string = i == 1;
+		return true;
+	}
+	if (strcmp(key, "timeout_ms") == 0) {
+		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
+		    json_integer_value(v) > 86400000) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"timeout_ms\" must be an integer from "
+				      "1 to 86400000");
+			return false;
+		}
+		st->timeout_ms = (unsigned)json_integer_value(v);
+		return true;
+	}
+	fpg_error_set(err, FPG_ERR_REQUEST, 400,
+		      "unknown field \"%.64s\" (known: sql, params, rows, "
+		      "expect, big_numbers, timeout_ms)",
+		      key);
+	return false;
+}
+
+static bool blank(const char *s)
+{
+	for (; *s; s++)
+		if (!isspace((unsigned char)*s))
+			return false;
+	return true;
+}
+
+bool fpg_statement_parse(struct fpg_statement *st, const char *body,
+			 size_t len, struct fpg_error *err)
+{
+	memset(st, 0, sizeof(*st));
+	json_error_t jerr;
+	if (len == 0) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "the request body is empty; expected a JSON "
+			      "object with \"sql\"");
+		return false;
+	}
+	st->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	if (!st->root) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "invalid JSON at line %d, column %d: %s",
+			      jerr.line, jerr.column, jerr.text);
+		return false;
+	}
+	if (!json_is_object(st->root)) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "the body must be a JSON object");
+		return false;
+	}
+	const char *key;
+	json_t *v;
+	json_object_foreach(st->root, key, v) {
+		if (!parse_field(st, key, v, err))
+			return false;
+	}
+	if (!st->sql) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "\"sql\" is missing");
+		return false;
+	}
+	if (blank(st->sql)) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400, "\"sql\" is empty");
+		return false;
+	}
+	json_t *params = json_object_get(st->root, "params");
+	return !params || parse_params(st, params, body, len, err);
+}
+
+void fpg_statement_deinit(struct fpg_statement *st)
+{
+	for (int i = 0; st->params && i < st->nparams; i++)
+		free(st->params[i]);
+	free(st->params);
+	json_decref(st->root);
+	memset(st, 0, sizeof(*st));
+}
+
+/* ---- autocommit check ---- */
+
+/* Skips whitespace, comments and opening parentheses. */
+static const char *skip_noise(const char *p)
+{
+	for (;;) {
+		while (isspace((unsigned char)*p) || *p == '(')
+			p++;
+		if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n')
+				p++;
+		} else if (p[0] == '/' && p[1] == '*') {
+			/* block comments nest in PostgreSQL */
+			int depth = 0;
+			do {
+				if (p[0] == '/' && p[1] == '*')
+					depth++, p += 2;
+				else if (p[0] == '*' && p[1] == '/')
+					depth--, p += 2;
+				else
+					p++;
+			} while (*p && depth > 0);
+		} else {
+			return p;
+		}
+	}
+}
+
+bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
+{
+	static const char *const tx_words[] = {
+		"BEGIN", "START", "COMMIT", "END", "ROLLBACK", "ABORT",
+		"SAVEPOINT", "RELEASE", "PREPARE", NULL};
+	static const char *const session_words[] = {
+		"SET", "RESET", "DISCARD", "LISTEN", "UNLISTEN", "DEALLOCATE",
+		"DECLARE", "FETCH", "MOVE", "CLOSE", "LOCK", NULL};
+	const char *p = skip_noise(sql);
+	size_t n = 0;
+	while (isalpha((unsigned char)p[n]))
+		n++;
+	for (int i = 0; tx_words[i]; i++) {
+		if (n == strlen(tx_words[i]) &&
+		    strncasecmp(p, tx_words[i], n) == 0) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "%s is not allowed in /query, whose "
+				      "statements each commit on their own",
+				      tx_words[i]);
+			return false;
+		}
+	}
+	for (int i = 0; session_words[i]; i++) {
+		if (n == strlen(session_words[i]) &&
+		    strncasecmp(p, session_words[i], n) == 0) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "%s is not allowed in /query: it would "
+				      "change the state of a shared "
+				      "connection",
+				      session_words[i]);
+			return false;
+		}
+	}
+	if (n == 4 && strncasecmp(p, "COPY", 4) == 0) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "COPY is not supported by /query");
+		return false;
+	}
+	return true;
+}

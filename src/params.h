@@ -1,0 +1,55 @@
+/*
+ * The JSON body of /query (and later /tx/{token}/query) -> a statement
+ * with its parameters as PostgreSQL text values.
+ *
+ * Numbers keep the exact text the client sent (no float round trip), so
+ * the raw body is scanned next to jansson's tree for them.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include <jansson.h>
+
+#include "fasterpg.h"
+
+enum fpg_rows_shape {
+	FPG_ROWS_OBJECT, /* each row {"col": value, ...} */
+	FPG_ROWS_ARRAY,	 /* each row [value, ...] */
+};
+
+enum fpg_expect {
+	FPG_EXPECT_ALL,	   /* {"columns", "rows", "command", "row_count"} */
+	FPG_EXPECT_ONE,	   /* {"row"}; 404 for none, 409 for several */
+	FPG_EXPECT_FIRST,  /* {"row"}: the first row or null */
+	FPG_EXPECT_SCALAR, /* {"value"}: first column of the first row */
+};
+
+struct fpg_statement {
+	json_t *root;	     /* owned */
+	const char *sql;     /* borrowed from root */
+	int nparams;
+	char **params;	     /* owned, nparams entries; NULL = SQL NULL */
+	enum fpg_rows_shape rows;
+	enum fpg_expect expect;
+	bool big_numbers_string;
+	unsigned timeout_ms; /* 0 = not given */
+};
+
+/*
+ * Parses and validates a statement body. On failure fills err with a 400
+ * (or 503 when out of memory) and a message naming the field.
+ */
+bool fpg_statement_parse(struct fpg_statement *st, const char *body,
+			 size_t len, struct fpg_error *err) FPG_MUST_CHECK;
+
+void fpg_statement_deinit(struct fpg_statement *st);
+
+/*
+ * Rejects statements that would change the state of a shared connection
+ * (transaction control, SET, LISTEN, PREPARE, ...) or need another
+ * endpoint (COPY): /query runs on pooled autocommit connections.
+ */
+bool fpg_statement_check_autocommit(const char *sql,
+				    struct fpg_error *err) FPG_MUST_CHECK;

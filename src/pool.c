@@ -1,0 +1,638 @@
+#include "pool.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "error.h"
+#include "log.h"
+#include "query.h"
+#include "worker.h"
+
+enum fpg_conn_state {
+	FPG_CONN_DOWN,	     /* no PGconn; may be (re)opened */
+	FPG_CONN_CONNECTING, /* PQconnectPoll in progress */
+	FPG_CONN_SETUP,	     /* session settings being applied */
+	FPG_CONN_READY,	     /* usable */
+	FPG_CONN_BROKEN,     /* failed; closed by fpg_pool_reap() */
+};
+
+struct fpg_conn {
+	struct fpg_evsrc ev;	/* first: the epoll callback finds us */
+	struct fpg_pool *pool;
+	PGconn *pg;		/* NULL when DOWN */
+	int fd;			/* registered socket, -1 when none */
+	uint32_t events;	/* current epoll interest */
+	enum fpg_conn_state state;
+	struct fpg_pgop *head, *tail; /* ops awaiting their Sync */
+	unsigned inflight;	/* ops queued */
+	bool setup_failed;	/* the setup op got an error */
+	char broken[256];	/* why it is BROKEN */
+	uint64_t connect_started_ms;
+	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
+};
+
+struct fpg_pool {
+	struct fpg_worker *w;
+	const struct fpg_options *opts;
+	struct fpg_conn *conns; /* pool_max slots */
+	unsigned nconns;
+	struct fpg_pool_waiter *wait_head, *wait_tail;
+	unsigned nwaiting;
+	/* A connect attempt failed and nothing is open: fail fast (503)
+	 * instead of making every request wait for its deadline. */
+	bool db_down;
+	bool has_broken;	  /* some connection waits for fpg_pool_reap */
+	char last_error[256];
+	uint64_t next_connect_ms; /* back-off: no connect before this */
+	unsigned backoff_ms;
+};
+
+#define CONNECT_TIMEOUT_MS 10000
+#define BACKOFF_MIN_MS 50
+#define BACKOFF_MAX_MS 1000
+
+static const char *conn_state_to_str(enum fpg_conn_state s)
+{
+	switch (s) {
+	case FPG_CONN_DOWN:
+		return "down";
+	case FPG_CONN_CONNECTING:
+		return "connecting";
+	case FPG_CONN_SETUP:
+		return "setup";
+	case FPG_CONN_READY:
+		return "ready";
+	case FPG_CONN_BROKEN:
+		return "broken";
+	}
+	return "?";
+}
+
+static void update_gauges(struct fpg_pool *pool)
+{
+	int64_t open = 0, connecting = 0, busy = 0;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if (c->state == FPG_CONN_READY) {
+			open++;
+			if (c->inflight)
+				busy++;
+		} else if (c->state != FPG_CONN_DOWN) {
+			connecting++;
+		}
+	}
+	struct fpg_stats *st = &pool->w->stats;
+	atomic_store_explicit(&st->pool_open, open, memory_order_relaxed);
+	atomic_store_explicit(&st->pool_connecting, connecting,
+			      memory_order_relaxed);
+	atomic_store_explicit(&st->pool_busy, busy, memory_order_relaxed);
+	atomic_store_explicit(&st->pool_waiting, (int64_t)pool->nwaiting,
+			      memory_order_relaxed);
+}
+
+static void set_events(struct fpg_conn *c, uint32_t events)
+{
+	if (c->events == events)
+		return;
+	if (fpg_worker_rewatch(c->pool->w, c->fd, events, &c->ev))
+		c->events = events;
+}
+
+/* Tracks the socket libpq uses now; it may change while connecting. */
+static void track_socket(struct fpg_conn *c, uint32_t events)
+{
+	int fd = PQsocket(c->pg);
+	if (fd != c->fd) {
+		if (c->fd >= 0)
+			fpg_worker_unwatch(c->pool->w, c->fd);
+		c->fd = fd;
+		c->events = 0;
+	}
+	if (fd >= 0)
+		set_events(c, events);
+}
+
+/* ---- waiters ---- */
+
+static void waiter_unlink(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
+{
+	if (wt->prev)
+		wt->prev->next = wt->next;
+	else
+		pool->wait_head = wt->next;
+	if (wt->next)
+		wt->next->prev = wt->prev;
+	else
+		pool->wait_tail = wt->prev;
+	wt->prev = wt->next = NULL;
+	wt->queued = false;
+	pool->nwaiting--;
+}
+
+void fpg_pool_cancel_wait(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
+{
+	if (!wt->queued)
+		return;
+	waiter_unlink(pool, wt);
+	update_gauges(pool);
+}
+
+static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
+			 bool expired_only)
+{
+	struct fpg_pool_waiter *wt = pool->wait_head;
+	while (wt) {
+		struct fpg_pool_waiter *next = wt->next;
+		if (!expired_only || wt->deadline_ms <= pool->w->now_ms) {
+			waiter_unlink(pool, wt);
+			wt->fail(wt, err);
+		}
+		wt = next;
+	}
+	update_gauges(pool);
+}
+
+/* The READY connection with the fewest ops queued, if it has room. */
+static struct fpg_conn *pick(struct fpg_pool *pool)
+{
+	struct fpg_conn *best = NULL;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if (c->state != FPG_CONN_READY)
+			continue;
+		if (!best || c->inflight < best->inflight)
+			best = c;
+		if (c->inflight == 0)
+			break;
+	}
+	if (best && best->inflight >= pool->opts->pipeline_depth)
+		return NULL;
+	return best;
+}
+
+static void serve_waiters(struct fpg_pool *pool)
+{
+	struct fpg_conn *c;
+	while (pool->wait_head && (c = pick(pool))) {
+		struct fpg_pool_waiter *wt = pool->wait_head;
+		waiter_unlink(pool, wt);
+		wt->ready(wt, c);
+	}
+	update_gauges(pool);
+}
+
+/* ---- ops ---- */
+
+static void fail_ops(struct fpg_conn *c, const char *why)
+{
+	struct fpg_pgop *op;
+	while ((op = c->head)) {
+		c->head = op->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->inflight--;
+		op->on_done(op, why);
+		free(op);
+	}
+}
+
+static void conn_close(struct fpg_conn *c)
+{
+	if (c->fd >= 0)
+		fpg_worker_unwatch(c->pool->w, c->fd);
+	c->fd = -1;
+	c->events = 0;
+	if (c->pg)
+		PQfinish(c->pg);
+	c->pg = NULL;
+	fpg_stmt_cache_free(c->stmts);
+	c->stmts = NULL;
+	c->state = FPG_CONN_DOWN;
+}
+
+static bool any_ready(const struct fpg_pool *pool)
+{
+	for (unsigned i = 0; i < pool->nconns; i++)
+		if (pool->conns[i].state == FPG_CONN_READY)
+			return true;
+	return false;
+}
+
+/* A connect or setup attempt failed: back off, and fail fast meanwhile. */
+static void connect_failed(struct fpg_conn *c, const char *why)
+{
+	struct fpg_pool *pool = c->pool;
+	snprintf(pool->last_error, sizeof(pool->last_error), "%s", why);
+	/* libpq messages end with a newline */
+	size_t n = strlen(pool->last_error);
+	while (n && (pool->last_error[n - 1] == '\n' ||
+		     pool->last_error[n - 1] == ' '))
+		pool->last_error[--n] = '\0';
+	fpg_log_warn("pool", NULL, "worker %u: connect failed: %s",
+		     pool->w->id, pool->last_error);
+	FPG_STAT_ADD(pool->w->stats.pool_connect_failures, 1);
+	fail_ops(c, why);
+	conn_close(c);
+	pool->backoff_ms = pool->backoff_ms ? pool->backoff_ms * 2
+					    : BACKOFF_MIN_MS;
+	if (pool->backoff_ms > BACKOFF_MAX_MS)
+		pool->backoff_ms = BACKOFF_MAX_MS;
+	pool->next_connect_ms = pool->w->now_ms + pool->backoff_ms;
+	if (!any_ready(pool)) {
+		pool->db_down = true;
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
+			      "PostgreSQL is unavailable: %s",
+			      pool->last_error);
+		fail_waiters(pool, &err, false);
+	}
+	update_gauges(pool);
+}
+
+/*
+ * A ready connection that breaks is only marked here: callers are often
+ * deep inside its own result loop or iterating its statements, so closing
+ * it (and failing its ops) waits for fpg_pool_reap() at the end of the
+ * worker's loop turn.
+ */
+void fpg_conn_fail(struct fpg_conn *c, const char *why)
+{
+	if (c->state == FPG_CONN_BROKEN)
+		return;
+	if (c->state != FPG_CONN_READY) {
+		connect_failed(c, why);
+		return;
+	}
+	snprintf(c->broken, sizeof(c->broken), "%s", why);
+	size_t n = strlen(c->broken);
+	while (n && c->broken[n - 1] == '\n')
+		c->broken[--n] = '\0';
+	c->state = FPG_CONN_BROKEN;
+	c->pool->has_broken = true;
+	set_events(c, 0);
+}
+
+void fpg_pool_reap(struct fpg_pool *pool)
+{
+	if (!pool->has_broken)
+		return;
+	pool->has_broken = false;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if (c->state != FPG_CONN_BROKEN)
+			continue;
+		fpg_log_warn("pool", NULL, "worker %u: connection lost: %s",
+			     pool->w->id, c->broken);
+		fail_ops(c, c->broken);
+		conn_close(c);
+	}
+	update_gauges(pool);
+	serve_waiters(pool);
+}
+
+struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
+				  fpg_pgop_result_fn on_result,
+				  fpg_pgop_done_fn on_done, void *ctx,
+				  int single_row_query)
+{
+	struct fpg_pgop *op = calloc(1, sizeof(*op));
+	if (!op) {
+		on_done(&(struct fpg_pgop){.ctx = ctx}, "out of memory");
+		fpg_conn_fail(c, "out of memory");
+		return NULL;
+	}
+	op->on_result = on_result;
+	op->on_done = on_done;
+	op->ctx = ctx;
+	op->single_row_query = single_row_query;
+	if (c->tail)
+		c->tail->next = op;
+	else
+		c->head = op;
+	c->tail = op;
+	if (c->inflight++ == 0)
+		update_gauges(c->pool);
+	/* libpq 15's PQpipelineSync also flushes (one send per op). */
+	int f = PQpipelineSync(c->pg) ? PQflush(c->pg) : -1;
+	if (f < 0) {
+		/* The op is queued: reaping reports it through on_done. */
+		fpg_conn_fail(c, PQerrorMessage(c->pg));
+		return op;
+	}
+	set_events(c, f ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	return op;
+}
+
+PGconn *fpg_conn_pg(struct fpg_conn *c)
+{
+	return c->pg;
+}
+
+struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *c)
+{
+	return c->stmts;
+}
+
+/* Hands results to the op at the head until libpq needs more input. */
+static void drain(struct fpg_conn *c)
+{
+	while (c->head && (c->state == FPG_CONN_READY ||
+			   c->state == FPG_CONN_SETUP)) {
+		struct fpg_pgop *op = c->head;
+		/* Before PQisBusy(): it parses input, and single-row mode
+		 * must be chosen before the query's first row is parsed. */
+		if (op->single_row_query == op->queries_done) {
+			PQsetSingleRowMode(c->pg);
+			op->single_row_query = -1;
+		}
+		if (PQisBusy(c->pg))
+			break;
+		PGresult *res = PQgetResult(c->pg);
+		if (!res) {
+			op->queries_done++;
+			continue;
+		}
+		if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+			op->on_result(op, res);
+			continue;
+		}
+		PQclear(res);
+		c->head = op->next;
+		if (!c->head)
+			c->tail = NULL;
+		c->inflight--;
+		op->on_done(op, NULL);
+		free(op);
+		if (c->inflight == 0)
+			update_gauges(c->pool);
+		serve_waiters(c->pool);
+	}
+}
+
+static void conn_read(struct fpg_conn *c)
+{
+	if (!PQconsumeInput(c->pg) || PQstatus(c->pg) == CONNECTION_BAD) {
+		fpg_conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	drain(c);
+}
+
+/* ---- connecting ---- */
+
+static const char setup_sql[] =
+	"SELECT set_config('DateStyle', 'ISO, MDY', false),"
+	" set_config('IntervalStyle', 'postgres', false),"
+	" set_config('bytea_output', 'hex', false),"
+	" set_config('statement_timeout', $1, false)";
+
+static void setup_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_conn *c = op->ctx;
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		c->setup_failed = true;
+		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s",
+			 PQresultErrorMessage(res));
+	}
+	PQclear(res);
+}
+
+static void setup_done(struct fpg_pgop *op, const char *broken)
+{
+	struct fpg_conn *c = op->ctx;
+	if (broken)
+		return; /* the connection is already being failed */
+	if (c->setup_failed) {
+		connect_failed(c, c->pool->last_error);
+		return;
+	}
+	c->state = FPG_CONN_READY;
+	c->pool->db_down = false;
+	c->pool->backoff_ms = 0;
+	fpg_log_debug("pool", NULL, "worker %u: connection ready",
+		      c->pool->w->id);
+	update_gauges(c->pool);
+	/* serve_waiters runs in drain() right after this returns */
+}
+
+static void start_setup(struct fpg_conn *c)
+{
+	PGconn *pg = c->pg;
+	char timeout[32];
+	snprintf(timeout, sizeof(timeout), "%u",
+		 c->pool->opts->statement_timeout_ms);
+	const char *vals[1] = {timeout};
+	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
+	    !PQsendQueryParams(pg, setup_sql, 1, NULL, vals, NULL, NULL, 0) ||
+	    !fpg_query_send_setup(pg)) {
+		connect_failed(c, c->stmts ? PQerrorMessage(pg)
+					   : "out of memory");
+		return;
+	}
+	c->state = FPG_CONN_SETUP;
+	c->setup_failed = false;
+	fpg_conn_push_op(c, setup_result, setup_done, c, -1);
+}
+
+static void connect_poll(struct fpg_conn *c)
+{
+	switch (PQconnectPoll(c->pg)) {
+	case PGRES_POLLING_READING:
+		track_socket(c, EPOLLIN);
+		break;
+	case PGRES_POLLING_WRITING:
+		track_socket(c, EPOLLOUT);
+		break;
+	case PGRES_POLLING_OK:
+		track_socket(c, EPOLLIN);
+		start_setup(c);
+		break;
+	case PGRES_POLLING_FAILED:
+	case PGRES_POLLING_ACTIVE:
+	default:
+		connect_failed(c, PQerrorMessage(c->pg));
+		break;
+	}
+}
+
+static void conn_event(struct fpg_evsrc *src, uint32_t events)
+{
+	struct fpg_conn *c = (struct fpg_conn *)src;
+	if (c->state == FPG_CONN_CONNECTING) {
+		connect_poll(c);
+		return;
+	}
+	if (c->state != FPG_CONN_READY && c->state != FPG_CONN_SETUP)
+		return;
+	if (events & EPOLLOUT) {
+		int f = PQflush(c->pg);
+		if (f < 0) {
+			fpg_conn_fail(c, PQerrorMessage(c->pg));
+			return;
+		}
+		if (f == 0)
+			set_events(c, EPOLLIN);
+	}
+	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		conn_read(c);
+}
+
+static void conn_start(struct fpg_conn *c)
+{
+	struct fpg_pool *pool = c->pool;
+	const char *keys[] = {"dbname", "client_encoding",
+			      "fallback_application_name", NULL};
+	const char *vals[] = {pool->opts->db ? pool->opts->db : "",
+			      "UTF8", "fasterpg", NULL};
+	c->pg = PQconnectStartParams(keys, vals, 1);
+	c->connect_started_ms = pool->w->now_ms;
+	c->state = FPG_CONN_CONNECTING;
+	c->fd = -1;
+	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
+		connect_failed(c, c->pg ? PQerrorMessage(c->pg)
+					: "out of memory");
+		return;
+	}
+	/* As if PQconnectPoll had asked to wait for writability. */
+	track_socket(c, EPOLLOUT);
+	update_gauges(pool);
+}
+
+static unsigned count_alive(const struct fpg_pool *pool, bool *connecting)
+{
+	unsigned n = 0;
+	*connecting = false;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		if (pool->conns[i].state != FPG_CONN_DOWN)
+			n++;
+		if (pool->conns[i].state == FPG_CONN_CONNECTING ||
+		    pool->conns[i].state == FPG_CONN_SETUP)
+			*connecting = true;
+	}
+	return n;
+}
+
+/* Opens one more connection if allowed by the size and the back-off. */
+static void maybe_grow(struct fpg_pool *pool, unsigned want)
+{
+	bool connecting;
+	unsigned alive = count_alive(pool, &connecting);
+	if (alive >= want || connecting ||
+	    pool->w->now_ms < pool->next_connect_ms || pool->w->draining)
+		return;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		if (pool->conns[i].state == FPG_CONN_DOWN) {
+			conn_start(&pool->conns[i]);
+			return;
+		}
+	}
+}
+
+void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
+{
+	struct fpg_conn *c = pick(pool);
+	/* Busy connections are a sign of load: add one (up to pool-max). */
+	if (!c || c->inflight > 0)
+		maybe_grow(pool, pool->nconns);
+	if (c) {
+		wt->ready(wt, c);
+		return;
+	}
+	if (pool->db_down && !any_ready(pool)) {
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
+			      "PostgreSQL is unavailable: %s",
+			      pool->last_error);
+		wt->fail(wt, &err);
+		return;
+	}
+	wt->prev = pool->wait_tail;
+	wt->next = NULL;
+	if (pool->wait_tail)
+		pool->wait_tail->next = wt;
+	else
+		pool->wait_head = wt;
+	pool->wait_tail = wt;
+	wt->queued = true;
+	pool->nwaiting++;
+	update_gauges(pool);
+}
+
+void fpg_pool_tick(struct fpg_pool *pool)
+{
+	uint64_t now = pool->w->now_ms;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if ((c->state == FPG_CONN_CONNECTING ||
+		     c->state == FPG_CONN_SETUP) &&
+		    now - c->connect_started_ms > CONNECT_TIMEOUT_MS)
+			connect_failed(c, "timed out connecting");
+	}
+	unsigned want = pool->opts->pool_min;
+	if (pool->nwaiting && want < pool->nconns)
+		want = pool->nconns;
+	maybe_grow(pool, want);
+	if (pool->wait_head) {
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
+			      "timed out waiting for a PostgreSQL connection");
+		fail_waiters(pool, &err, true);
+	}
+}
+
+bool fpg_pool_has_ready(const struct fpg_pool *pool)
+{
+	return any_ready(pool);
+}
+
+struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool)
+{
+	return pool->w;
+}
+
+struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err)
+{
+	struct fpg_pool *pool = calloc(1, sizeof(*pool));
+	if (!pool)
+		goto nomem;
+	pool->w = w;
+	pool->opts = w->opts;
+	pool->nconns = w->opts->pool_max;
+	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
+	if (!pool->conns)
+		goto nomem;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		pool->conns[i].ev.on_event = conn_event;
+		pool->conns[i].pool = pool;
+		pool->conns[i].fd = -1;
+	}
+	return pool;
+nomem:
+	fpg_pool_free(pool);
+	fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+	return NULL;
+}
+
+void fpg_pool_free(struct fpg_pool *pool)
+{
+	if (!pool)
+		return;
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503, "server shutting down");
+	fail_waiters(pool, &err, false);
+	for (unsigned i = 0; pool->conns && i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		fpg_log_debug("pool", NULL, "closing connection (%s)",
+			      conn_state_to_str(c->state));
+		fail_ops(c, "server shutting down");
+		conn_close(c);
+	}
+	update_gauges(pool);
+	free(pool->conns);
+	free(pool);
+}

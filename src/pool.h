@@ -1,0 +1,109 @@
+/*
+ * A worker's PostgreSQL connections. Every connection is non-blocking and
+ * in pipeline mode: work is queued on it as "ops", each ending with its own
+ * Sync, so that unrelated requests never share a transaction. Results come
+ * back in order and are handed to the op at the head of the queue.
+ *
+ * Connections are opened with PQconnectStart/PQconnectPoll, set up (date
+ * style, timeouts) by a first op, and replaced with back-off when they
+ * break. Owned by one worker; nothing here is thread-safe.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "fasterpg.h"
+
+struct fpg_worker;
+struct fpg_conn;
+struct fpg_pool;
+struct fpg_pgop;
+
+/*
+ * Called for every result of the op except the PIPELINE_SYNC that ends it.
+ * Takes ownership of res.
+ */
+typedef void (*fpg_pgop_result_fn)(struct fpg_pgop *op, PGresult *res);
+
+/*
+ * Called once when the op is over: its Sync arrived (broken == NULL), or
+ * the connection broke first (broken = why). The op is freed right after.
+ */
+typedef void (*fpg_pgop_done_fn)(struct fpg_pgop *op, const char *broken);
+
+struct fpg_pgop {
+	struct fpg_pgop *next;	 /* queue order on the connection */
+	fpg_pgop_result_fn on_result;
+	fpg_pgop_done_fn on_done;
+	void *ctx;		 /* owner; NULL once the owner went away */
+	int single_row_query;	 /* query of the group to run in single-row
+				    mode, -1 for none */
+	int queries_done;	 /* NULL results seen so far */
+};
+
+/*
+ * Waits for a usable connection. ready() gets a connection with room in
+ * its pipeline; fail() gets an error (503 unavailable or timeout). Exactly
+ * one of them is called, unless the waiter is cancelled first.
+ */
+struct fpg_pool_waiter {
+	struct fpg_pool_waiter *prev, *next;
+	uint64_t deadline_ms;
+	void (*ready)(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
+	void (*fail)(struct fpg_pool_waiter *wt, const struct fpg_error *err);
+	bool queued;
+};
+
+struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err);
+
+/* Closes every connection (ops get on_done with broken set). NULL ok. */
+void fpg_pool_free(struct fpg_pool *pool);
+
+/*
+ * Finds a connection for one more op: ready() is called at once when there
+ * is one, else the waiter queues until one frees up, its deadline passes
+ * or the database is known to be down (fail()).
+ */
+void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt);
+
+/* Removes a queued waiter (no callback follows). */
+void fpg_pool_cancel_wait(struct fpg_pool *pool, struct fpg_pool_waiter *wt);
+
+/*
+ * Queues a new op on conn after the caller sent its statements (without
+ * the Sync): adds the Sync and flushes. Returns the op (owned by the
+ * connection, freed after on_done; if sending failed, on_done follows
+ * with the reason). NULL only when no memory was left for the op: then
+ * on_done has already been called.
+ */
+struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
+				  fpg_pgop_result_fn on_result,
+				  fpg_pgop_done_fn on_done, void *ctx,
+				  int single_row_query);
+
+/* The libpq connection, for sending statements before fpg_conn_push_op. */
+PGconn *fpg_conn_pg(struct fpg_conn *conn);
+
+/*
+ * Marks conn broken: no new work goes to it, and fpg_pool_reap() fails its
+ * queued ops and closes it. Safe to call from inside op callbacks.
+ */
+void fpg_conn_fail(struct fpg_conn *conn, const char *why);
+
+/* Closes broken connections; the worker calls it once per loop turn. */
+void fpg_pool_reap(struct fpg_pool *pool);
+
+/* The statement cache attached to the connection (see query.c). */
+struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *conn);
+
+/* The worker owning the pool. */
+struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool);
+
+/* Periodic work: reconnects, minimum size, waiter deadlines. */
+void fpg_pool_tick(struct fpg_pool *pool);
+
+/* True when some connection is open and set up. */
+bool fpg_pool_has_ready(const struct fpg_pool *pool);

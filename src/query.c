@@ -1,0 +1,566 @@
+#include "query.h"
+
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "error.h"
+#include "log.h"
+#include "typecache.h"
+#include "worker.h"
+
+#define STMT_BUCKETS 256
+#define STMT_MAX 256	/* prepared statements kept per connection */
+#define MAX_TYPE_LOOKUP 64
+
+enum fpg_stmt_state {
+	FPG_STMT_PREPARING, /* Parse + Describe sent */
+	FPG_STMT_TYPING,    /* looking up column types not yet known */
+	FPG_STMT_READY,
+};
+
+struct fpg_stmt {
+	struct fpg_stmt *hnext;	      /* hash chain */
+	struct fpg_stmt *lru_prev, *lru_next; /* most recent first */
+	struct fpg_stmt_cache *cache;
+	char *sql;
+	uint64_t hash;
+	char name[24];
+	enum fpg_stmt_state state;
+	int nparams;
+	int ncols;
+	struct fpg_column *cols;      /* names in one block after the array */
+	struct fpg_query *waiters;    /* queries waiting for READY */
+	PGresult *error;	      /* the Parse failed */
+	uint32_t missing[MAX_TYPE_LOOKUP];
+	size_t nmissing;
+};
+
+struct fpg_stmt_cache {
+	struct fpg_pool *pool;
+	struct fpg_conn *conn;	      /* the connection the cache belongs to */
+	struct fpg_stmt *buckets[STMT_BUCKETS];
+	struct fpg_stmt *lru_head, *lru_tail;
+	unsigned count;
+	unsigned next_id;
+};
+
+static uint64_t hash_sql(const char *s)
+{
+	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
+	for (; *s; s++)
+		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
+	return h;
+}
+
+struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
+					  struct fpg_conn *conn)
+{
+	struct fpg_stmt_cache *c = calloc(1, sizeof(*c));
+	if (c) {
+		c->pool = pool;
+		c->conn = conn;
+	}
+	return c;
+}
+
+static void stmt_free(struct fpg_stmt *st)
+{
+	if (!st)
+		return;
+	PQclear(st->error);
+	free(st->cols);
+	free(st->sql);
+	free(st);
+}
+
+void fpg_stmt_cache_free(struct fpg_stmt_cache *cache)
+{
+	if (!cache)
+		return;
+	struct fpg_stmt *st = cache->lru_head;
+	while (st) {
+		struct fpg_stmt *next = st->lru_next;
+		stmt_free(st);
+		st = next;
+	}
+	free(cache);
+}
+
+static void lru_unlink(struct fpg_stmt_cache *c, struct fpg_stmt *st)
+{
+	if (st->lru_prev)
+		st->lru_prev->lru_next = st->lru_next;
+	else
+		c->lru_head = st->lru_next;
+	if (st->lru_next)
+		st->lru_next->lru_prev = st->lru_prev;
+	else
+		c->lru_tail = st->lru_prev;
+	st->lru_prev = st->lru_next = NULL;
+}
+
+static void lru_push_front(struct fpg_stmt_cache *c, struct fpg_stmt *st)
+{
+	st->lru_next = c->lru_head;
+	if (c->lru_head)
+		c->lru_head->lru_prev = st;
+	else
+		c->lru_tail = st;
+	c->lru_head = st;
+}
+
+static struct fpg_stmt *cache_find(struct fpg_stmt_cache *c, const char *sql,
+				   uint64_t h)
+{
+	for (struct fpg_stmt *st = c->buckets[h % STMT_BUCKETS]; st;
+	     st = st->hnext)
+		if (st->hash == h && strcmp(st->sql, sql) == 0)
+			return st;
+	return NULL;
+}
+
+static void cache_remove(struct fpg_stmt_cache *c, struct fpg_stmt *st)
+{
+	struct fpg_stmt **pp = &c->buckets[st->hash % STMT_BUCKETS];
+	while (*pp != st)
+		pp = &(*pp)->hnext;
+	*pp = st->hnext;
+	lru_unlink(c, st);
+	c->count--;
+}
+
+static void cache_insert(struct fpg_stmt_cache *c, struct fpg_stmt *st)
+{
+	struct fpg_stmt **b = &c->buckets[st->hash % STMT_BUCKETS];
+	st->hnext = *b;
+	*b = st;
+	lru_push_front(c, st);
+	c->count++;
+}
+
+static void ignore_result(struct fpg_pgop *op, PGresult *res)
+{
+	PQclear(res);
+}
+
+static void ignore_done(struct fpg_pgop *op, const char *broken)
+{
+}
+
+/*
+ * Drops the least recently used ready statement. Its DEALLOCATE queues
+ * behind every execution already sent, so nothing in flight loses it.
+ */
+static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
+{
+	struct fpg_stmt *st = c->lru_tail;
+	while (st && st->state != FPG_STMT_READY)
+		st = st->lru_prev;
+	if (!st)
+		return;
+	char sql[64];
+	snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
+	cache_remove(c, st);
+	stmt_free(st);
+	if (!PQsendQueryParams(fpg_conn_pg(conn), sql, 0, NULL, NULL, NULL,
+			       NULL, 0)) {
+		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
+		return;
+	}
+	fpg_conn_push_op(conn, ignore_result, ignore_done, NULL, -1);
+}
+
+/* ---- finishing ---- */
+
+static void finish(struct fpg_query *q, PGresult *res,
+		   const struct fpg_error *err)
+{
+	q->done = true;
+	q->op = NULL;
+	q->stmt = NULL;
+	q->ops->finish(q, res, err);
+}
+
+static void finish_err(struct fpg_query *q, enum fpg_errcode code,
+		       int status, const char *msg)
+{
+	struct fpg_error err;
+	fpg_error_set(&err, code, status, "%s", msg);
+	finish(q, NULL, &err);
+}
+
+static void finish_pg_err(struct fpg_query *q, PGresult *res)
+{
+	struct fpg_error err;
+	fpg_error_from_pg(&err, res);
+	finish(q, res, &err);
+}
+
+static void finish_broken(struct fpg_query *q, const char *why)
+{
+	char msg[256];
+	snprintf(msg, sizeof(msg), "connection to PostgreSQL lost: %s", why);
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	finish_err(q, FPG_ERR_UNAVAILABLE, 503, msg);
+}
+
+/* ---- executing ---- */
+
+static void exec_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_query *q = op->ctx;
+	if (!q) {
+		PQclear(res);
+		return;
+	}
+	if (op->queries_done < q->stmt_query &&
+	    PQresultStatus(res) != PGRES_FATAL_ERROR) {
+		PQclear(res); /* the timeout's set_config() */
+		return;
+	}
+	switch (PQresultStatus(res)) {
+	case PGRES_SINGLE_TUPLE:
+		q->ops->row(q, res, 0);
+		break;
+	case PGRES_TUPLES_OK:
+		/* Rows only arrive here if single-row mode was refused. */
+		for (int i = 0; i < PQntuples(res); i++)
+			q->ops->row(q, res, i);
+		/* fall through */
+	case PGRES_COMMAND_OK:
+		PQclear(q->final);
+		q->final = res;
+		return;
+	case PGRES_FATAL_ERROR:
+		if (!q->error) {
+			q->error = res;
+			return;
+		}
+		break;
+	case PGRES_COPY_IN:
+	case PGRES_COPY_OUT:
+	case PGRES_COPY_BOTH:
+		/*
+		 * COPY cannot work inside a pipeline and libpq would wait for
+		 * copy data forever: give up the connection.
+		 */
+		PQclear(res);
+		fpg_conn_fail(q->conn, "COPY is not supported by /query");
+		return;
+	default:
+		break;
+	}
+	PQclear(res);
+}
+
+static void exec_done(struct fpg_pgop *op, const char *broken)
+{
+	struct fpg_query *q = op->ctx;
+	if (!q)
+		return;
+	PGresult *final = q->final, *error = q->error;
+	q->final = q->error = NULL;
+	if (broken)
+		finish_broken(q, broken);
+	else if (error)
+		finish_pg_err(q, error);
+	else
+		finish(q, final, NULL);
+	PQclear(final);
+	PQclear(error);
+}
+
+static void execute(struct fpg_query *q, struct fpg_conn *conn,
+		    struct fpg_stmt *st)
+{
+	if (q->nparams != st->nparams) {
+		char msg[160];
+		snprintf(msg, sizeof(msg),
+			 "the statement has %d parameter%s but params has "
+			 "%d value%s",
+			 st->nparams, st->nparams == 1 ? "" : "s", q->nparams,
+			 q->nparams == 1 ? "" : "s");
+		finish_err(q, FPG_ERR_REQUEST, 400, msg);
+		return;
+	}
+	PGconn *pg = fpg_conn_pg(conn);
+	q->stmt_query = 0;
+	if (q->timeout_ms) {
+		char ms[16];
+		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
+		const char *v[1] = {ms};
+		if (!PQsendQueryPrepared(pg, "fpg_timeout", 1, v, NULL, NULL,
+					 0))
+			goto fail;
+		q->stmt_query = 1;
+	}
+	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
+				 NULL, 0))
+		goto fail;
+	q->ops->columns(q, st->ncols, st->cols);
+	q->conn = conn;
+	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
+				 q->stmt_query);
+	return;
+fail:;
+	char why[256];
+	snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+	fpg_conn_fail(conn, why);
+	finish_broken(q, why);
+}
+
+/* ---- preparing ---- */
+
+static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
+			    const char *broken)
+{
+	struct fpg_query *q = st->waiters;
+	st->waiters = NULL;
+	while (q) {
+		struct fpg_query *next = q->next_waiter;
+		q->next_waiter = NULL;
+		q->stmt = NULL;
+		if (broken)
+			finish_broken(q, broken);
+		else if (st->error)
+			finish_pg_err(q, st->error);
+		else
+			execute(q, conn, st);
+		q = next;
+	}
+}
+
+static bool save_columns(struct fpg_stmt *st, const PGresult *res)
+{
+	int n = PQnfields(res);
+	size_t names = 0;
+	for (int i = 0; i < n; i++)
+		names += strlen(PQfname(res, i)) + 1;
+	st->cols = malloc(sizeof(*st->cols) * (size_t)n + names + 1);
+	if (!st->cols)
+		return false;
+	char *p = (char *)(st->cols + n);
+	for (int i = 0; i < n; i++) {
+		size_t l = strlen(PQfname(res, i)) + 1;
+		memcpy(p, PQfname(res, i), l);
+		st->cols[i].name = p;
+		st->cols[i].type = PQftype(res, i);
+		p += l;
+	}
+	st->ncols = n;
+	st->nparams = PQnparams(res);
+	return true;
+}
+
+/* Results of Parse (query 0 of the op) and Describe (query 1). */
+static void prep_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_stmt *st = op->ctx;
+	ExecStatusType s = PQresultStatus(res);
+	if (s == PGRES_FATAL_ERROR && !st->error) {
+		st->error = res;
+		return;
+	}
+	if (s == PGRES_COMMAND_OK && op->queries_done == 1 && !st->error &&
+	    !save_columns(st, res)) {
+		/* Treat as a failed Parse: the waiters get an error. */
+		st->error = res;
+		return;
+	}
+	PQclear(res);
+}
+
+static void types_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_stmt *st = op->ctx;
+	struct fpg_worker *w = fpg_pool_worker(st->cache->pool);
+	struct fpg_error err;
+	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
+	    !fpg_typecache_load(w->types, res, st->missing, st->nmissing,
+				&err)) {
+		/* Values of these types go out as strings meanwhile. */
+		fpg_log_warn("query", NULL, "type lookup failed: %s",
+			     PQresultStatus(res) == PGRES_TUPLES_OK
+				     ? err.message
+				     : PQresultErrorMessage(res));
+	}
+	PQclear(res);
+}
+
+static void stmt_ready(struct fpg_stmt *st, struct fpg_conn *conn)
+{
+	st->state = FPG_STMT_READY;
+	release_waiters(st, conn, NULL);
+}
+
+static void types_done(struct fpg_pgop *op, const char *broken)
+{
+	struct fpg_stmt *st = op->ctx;
+	if (broken) {
+		release_waiters(st, NULL, broken);
+		return;
+	}
+	stmt_ready(st, st->cache->conn);
+}
+
+/* Looks up column types the worker's cache does not know yet. */
+static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
+{
+	struct fpg_worker *w = fpg_pool_worker(st->cache->pool);
+	uint32_t oids[MAX_TYPE_LOOKUP];
+	size_t n = 0;
+	for (int i = 0; i < st->ncols && n < MAX_TYPE_LOOKUP; i++)
+		oids[n++] = st->cols[i].type;
+	st->nmissing = fpg_typecache_missing(w->types, oids, n, st->missing,
+					     MAX_TYPE_LOOKUP);
+	if (st->nmissing == 0)
+		return false;
+	char lit[MAX_TYPE_LOOKUP * 11 + 3];
+	size_t len = 0;
+	lit[len++] = '{';
+	for (size_t i = 0; i < st->nmissing; i++)
+		len += (size_t)snprintf(lit + len, sizeof(lit) - len, "%s%u",
+					i ? "," : "", st->missing[i]);
+	lit[len++] = '}';
+	lit[len] = '\0';
+	const char *v[1] = {lit};
+	PGconn *pg = fpg_conn_pg(conn);
+	st->state = FPG_STMT_TYPING;
+	if (!PQsendQueryParams(pg, fpg_typecache_lookup_sql, 1, NULL, v, NULL,
+			       NULL, 0)) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+		fpg_conn_fail(conn, why);
+		return true;
+	}
+	fpg_conn_push_op(conn, types_result, types_done, st, -1);
+	return true;
+}
+
+static void prep_done(struct fpg_pgop *op, const char *broken)
+{
+	struct fpg_stmt *st = op->ctx;
+	struct fpg_conn *conn = st->cache->conn;
+	if (broken) {
+		release_waiters(st, NULL, broken);
+		return;
+	}
+	if (st->error) {
+		/* Not prepared: forget it, so a later try parses again. */
+		cache_remove(st->cache, st);
+		release_waiters(st, conn, NULL);
+		stmt_free(st);
+		return;
+	}
+	if (!lookup_types(st, conn))
+		stmt_ready(st, conn);
+}
+
+static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
+				uint64_t h)
+{
+	struct fpg_stmt_cache *c = fpg_conn_stmts(conn);
+	if (c->count >= STMT_MAX)
+		evict_one(conn, c);
+	struct fpg_stmt *st = calloc(1, sizeof(*st));
+	if (!st || !(st->sql = strdup(q->sql))) {
+		free(st);
+		finish_err(q, FPG_ERR_NOMEM, 503, "out of memory");
+		return NULL;
+	}
+	st->hash = h;
+	st->cache = c;
+	st->state = FPG_STMT_PREPARING;
+	snprintf(st->name, sizeof(st->name), "fpg_%u", c->next_id++);
+	PGconn *pg = fpg_conn_pg(conn);
+	if (!PQsendPrepare(pg, st->name, st->sql, 0, NULL) ||
+	    !PQsendDescribePrepared(pg, st->name)) {
+		char why[256];
+		snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+		stmt_free(st);
+		fpg_conn_fail(conn, why);
+		finish_broken(q, why);
+		return NULL;
+	}
+	cache_insert(c, st);
+	return st;
+}
+
+static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
+{
+	struct fpg_query *q = (struct fpg_query *)((char *)wt -
+						    offsetof(struct fpg_query,
+							     waiter));
+	struct fpg_stmt_cache *c = fpg_conn_stmts(conn);
+	uint64_t h = hash_sql(q->sql);
+	struct fpg_stmt *st = cache_find(c, q->sql, h);
+	if (st && st->state == FPG_STMT_READY) {
+		lru_unlink(c, st);
+		lru_push_front(c, st);
+		execute(q, conn, st);
+		return;
+	}
+	bool fresh = !st;
+	if (fresh && !(st = prepare(q, conn, h)))
+		return;
+	q->stmt = st;
+	q->next_waiter = st->waiters;
+	st->waiters = q;
+	if (fresh)
+		fpg_conn_push_op(conn, prep_result, prep_done, st, -1);
+}
+
+static void on_acquire_fail(struct fpg_pool_waiter *wt,
+			    const struct fpg_error *err)
+{
+	struct fpg_query *q = (struct fpg_query *)((char *)wt -
+						    offsetof(struct fpg_query,
+							     waiter));
+	finish(q, NULL, err);
+}
+
+void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
+{
+	q->pool = pool;
+	q->done = false;
+	q->waiter.ready = on_conn;
+	q->waiter.fail = on_acquire_fail;
+	q->waiter.deadline_ms =
+		fpg_pool_worker(pool)->now_ms +
+		fpg_pool_worker(pool)->opts->acquire_timeout_ms;
+	fpg_pool_acquire(pool, &q->waiter);
+}
+
+void fpg_query_abandon(struct fpg_query *q)
+{
+	if (q->done || !q->pool)
+		return;
+	q->done = true;
+	fpg_pool_cancel_wait(q->pool, &q->waiter);
+	if (q->stmt) {
+		struct fpg_query **pp = &q->stmt->waiters;
+		while (*pp && *pp != q)
+			pp = &(*pp)->next_waiter;
+		if (*pp)
+			*pp = q->next_waiter;
+		q->stmt = NULL;
+	}
+	if (q->op)
+		q->op->ctx = NULL;
+	q->op = NULL;
+	PQclear(q->final);
+	PQclear(q->error);
+	q->final = q->error = NULL;
+}
+
+bool fpg_query_send_setup(PGconn *pg)
+{
+	/* The per-statement timeout: local to the op's implicit transaction. */
+	return PQsendPrepare(pg, "fpg_timeout",
+			     "SELECT set_config('statement_timeout', $1, true)",
+			     1, NULL) == 1;
+}

@@ -1,0 +1,85 @@
+/*
+ * Running one statement on a pipelined connection: a per-connection cache
+ * of prepared statements (Parse + Describe once, so parameter counts are
+ * checked and column types are known before anything runs), type lookups
+ * for types that are not built in, the optional per-statement timeout, and
+ * single-row mode so that no result is held whole in memory.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+
+#include "fasterpg.h"
+#include "pool.h"
+
+struct fpg_query;
+struct fpg_stmt;
+struct fpg_stmt_cache;
+
+struct fpg_column {
+	const char *name;
+	uint32_t type;
+};
+
+struct fpg_query_ops {
+	/* The result's columns, before any row; cols borrowed for the call. */
+	void (*columns)(struct fpg_query *q, int ncols,
+			const struct fpg_column *cols);
+	/* Row number row of res; res borrowed for the call. */
+	void (*row)(struct fpg_query *q, const PGresult *res, int row);
+	/*
+	 * The end, called exactly once unless the query was abandoned. On
+	 * success err is NULL and res the final result (command tag, row
+	 * count); on failure err says why and res is PostgreSQL's error
+	 * result or NULL. Both borrowed for the call. The connection is
+	 * clean again (its Sync arrived) or was dropped. May be called from
+	 * inside fpg_query_submit.
+	 */
+	void (*finish)(struct fpg_query *q, PGresult *res,
+		       const struct fpg_error *err);
+};
+
+struct fpg_query {
+	/* Set by the caller; borrowed until finish or abandon. */
+	const char *sql;
+	int nparams;
+	const char *const *params; /* text values, NULL = SQL NULL */
+	unsigned timeout_ms;	   /* 0: the server's statement timeout */
+	const struct fpg_query_ops *ops;
+	void *ctx;
+
+	/* Private to query.c. */
+	struct fpg_pool *pool;
+	struct fpg_pool_waiter waiter;
+	struct fpg_stmt *stmt;	       /* while waiting for its Describe */
+	struct fpg_query *next_waiter; /* in stmt's waiter list */
+	struct fpg_conn *conn;	       /* while executing */
+	struct fpg_pgop *op;	       /* while executing */
+	int stmt_query;		       /* index of the statement in its op
+					  (1 when a timeout query precedes) */
+	PGresult *final;	       /* kept until the Sync */
+	PGresult *error;	       /* first error, kept until the Sync */
+	bool done;
+};
+
+/* Starts q on a connection of pool (see fpg_query_ops for what follows). */
+void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q);
+
+/*
+ * The owner of q is going away: no callback will be called any more, and
+ * the statement's results, if it already runs, are read and dropped.
+ */
+void fpg_query_abandon(struct fpg_query *q);
+
+/* Sends what every new connection needs before its setup Sync. */
+bool fpg_query_send_setup(PGconn *pg) FPG_MUST_CHECK;
+
+/* A statement cache for conn of pool. Caller owns. */
+struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
+					  struct fpg_conn *conn);
+
+/* Frees the cache; queries waiting on its statements must be gone. */
+void fpg_stmt_cache_free(struct fpg_stmt_cache *cache);

@@ -1,0 +1,391 @@
+#include "request.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+
+#include "error.h"
+#include "log.h"
+#include "router.h"
+#include "stats.h"
+
+/* Resume a suspended stream only once this much is buffered: every
+ * resume costs a chunk of its own, and small chunks cost syscalls. */
+#define STREAM_RESUME_BYTES (16 * 1024)
+
+static bool valid_request_id(const char *s)
+{
+	size_t n = strlen(s);
+	if (n == 0 || n > 64)
+		return false;
+	for (; *s; s++) {
+		char c = *s;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.' || c == ':'))
+			return false;
+	}
+	return true;
+}
+
+static uint64_t next_random(struct fpg_worker *w)
+{
+	uint64_t x = w->rng; /* xorshift64* */
+	x ^= x >> 12;
+	x ^= x << 25;
+	x ^= x >> 27;
+	w->rng = x;
+	return x * 2685821657736338717ULL;
+}
+
+static void set_request_id(struct fpg_request *req)
+{
+	const char *given = MHD_lookup_connection_value(
+		req->conn, MHD_HEADER_KIND, "X-Request-Id");
+	if (given && valid_request_id(given)) {
+		snprintf(req->id, sizeof(req->id), "%s", given);
+		return;
+	}
+	snprintf(req->id, sizeof(req->id), "%016llx",
+		 (unsigned long long)next_random(req->w));
+}
+
+static void client_event(struct fpg_evsrc *src, uint32_t events);
+
+static struct fpg_request *request_new(struct fpg_worker *w,
+				       struct MHD_Connection *conn,
+				       const char *url, const char *method)
+{
+	struct fpg_request *req = calloc(1, sizeof(*req));
+	if (!req)
+		return NULL;
+	req->w = w;
+	req->conn = conn;
+	req->url = url;
+	req->method = method;
+	req->start_us = fpg_now_us();
+	req->client_fd = -1;
+	req->client_ev.on_event = client_event;
+	req->content_type = "application/json";
+	fpg_buf_init(&req->body);
+	fpg_buf_init(&req->out);
+	set_request_id(req);
+	req->next = w->requests;
+	if (w->requests)
+		w->requests->prev = req;
+	w->requests = req;
+	FPG_STAT_ADD(w->stats.in_flight, 1);
+	return req;
+}
+
+static void stop_handler(struct fpg_request *req)
+{
+	if (req->handler && req->handler->cleanup)
+		req->handler->cleanup(req);
+	req->handler = NULL;
+}
+
+/* ---- suspension ---- */
+
+static void suspend(struct fpg_request *req)
+{
+	if (req->suspended)
+		return;
+	MHD_suspend_connection(req->conn);
+	req->suspended = true;
+	/* MHD does not see a suspended client go away: we watch for it. */
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	if (ci && fpg_worker_watch(req->w, ci->connect_fd, EPOLLRDHUP,
+				   &req->client_ev)) {
+		req->client_fd = ci->connect_fd;
+		req->client_watched = true;
+	}
+}
+
+static void resume(struct fpg_request *req)
+{
+	if (!req->suspended)
+		return;
+	if (req->client_watched)
+		fpg_worker_unwatch(req->w, req->client_fd);
+	req->client_watched = false;
+	req->suspended = false;
+	MHD_resume_connection(req->conn);
+	req->w->resumed = true;
+}
+
+static void client_event(struct fpg_evsrc *src, uint32_t events)
+{
+	struct fpg_request *req = (struct fpg_request *)((char *)src -
+		offsetof(struct fpg_request, client_ev));
+	if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
+		return;
+	fpg_log_debug("request", req->id, "client went away while waiting");
+	req->client_gone = true;
+	stop_handler(req);
+	resume(req);
+}
+
+/* ---- responses ---- */
+
+void fpg_request_complete(struct fpg_request *req, int status)
+{
+	req->status = status;
+	req->complete = true;
+	resume(req);
+}
+
+void fpg_request_stream_begin(struct fpg_request *req, int status)
+{
+	req->status = status;
+	req->streaming = true;
+	resume(req);
+}
+
+void fpg_request_stream_push(struct fpg_request *req)
+{
+	if (req->suspended && req->queued &&
+	    fpg_buf_pending(&req->out) >= STREAM_RESUME_BYTES)
+		resume(req);
+}
+
+void fpg_request_stream_end(struct fpg_request *req, bool failed)
+{
+	req->complete = true;
+	req->stream_failed = failed;
+	resume(req);
+}
+
+static void put_error_object(struct fpg_buf *out, const char *code,
+			     const char *msg)
+{
+	fpg_buf_puts(out, "{\"error\":{\"code\":");
+	fpg_buf_json_str(out, code, strlen(code));
+	fpg_buf_puts(out, ",\"message\":");
+	fpg_buf_json_str(out, msg, strlen(msg));
+	fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,\"position\":null}}");
+}
+
+int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
+		      const PGresult *res)
+{
+	fpg_buf_reset(&req->out);
+	fpg_error_json(&req->out, err, res);
+	int status = err->http_status ? err->http_status : 500;
+	if (status == 503 || status == 429)
+		req->retry_after = 1;
+	req->content_type = "application/json";
+	return status;
+}
+
+int fpg_request_fail(struct fpg_request *req, int status, const char *code,
+		     const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	fpg_buf_reset(&req->out);
+	put_error_object(&req->out, code, msg);
+	if (status == 503 || status == 429)
+		req->retry_after = 1;
+	req->content_type = "application/json";
+	return status;
+}
+
+const char *fpg_request_header(struct fpg_request *req, const char *name)
+{
+	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
+{
+	struct fpg_request *req = cls;
+	if (req->client_gone)
+		return MHD_CONTENT_READER_END_WITH_ERROR;
+	size_t n = fpg_buf_pending(&req->out);
+	if (n) {
+		if (n > max)
+			n = max;
+		memcpy(buf, req->out.data + req->out.off, n);
+		fpg_buf_consume(&req->out, n);
+		FPG_STAT_ADD(req->w->stats.bytes_sent, n);
+		return (ssize_t)n;
+	}
+	if (req->complete)
+		return req->stream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
+					  : MHD_CONTENT_READER_END_OF_STREAM;
+	/* Never return 0 without suspending: MHD would spin on us. */
+	suspend(req);
+	return 0;
+}
+
+static enum MHD_Result queue_response(struct fpg_request *req)
+{
+	struct MHD_Response *resp;
+	if (req->out.failed) {
+		fpg_buf_reset(&req->out);
+		req->status = fpg_request_fail(req, 503, "out_of_memory",
+					       "out of memory");
+		req->streaming = false;
+	}
+	if (req->streaming) {
+		resp = MHD_create_response_from_callback(
+			MHD_SIZE_UNKNOWN, 64 * 1024, read_stream, req, NULL);
+	} else {
+		size_t n;
+		char *data = fpg_buf_steal(&req->out, &n);
+		FPG_STAT_ADD(req->w->stats.bytes_sent, n);
+		resp = data ? MHD_create_response_from_buffer(
+				      n, data, MHD_RESPMEM_MUST_FREE)
+			    : MHD_create_response_from_buffer(
+				      0, NULL, MHD_RESPMEM_PERSISTENT);
+		if (!resp)
+			free(data);
+	}
+	if (!resp)
+		return MHD_NO;
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
+				req->content_type);
+	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
+				"no-store");
+	if (req->allow)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
+					req->allow);
+	if (req->retry_after) {
+		char ra[16];
+		snprintf(ra, sizeof(ra), "%u", req->retry_after);
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_RETRY_AFTER, ra);
+	}
+	enum MHD_Result ret = MHD_queue_response(req->conn,
+						 (unsigned)req->status, resp);
+	MHD_destroy_response(resp);
+	req->queued = true;
+	return ret;
+}
+
+static void route(struct fpg_request *req)
+{
+	int status = 0;
+	req->routed = true;
+	/* The path without a query string; MHD gives url without it. */
+	req->route = fpg_router_match(req->method, req->url, &status,
+				      req->allow_buf, sizeof(req->allow_buf));
+	req->route_index = fpg_router_index(req->route);
+	if (req->body_too_large) {
+		status = fpg_request_fail(
+			req, 413, "body_too_large",
+			"the request body exceeds %zu bytes (max-body-bytes)",
+			req->w->opts->max_body_bytes);
+	} else if (!req->route && status == 405) {
+		req->allow = req->allow_buf;
+		status = fpg_request_fail(req, 405, "method_not_allowed",
+					  "%s is not allowed on %s (allowed: %s)",
+					  req->method, req->url, req->allow_buf);
+	} else if (!req->route) {
+		status = fpg_request_fail(req, 404, "not_found",
+					  "no route for %s %s", req->method,
+					  req->url);
+	} else if (req->w->draining) {
+		status = fpg_request_fail(req, 503, "shutting_down",
+					  "the server is shutting down");
+	} else {
+		status = req->route->handler(req);
+	}
+	if (status > 0)
+		fpg_request_complete(req, status);
+}
+
+enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
+				   const char *url, const char *method,
+				   const char *version,
+				   const char *upload_data,
+				   size_t *upload_data_size, void **con_cls)
+{
+	struct fpg_worker *w = cls;
+	struct fpg_request *req = *con_cls;
+	if (!req) {
+		req = request_new(w, conn, url, method);
+		*con_cls = req;
+		return req ? MHD_YES : MHD_NO;
+	}
+	if (req->client_gone)
+		return MHD_NO;
+	if (*upload_data_size) {
+		size_t n = *upload_data_size;
+		if (!req->body_too_large &&
+		    req->body.len + n > w->opts->max_body_bytes) {
+			req->body_too_large = true;
+			fpg_buf_deinit(&req->body);
+		}
+		if (!req->body_too_large)
+			fpg_buf_append(&req->body, upload_data, n);
+		*upload_data_size = 0;
+		return MHD_YES;
+	}
+	if (req->queued)
+		return MHD_YES;
+	if (!req->routed)
+		route(req);
+	if (req->complete || req->streaming)
+		return queue_response(req);
+	suspend(req);
+	return MHD_YES;
+}
+
+static void request_free(struct fpg_request *req)
+{
+	struct fpg_worker *w = req->w;
+	stop_handler(req);
+	if (req->client_watched)
+		fpg_worker_unwatch(w, req->client_fd);
+	if (req->prev)
+		req->prev->next = req->next;
+	else
+		w->requests = req->next;
+	if (req->next)
+		req->next->prev = req->prev;
+	fpg_buf_deinit(&req->body);
+	fpg_buf_deinit(&req->out);
+	FPG_STAT_ADD(w->stats.in_flight, -1);
+	free(req);
+}
+
+void fpg_request_completed(void *cls, struct MHD_Connection *conn,
+			   void **con_cls, enum MHD_RequestTerminationCode toe)
+{
+	struct fpg_request *req = *con_cls;
+	if (!req)
+		return;
+	*con_cls = NULL;
+	/* 499: the client left before the answer was complete. */
+	int status = req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+			     ? req->status
+			     : 499;
+	uint64_t took = fpg_now_us() - req->start_us;
+	fpg_stats_record(&req->w->stats, req->route_index, status, took);
+	if (status >= 500 && status != 503)
+		fpg_log_warn("request", req->id, "%s %s -> %d", req->method,
+			     req->url, status);
+	else
+		fpg_log_debug("request", req->id, "%s %s -> %d in %llu us",
+			      req->method, req->url, status,
+			      (unsigned long long)took);
+	request_free(req);
+}
+
+void fpg_request_kill_all(struct fpg_worker *w)
+{
+	for (struct fpg_request *req = w->requests; req; req = req->next) {
+		if (req->queued && !req->suspended)
+			continue;
+		req->client_gone = true;
+		stop_handler(req);
+		resume(req);
+	}
+}

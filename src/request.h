@@ -1,0 +1,112 @@
+/*
+ * One HTTP request: the libmicrohttpd access-handler state machine,
+ * suspend/resume, client-disconnect watching while suspended, and the
+ * response (a whole buffer, or a chunked stream fed from req->out).
+ *
+ * Life cycle: the first handler call only allocates the request (queueing
+ * a response there would force "Connection: close"); body pieces are
+ * collected; the last call routes it. A handler either answers at once or
+ * returns 0 and later calls fpg_request_complete() or starts a stream.
+ * The request is freed when libmicrohttpd reports it completed.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <libpq-fe.h>
+#include <microhttpd.h>
+
+#include "buf.h"
+#include "fasterpg.h"
+#include "worker.h"
+
+struct fpg_route;
+struct fpg_request;
+
+/*
+ * Handler-specific state: cleanup runs when the request ends for any
+ * reason (client gone included) and must stop any work in progress.
+ */
+struct fpg_handler_state {
+	void (*cleanup)(struct fpg_request *req);
+};
+
+struct fpg_request {
+	struct fpg_worker *w;
+	struct MHD_Connection *conn;
+	struct fpg_request *prev, *next; /* worker's live requests */
+	const struct fpg_route *route;
+	unsigned route_index;	  /* for statistics */
+	const char *method;	  /* borrowed from MHD, valid while alive */
+	const char *url;	  /* borrowed from MHD, valid while alive */
+	char id[65];		  /* X-Request-Id */
+	uint64_t start_us;
+	struct fpg_buf body;	  /* request body, up to max_body_bytes */
+	bool body_too_large;
+	bool routed;		  /* the handler ran */
+
+	/* response */
+	int status;		  /* 0 until known */
+	struct fpg_buf out;	  /* response bytes not yet handed to MHD */
+	const char *content_type; /* static string */
+	const char *allow;	  /* Allow header for 405, or NULL */
+	char allow_buf[48];
+	unsigned retry_after;	  /* seconds, for 503/429; 0 = none */
+	bool complete;		  /* out holds everything that is left */
+	bool streaming;		  /* answer with a chunked stream */
+	bool stream_failed;	  /* end the stream abnormally */
+	bool queued;		  /* the response was queued */
+
+	/* suspension */
+	bool suspended;
+	bool client_gone;	  /* disconnected while suspended */
+	int client_fd;
+	bool client_watched;
+	struct fpg_evsrc client_ev;
+
+	struct fpg_handler_state *handler; /* owned by the handler, or NULL */
+};
+
+/* The handler signature: returns an HTTP status when the response is
+ * ready in req->out, or 0 when it will finish later. */
+typedef int (*fpg_handler_fn)(struct fpg_request *req);
+
+/* MHD callbacks, registered by the worker. cls is the worker. */
+enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
+				   const char *url, const char *method,
+				   const char *version,
+				   const char *upload_data,
+				   size_t *upload_data_size, void **con_cls);
+void fpg_request_completed(void *cls, struct MHD_Connection *conn,
+			   void **con_cls,
+			   enum MHD_RequestTerminationCode toe);
+
+/* The whole response is in req->out: send it with status. */
+void fpg_request_complete(struct fpg_request *req, int status);
+
+/*
+ * The response streams: status is sent now, req->out is sent as it fills
+ * (call fpg_request_stream_push after appending) until
+ * fpg_request_stream_end.
+ */
+void fpg_request_stream_begin(struct fpg_request *req, int status);
+void fpg_request_stream_push(struct fpg_request *req);
+void fpg_request_stream_end(struct fpg_request *req, bool failed);
+
+/*
+ * Puts the JSON error for err (and PostgreSQL's error result res, may be
+ * NULL) into req->out and returns the HTTP status to answer with.
+ */
+int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
+		      const PGresult *res);
+
+/* Shortcut: a request error with a formatted message. */
+int fpg_request_fail(struct fpg_request *req, int status, const char *code,
+		     const char *fmt, ...) FPG_PRINTF(4, 5);
+
+/* A request header value, borrowed, or NULL. */
+const char *fpg_request_header(struct fpg_request *req, const char *name);
+
+/* Ends every live request of the worker (shutdown): they are closed. */
+void fpg_request_kill_all(struct fpg_worker *w);

@@ -1,0 +1,150 @@
+#include "server.h"
+
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+
+static bool copy_str(char **dst, const char **field)
+{
+	if (!*field)
+		return true;
+	*dst = strdup(*field);
+	*field = *dst;
+	return *dst != NULL;
+}
+
+static bool check_options(const struct fpg_options *o, struct fpg_error *err)
+{
+	enum fpg_log_level level;
+	if (!fpg_log_level_parse(o->log_level, &level)) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "log-level must be error, warn, info or debug");
+		return false;
+	}
+	if (strcmp(o->log_format, "text") != 0 &&
+	    strcmp(o->log_format, "json") != 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "log-format must be text or json");
+		return false;
+	}
+	if (o->pool_max == 0 || o->pool_min > o->pool_max) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "pool-min must not exceed pool-max (>= 1)");
+		return false;
+	}
+	if (o->pipeline_depth == 0 || o->max_body_bytes == 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "pipeline-depth and max-body-bytes must be > 0");
+		return false;
+	}
+	fpg_log_configure(level, strcmp(o->log_format, "json") == 0);
+	return true;
+}
+
+struct fpg_server *fpg_server_new(const struct fpg_options *opts,
+				  struct fpg_error *err)
+{
+	struct fpg_server *srv = calloc(1, sizeof(*srv));
+	if (!srv) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return NULL;
+	}
+	srv->opts = *opts;
+	if (!srv->opts.listen_host)
+		srv->opts.listen_host = "127.0.0.1";
+	if (!srv->opts.log_level)
+		srv->opts.log_level = "info";
+	if (!srv->opts.log_format)
+		srv->opts.log_format = "text";
+	if (!copy_str(&srv->db, &srv->opts.db) ||
+	    !copy_str(&srv->listen_host, &srv->opts.listen_host) ||
+	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
+	    !copy_str(&srv->log_format, &srv->opts.log_format)) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		goto fail;
+	}
+	if (!check_options(&srv->opts, err))
+		goto fail;
+	unsigned n = srv->opts.threads;
+	if (n == 0) {
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		n = cpus > 0 ? (unsigned)cpus : 1;
+	}
+	srv->workers = calloc(n, sizeof(*srv->workers));
+	if (!srv->workers) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		goto fail;
+	}
+	/* The first worker binds (port 0 becomes a real one); the others
+	 * join it on the same port through SO_REUSEPORT. */
+	unsigned port = srv->opts.listen_port;
+	for (unsigned i = 0; i < n; i++) {
+		struct fpg_worker *w = &srv->workers[i];
+		w->opts = &srv->opts;
+		w->epfd = w->wakefd = w->timerfd = -1;
+		srv->nworkers = i + 1;
+		if (!fpg_worker_init(w, srv, i, &port, err))
+			goto fail;
+	}
+	srv->port = port;
+	return srv;
+fail:
+	fpg_server_free(srv);
+	return NULL;
+}
+
+bool fpg_server_start(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (srv->started) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0, "already started");
+		return false;
+	}
+	/* A client that goes away must not kill an embedding process. */
+	signal(SIGPIPE, SIG_IGN);
+	srv->started = true;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		if (!fpg_worker_start(&srv->workers[i], err)) {
+			fpg_server_stop(srv, 0);
+			return false;
+		}
+	}
+	fpg_log_info("server", NULL, "listening on %s:%u with %u workers",
+		     srv->opts.listen_host, srv->port, srv->nworkers);
+	return true;
+}
+
+unsigned fpg_server_port(const struct fpg_server *srv)
+{
+	return srv->port;
+}
+
+void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
+{
+	if (!srv->started || srv->stopped)
+		return;
+	srv->stopped = true;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_request_stop(&srv->workers[i], grace_ms);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_join(&srv->workers[i]);
+	fpg_log_info("server", NULL, "stopped");
+}
+
+void fpg_server_free(struct fpg_server *srv)
+{
+	if (!srv)
+		return;
+	fpg_server_stop(srv, 0);
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_deinit(&srv->workers[i]);
+	free(srv->workers);
+	free(srv->db);
+	free(srv->listen_host);
+	free(srv->log_level);
+	free(srv->log_format);
+	free(srv);
+}

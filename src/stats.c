@@ -1,0 +1,177 @@
+#include "stats.h"
+
+#include <string.h>
+
+static const int counted_status[FPG_STATS_STATUSES - 1] = {
+	200, 201, 204, 400, 401, 403, 404, 405, 406, 409,
+	410, 413, 415, 429, 500, 502, 503, 504, 499,
+};
+
+static unsigned status_index(int status)
+{
+	for (unsigned i = 0; i < FPG_STATS_STATUSES - 1; i++)
+		if (counted_status[i] == status)
+			return i;
+	return FPG_STATS_STATUSES - 1;
+}
+
+/*
+ * Latency buckets: four per power of two of microseconds, so a bucket's
+ * upper bound is at most 19% above its lower bound; 128 buckets reach past
+ * 2^31 us (35 minutes).
+ */
+static unsigned latency_bucket(uint64_t us)
+{
+	if (us < 4)
+		return (unsigned)us;
+	unsigned msb = 63u - (unsigned)__builtin_clzll(us);
+	unsigned sub = (unsigned)(us >> (msb - 2)) & 3u;
+	unsigned b = (msb - 1) * 4 + sub;
+	return b < FPG_STATS_BUCKETS ? b : FPG_STATS_BUCKETS - 1;
+}
+
+/* The upper bound of a bucket, in microseconds. */
+static uint64_t bucket_upper(unsigned b)
+{
+	if (b < 4)
+		return b;
+	unsigned msb = b / 4 + 1, sub = b % 4;
+	return ((uint64_t)(4 + sub + 1) << (msb - 2)) - 1;
+}
+
+void fpg_stats_record(struct fpg_stats *st, unsigned route, int status,
+		      uint64_t latency_us)
+{
+	if (route >= FPG_STATS_ROUTES)
+		route = FPG_STATS_ROUTES - 1;
+	FPG_STAT_ADD(st->requests[route][status_index(status)], 1);
+	FPG_STAT_ADD(st->latency[latency_bucket(latency_us)], 1);
+	FPG_STAT_ADD(st->latency_sum_us, latency_us);
+}
+
+struct totals {
+	uint64_t requests[FPG_STATS_ROUTES][FPG_STATS_STATUSES];
+	uint64_t latency[FPG_STATS_BUCKETS];
+	uint64_t latency_sum_us;
+	int64_t in_flight, open, connecting, busy, waiting;
+	uint64_t rows, bytes, connect_failures;
+};
+
+static void add_worker(struct totals *t, struct fpg_stats *st)
+{
+	for (unsigned r = 0; r < FPG_STATS_ROUTES; r++)
+		for (unsigned s = 0; s < FPG_STATS_STATUSES; s++)
+			t->requests[r][s] += FPG_STAT_GET(st->requests[r][s]);
+	for (unsigned b = 0; b < FPG_STATS_BUCKETS; b++)
+		t->latency[b] += FPG_STAT_GET(st->latency[b]);
+	t->latency_sum_us += FPG_STAT_GET(st->latency_sum_us);
+	t->in_flight += FPG_STAT_GET(st->in_flight);
+	t->open += FPG_STAT_GET(st->pool_open);
+	t->connecting += FPG_STAT_GET(st->pool_connecting);
+	t->busy += FPG_STAT_GET(st->pool_busy);
+	t->waiting += FPG_STAT_GET(st->pool_waiting);
+	t->rows += FPG_STAT_GET(st->rows_sent);
+	t->bytes += FPG_STAT_GET(st->bytes_sent);
+	t->connect_failures += FPG_STAT_GET(st->pool_connect_failures);
+}
+
+static double percentile_ms(const struct totals *t, uint64_t count, double p)
+{
+	if (count == 0)
+		return 0;
+	uint64_t rank = (uint64_t)(p * (double)count + 0.5);
+	if (rank == 0)
+		rank = 1;
+	uint64_t seen = 0;
+	for (unsigned b = 0; b < FPG_STATS_BUCKETS; b++) {
+		seen += t->latency[b];
+		if (seen >= rank)
+			return (double)bucket_upper(b) / 1000.0;
+	}
+	return (double)bucket_upper(FPG_STATS_BUCKETS - 1) / 1000.0;
+}
+
+static void put_section(struct fpg_buf *out, const struct totals *t,
+			const char *const *route_names, unsigned nroutes)
+{
+	uint64_t count = 0;
+	for (unsigned b = 0; b < FPG_STATS_BUCKETS; b++)
+		count += t->latency[b];
+	int64_t idle = t->open - t->busy;
+	fpg_buf_printf(out,
+		       "{\"pool\":{\"open\":%lld,\"idle\":%lld,\"busy\":%lld,"
+		       "\"connecting\":%lld,\"waiting\":%lld,"
+		       "\"connect_failures\":%llu},",
+		       (long long)t->open, (long long)(idle < 0 ? 0 : idle),
+		       (long long)t->busy, (long long)t->connecting,
+		       (long long)t->waiting,
+		       (unsigned long long)t->connect_failures);
+	fpg_buf_printf(out, "\"in_flight\":%lld,\"requests_total\":%llu,"
+			    "\"rows_sent\":%llu,\"bytes_sent\":%llu,",
+		       (long long)t->in_flight, (unsigned long long)count,
+		       (unsigned long long)t->rows,
+		       (unsigned long long)t->bytes);
+	fpg_buf_puts(out, "\"requests\":{");
+	bool first_route = true;
+	for (unsigned r = 0; r < nroutes && r < FPG_STATS_ROUTES; r++) {
+		bool any = false;
+		for (unsigned s = 0; s < FPG_STATS_STATUSES; s++) {
+			if (!t->requests[r][s])
+				continue;
+			if (!any) {
+				if (!first_route)
+					fpg_buf_putc(out, ',');
+				first_route = false;
+				fpg_buf_json_str(out, route_names[r],
+						 strlen(route_names[r]));
+				fpg_buf_puts(out, ":{");
+			} else {
+				fpg_buf_putc(out, ',');
+			}
+			any = true;
+			if (s < FPG_STATS_STATUSES - 1)
+				fpg_buf_printf(out, "\"%d\":", counted_status[s]);
+			else
+				fpg_buf_puts(out, "\"other\":");
+			fpg_buf_printf(out, "%llu",
+				       (unsigned long long)t->requests[r][s]);
+		}
+		if (any)
+			fpg_buf_putc(out, '}');
+	}
+	fpg_buf_printf(out,
+		       "},\"latency_ms\":{\"mean\":%.3f,\"p50\":%.3f,"
+		       "\"p90\":%.3f,\"p99\":%.3f,\"max_bucket\":%.3f}}",
+		       count ? (double)t->latency_sum_us / 1000.0 /
+				       (double)count
+			     : 0.0,
+		       percentile_ms(t, count, 0.50),
+		       percentile_ms(t, count, 0.90),
+		       percentile_ms(t, count, 0.99),
+		       percentile_ms(t, count, 1.0));
+}
+
+void fpg_stats_json(struct fpg_buf *out, struct fpg_stats *const *workers,
+		    unsigned n, const char *const *route_names,
+		    unsigned nroutes, const char *extra_json)
+{
+	struct totals total, one;
+	memset(&total, 0, sizeof(total));
+	fpg_buf_puts(out, "{");
+	if (extra_json) {
+		fpg_buf_puts(out, extra_json);
+		fpg_buf_putc(out, ',');
+	}
+	fpg_buf_puts(out, "\"workers\":[");
+	for (unsigned i = 0; i < n; i++) {
+		memset(&one, 0, sizeof(one));
+		add_worker(&one, workers[i]);
+		add_worker(&total, workers[i]);
+		if (i)
+			fpg_buf_putc(out, ',');
+		put_section(out, &one, route_names, nroutes);
+	}
+	fpg_buf_puts(out, "],\"total\":");
+	put_section(out, &total, route_names, nroutes);
+	fpg_buf_puts(out, "}\n");
+}

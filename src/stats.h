@@ -1,0 +1,53 @@
+/*
+ * Per-worker counters. Each worker writes only its own struct fpg_stats
+ * (single writer, so increments are plain relaxed load+store, no lock
+ * prefix); readers on any thread sum all workers with relaxed loads.
+ */
+#pragma once
+
+#include <stdatomic.h>
+#include <stdint.h>
+
+#include "buf.h"
+
+#define FPG_STATS_ROUTES 16
+#define FPG_STATS_BUCKETS 128 /* latency buckets, see stats.c */
+
+/* HTTP statuses counted one by one; anything else lands in "other". */
+#define FPG_STATS_STATUSES 20
+
+struct fpg_stats {
+	_Atomic uint64_t requests[FPG_STATS_ROUTES][FPG_STATS_STATUSES];
+	_Atomic uint64_t latency[FPG_STATS_BUCKETS];
+	_Atomic uint64_t latency_sum_us;
+	_Atomic int64_t in_flight;
+	_Atomic uint64_t rows_sent;
+	_Atomic uint64_t bytes_sent;
+	/* pool gauges, owned by pool.c */
+	_Atomic int64_t pool_open;	 /* connected and usable */
+	_Atomic int64_t pool_connecting; /* connect or setup under way */
+	_Atomic int64_t pool_busy;	 /* open with requests in flight */
+	_Atomic int64_t pool_waiting;	 /* requests waiting for a connection */
+	_Atomic uint64_t pool_connect_failures;
+};
+
+#define FPG_STAT_ADD(field, n)                                             \
+	atomic_store_explicit(&(field),                                    \
+			      atomic_load_explicit(&(field),               \
+						   memory_order_relaxed) + \
+				      (n),                                 \
+			      memory_order_relaxed)
+
+#define FPG_STAT_GET(field) atomic_load_explicit(&(field), memory_order_relaxed)
+
+/* Counts one finished request. route is the router's index. */
+void fpg_stats_record(struct fpg_stats *st, unsigned route, int status,
+		      uint64_t latency_us);
+
+/*
+ * Appends the /stats JSON document for n workers. route_names has
+ * nroutes entries, indexed like fpg_stats_record's route.
+ */
+void fpg_stats_json(struct fpg_buf *out, struct fpg_stats *const *workers,
+		    unsigned n, const char *const *route_names,
+		    unsigned nroutes, const char *extra_json);

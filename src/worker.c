@@ -1,0 +1,293 @@
+#include "worker.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <limits.h>
+#include <netdb.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/random.h>
+#include <sys/socket.h>
+#include <sys/timerfd.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "error.h"
+#include "log.h"
+#include "pool.h"
+#include "request.h"
+#include "typecache.h"
+
+#define TICK_MS 20
+
+uint64_t fpg_now_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
+}
+
+uint64_t fpg_now_ms(void)
+{
+	return fpg_now_us() / 1000u;
+}
+
+bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
+		      struct fpg_evsrc *src)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = src};
+	if (epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+		return true;
+	fpg_log_error("worker", NULL, "epoll add fd %d: %s", fd,
+		      strerror(errno));
+	return false;
+}
+
+bool fpg_worker_rewatch(struct fpg_worker *w, int fd, uint32_t events,
+			struct fpg_evsrc *src)
+{
+	struct epoll_event ev = {.events = events, .data.ptr = src};
+	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
+		return true;
+	/* A closed and reused descriptor left the set on close(). */
+	if (errno == ENOENT)
+		return fpg_worker_watch(w, fd, events, src);
+	fpg_log_error("worker", NULL, "epoll mod fd %d: %s", fd,
+		      strerror(errno));
+	return false;
+}
+
+void fpg_worker_unwatch(struct fpg_worker *w, int fd)
+{
+	/* Failing is fine: a closed descriptor has already left the set. */
+	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
+}
+
+static void on_wake(struct fpg_evsrc *src, uint32_t events)
+{
+	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
+		offsetof(struct fpg_worker, wake_ev));
+	uint64_t v;
+	if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
+		fpg_log_error("worker", NULL, "eventfd read: %s",
+			      strerror(errno));
+}
+
+static void on_timer(struct fpg_evsrc *src, uint32_t events)
+{
+	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
+		offsetof(struct fpg_worker, timer_ev));
+	uint64_t ticks;
+	if (read(w->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
+		return;
+	fpg_pool_tick(w->pool);
+}
+
+/* MHD's own epoll set became readable: MHD_run() below handles it. */
+static void on_mhd(struct fpg_evsrc *src, uint32_t events)
+{
+}
+
+static bool resolve(const char *host, unsigned port,
+		    struct sockaddr_storage *addr, struct fpg_error *err)
+{
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	char portstr[8];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	int rc = getaddrinfo(host, portstr, &hints, &res);
+	if (rc != 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0, "listen address %s: %s",
+			      host, gai_strerror(rc));
+		return false;
+	}
+	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	freeaddrinfo(res);
+	return true;
+}
+
+static bool start_mhd(struct fpg_worker *w, unsigned *port,
+		      struct fpg_error *err)
+{
+	struct sockaddr_storage addr;
+	if (!resolve(w->opts->listen_host, *port, &addr, err))
+		return false;
+	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
+			 MHD_USE_TURBO | MHD_USE_ERROR_LOG;
+	if (addr.ss_family == AF_INET6)
+		flags |= MHD_USE_IPv6;
+	w->mhd = MHD_start_daemon(
+		flags, (uint16_t)*port, NULL, NULL, fpg_request_access, w,
+		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
+		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
+		MHD_OPTION_CONNECTION_LIMIT, w->opts->max_connections,
+		MHD_OPTION_CONNECTION_TIMEOUT, w->opts->http_idle_timeout_s,
+		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
+		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
+		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, w,
+		MHD_OPTION_END);
+	if (!w->mhd) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
+			      "cannot listen on %s:%u (in use, or not "
+			      "allowed?)",
+			      w->opts->listen_host, *port);
+		return false;
+	}
+	const union MHD_DaemonInfo *di =
+		MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_BIND_PORT);
+	if (di)
+		*port = di->port;
+	di = MHD_get_daemon_info(w->mhd, MHD_DAEMON_INFO_EPOLL_FD);
+	if (!di || !fpg_worker_watch(w, di->epoll_fd, EPOLLIN, &w->mhd_ev)) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "cannot watch MHD epoll");
+		return false;
+	}
+	return true;
+}
+
+bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
+		     unsigned id, unsigned *port, struct fpg_error *err)
+{
+	w->id = id;
+	w->srv = srv;
+	w->wake_ev.on_event = on_wake;
+	w->timer_ev.on_event = on_timer;
+	w->mhd_ev.on_event = on_mhd;
+	w->now_ms = fpg_now_ms();
+	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) ||
+	    w->rng == 0)
+		w->rng = fpg_now_us() | 1;
+	w->epfd = epoll_create1(EPOLL_CLOEXEC);
+	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (w->epfd < 0 || w->wakefd < 0 || w->timerfd < 0) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "worker setup: %s",
+			      strerror(errno));
+		return false;
+	}
+	struct itimerspec its = {
+		.it_interval = {0, TICK_MS * 1000000L},
+		.it_value = {0, TICK_MS * 1000000L},
+	};
+	if (timerfd_settime(w->timerfd, 0, &its, NULL) != 0 ||
+	    !fpg_worker_watch(w, w->wakefd, EPOLLIN, &w->wake_ev) ||
+	    !fpg_worker_watch(w, w->timerfd, EPOLLIN, &w->timer_ev)) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "worker setup: %s",
+			      strerror(errno));
+		return false;
+	}
+	w->types = fpg_typecache_new();
+	if (!w->types) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return false;
+	}
+	if (!start_mhd(w, port, err))
+		return false;
+	w->pool = fpg_pool_new(w, err);
+	return w->pool != NULL;
+}
+
+static int loop_timeout(struct fpg_worker *w)
+{
+	if (w->resumed)
+		return 0;
+	MHD_UNSIGNED_LONG_LONG to;
+	/* The timerfd ticks anyway; this only shortens the wait. */
+	if (MHD_get_timeout(w->mhd, &to) == MHD_YES)
+		return to > INT_MAX ? INT_MAX : (int)to;
+	return -1;
+}
+
+static void begin_drain(struct fpg_worker *w)
+{
+	w->draining = true;
+	MHD_socket ls = MHD_quiesce_daemon(w->mhd);
+	if (ls != MHD_INVALID_SOCKET)
+		close(ls);
+}
+
+static void run_once(struct fpg_worker *w, int timeout)
+{
+	struct epoll_event evs[64];
+	int n = epoll_wait(w->epfd, evs, 64, timeout);
+	w->now_ms = fpg_now_ms();
+	for (int i = 0; i < n; i++) {
+		struct fpg_evsrc *src = evs[i].data.ptr;
+		src->on_event(src, evs[i].events);
+	}
+	fpg_pool_reap(w->pool);
+	w->resumed = false;
+	MHD_run(w->mhd);
+	fpg_pool_reap(w->pool);
+}
+
+static void *worker_main(void *arg)
+{
+	struct fpg_worker *w = arg;
+	for (;;) {
+		run_once(w, loop_timeout(w));
+		if (!w->draining && atomic_load(&w->stop_requested))
+			begin_drain(w);
+		if (w->draining && (!w->requests ||
+				    w->now_ms >= w->drain_deadline_ms))
+			break;
+	}
+	/* Whatever is left is closed; every connection must be resumed
+	 * before MHD_stop_daemon. */
+	fpg_request_kill_all(w);
+	for (int i = 0; i < 4 && w->requests; i++)
+		run_once(w, 0);
+	return NULL;
+}
+
+bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err)
+{
+	int rc = pthread_create(&w->thread, NULL, worker_main, w);
+	if (rc != 0) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "pthread_create: %s",
+			      strerror(rc));
+		return false;
+	}
+	w->thread_started = true;
+	return true;
+}
+
+void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
+{
+	w->drain_deadline_ms = fpg_now_ms() + grace_ms;
+	atomic_store(&w->stop_requested, true);
+	uint64_t one = 1;
+	if (write(w->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fpg_log_error("worker", NULL, "eventfd write: %s",
+			      strerror(errno));
+}
+
+void fpg_worker_join(struct fpg_worker *w)
+{
+	if (w->thread_started)
+		pthread_join(w->thread, NULL);
+	w->thread_started = false;
+}
+
+void fpg_worker_deinit(struct fpg_worker *w)
+{
+	if (w->mhd)
+		MHD_stop_daemon(w->mhd);
+	w->mhd = NULL;
+	fpg_pool_free(w->pool);
+	w->pool = NULL;
+	fpg_typecache_free(w->types);
+	w->types = NULL;
+	if (w->timerfd >= 0)
+		close(w->timerfd);
+	if (w->wakefd >= 0)
+		close(w->wakefd);
+	if (w->epfd >= 0)
+		close(w->epfd);
+	w->timerfd = w->wakefd = w->epfd = -1;
+}

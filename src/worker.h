@@ -1,0 +1,80 @@
+/*
+ * One worker thread: an epoll loop holding its own libmicrohttpd daemon
+ * (external-epoll mode, sharing the port with the other workers through
+ * SO_REUSEPORT), its own PostgreSQL pool, a timerfd tick and an eventfd
+ * mailbox. Everything a worker owns is touched only by its thread, except
+ * the fields marked otherwise.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <microhttpd.h>
+
+#include "fasterpg.h"
+#include "stats.h"
+
+struct fpg_server;
+struct fpg_pool;
+struct fpg_request;
+struct fpg_typecache;
+
+/* Something with a file descriptor in the worker's epoll set. */
+struct fpg_evsrc {
+	void (*on_event)(struct fpg_evsrc *src, uint32_t events);
+};
+
+struct fpg_worker {
+	struct fpg_server *srv;
+	const struct fpg_options *opts; /* the server's, immutable */
+	unsigned id;
+	pthread_t thread;
+	bool thread_started;
+	int epfd;
+	int wakefd;  /* eventfd: other threads write to wake the loop */
+	int timerfd; /* periodic tick: deadlines, reconnects */
+	struct fpg_evsrc wake_ev, timer_ev, mhd_ev;
+	struct MHD_Daemon *mhd;
+	struct fpg_pool *pool;
+	struct fpg_typecache *types;
+	struct fpg_stats stats;	    /* read by any thread (atomics) */
+	atomic_bool stop_requested; /* set by any thread */
+	bool draining;		    /* no longer accepting; finishing */
+	uint64_t drain_deadline_ms;
+	uint64_t now_ms;	    /* monotonic, refreshed per loop turn */
+	bool resumed;		    /* a connection was resumed: run MHD again */
+	struct fpg_request *requests; /* live requests (for shutdown) */
+	uint64_t rng;		    /* xorshift state for request ids */
+};
+
+/*
+ * Sets up the worker: epoll, eventfd, timerfd, MHD daemon bound to
+ * host:*port (a 0 port is replaced by the one bound) and its pool.
+ */
+bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
+		     unsigned id, unsigned *port,
+		     struct fpg_error *err) FPG_MUST_CHECK;
+
+bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
+
+/* Asks the worker to drain and stop within grace_ms. Any thread. */
+void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms);
+
+void fpg_worker_join(struct fpg_worker *w);
+
+/* Frees what init created; the thread must have been joined. */
+void fpg_worker_deinit(struct fpg_worker *w);
+
+/* epoll registration of fd for src (events as for epoll_ctl). */
+bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
+		      struct fpg_evsrc *src);
+bool fpg_worker_rewatch(struct fpg_worker *w, int fd, uint32_t events,
+			struct fpg_evsrc *src);
+void fpg_worker_unwatch(struct fpg_worker *w, int fd);
+
+/* Monotonic clock in milliseconds / microseconds. */
+uint64_t fpg_now_ms(void);
+uint64_t fpg_now_us(void);
