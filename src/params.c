@@ -309,14 +309,15 @@ static bool parse_field(struct fpg_statement *st, const char *key,
 		return true;
 	}
 	if (strcmp(key, "timeout_ms") == 0) {
-		if (!json_is_integer(v) || json_integer_value(v) <= 0 ||
-		    json_integer_value(v) > 86400000) {
+		double ms = json_number_value(v);
+		if (!json_is_number(v) || ms < 1 || ms > 86400000 ||
+		    ms != (double)(unsigned)ms) {
 			fpg_error_set(err, FPG_ERR_REQUEST, 400,
 				      "\"timeout_ms\" must be an integer from "
 				      "1 to 86400000");
 			return false;
 		}
-		st->timeout_ms = (unsigned)json_integer_value(v);
+		st->timeout_ms = (unsigned)ms;
 		return true;
 	}
 	fpg_error_set(err, FPG_ERR_REQUEST, 400,
@@ -345,7 +346,11 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 			      "object with \"sql\"");
 		return false;
 	}
-	st->root = json_loadb(body, len, JSON_REJECT_DUPLICATES, &jerr);
+	/* Integers as reals: jansson refuses integers beyond int64, and
+	 * numbers are taken from the raw text anyway. */
+	st->root = json_loadb(body, len,
+			      JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
+			      &jerr);
 	if (!st->root) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "invalid JSON at line %d, column %d: %s",

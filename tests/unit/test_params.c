@@ -1,0 +1,144 @@
+/* JSON body -> statement and text parameters. */
+#include <check.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "params.h"
+
+static struct fpg_statement st;
+static struct fpg_error err;
+
+static bool parse(const char *body)
+{
+	fpg_statement_deinit(&st);
+	memset(&err, 0, sizeof(err));
+	return fpg_statement_parse(&st, body, strlen(body), &err);
+}
+
+static void teardown(void)
+{
+	fpg_statement_deinit(&st);
+}
+
+START_TEST(scalars_keep_their_text)
+{
+	ck_assert(parse("{\"sql\":\"x\",\"params\":[null, \"a\\\"b\", "
+			"123456789012345678901234567890, 1.50e+3, true, "
+			"false, -0.0]}"));
+	ck_assert_int_eq(st.nparams, 7);
+	ck_assert_ptr_null(st.params[0]);
+	ck_assert_str_eq(st.params[1], "a\"b");
+	ck_assert_str_eq(st.params[2], "123456789012345678901234567890");
+	ck_assert_str_eq(st.params[3], "1.50e+3");
+	ck_assert_str_eq(st.params[4], "true");
+	ck_assert_str_eq(st.params[5], "false");
+	ck_assert_str_eq(st.params[6], "-0.0");
+}
+END_TEST
+
+START_TEST(objects_are_their_json_text)
+{
+	ck_assert(parse("{\"params\":[{\"a\": [1, 2.000000000000000000001]}],"
+			"\"sql\":\"x\"}"));
+	ck_assert_str_eq(st.params[0], "{\"a\": [1, 2.000000000000000000001]}");
+}
+END_TEST
+
+START_TEST(arrays_become_array_literals)
+{
+	ck_assert(parse("{\"sql\":\"x\",\"params\":[[1,2,null], "
+			"[[\"a,b\",\"q\\\"\"],[\"{}\",\"back\\\\slash\"]], [], "
+			"[{\"k\":1}], [true, 12345678901234567890123]]}"));
+	ck_assert_str_eq(st.params[0], "{1,2,NULL}");
+	ck_assert_str_eq(st.params[1],
+			 "{{\"a,b\",\"q\\\"\"},{\"{}\",\"back\\\\slash\"}}");
+	ck_assert_str_eq(st.params[2], "{}");
+	ck_assert_str_eq(st.params[3], "{\"{\\\"k\\\":1}\"}");
+	ck_assert_str_eq(st.params[4], "{true,12345678901234567890123}");
+}
+END_TEST
+
+START_TEST(options_are_parsed)
+{
+	ck_assert(parse("{\"sql\":\"x\",\"rows\":\"array\",\"expect\":"
+			"\"scalar\",\"big_numbers\":\"string\","
+			"\"timeout_ms\":250}"));
+	ck_assert_int_eq(st.rows, FPG_ROWS_ARRAY);
+	ck_assert_int_eq(st.expect, FPG_EXPECT_SCALAR);
+	ck_assert(st.big_numbers_string);
+	ck_assert_uint_eq(st.timeout_ms, 250);
+	ck_assert_int_eq(st.nparams, 0);
+}
+END_TEST
+
+static const char *const bad_bodies[] = {
+	"",
+	"nope",
+	"[1]",
+	"{}",
+	"{\"sql\":\"  \\n\"}",
+	"{\"sql\":1}",
+	"{\"sql\":\"x\",\"params\":{}}",
+	"{\"sql\":\"x\",\"rows\":\"table\"}",
+	"{\"sql\":\"x\",\"expect\":\"many\"}",
+	"{\"sql\":\"x\",\"big_numbers\":true}",
+	"{\"sql\":\"x\",\"timeout_ms\":0}",
+	"{\"sql\":\"x\",\"timeout_ms\":\"5\"}",
+	"{\"sql\":\"x\",\"extra\":1}",
+	"{\"sql\":\"x\",\"sql\":\"y\"}",
+};
+
+START_TEST(bad_bodies_are_400)
+{
+	const char *b = bad_bodies[_i];
+	ck_assert_msg(!parse(b), "accepted: %s", b);
+	ck_assert_int_eq(err.http_status, 400);
+	ck_assert_int_eq(err.code, FPG_ERR_REQUEST);
+	ck_assert(strlen(err.message) > 5);
+}
+END_TEST
+
+START_TEST(autocommit_check)
+{
+	static const char *const refused[] = {
+		"BEGIN", " begin;", "/* c */ START TRANSACTION",
+		"-- x\ncommit", "ROLLBACK", "savepoint a", "SET x = 1",
+		"reset all", "LISTEN x", "copy t from stdin", "(COPY t TO STDOUT)",
+		"/* a /* nested */ b */ prepare p as select 1", "discard all",
+	};
+	static const char *const allowed[] = {
+		"select 1", "SELECT 'BEGIN'", "with x as (select 1) select * from x",
+		"insert into t values (1)", "settings", "committed", "explain select 1",
+	};
+	struct fpg_error e;
+	for (size_t i = 0; i < sizeof(refused) / sizeof(refused[0]); i++)
+		ck_assert_msg(!fpg_statement_check_autocommit(refused[i], &e),
+			      "accepted %s", refused[i]);
+	for (size_t i = 0; i < sizeof(allowed) / sizeof(allowed[0]); i++)
+		ck_assert_msg(fpg_statement_check_autocommit(allowed[i], &e),
+			      "refused %s", allowed[i]);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("params");
+	TCase *tc = tcase_create("convert");
+	tcase_add_checked_fixture(tc, NULL, teardown);
+	tcase_add_test(tc, scalars_keep_their_text);
+	tcase_add_test(tc, objects_are_their_json_text);
+	tcase_add_test(tc, arrays_become_array_literals);
+	tcase_add_test(tc, options_are_parsed);
+	suite_add_tcase(s, tc);
+	TCase *bad = tcase_create("validate");
+	tcase_add_checked_fixture(bad, NULL, teardown);
+	tcase_add_loop_test(bad, bad_bodies_are_400, 0,
+			    sizeof(bad_bodies) / sizeof(bad_bodies[0]));
+	tcase_add_test(bad, autocommit_check);
+	suite_add_tcase(s, bad);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}

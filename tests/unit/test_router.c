@@ -1,0 +1,115 @@
+/* The route table and api/openapi.yaml must list the same routes. */
+#include <check.h>
+#include <ctype.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+
+struct spec_route {
+	char method[8];
+	char path[128];
+};
+
+/* Reads "  /path:" and "    get:" lines of the spec's paths section. */
+static int read_spec(struct spec_route *out, int max)
+{
+	FILE *f = fopen(FPG_SOURCE_DIR "/api/openapi.yaml", "r");
+	ck_assert_msg(f != NULL, "cannot open api/openapi.yaml");
+	char line[512], path[128] = "";
+	int n = 0;
+	bool in_paths = false;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, "paths:", 6) == 0) {
+			in_paths = true;
+			continue;
+		}
+		if (in_paths && line[0] != ' ' && line[0] != '\n')
+			break;
+		if (!in_paths)
+			continue;
+		if (strncmp(line, "  /", 3) == 0) {
+			sscanf(line + 2, "%127[^:]", path);
+		} else if (strncmp(line, "    ", 4) == 0 && line[4] != ' ') {
+			char m[16] = "";
+			if (sscanf(line + 4, "%15[a-z]:", m) == 1 &&
+			    (strcmp(m, "get") == 0 || strcmp(m, "post") == 0 ||
+			     strcmp(m, "put") == 0 || strcmp(m, "delete") == 0 ||
+			     strcmp(m, "patch") == 0)) {
+				ck_assert_int_lt(n, max);
+				for (char *p = m; *p; p++)
+					*p = (char)toupper((unsigned char)*p);
+				snprintf(out[n].method, sizeof(out[n].method),
+					 "%s", m);
+				snprintf(out[n].path, sizeof(out[n].path), "%s",
+					 path);
+				n++;
+			}
+		}
+	}
+	fclose(f);
+	return n;
+}
+
+START_TEST(table_matches_spec)
+{
+	struct spec_route spec[64];
+	int n = read_spec(spec, 64);
+	ck_assert_int_eq(n, (int)fpg_router_count());
+	for (int i = 0; i < n; i++) {
+		int status = 0;
+		char allow[64];
+		const struct fpg_route *r = fpg_router_match(
+			spec[i].method, spec[i].path, &status, allow,
+			sizeof(allow));
+		ck_assert_msg(r != NULL, "spec route %s %s not in the table",
+			      spec[i].method, spec[i].path);
+	}
+}
+END_TEST
+
+START_TEST(miss_is_404_or_405)
+{
+	int status = 0;
+	char allow[64];
+	ck_assert_ptr_null(fpg_router_match("GET", "/nope", &status, allow,
+					    sizeof(allow)));
+	ck_assert_int_eq(status, 404);
+	ck_assert_ptr_null(fpg_router_match("DELETE", "/query", &status,
+					    allow, sizeof(allow)));
+	ck_assert_int_eq(status, 405);
+	ck_assert_str_eq(allow, "POST");
+	ck_assert_ptr_null(fpg_router_match("POST", "/query/", &status, allow,
+					    sizeof(allow)));
+	ck_assert_int_eq(status, 404);
+}
+END_TEST
+
+START_TEST(stat_names_cover_routes)
+{
+	const char *const *names = fpg_router_stat_names();
+	for (unsigned i = 0; i < fpg_router_count(); i++) {
+		const struct fpg_route *r = fpg_router_route(i);
+		char want[160];
+		snprintf(want, sizeof(want), "%s %s", r->method, r->path);
+		ck_assert_str_eq(names[fpg_router_index(r)], want);
+	}
+	ck_assert_str_eq(names[fpg_router_count()], "unrouted");
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("router");
+	TCase *tc = tcase_create("spec");
+	tcase_add_test(tc, table_matches_spec);
+	tcase_add_test(tc, miss_is_404_or_405);
+	tcase_add_test(tc, stat_names_cover_routes);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
