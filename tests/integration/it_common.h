@@ -1,0 +1,311 @@
+/*
+ * Helpers shared by the integration binaries that embed the server
+ * (test_query.c, test_errors.c, test_concurrency.c, test_embed.c).
+ * Header-only on purpose: each binary is one source file in
+ * tests/meson.build.
+ *
+ * The server runs in-process on its own threads, which do not survive
+ * fork(): every binary sets CK_NOFORK, so each test must leave the server
+ * usable for the next one and use its own table names.
+ */
+#pragma once
+
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+#include <check.h>
+#include <curl/curl.h>
+#include <jansson.h>
+#include <libpq-fe.h>
+
+#include "fasterpg.h"
+#include "http.h"
+#include "pg_harness.h"
+
+#define IT_UNUSED __attribute__((unused))
+
+/* ---- misc ---- */
+
+IT_UNUSED static double it_now(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+IT_UNUSED static char *it_fmt(const char *fmt, ...)
+    __attribute__((format(printf, 1, 2)));
+IT_UNUSED static char *it_fmt(const char *fmt, ...)
+{
+	char *s = NULL;
+	va_list ap;
+	va_start(ap, fmt);
+	int n = vasprintf(&s, fmt, ap);
+	va_end(ap);
+	if (n < 0)
+		abort();
+	return s;
+}
+
+/* The seed of this run: FPG_TEST_SEED replays one. Printed by the caller. */
+IT_UNUSED static unsigned it_seed(void)
+{
+	const char *e = getenv("FPG_TEST_SEED");
+	if (e)
+		return (unsigned)strtoul(e, NULL, 10);
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (unsigned)(ts.tv_sec ^ ts.tv_nsec);
+}
+
+/* A random lower-case suffix for table names (tests share one cluster). */
+IT_UNUSED static void it_suffix(char *out, size_t n)
+{
+	static unsigned counter;
+	snprintf(out, n, "%x_%u", (unsigned)rand(), ++counter);
+}
+
+/* ---- the server under test ---- */
+
+/* Defaults for an in-process test server against the harness cluster. */
+IT_UNUSED static void it_options(struct fpg_options *o)
+{
+	fpg_options_init(o);
+	o->db = pgh_conninfo();
+	o->listen_port = 0;
+	o->threads = 2;
+	o->log_level = getenv("FPG_TEST_LOG") ? getenv("FPG_TEST_LOG") : "error";
+}
+
+/* Creates and starts a server; exits the process when that fails. */
+IT_UNUSED static struct fpg_server *it_server_start(const struct fpg_options *o,
+						    unsigned *port)
+{
+	struct fpg_error err = {0};
+	struct fpg_server *srv = fpg_server_new(o, &err);
+	if (!srv) {
+		fprintf(stderr, "fpg_server_new: %s\n", err.message);
+		exit(1);
+	}
+	if (!fpg_server_start(srv, &err)) {
+		fprintf(stderr, "fpg_server_start: %s\n", err.message);
+		exit(1);
+	}
+	*port = fpg_server_port(srv);
+	return srv;
+}
+
+/* ---- HTTP on a caller-owned (keep-alive) curl handle ---- */
+
+struct it_buf {
+	char *data;
+	size_t len, cap;
+};
+
+static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct it_buf *b = ud;
+	size_t n = size * nmemb;
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *d = realloc(b->data, cap);
+		if (!d)
+			return 0;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return n;
+}
+
+static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+	struct it_buf *b = ud;
+	if (size * nmemb >= 5 && strncmp(p, "HTTP/", 5) == 0)
+		b->len = 0; /* only the last header block */
+	return it_buf_write(p, size, nmemb, ud);
+}
+
+/*
+ * One request on handle c (created by the caller with curl_easy_init and
+ * reused, so the TCP connection is kept alive between calls). body NULL
+ * sends none; content_type NULL sends application/json when there is a
+ * body. *new_conns (optional) gets how many connections curl had to open.
+ * The result is freed with http_resp_free().
+ */
+IT_UNUSED static struct http_resp *
+it_request(CURL *c, unsigned port, const char *method, const char *path,
+	   const char *body, size_t body_len, const char *const *headers,
+	   long timeout_s, long *new_conns)
+{
+	struct it_buf bb = {0}, hb = {0};
+	struct curl_slist *list = NULL;
+	char url[512];
+	bool has_ctype = false;
+	struct http_resp *r = calloc(1, sizeof(*r));
+	if (!r)
+		abort();
+	for (const char *const *h = headers; h && *h; h++) {
+		list = curl_slist_append(list, *h);
+		if (strncasecmp(*h, "Content-Type:", 13) == 0)
+			has_ctype = true;
+	}
+	if (body && !has_ctype)
+		list = curl_slist_append(list, "Content-Type: application/json");
+	list = curl_slist_append(list, "Expect:");
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+	curl_easy_reset(c);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s ? timeout_s : 60L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_buf_write);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_hdr_write);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
+	if (strcmp(method, "GET") != 0)
+		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+	if (body) {
+		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
+				 (curl_off_t)body_len);
+	}
+	r->curl_code = (int)curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	if (new_conns)
+		curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, new_conns);
+	curl_slist_free_all(list);
+	r->body = bb.data ? bb.data : calloc(1, 1);
+	r->body_len = bb.len;
+	r->headers = hb.data ? hb.data : calloc(1, 1);
+	if (r->body_len)
+		r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY,
+				     NULL);
+	return r;
+}
+
+/* POST /query with a JSON body on handle c. */
+IT_UNUSED static struct http_resp *it_query_on(CURL *c, unsigned port,
+					       const char *body)
+{
+	return it_request(c, port, "POST", "/query", body, strlen(body), NULL,
+			  0, NULL);
+}
+
+/* POST /query with a JSON body on a fresh connection. */
+IT_UNUSED static struct http_resp *it_query(unsigned port, const char *body)
+{
+	return http_post_json(port, "/query", body);
+}
+
+/* ---- checks ---- */
+
+/* Prints the response when a check about it fails. */
+#define it_assert_resp(r, cond)                                              \
+	ck_assert_msg((cond), "%s failed: status %ld curl %d body: %.2000s",   \
+		      #cond, (r)->status, (r)->curl_code, (r)->body)
+
+IT_UNUSED static bool it_is_null_or_string(const json_t *v)
+{
+	return v && (json_is_null(v) || json_is_string(v));
+}
+
+/*
+ * The error contract: status, a JSON body
+ * {"error":{"code","message","detail","hint","position"}} (code and
+ * message strings, detail/hint string or null, position null or a
+ * number) and an X-Request-Id header. code NULL accepts any code.
+ */
+IT_UNUSED static void it_assert_error(const struct http_resp *r, long status,
+				      const char *code)
+{
+	ck_assert_msg(r->curl_code == 0, "curl error %d", r->curl_code);
+	ck_assert_msg(r->status == status, "status %ld, want %ld; body: %.1000s",
+		      r->status, status, r->body);
+	ck_assert_msg(r->json && json_is_object(r->json),
+		      "error body is not JSON: %.1000s", r->body);
+	json_t *e = json_object_get(r->json, "error");
+	ck_assert_msg(json_is_object(e), "no error object: %.1000s", r->body);
+	json_t *c = json_object_get(e, "code");
+	ck_assert_msg(json_is_string(c), "error.code: %.1000s", r->body);
+	ck_assert_msg(json_is_string(json_object_get(e, "message")) &&
+			  json_string_length(json_object_get(e, "message")) > 0,
+		      "error.message: %.1000s", r->body);
+	ck_assert_msg(it_is_null_or_string(json_object_get(e, "detail")),
+		      "error.detail: %.1000s", r->body);
+	ck_assert_msg(it_is_null_or_string(json_object_get(e, "hint")),
+		      "error.hint: %.1000s", r->body);
+	json_t *pos = json_object_get(e, "position");
+	ck_assert_msg(pos && (json_is_null(pos) || json_is_integer(pos)),
+		      "error.position: %.1000s", r->body);
+	if (code)
+		ck_assert_msg(strcmp(json_string_value(c), code) == 0,
+			      "error.code %s, want %s; body: %.1000s",
+			      json_string_value(c), code, r->body);
+	char *id = http_header(r, "X-Request-Id");
+	ck_assert_msg(id && *id, "no X-Request-Id on an error response");
+	free(id);
+	char *ct = http_header(r, "Content-Type");
+	ck_assert_msg(ct && strncasecmp(ct, "application/json", 16) == 0,
+		      "error Content-Type: %s", ct ? ct : "(none)");
+	free(ct);
+}
+
+/* ---- PostgreSQL as the oracle ---- */
+
+/*
+ * Runs sql with text parameters on a fresh connection and returns the
+ * result (caller PQclears); aborts the test on error.
+ */
+IT_UNUSED static PGresult *it_pg(const char *sql, int n,
+				 const char *const *params)
+{
+	PGconn *c = PQconnectdb(pgh_conninfo());
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s",
+		      PQerrorMessage(c));
+	PGresult *res = PQexecParams(c, sql, n, NULL, params, NULL, NULL, 0);
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
+		char msg[1024];
+		snprintf(msg, sizeof(msg), "%s", PQresultErrorMessage(res));
+		PQclear(res);
+		PQfinish(c);
+		ck_abort_msg("%.300s -> %s", sql, msg);
+	}
+	PQfinish(c);
+	return res;
+}
+
+/*
+ * PostgreSQL's own JSON parser says whether text is valid JSON: it keeps
+ * numbers of any size, which jansson cannot. *why gets the error.
+ */
+IT_UNUSED static bool it_json_valid(const char *text, char *why, size_t n)
+{
+	const char *p[1] = {text};
+	PGconn *c = PQconnectdb(pgh_conninfo());
+	ck_assert_msg(PQstatus(c) == CONNECTION_OK, "connect: %s",
+		      PQerrorMessage(c));
+	PGresult *res =
+	    PQexecParams(c, "SELECT $1::json IS NOT NULL", 1, NULL, p, NULL,
+			 NULL, 0);
+	bool ok = PQresultStatus(res) == PGRES_TUPLES_OK;
+	if (!ok && why)
+		snprintf(why, n, "%s", PQresultErrorMessage(res));
+	PQclear(res);
+	PQfinish(c);
+	return ok;
+}
