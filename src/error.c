@@ -1,6 +1,7 @@
 #include "error.h"
 
 #include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -16,6 +17,23 @@ void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
 	va_end(ap);
+}
+
+void fpg_error_tidy(char *dst, size_t size, const char *msg)
+{
+	size_t n = 0;
+	bool blank = false;
+	for (const char *p = msg ? msg : ""; *p && n + 1 < size; p++) {
+		if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
+			blank = n > 0;
+			continue;
+		}
+		if (blank && n + 2 < size)
+			dst[n++] = ' ';
+		blank = false;
+		dst[n++] = *p;
+	}
+	dst[n] = '\0';
 }
 
 void fpg_error_clear(struct fpg_error *err)

@@ -13,6 +13,12 @@
 void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 		   const char *fmt, ...) FPG_PRINTF(4, 5);
 
+/*
+ * Copies a libpq message into dst on one line: runs of newlines and tabs
+ * become one space, trailing blanks go.
+ */
+void fpg_error_tidy(char *dst, size_t size, const char *msg);
+
 /* Clears err to "no error". */
 void fpg_error_clear(struct fpg_error *err);
 

@@ -225,12 +225,7 @@ static bool any_ready(const struct fpg_pool *pool)
 static void connect_failed(struct fpg_conn *c, const char *why)
 {
 	struct fpg_pool *pool = c->pool;
-	snprintf(pool->last_error, sizeof(pool->last_error), "%s", why);
-	/* libpq messages end with a newline */
-	size_t n = strlen(pool->last_error);
-	while (n && (pool->last_error[n - 1] == '\n' ||
-		     pool->last_error[n - 1] == ' '))
-		pool->last_error[--n] = '\0';
+	fpg_error_tidy(pool->last_error, sizeof(pool->last_error), why);
 	fpg_log_warn("pool", NULL, "worker %u: connect failed: %s",
 		     pool->w->id, pool->last_error);
 	FPG_STAT_ADD(pool->w->stats.pool_connect_failures, 1);
@@ -266,10 +261,7 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 		connect_failed(c, why);
 		return;
 	}
-	snprintf(c->broken, sizeof(c->broken), "%s", why);
-	size_t n = strlen(c->broken);
-	while (n && c->broken[n - 1] == '\n')
-		c->broken[--n] = '\0';
+	fpg_error_tidy(c->broken, sizeof(c->broken), why);
 	c->state = FPG_CONN_BROKEN;
 	c->pool->has_broken = true;
 	set_events(c, 0);
@@ -395,8 +387,9 @@ static void setup_result(struct fpg_pgop *op, PGresult *res)
 	ExecStatusType st = PQresultStatus(res);
 	if (st != PGRES_TUPLES_OK && st != PGRES_COMMAND_OK) {
 		c->setup_failed = true;
-		snprintf(c->pool->last_error, sizeof(c->pool->last_error), "%s",
-			 PQresultErrorMessage(res));
+		fpg_error_tidy(c->pool->last_error,
+			       sizeof(c->pool->last_error),
+			       PQresultErrorMessage(res));
 	}
 	PQclear(res);
 }

@@ -200,11 +200,9 @@ static void finish_pg_err(struct fpg_query *q, PGresult *res)
 
 static void finish_broken(struct fpg_query *q, const char *why)
 {
-	char msg[256];
-	snprintf(msg, sizeof(msg), "connection to PostgreSQL lost: %s", why);
-	size_t n = strlen(msg);
-	while (n && msg[n - 1] == '\n')
-		msg[--n] = '\0';
+	char tidy[200], msg[256];
+	fpg_error_tidy(tidy, sizeof(tidy), why);
+	snprintf(msg, sizeof(msg), "connection to PostgreSQL lost: %s", tidy);
 	finish_err(q, FPG_ERR_UNAVAILABLE, 503, msg);
 }
 
