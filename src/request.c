@@ -52,8 +52,6 @@ static void set_request_id(struct fpg_request *req)
 		 (unsigned long long)next_random(req->w));
 }
 
-static void client_event(struct fpg_evsrc *src, uint32_t events);
-
 static struct fpg_request *request_new(struct fpg_worker *w,
 				       struct MHD_Connection *conn,
 				       const char *url, const char *method)
@@ -66,8 +64,12 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	req->url = url;
 	req->method = method;
 	req->start_us = fpg_now_us();
-	req->client_fd = -1;
-	req->client_ev.on_event = client_event;
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
+	if (ci && ci->socket_context) {
+		req->client = ci->socket_context;
+		req->client->req = req;
+	}
 	req->content_type = "application/json";
 	fpg_buf_init(&req->body);
 	fpg_buf_init(&req->out);
@@ -89,29 +91,30 @@ static void stop_handler(struct fpg_request *req)
 
 /* ---- suspension ---- */
 
+static void client_gone(struct fpg_request *req)
+{
+	fpg_log_debug("request", req->id, "client went away while waiting");
+	req->client_gone = true;
+	stop_handler(req);
+}
+
 static void suspend(struct fpg_request *req)
 {
 	if (req->suspended)
 		return;
+	if (req->client && req->client->hung_up) {
+		/* It left while MHD was busy with it: nothing to wait for. */
+		client_gone(req);
+		return;
+	}
 	MHD_suspend_connection(req->conn);
 	req->suspended = true;
-	/* MHD does not see a suspended client go away: we watch for it. */
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		req->conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	if (ci && fpg_worker_watch(req->w, ci->connect_fd, EPOLLRDHUP,
-				   &req->client_ev)) {
-		req->client_fd = ci->connect_fd;
-		req->client_watched = true;
-	}
 }
 
 static void resume(struct fpg_request *req)
 {
 	if (!req->suspended)
 		return;
-	if (req->client_watched)
-		fpg_worker_unwatch(req->w, req->client_fd);
-	req->client_watched = false;
 	req->suspended = false;
 	MHD_resume_connection(req->conn);
 	req->w->resumed = true;
@@ -119,14 +122,48 @@ static void resume(struct fpg_request *req)
 
 static void client_event(struct fpg_evsrc *src, uint32_t events)
 {
-	struct fpg_request *req = (struct fpg_request *)((char *)src -
-		offsetof(struct fpg_request, client_ev));
+	struct fpg_client *cl = (struct fpg_client *)src;
 	if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return;
-	fpg_log_debug("request", req->id, "client went away while waiting");
-	req->client_gone = true;
-	stop_handler(req);
-	resume(req);
+	cl->hung_up = true;
+	/* When not suspended MHD sees the close itself. */
+	if (cl->req && cl->req->suspended) {
+		client_gone(cl->req);
+		resume(cl->req);
+	}
+}
+
+void fpg_request_connection(void *cls, struct MHD_Connection *conn,
+			    void **socket_context,
+			    enum MHD_ConnectionNotificationCode toe)
+{
+	struct fpg_worker *w = cls;
+	struct fpg_client *cl = *socket_context;
+	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
+		if (!cl)
+			return;
+		fpg_worker_unwatch(w, cl->fd);
+		if (cl->req)
+			cl->req->client = NULL;
+		free(cl);
+		*socket_context = NULL;
+		return;
+	}
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		conn, MHD_CONNECTION_INFO_CONNECTION_FD);
+	cl = calloc(1, sizeof(*cl));
+	if (!cl || !ci) {
+		free(cl);
+		return; /* requests on it are just not watched */
+	}
+	cl->ev.on_event = client_event;
+	cl->w = w;
+	cl->fd = ci->connect_fd;
+	if (!fpg_worker_watch(w, cl->fd, EPOLLRDHUP | EPOLLET, &cl->ev)) {
+		free(cl);
+		return;
+	}
+	*socket_context = cl;
 }
 
 /* ---- responses ---- */
@@ -342,8 +379,8 @@ static void request_free(struct fpg_request *req)
 {
 	struct fpg_worker *w = req->w;
 	stop_handler(req);
-	if (req->client_watched)
-		fpg_worker_unwatch(w, req->client_fd);
+	if (req->client)
+		req->client->req = NULL;
 	if (req->prev)
 		req->prev->next = req->next;
 	else

@@ -25,6 +25,20 @@ struct fpg_route;
 struct fpg_request;
 
 /*
+ * One HTTP connection's socket in the worker's epoll (edge-triggered, for
+ * EPOLLRDHUP only) for the connection's whole life: MHD does not notice a
+ * suspended client leaving, and watching per request would cost two
+ * epoll_ctl calls each.
+ */
+struct fpg_client {
+	struct fpg_evsrc ev;	  /* first: the epoll callback finds us */
+	struct fpg_worker *w;
+	int fd;
+	bool hung_up;		  /* the peer closed (or half-closed) */
+	struct fpg_request *req;  /* the request being served, or NULL */
+};
+
+/*
  * Handler-specific state: cleanup runs when the request ends for any
  * reason (client gone included) and must stop any work in progress.
  */
@@ -61,9 +75,7 @@ struct fpg_request {
 	/* suspension */
 	bool suspended;
 	bool client_gone;	  /* disconnected while suspended */
-	int client_fd;
-	bool client_watched;
-	struct fpg_evsrc client_ev;
+	struct fpg_client *client; /* its connection's watch, or NULL */
 
 	struct fpg_handler_state *handler; /* owned by the handler, or NULL */
 };
@@ -81,6 +93,9 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls,
 			   enum MHD_RequestTerminationCode toe);
+void fpg_request_connection(void *cls, struct MHD_Connection *conn,
+			    void **socket_context,
+			    enum MHD_ConnectionNotificationCode toe);
 
 /* The whole response is in req->out: send it with status. */
 void fpg_request_complete(struct fpg_request *req, int status);

@@ -130,6 +130,7 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT, (size_t)64 * 1024,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, w,
+		MHD_OPTION_NOTIFY_CONNECTION, fpg_request_connection, w,
 		MHD_OPTION_END);
 	if (!w->mhd) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
