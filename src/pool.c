@@ -4,7 +4,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
 
 #include "error.h"
 #include "log.h"
@@ -30,6 +33,8 @@ struct fpg_conn {
 	unsigned inflight;	/* ops queued */
 	bool setup_failed;	/* the setup op got an error */
 	char broken[256];	/* why it is BROKEN */
+	bool corked;		/* TCP_CORK set for this loop turn */
+	bool no_cork;		/* not TCP (unix socket): never cork */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
 };
@@ -45,6 +50,7 @@ struct fpg_pool {
 	 * instead of making every request wait for its deadline. */
 	bool db_down;
 	bool has_broken;	  /* some connection waits for fpg_pool_reap */
+	bool has_corked;	  /* some connection waits for fpg_pool_uncork */
 	char last_error[256];
 	uint64_t next_connect_ms; /* back-off: no connect before this */
 	unsigned backoff_ms;
@@ -205,6 +211,7 @@ static void conn_close(struct fpg_conn *c)
 		fpg_worker_unwatch(c->pool->w, c->fd);
 	c->fd = -1;
 	c->events = 0;
+	c->corked = c->no_cork = false;
 	if (c->pg)
 		PQfinish(c->pg);
 	c->pg = NULL;
@@ -285,6 +292,41 @@ void fpg_pool_reap(struct fpg_pool *pool)
 	serve_waiters(pool);
 }
 
+/*
+ * libpq 15 sends every Sync at once (one send() per op). Corking the
+ * socket for the rest of the loop turn lets the ops of one turn leave in
+ * as few packets as possible, so PostgreSQL wakes once for all of them.
+ */
+static void cork(struct fpg_conn *c)
+{
+	if (c->corked || c->no_cork)
+		return;
+	int one = 1;
+	if (setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &one, sizeof(one)) != 0) {
+		c->no_cork = true;
+		return;
+	}
+	c->corked = true;
+	c->pool->has_corked = true;
+}
+
+void fpg_pool_uncork(struct fpg_pool *pool)
+{
+	if (!pool->has_corked)
+		return;
+	pool->has_corked = false;
+	int zero = 0;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if (!c->corked)
+			continue;
+		c->corked = false;
+		if (c->fd >= 0)
+			(void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &zero,
+					 sizeof(zero));
+	}
+}
+
 struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 				  fpg_pgop_result_fn on_result,
 				  fpg_pgop_done_fn on_done, void *ctx,
@@ -307,6 +349,7 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	c->tail = op;
 	if (c->inflight++ == 0)
 		update_gauges(c->pool);
+	cork(c);
 	/* libpq 15's PQpipelineSync also flushes (one send per op). */
 	int f = PQpipelineSync(c->pg) ? PQflush(c->pg) : -1;
 	if (f < 0) {

@@ -93,6 +93,9 @@ PGconn *fpg_conn_pg(struct fpg_conn *conn);
  */
 void fpg_conn_fail(struct fpg_conn *conn, const char *why);
 
+/* Sends what the loop turn queued; the worker calls it before waiting. */
+void fpg_pool_uncork(struct fpg_pool *pool);
+
 /* Closes broken connections; the worker calls it once per loop turn. */
 void fpg_pool_reap(struct fpg_pool *pool);
 

@@ -225,6 +225,7 @@ static void run_once(struct fpg_worker *w, int timeout)
 	w->resumed = false;
 	MHD_run(w->mhd);
 	fpg_pool_reap(w->pool);
+	fpg_pool_uncork(w->pool);
 }
 
 static void *worker_main(void *arg)
