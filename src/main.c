@@ -2,6 +2,7 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/resource.h>
 
 #include "config.h"
 #include "fasterpg.h"
@@ -25,6 +26,13 @@ int main(int argc, char **argv)
 		printf("fasterpg %s\n", FPG_VERSION);
 		rc = 0;
 		goto out;
+	}
+	/* Every HTTP and PostgreSQL connection is a descriptor: allow as
+	 * many as the hard limit does. */
+	struct rlimit rl;
+	if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		(void)setrlimit(RLIMIT_NOFILE, &rl);
 	}
 	/* Signals are taken synchronously by sigwait below; workers
 	 * inherit the mask, so only this thread sees them. */
