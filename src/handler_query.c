@@ -66,6 +66,11 @@ static void on_columns(struct fpg_query *q, int n,
 		       const struct fpg_column *cols)
 {
 	struct query_req *qr = q->ctx;
+	/* A second call (the statement was prepared anew) starts over. */
+	fpg_buf_reset(&qr->req->out);
+	fpg_buf_reset(&qr->keys);
+	free(qr->types);
+	free(qr->key_end);
 	qr->ncols = n;
 	qr->types = malloc(sizeof(uint32_t) * (size_t)(n ? n : 1));
 	qr->key_end = malloc(sizeof(size_t) * (size_t)(n ? n : 1));

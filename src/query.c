@@ -150,16 +150,12 @@ static void ignore_done(struct fpg_pgop *op, const char *broken)
 }
 
 /*
- * Drops the least recently used ready statement. Its DEALLOCATE queues
- * behind every execution already sent, so nothing in flight loses it.
+ * Forgets a ready statement. Its DEALLOCATE queues behind every execution
+ * already sent, so nothing in flight loses it.
  */
-static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
+static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
+		      struct fpg_stmt *st)
 {
-	struct fpg_stmt *st = c->lru_tail;
-	while (st && st->state != FPG_STMT_READY)
-		st = st->lru_prev;
-	if (!st)
-		return;
 	char sql[64];
 	snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
 	cache_remove(c, st);
@@ -170,6 +166,16 @@ static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
 		return;
 	}
 	fpg_conn_push_op(conn, ignore_result, ignore_done, NULL, -1);
+}
+
+/* Drops the least recently used ready statement. */
+static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
+{
+	struct fpg_stmt *st = c->lru_tail;
+	while (st && st->state != FPG_STMT_READY)
+		st = st->lru_prev;
+	if (st)
+		drop_stmt(conn, c, st);
 }
 
 /* ---- finishing ---- */
@@ -255,6 +261,30 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 	PQclear(res);
 }
 
+static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
+
+/*
+ * After DDL changed a table, a statement prepared before fails with
+ * 0A000 "cached plan must not change result type" before it runs: forget
+ * it on this connection and run the request once more, prepared anew.
+ */
+static bool replan(struct fpg_query *q, const PGresult *error)
+{
+	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
+	const char *msg = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
+	if (q->replanned || !state || strcmp(state, "0A000") != 0 || !msg ||
+	    !strstr(msg, "cached plan must not change result type"))
+		return false;
+	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
+	struct fpg_stmt *st = cache_find(c, q->sql, hash_sql(q->sql));
+	if (st && st->state == FPG_STMT_READY)
+		drop_stmt(q->conn, c, st);
+	q->replanned = true;
+	q->op = NULL;
+	on_conn(&q->waiter, q->conn);
+	return true;
+}
+
 static void exec_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_query *q = op->ctx;
@@ -262,6 +292,11 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 		return;
 	PGresult *final = q->final, *error = q->error;
 	q->final = q->error = NULL;
+	if (!broken && error && replan(q, error)) {
+		PQclear(final);
+		PQclear(error);
+		return;
+	}
 	if (broken)
 		finish_broken(q, broken);
 	else if (error)

@@ -25,7 +25,11 @@ struct fpg_column {
 };
 
 struct fpg_query_ops {
-	/* The result's columns, before any row; cols borrowed for the call. */
+	/*
+	 * The result's columns, before any row; cols borrowed for the call.
+	 * Called again (and everything before it is void) when the statement
+	 * had to be prepared anew because its table changed.
+	 */
 	void (*columns)(struct fpg_query *q, int ncols,
 			const struct fpg_column *cols);
 	/* Row number row of res; res borrowed for the call. */
@@ -63,6 +67,7 @@ struct fpg_query {
 	PGresult *final;	       /* kept until the Sync */
 	PGresult *error;	       /* first error, kept until the Sync */
 	bool done;
+	bool replanned;		       /* retried once after a stale plan */
 };
 
 /* Starts q on a connection of pool (see fpg_query_ops for what follows). */
