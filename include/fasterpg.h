@@ -40,6 +40,8 @@ struct fpg_error {
 	enum fpg_errcode code;
 	int http_status;
 	char sqlstate[6];
+	const char *reason; /* static code for clients ("result_too_large"),
+			       or NULL for the default of code */
 	char message[256];
 };
 
@@ -58,7 +60,10 @@ struct fpg_options {
 	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
 	unsigned statement_timeout_ms; /* server maximum for a statement */
 	size_t max_body_bytes;	 /* request body limit (413 beyond) */
-	size_t max_result_bytes; /* per-request buffered result cap */
+	size_t max_result_bytes; /* encoded bytes of one result; 0 = no limit */
+	uint64_t max_result_rows; /* rows of one result; 0 = no limit */
+	size_t max_buffered_bytes; /* a shared-lane answer held for a slow
+				      client at most; past it rows are dropped */
 	unsigned max_connections; /* HTTP connections per worker */
 	unsigned http_idle_timeout_s; /* keep-alive idle reaping */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */

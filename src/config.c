@@ -11,6 +11,7 @@ enum opt_type {
 	OPT_STR,
 	OPT_UINT,
 	OPT_SIZE,
+	OPT_U64,
 	OPT_LISTEN, /* HOST:PORT into listen_host + listen_port */
 };
 
@@ -52,8 +53,14 @@ static const struct opt_def opt_table[] = {
 	 OFF(max_body_bytes), "1048576", 64, 1ULL << 32,
 	 "request body limit (413 beyond)"},
 	{"max-result-bytes", "FASTERPG_MAX_RESULT_BYTES", NULL, OPT_SIZE,
-	 OFF(max_result_bytes), "67108864", 65536, 1ULL << 40,
-	 "result bytes buffered for one request at most"},
+	 OFF(max_result_bytes), "0", 0, 1ULL << 50,
+	 "encoded bytes of one result at most (0 = no limit)"},
+	{"max-result-rows", "FASTERPG_MAX_RESULT_ROWS", NULL, OPT_U64,
+	 OFF(max_result_rows), "0", 0, 1ULL << 62,
+	 "rows of one result at most (0 = no limit)"},
+	{"max-buffered-bytes", "FASTERPG_MAX_BUFFERED_BYTES", NULL, OPT_SIZE,
+	 OFF(max_buffered_bytes), "16777216", 65536, 1ULL << 40,
+	 "bytes a plain JSON answer may hold for a slow client"},
 	{"max-connections", "FASTERPG_MAX_CONNECTIONS", NULL, OPT_UINT,
 	 OFF(max_connections), "10000", 1, 1000000,
 	 "HTTP connections per worker"},
@@ -142,6 +149,7 @@ static bool apply(struct fpg_config *cfg, size_t idx, const char *val,
 	}
 	case OPT_UINT:
 	case OPT_SIZE:
+	case OPT_U64:
 		if (!parse_number(val, &n)) {
 			*why = "not a non-negative number";
 			return false;
@@ -152,8 +160,10 @@ static bool apply(struct fpg_config *cfg, size_t idx, const char *val,
 		}
 		if (d->type == OPT_UINT)
 			*(unsigned *)(base + d->offset) = (unsigned)n;
-		else
+		else if (d->type == OPT_SIZE)
 			*(size_t *)(base + d->offset) = (size_t)n;
+		else
+			*(uint64_t *)(base + d->offset) = (uint64_t)n;
 		return true;
 	}
 	return false;

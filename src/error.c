@@ -13,6 +13,7 @@ void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 	err->code = code;
 	err->http_status = status;
 	err->sqlstate[0] = '\0';
+	err->reason = NULL;
 	va_list ap;
 	va_start(ap, fmt);
 	vsnprintf(err->message, sizeof(err->message), fmt, ap);
@@ -82,6 +83,10 @@ void fpg_error_from_pg(struct fpg_error *err, const PGresult *res)
 
 static const char *default_code(const struct fpg_error *err)
 {
+	if (!err)
+		return "internal_error";
+	if (err->reason)
+		return err->reason;
 	switch (err->code) {
 	case FPG_ERR_NOMEM:
 		return "out_of_memory";

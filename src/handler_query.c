@@ -1,10 +1,18 @@
 /*
- * POST /query: one statement with bound parameters; rows are encoded
- * straight from libpq's results into the response (DESIGN §2).
+ * POST /query and DELETE /query/{request_id}: one statement with bound
+ * parameters; rows are encoded straight from libpq's results into the
+ * response, as JSON, NDJSON or CSV (DESIGN §2).
  *
- * The first FIRST_CHUNK bytes are held back, so that an error found early
- * still gets its proper HTTP status; past that the response streams as a
- * chunked 200 and an error ends it in-band ("error" instead of "command").
+ * Lanes. By default a statement shares a pipelined connection (the fast
+ * lane); the first FIRST_CHUNK bytes of its answer are held back so that
+ * an early error still gets its own HTTP status, then the answer streams
+ * as a chunked 200. A shared connection cannot stop reading for one slow
+ * client, so at most max_buffered_bytes wait for the client; past that the
+ * rest is dropped and the answer ends with an error. Streaming formats,
+ * ?stream=true and statements whose earlier answers streamed run on a
+ * connection of their own (the slow lane): there the worker stops reading
+ * PostgreSQL's results above HIGH_MARK bytes waiting for the client and
+ * starts again below LOW_MARK, so memory stays bounded whatever the size.
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -19,21 +27,41 @@
 #include "worker.h"
 
 #define FIRST_CHUNK (64 * 1024)
+#define HIGH_MARK (256 * 1024)
+#define LOW_MARK (64 * 1024)
+
+enum format {
+	FMT_JSON,
+	FMT_NDJSON,
+	FMT_CSV,
+};
+
+static const char *const format_types[] = {
+	[FMT_JSON] = "application/json",
+	[FMT_NDJSON] = "application/x-ndjson",
+	[FMT_CSV] = "text/csv; charset=utf-8",
+};
 
 struct query_req {
 	struct fpg_handler_state hs; /* first: the request points here */
 	struct fpg_request *req;
 	struct fpg_statement st;
 	struct fpg_query q;
+	enum format format;
 	int ncols;
 	uint32_t *types;	/* column type OIDs */
 	struct fpg_buf keys;	/* "name": per column, for object rows */
 	size_t *key_end;	/* end offset of each key in keys */
 	uint64_t rows;
+	size_t bytes;		/* encoded row bytes so far */
 	unsigned enc_flags;
-	bool streaming;
-	bool overflow;		/* hit max-result-bytes: rows are dropped */
+	bool streaming;		/* the 200 went out: errors go in-band */
+	bool paused;		/* PostgreSQL reads stopped (slow lane) */
+	bool dropping;		/* rows past a limit: counted, not sent */
+	struct fpg_error limit;	/* why rows are dropped */
 };
+
+/* ---- lifecycle ---- */
 
 static void cleanup(struct fpg_request *req)
 {
@@ -46,8 +74,10 @@ static void cleanup(struct fpg_request *req)
 	free(qr);
 }
 
-static void put_columns(struct query_req *qr, int n,
-			const struct fpg_column *cols)
+/* ---- encoding ---- */
+
+static void put_columns_json(struct query_req *qr, int n,
+			     const struct fpg_column *cols)
 {
 	struct fpg_buf *out = &qr->req->out;
 	const struct fpg_typecache *tc = qr->req->w->types;
@@ -59,7 +89,55 @@ static void put_columns(struct query_req *qr, int n,
 		fpg_encode_type_name(out, tc, cols[i].type);
 		fpg_buf_putc(out, '}');
 	}
-	fpg_buf_puts(out, "],\"rows\":[");
+	fpg_buf_putc(out, ']');
+}
+
+/* RFC 4180: quote when needed; "" stays quoted to differ from NULL. */
+static void put_csv_field(struct fpg_buf *out, const char *s, size_t n)
+{
+	bool quote = n == 0 || strpbrk(s, ",\"\r\n") != NULL;
+	if (!quote) {
+		fpg_buf_append(out, s, n);
+		return;
+	}
+	fpg_buf_putc(out, '"');
+	for (const char *q; (q = memchr(s, '"', n)); n -= (size_t)(q + 1 - s),
+						     s = q + 1) {
+		fpg_buf_append(out, s, (size_t)(q + 1 - s));
+		fpg_buf_putc(out, '"');
+	}
+	fpg_buf_append(out, s, n);
+	fpg_buf_putc(out, '"');
+}
+
+static void put_header(struct query_req *qr, int n,
+		       const struct fpg_column *cols)
+{
+	struct fpg_buf *out = &qr->req->out;
+	switch (qr->format) {
+	case FMT_JSON:
+		if (qr->st.expect == FPG_EXPECT_SCALAR) {
+			fpg_buf_puts(out, "{\"value\":");
+		} else if (qr->st.expect != FPG_EXPECT_ALL) {
+			fpg_buf_puts(out, "{\"row\":");
+		} else {
+			put_columns_json(qr, n, cols);
+			fpg_buf_puts(out, ",\"rows\":[");
+		}
+		break;
+	case FMT_NDJSON:
+		put_columns_json(qr, n, cols);
+		fpg_buf_puts(out, "}\n");
+		break;
+	case FMT_CSV:
+		for (int i = 0; i < n; i++) {
+			if (i)
+				fpg_buf_putc(out, ',');
+			put_csv_field(out, cols[i].name, strlen(cols[i].name));
+		}
+		fpg_buf_puts(out, "\r\n");
+		break;
+	}
 }
 
 static void on_columns(struct fpg_query *q, int n,
@@ -84,18 +162,7 @@ static void on_columns(struct fpg_query *q, int n,
 		fpg_buf_putc(&qr->keys, ':');
 		qr->key_end[i] = qr->keys.len;
 	}
-	switch (qr->st.expect) {
-	case FPG_EXPECT_ALL:
-		put_columns(qr, n, cols);
-		break;
-	case FPG_EXPECT_ONE:
-	case FPG_EXPECT_FIRST:
-		fpg_buf_puts(&qr->req->out, "{\"row\":");
-		break;
-	case FPG_EXPECT_SCALAR:
-		fpg_buf_puts(&qr->req->out, "{\"value\":");
-		break;
-	}
+	put_header(qr, n, cols);
 }
 
 static void put_value(struct query_req *qr, const PGresult *res, int row,
@@ -111,7 +178,7 @@ static void put_value(struct query_req *qr, const PGresult *res, int row,
 			 (size_t)PQgetlength(res, row, col), qr->enc_flags);
 }
 
-static void put_row(struct query_req *qr, const PGresult *res, int row)
+static void put_row_json(struct query_req *qr, const PGresult *res, int row)
 {
 	struct fpg_buf *out = &qr->req->out;
 	if (qr->st.rows == FPG_ROWS_ARRAY) {
@@ -137,42 +204,145 @@ static void put_row(struct query_req *qr, const PGresult *res, int row)
 	fpg_buf_putc(out, '}');
 }
 
+static void put_row(struct query_req *qr, const PGresult *res, int row)
+{
+	struct fpg_buf *out = &qr->req->out;
+	switch (qr->format) {
+	case FMT_JSON:
+		if (qr->rows > 1)
+			fpg_buf_putc(out, ',');
+		put_row_json(qr, res, row);
+		break;
+	case FMT_NDJSON:
+		put_row_json(qr, res, row);
+		fpg_buf_putc(out, '\n');
+		break;
+	case FMT_CSV:
+		for (int i = 0; i < qr->ncols; i++) {
+			if (i)
+				fpg_buf_putc(out, ',');
+			if (!PQgetisnull(res, row, i))
+				put_csv_field(out, PQgetvalue(res, row, i),
+					      (size_t)PQgetlength(res, row, i));
+		}
+		fpg_buf_puts(out, "\r\n");
+		break;
+	}
+}
+
+/* Only the first row is sent; the rest are counted. */
+static void put_expected_row(struct query_req *qr, const PGresult *res,
+			     int row)
+{
+	if (qr->rows > 1)
+		return;
+	if (qr->st.expect != FPG_EXPECT_SCALAR)
+		put_row_json(qr, res, row);
+	else if (qr->ncols > 0)
+		put_value(qr, res, row, 0);
+	else
+		fpg_buf_puts(&qr->req->out, "null");
+}
+
+/* ---- limits and back-pressure ---- */
+
+/* Rows from now on are dropped; the answer will end with err. */
+static void start_dropping(struct query_req *qr, int status, const char *code,
+			   const char *msg)
+{
+	qr->dropping = true;
+	fpg_error_set(&qr->limit, FPG_ERR_LIMIT, status, "%s", msg);
+	qr->limit.reason = code;
+	/* On a connection of our own, stop the statement too. */
+	fpg_query_cancel(&qr->q);
+}
+
+static void check_limits(struct query_req *qr)
+{
+	const struct fpg_options *o = qr->req->w->opts;
+	char msg[200];
+	if (o->max_result_rows && qr->rows > o->max_result_rows) {
+		snprintf(msg, sizeof(msg),
+			 "the result has more than %llu rows "
+			 "(max-result-rows)",
+			 (unsigned long long)o->max_result_rows);
+		start_dropping(qr, 413, "result_too_large", msg);
+	} else if (o->max_result_bytes && qr->bytes > o->max_result_bytes) {
+		snprintf(msg, sizeof(msg),
+			 "the result is larger than %zu bytes "
+			 "(max-result-bytes)",
+			 o->max_result_bytes);
+		start_dropping(qr, 413, "result_too_large", msg);
+	} else if (!qr->q.exclusive &&
+		   fpg_buf_pending(&qr->req->out) > o->max_buffered_bytes) {
+		snprintf(msg, sizeof(msg),
+			 "the client read more slowly than the result came "
+			 "and %zu bytes piled up; ask with ?stream=true or "
+			 "Accept: application/x-ndjson to stream it",
+			 o->max_buffered_bytes);
+		start_dropping(qr, 507, "result_not_read", msg);
+	}
+}
+
+static void mark_big(struct query_req *qr)
+{
+	uint64_t h = fpg_query_hash(qr->st.sql);
+	qr->req->w->big_statements[h % FPG_BIG_SLOTS] = h;
+}
+
+static bool is_big(struct fpg_worker *w, const char *sql)
+{
+	uint64_t h = fpg_query_hash(sql);
+	return w->big_statements[h % FPG_BIG_SLOTS] == h;
+}
+
+static void begin_stream(struct query_req *qr)
+{
+	qr->streaming = true;
+	mark_big(qr);
+	fpg_request_stream_begin(qr->req, 200);
+}
+
 static void on_row(struct fpg_query *q, const PGresult *res, int row)
 {
 	struct query_req *qr = q->ctx;
 	struct fpg_request *req = qr->req;
-	uint64_t n = qr->rows++;
-	if (qr->overflow || !qr->types)
+	qr->rows++;
+	if (qr->dropping || !qr->types)
 		return;
-	if (qr->st.expect != FPG_EXPECT_ALL) {
-		/* Only the first row is sent; the rest are counted. */
-		if (n > 0)
-			return;
-		if (qr->st.expect != FPG_EXPECT_SCALAR)
-			put_row(qr, res, row);
-		else if (qr->ncols > 0)
-			put_value(qr, res, row, 0);
-		else
-			fpg_buf_puts(&req->out, "null");
+	if (qr->format == FMT_JSON && qr->st.expect != FPG_EXPECT_ALL) {
+		put_expected_row(qr, res, row);
 		return;
 	}
-	if (n > 0)
-		fpg_buf_putc(&req->out, ',');
+	size_t before = req->out.len - req->out.off;
 	put_row(qr, res, row);
 	size_t pending = fpg_buf_pending(&req->out);
-	if (pending > req->w->opts->max_result_bytes) {
-		/* The client reads slower than PostgreSQL sends, and this
-		 * connection is shared: drop the rest of the rows. */
-		qr->overflow = true;
+	qr->bytes += pending - before;
+	check_limits(qr);
+	if (!qr->streaming) {
+		/* A held connection streams at once; a shared one after
+		 * FIRST_CHUNK, keeping early errors' statuses. */
+		if (qr->q.exclusive || pending > FIRST_CHUNK)
+			begin_stream(qr);
 		return;
 	}
-	if (!qr->streaming && pending > FIRST_CHUNK) {
-		qr->streaming = true;
-		fpg_request_stream_begin(req, 200);
-	} else if (qr->streaming) {
-		fpg_request_stream_push(req);
+	fpg_request_stream_push(req);
+	if (qr->q.exclusive && !qr->paused && pending > HIGH_MARK) {
+		qr->paused = true;
+		fpg_query_pause(&qr->q, true);
 	}
 }
+
+static void on_drained(struct fpg_request *req)
+{
+	struct query_req *qr = (struct query_req *)req->handler;
+	if (qr->paused && fpg_buf_pending(&req->out) < LOW_MARK) {
+		qr->paused = false;
+		fpg_query_pause(&qr->q, false);
+	}
+}
+
+/* ---- the end ---- */
 
 /* "INSERT 0 3" -> "INSERT"; "CREATE TABLE" stays. */
 static void put_command(struct fpg_buf *out, const char *tag)
@@ -194,27 +364,39 @@ static void end_with_error(struct query_req *qr, const PGresult *res,
 {
 	struct fpg_request *req = qr->req;
 	if (!qr->streaming) {
+		req->content_type = "application/json";
 		fpg_request_complete(req, fpg_request_error(req, err, res));
 		return;
 	}
-	fpg_buf_puts(&req->out, "],\"error\":");
-	fpg_error_json_object(&req->out, err, res);
-	fpg_buf_puts(&req->out, "}\n");
+	switch (qr->format) {
+	case FMT_JSON:
+		fpg_buf_puts(&req->out, "],\"error\":");
+		fpg_error_json_object(&req->out, err, res);
+		fpg_buf_puts(&req->out, "}\n");
+		break;
+	case FMT_NDJSON:
+		fpg_error_json(&req->out, err, res);
+		fpg_buf_putc(&req->out, '\n');
+		break;
+	case FMT_CSV:
+		/* CSV has no place for it: cut the transfer short so that
+		 * no client takes what it got for the whole result. */
+		fpg_request_stream_end(req, true);
+		return;
+	}
 	fpg_request_stream_end(req, false);
 }
 
 static void finish_expect(struct query_req *qr)
 {
 	struct fpg_request *req = qr->req;
-	struct fpg_error err;
 	if (qr->st.expect == FPG_EXPECT_ONE && qr->rows != 1) {
-		fpg_error_set(&err, FPG_ERR_REQUEST, qr->rows ? 409 : 404,
-			      "expected exactly one row, got %llu",
-			      (unsigned long long)qr->rows);
-		fpg_request_complete(req, fpg_request_fail(
-			req, err.http_status,
-			qr->rows ? "too_many_rows" : "no_rows", "%s",
-			err.message));
+		fpg_request_complete(
+			req, fpg_request_fail(
+				     req, qr->rows ? 409 : 404,
+				     qr->rows ? "too_many_rows" : "no_rows",
+				     "expected exactly one row, got %llu",
+				     (unsigned long long)qr->rows));
 		return;
 	}
 	if (qr->rows == 0)
@@ -223,36 +405,38 @@ static void finish_expect(struct query_req *qr)
 	fpg_request_complete(req, 200);
 }
 
+static void put_trailer(struct query_req *qr, PGresult *res)
+{
+	struct fpg_buf *out = &qr->req->out;
+	if (qr->format == FMT_CSV)
+		return;
+	fpg_buf_puts(out, qr->format == FMT_JSON ? "],\"command\":"
+						 : "{\"command\":");
+	put_command(out, PQcmdStatus(res));
+	const char *count = PQcmdTuples(res);
+	fpg_buf_printf(out, ",\"row_count\":%s}\n", *count ? count : "null");
+}
+
 static void on_finish(struct fpg_query *q, PGresult *res,
 		      const struct fpg_error *err)
 {
 	struct query_req *qr = q->ctx;
 	struct fpg_request *req = qr->req;
 	FPG_STAT_ADD(req->w->stats.rows_sent, qr->rows);
+	if (qr->dropping) {
+		/* The cancel we sent may be the error here: ours is the news. */
+		end_with_error(qr, NULL, &qr->limit);
+		return;
+	}
 	if (err) {
 		end_with_error(qr, res, err);
 		return;
 	}
-	if (qr->overflow) {
-		struct fpg_error e;
-		fpg_error_set(&e, FPG_ERR_LIMIT, 500,
-			      "the result exceeded max-result-bytes (%zu) "
-			      "before the client read it; %llu rows were "
-			      "not sent",
-			      req->w->opts->max_result_bytes,
-			      (unsigned long long)qr->rows);
-		end_with_error(qr, NULL, &e);
-		return;
-	}
-	if (qr->st.expect != FPG_EXPECT_ALL) {
+	if (qr->format == FMT_JSON && qr->st.expect != FPG_EXPECT_ALL) {
 		finish_expect(qr);
 		return;
 	}
-	fpg_buf_puts(&req->out, "],\"command\":");
-	put_command(&req->out, PQcmdStatus(res));
-	const char *count = PQcmdTuples(res);
-	fpg_buf_printf(&req->out, ",\"row_count\":%s}\n",
-		       *count ? count : "null");
+	put_trailer(qr, res);
 	if (qr->streaming)
 		fpg_request_stream_end(req, false);
 	else
@@ -265,6 +449,31 @@ static const struct fpg_query_ops query_ops = {
 	.finish = on_finish,
 };
 
+/* DELETE /query/{id} reached this request. */
+static void on_cancel(struct fpg_request *req)
+{
+	struct query_req *qr = (struct query_req *)req->handler;
+	if (qr->q.done)
+		return;
+	if (qr->q.exclusive) {
+		/* PostgreSQL answers 57014; it comes back as any error. */
+		fpg_query_cancel(&qr->q);
+		return;
+	}
+	/* A shared connection is never cancelled: leave the statement to
+	 * finish there and drop its rows. */
+	fpg_query_abandon(&qr->q);
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_PG, 504,
+		      "canceling statement due to user request (the "
+		      "statement ran on a shared connection and may "
+		      "complete there)");
+	snprintf(err.sqlstate, sizeof(err.sqlstate), "57014");
+	end_with_error(qr, NULL, &err);
+}
+
+/* ---- negotiation ---- */
+
 /* Compares the media type of a header value, ignoring parameters. */
 static bool media_is(const char *value, const char *type)
 {
@@ -276,18 +485,30 @@ static bool media_is(const char *value, const char *type)
 		value[n] == ',');
 }
 
-static bool accepts_json(const char *accept)
+/* The first format of the Accept list we can produce, or -1. */
+static int negotiate(const char *accept)
 {
 	if (!accept || !*accept)
-		return true;
+		return FMT_JSON;
 	for (const char *p = accept; p; p = strchr(p, ',')) {
 		if (*p == ',')
 			p++;
 		if (media_is(p, "application/json") ||
 		    media_is(p, "application/*") || media_is(p, "*/*"))
-			return true;
+			return FMT_JSON;
+		if (media_is(p, "application/x-ndjson"))
+			return FMT_NDJSON;
+		if (media_is(p, "text/csv") || media_is(p, "text/*"))
+			return FMT_CSV;
 	}
-	return false;
+	return -1;
+}
+
+static bool stream_asked(struct fpg_request *req)
+{
+	const char *v = MHD_lookup_connection_value(
+		req->conn, MHD_GET_ARGUMENT_KIND, "stream");
+	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
 int fpg_handle_query(struct fpg_request *req)
@@ -298,16 +519,21 @@ int fpg_handle_query(struct fpg_request *req)
 					"send the body as application/json "
 					"(got %.64s)",
 					ctype);
-	if (!accepts_json(fpg_request_header(req, "Accept")))
+	int format = negotiate(fpg_request_header(req, "Accept"));
+	if (format < 0)
 		return fpg_request_fail(req, 406, "not_acceptable",
 					"this endpoint answers "
-					"application/json");
+					"application/json, "
+					"application/x-ndjson or text/csv");
 	struct query_req *qr = calloc(1, sizeof(*qr));
 	if (!qr)
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
 	qr->hs.cleanup = cleanup;
+	qr->hs.cancel = on_cancel;
+	qr->hs.drained = on_drained;
 	qr->req = req;
+	qr->format = (enum format)format;
 	fpg_buf_init(&qr->keys);
 	req->handler = &qr->hs;
 	struct fpg_error err;
@@ -315,6 +541,11 @@ int fpg_handle_query(struct fpg_request *req)
 				 req->body.len, &err) ||
 	    !fpg_statement_check_autocommit(qr->st.sql, &err))
 		return fpg_request_error(req, &err, NULL);
+	if (qr->st.expect != FPG_EXPECT_ALL && qr->format != FMT_JSON)
+		return fpg_request_fail(req, 400, "bad_request",
+					"\"expect\" needs a JSON answer "
+					"(Accept: application/json)");
+	req->content_type = format_types[qr->format];
 	unsigned max = req->w->opts->statement_timeout_ms;
 	qr->q.timeout_ms = qr->st.timeout_ms;
 	if (max && qr->q.timeout_ms > max)
@@ -325,6 +556,21 @@ int fpg_handle_query(struct fpg_request *req)
 	qr->q.params = (const char *const *)qr->st.params;
 	qr->q.ops = &query_ops;
 	qr->q.ctx = qr;
+	qr->q.exclusive = qr->st.expect == FPG_EXPECT_ALL &&
+			  (qr->format != FMT_JSON || stream_asked(req) ||
+			   is_big(req->w, qr->st.sql));
 	fpg_query_submit(req->w->pool, &qr->q);
 	return 0;
+}
+
+int fpg_handle_query_cancel(struct fpg_request *req)
+{
+	const char *id = req->path_param;
+	if (fpg_request_cancel_everywhere(req, id) == 0)
+		return fpg_request_fail(req, 404, "not_found",
+					"no running request has id %.64s", id);
+	fpg_buf_puts(&req->out, "{\"status\":\"cancelling\",\"request_id\":");
+	fpg_buf_json_str(&req->out, id, strlen(id));
+	fpg_buf_puts(&req->out, "}\n");
+	return 202;
 }

@@ -7,6 +7,7 @@
 #include "request.h"
 
 int fpg_handle_query(struct fpg_request *req);	 /* handler_query.c */
+int fpg_handle_query_cancel(struct fpg_request *req); /* handler_query.c */
 int fpg_handle_healthz(struct fpg_request *req); /* handler_meta.c */
 int fpg_handle_readyz(struct fpg_request *req);	 /* handler_meta.c */
 int fpg_handle_stats(struct fpg_request *req);	 /* handler_meta.c */

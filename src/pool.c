@@ -11,7 +11,9 @@
 
 #include "error.h"
 #include "log.h"
+#include "cancel.h"
 #include "query.h"
+#include "server.h"
 #include "worker.h"
 
 enum fpg_conn_state {
@@ -35,6 +37,12 @@ struct fpg_conn {
 	char broken[256];	/* why it is BROKEN */
 	bool corked;		/* TCP_CORK set for this loop turn */
 	bool no_cork;		/* not TCP (unix socket): never cork */
+	bool want_write;	/* libpq has output to flush: EPOLLOUT */
+	bool held;		/* one request holds it alone (slow lane) */
+	bool paused;		/* not reading: the holder's client is slow */
+	bool cancel_pending;	/* a cancel is queued: no new work until sent */
+	unsigned slot;		/* index in pool->conns */
+	unsigned gen;		/* bumped per connect; tells stale replies */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
 };
@@ -107,6 +115,15 @@ static void set_events(struct fpg_conn *c, uint32_t events)
 		c->events = events;
 }
 
+/* The interest a ready connection needs now. */
+static void update_events(struct fpg_conn *c)
+{
+	uint32_t ev = c->paused ? 0 : EPOLLIN;
+	if (c->want_write)
+		ev |= EPOLLOUT;
+	set_events(c, ev);
+}
+
 /* Tracks the socket libpq uses now; it may change while connecting. */
 static void track_socket(struct fpg_conn *c, uint32_t events)
 {
@@ -161,13 +178,19 @@ static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 	update_gauges(pool);
 }
 
-/* The READY connection with the fewest ops queued, if it has room. */
-static struct fpg_conn *pick(struct fpg_pool *pool)
+/* Usable for new work at all: open, and not reserved by one request. */
+static bool shareable(const struct fpg_conn *c)
+{
+	return c->state == FPG_CONN_READY && !c->held && !c->cancel_pending;
+}
+
+/* The shared connection with the fewest ops queued, if it has room. */
+static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 {
 	struct fpg_conn *best = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = &pool->conns[i];
-		if (c->state != FPG_CONN_READY)
+		if (!shareable(c))
 			continue;
 		if (!best || c->inflight < best->inflight)
 			best = c;
@@ -179,13 +202,50 @@ static struct fpg_conn *pick(struct fpg_pool *pool)
 	return best;
 }
 
+/*
+ * An idle connection for one request alone. At most pool_max - 1 are
+ * held, so that short statements always keep a connection.
+ */
+static struct fpg_conn *pick_held(struct fpg_pool *pool)
+{
+	unsigned held = 0;
+	struct fpg_conn *idle = NULL;
+	for (unsigned i = 0; i < pool->nconns; i++) {
+		struct fpg_conn *c = &pool->conns[i];
+		if (c->held)
+			held++;
+		else if (!idle && shareable(c) && c->inflight == 0)
+			idle = c;
+	}
+	unsigned max = pool->nconns > 1 ? pool->nconns - 1 : 1;
+	return held < max ? idle : NULL;
+}
+
+static struct fpg_conn *pick(struct fpg_pool *pool, bool exclusive)
+{
+	struct fpg_conn *c = exclusive ? pick_held(pool) : pick_shared(pool);
+	if (c && exclusive)
+		c->held = true;
+	return c;
+}
+
+/* Hands free connections to waiters, oldest first within each kind. */
 static void serve_waiters(struct fpg_pool *pool)
 {
-	struct fpg_conn *c;
-	while (pool->wait_head && (c = pick(pool))) {
-		struct fpg_pool_waiter *wt = pool->wait_head;
-		waiter_unlink(pool, wt);
-		wt->ready(wt, c);
+	struct fpg_pool_waiter *wt = pool->wait_head;
+	bool shared_done = false, held_done = false;
+	while (wt && !(shared_done && held_done)) {
+		struct fpg_pool_waiter *next = wt->next;
+		bool *done = wt->exclusive ? &held_done : &shared_done;
+		struct fpg_conn *c = *done ? NULL : pick(pool, wt->exclusive);
+		if (c) {
+			waiter_unlink(pool, wt);
+			wt->ready(wt, c);
+			next = pool->wait_head; /* ready() may change the list */
+		} else {
+			*done = true;
+		}
+		wt = next;
 	}
 	update_gauges(pool);
 }
@@ -211,7 +271,9 @@ static void conn_close(struct fpg_conn *c)
 		fpg_worker_unwatch(c->pool->w, c->fd);
 	c->fd = -1;
 	c->events = 0;
-	c->corked = c->no_cork = false;
+	c->corked = c->no_cork = c->want_write = false;
+	c->held = c->paused = c->cancel_pending = false;
+	c->gen++;
 	if (c->pg)
 		PQfinish(c->pg);
 	c->pg = NULL;
@@ -271,7 +333,9 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 	fpg_error_tidy(c->broken, sizeof(c->broken), why);
 	c->state = FPG_CONN_BROKEN;
 	c->pool->has_broken = true;
-	set_events(c, 0);
+	c->paused = true;
+	c->want_write = false;
+	update_events(c);
 }
 
 void fpg_pool_reap(struct fpg_pool *pool)
@@ -357,7 +421,8 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return op;
 	}
-	set_events(c, f ? EPOLLIN | EPOLLOUT : EPOLLIN);
+	c->want_write = f != 0;
+	update_events(c);
 	return op;
 }
 
@@ -374,8 +439,8 @@ struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *c)
 /* Hands results to the op at the head until libpq needs more input. */
 static void drain(struct fpg_conn *c)
 {
-	while (c->head && (c->state == FPG_CONN_READY ||
-			   c->state == FPG_CONN_SETUP)) {
+	while (c->head && !c->paused &&
+	       (c->state == FPG_CONN_READY || c->state == FPG_CONN_SETUP)) {
 		struct fpg_pgop *op = c->head;
 		/* Before PQisBusy(): it parses input, and single-row mode
 		 * must be chosen before the query's first row is parsed. */
@@ -400,6 +465,8 @@ static void drain(struct fpg_conn *c)
 			c->tail = NULL;
 		c->inflight--;
 		op->on_done(op, NULL);
+		if (op->release)
+			c->held = false;
 		free(op);
 		if (c->inflight == 0)
 			update_gauges(c->pool);
@@ -511,8 +578,10 @@ static void conn_event(struct fpg_evsrc *src, uint32_t events)
 			fpg_conn_fail(c, PQerrorMessage(c->pg));
 			return;
 		}
-		if (f == 0)
-			set_events(c, EPOLLIN);
+		if (f == 0) {
+			c->want_write = false;
+			update_events(c);
+		}
 	}
 	if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
 		conn_read(c);
@@ -571,9 +640,9 @@ static void maybe_grow(struct fpg_pool *pool, unsigned want)
 
 void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 {
-	struct fpg_conn *c = pick(pool);
+	struct fpg_conn *c = pick(pool, wt->exclusive);
 	/* Busy connections are a sign of load: add one (up to pool-max). */
-	if (!c || c->inflight > 0)
+	if (!c || c->inflight > 0 || wt->exclusive)
 		maybe_grow(pool, pool->nconns);
 	if (c) {
 		wt->ready(wt, c);
@@ -597,6 +666,51 @@ void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 	wt->queued = true;
 	pool->nwaiting++;
 	update_gauges(pool);
+}
+
+void fpg_conn_release(struct fpg_conn *c)
+{
+	if (!c->held)
+		return;
+	c->held = false;
+	serve_waiters(c->pool);
+}
+
+void fpg_conn_pause(struct fpg_conn *c, bool pause)
+{
+	if (c->paused == pause || c->state != FPG_CONN_READY)
+		return;
+	c->paused = pause;
+	update_events(c);
+	/* libpq may already hold whole results: no socket event would come. */
+	if (!pause)
+		drain(c);
+}
+
+void fpg_conn_cancel(struct fpg_conn *c)
+{
+	if (!c->held || c->cancel_pending || c->state != FPG_CONN_READY)
+		return;
+	PGcancel *pc = PQgetCancel(c->pg);
+	if (!pc)
+		return;
+	c->cancel_pending = true;
+	struct fpg_worker *w = c->pool->w;
+	fpg_canceller_submit(fpg_server_canceller(w->srv), pc, w, c->slot,
+			     c->gen);
+	/* What the statement still sends must be read to end it. */
+	fpg_conn_pause(c, false);
+}
+
+void fpg_pool_cancel_done(struct fpg_pool *pool, unsigned slot, unsigned gen)
+{
+	if (slot >= pool->nconns)
+		return;
+	struct fpg_conn *c = &pool->conns[slot];
+	if (c->gen != gen || !c->cancel_pending)
+		return;
+	c->cancel_pending = false;
+	serve_waiters(pool);
 }
 
 void fpg_pool_tick(struct fpg_pool *pool)
@@ -646,6 +760,7 @@ struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err)
 		pool->conns[i].ev.on_event = conn_event;
 		pool->conns[i].pool = pool;
 		pool->conns[i].fd = -1;
+		pool->conns[i].slot = i;
 	}
 	return pool;
 nomem:
@@ -665,6 +780,17 @@ void fpg_pool_free(struct fpg_pool *pool)
 		struct fpg_conn *c = &pool->conns[i];
 		fpg_log_debug("pool", NULL, "closing connection (%s)",
 			      conn_state_to_str(c->state));
+		/* Closing the socket does not stop a running statement (one
+		 * that sends nothing never notices): cancel it. Blocking is
+		 * fine here, the worker no longer serves. */
+		if (c->pg && c->inflight && c->state == FPG_CONN_READY) {
+			PGcancel *pc = PQgetCancel(c->pg);
+			char errbuf[256];
+			if (pc && !PQcancel(pc, errbuf, sizeof(errbuf)))
+				fpg_log_warn("pool", NULL, "cancel at shutdown: %s",
+					     errbuf);
+			PQfreeCancel(pc);
+		}
 		fail_ops(c, "server shutting down");
 		conn_close(c);
 	}

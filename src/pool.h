@@ -42,16 +42,20 @@ struct fpg_pgop {
 	int single_row_query;	 /* query of the group to run in single-row
 				    mode, -1 for none */
 	int queries_done;	 /* NULL results seen so far */
+	bool release;		 /* its end ends the connection's hold */
 };
 
 /*
  * Waits for a usable connection. ready() gets a connection with room in
- * its pipeline; fail() gets an error (503 unavailable or timeout). Exactly
- * one of them is called, unless the waiter is cancelled first.
+ * its pipeline, or with exclusive set, an idle one held for the waiter
+ * alone until fpg_conn_release() (or an op with release set ends); fail()
+ * gets an error (503 unavailable or timeout). Exactly one of them is
+ * called, unless the waiter is cancelled first.
  */
 struct fpg_pool_waiter {
 	struct fpg_pool_waiter *prev, *next;
 	uint64_t deadline_ms;
+	bool exclusive;		 /* wants a connection of its own */
 	void (*ready)(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
 	void (*fail)(struct fpg_pool_waiter *wt, const struct fpg_error *err);
 	bool queued;
@@ -83,6 +87,25 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
 				  fpg_pgop_result_fn on_result,
 				  fpg_pgop_done_fn on_done, void *ctx,
 				  int single_row_query);
+
+/* Ends a hold taken by an exclusive waiter. */
+void fpg_conn_release(struct fpg_conn *conn);
+
+/*
+ * Stops (or restarts) reading a held connection's results, so that
+ * PostgreSQL waits while the client is slow: memory stays bounded.
+ */
+void fpg_conn_pause(struct fpg_conn *conn, bool pause);
+
+/*
+ * Asks PostgreSQL to cancel what runs on a held connection (through the
+ * canceller thread). The connection takes no new work until the cancel
+ * was sent and its ops ended.
+ */
+void fpg_conn_cancel(struct fpg_conn *conn);
+
+/* The canceller reports a cancel sent (worker mailbox). */
+void fpg_pool_cancel_done(struct fpg_pool *pool, unsigned slot, unsigned gen);
 
 /* The libpq connection, for sending statements before fpg_conn_push_op. */
 PGconn *fpg_conn_pg(struct fpg_conn *conn);

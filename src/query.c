@@ -46,7 +46,7 @@ struct fpg_stmt_cache {
 	unsigned next_id;
 };
 
-static uint64_t hash_sql(const char *s)
+uint64_t fpg_query_hash(const char *s)
 {
 	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
 	for (; *s; s++)
@@ -183,6 +183,9 @@ static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
 static void finish(struct fpg_query *q, PGresult *res,
 		   const struct fpg_error *err)
 {
+	if (q->holds)
+		fpg_conn_release(q->conn);
+	q->holds = false;
 	q->done = true;
 	q->op = NULL;
 	q->stmt = NULL;
@@ -276,7 +279,7 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	    !strstr(msg, "cached plan must not change result type"))
 		return false;
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
-	struct fpg_stmt *st = cache_find(c, q->sql, hash_sql(q->sql));
+	struct fpg_stmt *st = cache_find(c, q->sql, fpg_query_hash(q->sql));
 	if (st && st->state == FPG_STMT_READY)
 		drop_stmt(q->conn, c, st);
 	q->replanned = true;
@@ -292,10 +295,18 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 		return;
 	PGresult *final = q->final, *error = q->error;
 	q->final = q->error = NULL;
-	if (!broken && error && replan(q, error)) {
-		PQclear(final);
-		PQclear(error);
-		return;
+	if (!broken && error) {
+		/* A replanned run keeps the held connection. */
+		bool release = op->release;
+		op->release = false;
+		q->holds = release;
+		if (replan(q, error)) {
+			PQclear(final);
+			PQclear(error);
+			return;
+		}
+		op->release = release;
+		q->holds = false;
 	}
 	if (broken)
 		finish_broken(q, broken);
@@ -335,9 +346,13 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 				 NULL, 0))
 		goto fail;
 	q->ops->columns(q, st->ncols, st->cols);
-	q->conn = conn;
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
 				 q->stmt_query);
+	if (q->op && q->holds) {
+		/* The hold ends with the statement, even if q goes away. */
+		q->op->release = true;
+		q->holds = false;
+	}
 	return;
 fail:;
 	char why[256];
@@ -529,7 +544,10 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 						    offsetof(struct fpg_query,
 							     waiter));
 	struct fpg_stmt_cache *c = fpg_conn_stmts(conn);
-	uint64_t h = hash_sql(q->sql);
+	uint64_t h = fpg_query_hash(q->sql);
+	if (q->conn != conn)
+		q->holds = q->exclusive;
+	q->conn = conn;
 	struct fpg_stmt *st = cache_find(c, q->sql, h);
 	if (st && st->state == FPG_STMT_READY) {
 		lru_unlink(c, st);
@@ -562,6 +580,9 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;
+	q->waiter.exclusive = q->exclusive;
+	q->conn = NULL;
+	q->holds = false;
 	q->waiter.deadline_ms =
 		fpg_pool_worker(pool)->now_ms +
 		fpg_pool_worker(pool)->opts->acquire_timeout_ms;
@@ -582,12 +603,31 @@ void fpg_query_abandon(struct fpg_query *q)
 			*pp = q->next_waiter;
 		q->stmt = NULL;
 	}
-	if (q->op)
+	if (q->op) {
 		q->op->ctx = NULL;
+		/* Nobody waits for the rest: stop it if it is ours alone. */
+		if (q->exclusive)
+			fpg_conn_cancel(q->conn);
+	}
 	q->op = NULL;
+	if (q->holds)
+		fpg_conn_release(q->conn);
+	q->holds = false;
 	PQclear(q->final);
 	PQclear(q->error);
 	q->final = q->error = NULL;
+}
+
+void fpg_query_pause(struct fpg_query *q, bool pause)
+{
+	if (q->exclusive && q->op && !q->done)
+		fpg_conn_pause(q->conn, pause);
+}
+
+void fpg_query_cancel(struct fpg_query *q)
+{
+	if (q->exclusive && q->op && !q->done)
+		fpg_conn_cancel(q->conn);
 }
 
 bool fpg_query_send_setup(PGconn *pg)

@@ -52,6 +52,8 @@ struct fpg_query {
 	int nparams;
 	const char *const *params; /* text values, NULL = SQL NULL */
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
+	bool exclusive;		   /* run on a connection of its own (slow
+				      lane): it can be paused and cancelled */
 	const struct fpg_query_ops *ops;
 	void *ctx;
 
@@ -60,7 +62,8 @@ struct fpg_query {
 	struct fpg_pool_waiter waiter;
 	struct fpg_stmt *stmt;	       /* while waiting for its Describe */
 	struct fpg_query *next_waiter; /* in stmt's waiter list */
-	struct fpg_conn *conn;	       /* while executing */
+	struct fpg_conn *conn;	       /* from acquisition on */
+	bool holds;		       /* holds conn, no op will release it */
 	struct fpg_pgop *op;	       /* while executing */
 	int stmt_query;		       /* index of the statement in its op
 					  (1 when a timeout query precedes) */
@@ -78,6 +81,18 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q);
  * the statement's results, if it already runs, are read and dropped.
  */
 void fpg_query_abandon(struct fpg_query *q);
+
+/*
+ * Stops reading the results of an exclusive query while its client is
+ * slow, and starts again. Not for shared queries (a no-op there).
+ */
+void fpg_query_pause(struct fpg_query *q, bool pause);
+
+/* Stops the statement of an exclusive query (PostgreSQL cancel). */
+void fpg_query_cancel(struct fpg_query *q);
+
+/* The hash the statement cache uses for sql (FNV-1a). */
+uint64_t fpg_query_hash(const char *sql);
 
 /* Sends what every new connection needs before its setup Sync. */
 bool fpg_query_send_setup(PGconn *pg) FPG_MUST_CHECK;

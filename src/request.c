@@ -9,6 +9,7 @@
 #include "error.h"
 #include "log.h"
 #include "router.h"
+#include "server.h"
 #include "stats.h"
 
 /* Resume a suspended stream only once this much is buffered: every
@@ -74,10 +75,12 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	fpg_buf_init(&req->body);
 	fpg_buf_init(&req->out);
 	set_request_id(req);
+	pthread_mutex_lock(&w->requests_lock);
 	req->next = w->requests;
 	if (w->requests)
 		w->requests->prev = req;
 	w->requests = req;
+	pthread_mutex_unlock(&w->requests_lock);
 	FPG_STAT_ADD(w->stats.in_flight, 1);
 	return req;
 }
@@ -251,6 +254,8 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 		memcpy(buf, req->out.data + req->out.off, n);
 		fpg_buf_consume(&req->out, n);
 		FPG_STAT_ADD(req->w->stats.bytes_sent, n);
+		if (req->handler && req->handler->drained)
+			req->handler->drained(req);
 		return (ssize_t)n;
 	}
 	if (req->complete)
@@ -312,7 +317,8 @@ static void route(struct fpg_request *req)
 	req->routed = true;
 	/* The path without a query string; MHD gives url without it. */
 	req->route = fpg_router_match(req->method, req->url, &status,
-				      req->allow_buf, sizeof(req->allow_buf));
+				      req->allow_buf, sizeof(req->allow_buf),
+				      &req->path_param);
 	req->route_index = fpg_router_index(req->route);
 	if (req->body_too_large) {
 		status = fpg_request_fail(
@@ -381,12 +387,14 @@ static void request_free(struct fpg_request *req)
 	stop_handler(req);
 	if (req->client)
 		req->client->req = NULL;
+	pthread_mutex_lock(&w->requests_lock);
 	if (req->prev)
 		req->prev->next = req->next;
 	else
 		w->requests = req->next;
 	if (req->next)
 		req->next->prev = req->prev;
+	pthread_mutex_unlock(&w->requests_lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
 	FPG_STAT_ADD(w->stats.in_flight, -1);
@@ -414,6 +422,44 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			      req->method, req->url, status,
 			      (unsigned long long)took);
 	request_free(req);
+}
+
+void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id)
+{
+	/* Requests are freed only by MHD, never inside cancel(). */
+	for (struct fpg_request *req = w->requests; req; req = req->next) {
+		if (strcmp(req->id, id) == 0 && req->handler &&
+		    req->handler->cancel)
+			req->handler->cancel(req);
+	}
+}
+
+unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
+				       const char *id)
+{
+	struct fpg_server *srv = self->w->srv;
+	unsigned found = 0;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		struct fpg_worker *w = &srv->workers[i];
+		unsigned here = 0;
+		/* Only ids are read here: the owner does the rest. */
+		pthread_mutex_lock(&w->requests_lock);
+		for (struct fpg_request *r = w->requests; r; r = r->next)
+			if (r != self && strcmp(r->id, id) == 0)
+				here++;
+		pthread_mutex_unlock(&w->requests_lock);
+		if (!here)
+			continue;
+		found += here;
+		if (w == self->w) {
+			fpg_request_cancel_by_id(w, id);
+		} else {
+			struct fpg_msg msg = {.type = FPG_MSG_CANCEL_REQUEST};
+			snprintf(msg.id, sizeof(msg.id), "%s", id);
+			fpg_worker_post(w, &msg);
+		}
+	}
+	return found;
 }
 
 void fpg_request_kill_all(struct fpg_worker *w)

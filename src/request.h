@@ -44,6 +44,10 @@ struct fpg_client {
  */
 struct fpg_handler_state {
 	void (*cleanup)(struct fpg_request *req);
+	/* DELETE /query/{id}: stop the statement; NULL if nothing to stop */
+	void (*cancel)(struct fpg_request *req);
+	/* a stream's reader took bytes from out (for back-pressure), or NULL */
+	void (*drained)(struct fpg_request *req);
 };
 
 struct fpg_request {
@@ -54,6 +58,7 @@ struct fpg_request {
 	unsigned route_index;	  /* for statistics */
 	const char *method;	  /* borrowed from MHD, valid while alive */
 	const char *url;	  /* borrowed from MHD, valid while alive */
+	const char *path_param;	  /* the "{}" segment of url, or NULL */
 	char id[65];		  /* X-Request-Id */
 	uint64_t start_us;
 	struct fpg_buf body;	  /* request body, up to max_body_bytes */
@@ -122,6 +127,19 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 
 /* A request header value, borrowed, or NULL. */
 const char *fpg_request_header(struct fpg_request *req, const char *name);
+
+/*
+ * Cancels the statements of the worker's live requests whose id is id
+ * (the owning worker only; others post FPG_MSG_CANCEL_REQUEST).
+ */
+void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id);
+
+/*
+ * Finds live requests with this id on every worker and has them
+ * cancelled. Returns how many were found. Any worker thread.
+ */
+unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
+				       const char *id);
 
 /* Ends every live request of the worker (shutdown): they are closed. */
 void fpg_request_kill_all(struct fpg_worker *w);

@@ -8,6 +8,7 @@
 
 static const struct fpg_route routes[] = {
 	{"POST", "/query", fpg_handle_query},
+	{"DELETE", "/query/{}", fpg_handle_query_cancel},
 	{"GET", "/healthz", fpg_handle_healthz},
 	{"GET", "/readyz", fpg_handle_readyz},
 	{"GET", "/stats", fpg_handle_stats},
@@ -17,19 +18,37 @@ static const struct fpg_route routes[] = {
 _Static_assert(N_ROUTES < FPG_STATS_ROUTES, "grow FPG_STATS_ROUTES");
 
 static const char *const stat_names[] = {
-	"POST /query", "GET /healthz", "GET /readyz", "GET /stats", "unrouted",
+	"POST /query", "DELETE /query/{request_id}", "GET /healthz", "GET /readyz", "GET /stats", "unrouted",
 };
 _Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == N_ROUTES + 1,
 	       "one name per route, then unrouted");
 
+/* Matches path against a route path; "/{}" at its end takes a segment. */
+static bool path_matches(const char *pattern, const char *path,
+			 const char **param)
+{
+	size_t n = strlen(pattern);
+	*param = NULL;
+	if (n < 3 || strcmp(pattern + n - 3, "/{}") != 0)
+		return strcmp(pattern, path) == 0;
+	size_t prefix = n - 2; /* up to and including the slash */
+	if (strncmp(pattern, path, prefix) != 0)
+		return false;
+	const char *seg = path + prefix;
+	if (*seg == '\0' || strchr(seg, '/'))
+		return false;
+	*param = seg;
+	return true;
+}
+
 const struct fpg_route *fpg_router_match(const char *method, const char *path,
 					 int *status, char *allow,
-					 size_t allow_size)
+					 size_t allow_size, const char **param)
 {
 	size_t used = 0;
 	allow[0] = '\0';
 	for (size_t i = 0; i < N_ROUTES; i++) {
-		if (strcmp(routes[i].path, path) != 0)
+		if (!path_matches(routes[i].path, path, param))
 			continue;
 		if (strcmp(routes[i].method, method) == 0)
 			return &routes[i];
@@ -39,6 +58,7 @@ const struct fpg_route *fpg_router_match(const char *method, const char *path,
 			used += (size_t)n;
 	}
 	*status = used ? 405 : 404;
+	*param = NULL;
 	return NULL;
 }
 

@@ -10,18 +10,19 @@
 
 struct fpg_route {
 	const char *method;
-	const char *path;	/* exact path */
+	const char *path;	/* exact, or ending in "/{}": one segment */
 	fpg_handler_fn handler;
 };
 
 /*
  * Finds the route for method and path. On a miss, returns NULL and sets
  * *status to 404 (no such path) or 405 (path exists, other methods: their
- * list goes to allow, e.g. "GET, POST").
+ * list goes to allow, e.g. "GET, POST"). For a "/{}" route, *param
+ * points at the matched segment inside path (else NULL).
  */
 const struct fpg_route *fpg_router_match(const char *method, const char *path,
 					 int *status, char *allow,
-					 size_t allow_size);
+					 size_t allow_size, const char **param);
 
 /* Number of routes, and the route at index i (for stats and tests). */
 unsigned fpg_router_count(void);

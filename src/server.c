@@ -1,10 +1,15 @@
 #include "server.h"
 
+#include <errno.h>
+#include <netdb.h>
 #include <signal.h>
+#include <stdio.h>
 #include <stdlib.h>
+#include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cancel.h"
 #include "error.h"
 #include "log.h"
 
@@ -36,6 +41,11 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 			      "pool-min must not exceed pool-max (>= 1)");
 		return false;
 	}
+	if (o->listen_port > 65535) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "listen port %u is not a TCP port", o->listen_port);
+		return false;
+	}
 	if (o->pipeline_depth == 0 || o->max_body_bytes == 0) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "pipeline-depth and max-body-bytes must be > 0");
@@ -43,6 +53,43 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 	}
 	fpg_log_configure(level, strcmp(o->log_format, "json") == 0);
 	return true;
+}
+
+/*
+ * SO_REUSEPORT would let us share a port that another server (even
+ * another fasterpg) listens on, splitting its traffic: refuse a port in
+ * use, found by binding it once without the option.
+ */
+static bool port_is_free(const char *host, unsigned port,
+			 struct fpg_error *err)
+{
+	if (port == 0)
+		return true;
+	struct addrinfo hints = {.ai_family = AF_UNSPEC,
+				 .ai_socktype = SOCK_STREAM,
+				 .ai_flags = AI_PASSIVE};
+	struct addrinfo *res = NULL;
+	char portstr[12];
+	snprintf(portstr, sizeof(portstr), "%u", port);
+	if (getaddrinfo(host, portstr, &hints, &res) != 0)
+		return true; /* the worker reports the bad address */
+	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int one = 1;
+	bool ok = true;
+	if (fd >= 0) {
+		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
+				 sizeof(one));
+		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+		    errno == EADDRINUSE) {
+			fpg_error_set(err, FPG_ERR_SYSTEM, 0,
+				      "cannot listen on %s:%u: address in use",
+				      host, port);
+			ok = false;
+		}
+		close(fd);
+	}
+	freeaddrinfo(res);
+	return ok;
 }
 
 struct fpg_server *fpg_server_new(const struct fpg_options *opts,
@@ -74,11 +121,16 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		n = cpus > 0 ? (unsigned)cpus : 1;
 	}
+	srv->canceller = fpg_canceller_new(err);
+	if (!srv->canceller)
+		goto fail;
 	srv->workers = calloc(n, sizeof(*srv->workers));
 	if (!srv->workers) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
+	if (!port_is_free(srv->opts.listen_host, srv->opts.listen_port, err))
+		goto fail;
 	/* The first worker binds (port 0 becomes a real one); the others
 	 * join it on the same port through SO_REUSEPORT. */
 	unsigned port = srv->opts.listen_port;
@@ -117,6 +169,11 @@ bool fpg_server_start(struct fpg_server *srv, struct fpg_error *err)
 	return true;
 }
 
+struct fpg_canceller *fpg_server_canceller(struct fpg_server *srv)
+{
+	return srv->canceller;
+}
+
 unsigned fpg_server_port(const struct fpg_server *srv)
 {
 	return srv->port;
@@ -139,6 +196,8 @@ void fpg_server_free(struct fpg_server *srv)
 	if (!srv)
 		return;
 	fpg_server_stop(srv, 0);
+	/* Before the workers: a cancel still running posts to them. */
+	fpg_canceller_free(srv->canceller);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_deinit(&srv->workers[i]);
 	free(srv->workers);

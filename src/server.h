@@ -17,7 +17,11 @@ struct fpg_server {
 	char *log_format;
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
+	struct fpg_canceller *canceller;
 	unsigned port;
 	bool started;
 	bool stopped;
 };
+
+/* The server's canceller thread (see cancel.h). */
+struct fpg_canceller *fpg_server_canceller(struct fpg_server *srv);

@@ -66,6 +66,67 @@ void fpg_worker_unwatch(struct fpg_worker *w, int fd)
 	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+struct fpg_mailbox_item {
+	struct fpg_mailbox_item *next;
+	struct fpg_msg msg;
+};
+
+static void wake(struct fpg_worker *w)
+{
+	uint64_t one = 1;
+	if (write(w->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+		fpg_log_error("worker", NULL, "eventfd write: %s",
+			      strerror(errno));
+}
+
+void fpg_worker_post(struct fpg_worker *w, const struct fpg_msg *msg)
+{
+	struct fpg_mailbox_item *it = malloc(sizeof(*it));
+	if (!it) {
+		fpg_log_error("worker", NULL, "out of memory: message lost");
+		return;
+	}
+	it->msg = *msg;
+	pthread_mutex_lock(&w->mailbox_lock);
+	it->next = w->mailbox;
+	w->mailbox = it;
+	pthread_mutex_unlock(&w->mailbox_lock);
+	wake(w);
+}
+
+static void handle_msg(struct fpg_worker *w, const struct fpg_msg *msg)
+{
+	switch (msg->type) {
+	case FPG_MSG_CANCEL_DONE:
+		fpg_pool_cancel_done(w->pool, msg->slot, msg->gen);
+		break;
+	case FPG_MSG_CANCEL_REQUEST:
+		fpg_request_cancel_by_id(w, msg->id);
+		break;
+	}
+}
+
+/* Takes the posted messages and handles them in the order sent. */
+static void read_mailbox(struct fpg_worker *w)
+{
+	pthread_mutex_lock(&w->mailbox_lock);
+	struct fpg_mailbox_item *it = w->mailbox, *rev = NULL;
+	w->mailbox = NULL;
+	pthread_mutex_unlock(&w->mailbox_lock);
+	while (it) {
+		struct fpg_mailbox_item *next = it->next;
+		it->next = rev;
+		rev = it;
+		it = next;
+	}
+	while (rev) {
+		struct fpg_mailbox_item *next = rev->next;
+		handle_msg(w, &rev->msg);
+		free(rev);
+		rev = next;
+	}
+}
+
 static void on_wake(struct fpg_evsrc *src, uint32_t events)
 {
 	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
@@ -74,6 +135,7 @@ static void on_wake(struct fpg_evsrc *src, uint32_t events)
 	if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		fpg_log_error("worker", NULL, "eventfd read: %s",
 			      strerror(errno));
+	read_mailbox(w);
 }
 
 static void on_timer(struct fpg_evsrc *src, uint32_t events)
@@ -98,7 +160,7 @@ static bool resolve(const char *host, unsigned port,
 				 .ai_socktype = SOCK_STREAM,
 				 .ai_flags = AI_PASSIVE};
 	struct addrinfo *res = NULL;
-	char portstr[8];
+	char portstr[12];
 	snprintf(portstr, sizeof(portstr), "%u", port);
 	int rc = getaddrinfo(host, portstr, &hints, &res);
 	if (rc != 0) {
@@ -160,6 +222,9 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 	w->timer_ev.on_event = on_timer;
 	w->mhd_ev.on_event = on_mhd;
 	w->now_ms = fpg_now_ms();
+	pthread_mutex_init(&w->mailbox_lock, NULL);
+	pthread_mutex_init(&w->requests_lock, NULL);
+	w->mailbox_ready = true;
 	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) ||
 	    w->rng == 0)
 		w->rng = fpg_now_us() | 1;
@@ -263,10 +328,7 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
 {
 	w->drain_deadline_ms = fpg_now_ms() + grace_ms;
 	atomic_store(&w->stop_requested, true);
-	uint64_t one = 1;
-	if (write(w->wakefd, &one, sizeof(one)) < 0 && errno != EAGAIN)
-		fpg_log_error("worker", NULL, "eventfd write: %s",
-			      strerror(errno));
+	wake(w);
 }
 
 void fpg_worker_join(struct fpg_worker *w)
@@ -292,4 +354,16 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	if (w->epfd >= 0)
 		close(w->epfd);
 	w->timerfd = w->wakefd = w->epfd = -1;
+	if (w->mailbox_ready) {
+		struct fpg_mailbox_item *it = w->mailbox;
+		while (it) {
+			struct fpg_mailbox_item *next = it->next;
+			free(it);
+			it = next;
+		}
+		w->mailbox = NULL;
+		pthread_mutex_destroy(&w->mailbox_lock);
+		pthread_mutex_destroy(&w->requests_lock);
+		w->mailbox_ready = false;
+	}
 }

@@ -22,6 +22,22 @@ struct fpg_pool;
 struct fpg_request;
 struct fpg_typecache;
 
+/* A message to a worker from another thread (see fpg_worker_post). */
+enum fpg_msg_type {
+	FPG_MSG_CANCEL_DONE,	/* the canceller sent a cancel for slot/gen */
+	FPG_MSG_CANCEL_REQUEST, /* cancel the running statement of request id */
+};
+
+struct fpg_msg {
+	enum fpg_msg_type type;
+	unsigned slot, gen;	/* CANCEL_DONE: the pool connection */
+	char id[65];		/* CANCEL_REQUEST: the request id */
+};
+
+struct fpg_mailbox_item;
+
+#define FPG_BIG_SLOTS 256
+
 /* Something with a file descriptor in the worker's epoll set. */
 struct fpg_evsrc {
 	void (*on_event)(struct fpg_evsrc *src, uint32_t events);
@@ -46,8 +62,16 @@ struct fpg_worker {
 	uint64_t drain_deadline_ms;
 	uint64_t now_ms;	    /* monotonic, refreshed per loop turn */
 	bool resumed;		    /* a connection was resumed: run MHD again */
-	struct fpg_request *requests; /* live requests (for shutdown) */
+	pthread_mutex_t requests_lock; /* guards the links of requests:
+					  other workers read ids to cancel */
+	struct fpg_request *requests; /* live requests */
+	pthread_mutex_t mailbox_lock; /* guards mailbox */
+	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
+	bool mailbox_ready;	    /* mailbox_lock initialised */
 	uint64_t rng;		    /* xorshift state for request ids */
+	/* Hashes of statements whose answers streamed: run them on a held
+	 * connection next time (direct-mapped, FPG_BIG_SLOTS entries). */
+	uint64_t big_statements[FPG_BIG_SLOTS];
 };
 
 /*
@@ -67,6 +91,12 @@ void fpg_worker_join(struct fpg_worker *w);
 
 /* Frees what init created; the thread must have been joined. */
 void fpg_worker_deinit(struct fpg_worker *w);
+
+/*
+ * Queues a copy of msg for the worker and wakes its loop. Any thread; the
+ * only way other threads talk to a worker.
+ */
+void fpg_worker_post(struct fpg_worker *w, const struct fpg_msg *msg);
 
 /* epoll registration of fd for src (events as for epoll_ctl). */
 bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
