@@ -92,10 +92,22 @@ static void put_columns_json(struct query_req *qr, int n,
 	fpg_buf_putc(out, ']');
 }
 
+static bool csv_needs_quotes(const char *s, size_t n)
+{
+	static const bool special[256] = {[','] = true, ['"'] = true,
+					  ['\r'] = true, ['\n'] = true};
+	if (n == 0)
+		return true;
+	for (size_t i = 0; i < n; i++)
+		if (special[(unsigned char)s[i]])
+			return true;
+	return false;
+}
+
 /* RFC 4180: quote when needed; "" stays quoted to differ from NULL. */
 static void put_csv_field(struct fpg_buf *out, const char *s, size_t n)
 {
-	bool quote = n == 0 || strpbrk(s, ",\"\r\n") != NULL;
+	bool quote = csv_needs_quotes(s, n);
 	if (!quote) {
 		fpg_buf_append(out, s, n);
 		return;
