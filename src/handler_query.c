@@ -568,9 +568,13 @@ int fpg_handle_query(struct fpg_request *req)
 	qr->q.params = (const char *const *)qr->st.params;
 	qr->q.ops = &query_ops;
 	qr->q.ctx = qr;
-	qr->q.exclusive = qr->st.expect == FPG_EXPECT_ALL &&
-			  (qr->format != FMT_JSON || stream_asked(req) ||
-			   is_big(req->w, qr->st.sql));
+	/* set_config(..., false) would change a shared session: run it on a
+	 * connection of its own and reset that connection afterwards. */
+	qr->q.reset_after = strcasestr(qr->st.sql, "set_config") != NULL;
+	qr->q.exclusive = qr->q.reset_after ||
+			  (qr->st.expect == FPG_EXPECT_ALL &&
+			   (qr->format != FMT_JSON || stream_asked(req) ||
+			    is_big(req->w, qr->st.sql)));
 	fpg_query_submit(req->w->pool, &qr->q);
 	return 0;
 }

@@ -124,18 +124,19 @@ static void update_events(struct fpg_conn *c)
 	set_events(c, ev);
 }
 
-/* Tracks the socket libpq uses now; it may change while connecting. */
+/*
+ * While connecting, libpq may close its socket and open another (the next
+ * address, or SSL refused), possibly with the same number: a closed
+ * socket has left the epoll set by itself, so register the current one
+ * afresh after every step instead of trusting what we registered before.
+ */
 static void track_socket(struct fpg_conn *c, uint32_t events)
 {
 	int fd = PQsocket(c->pg);
-	if (fd != c->fd) {
-		if (c->fd >= 0)
-			fpg_worker_unwatch(c->pool->w, c->fd);
-		c->fd = fd;
-		c->events = 0;
-	}
-	if (fd >= 0)
-		set_events(c, events);
+	c->fd = fd;
+	c->events = 0;
+	if (fd >= 0 && fpg_worker_rewatch(c->pool->w, fd, events, &c->ev))
+		c->events = events;
 }
 
 /* ---- waiters ---- */
@@ -522,17 +523,49 @@ static void setup_done(struct fpg_pgop *op, const char *broken)
 	/* serve_waiters runs in drain() right after this returns */
 }
 
-static void start_setup(struct fpg_conn *c)
+static bool send_setup_sql(struct fpg_conn *c)
 {
-	PGconn *pg = c->pg;
 	char timeout[32];
 	snprintf(timeout, sizeof(timeout), "%u",
 		 c->pool->opts->statement_timeout_ms);
 	const char *vals[1] = {timeout};
+	return PQsendQueryParams(c->pg, setup_sql, 1, NULL, vals, NULL, NULL,
+				 0) == 1;
+}
+
+static void reset_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_conn *c = op->ctx;
+	ExecStatusType st = PQresultStatus(res);
+	if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
+		fpg_conn_fail(c, PQresultErrorMessage(res));
+	PQclear(res);
+}
+
+static void reset_done(struct fpg_pgop *op, const char *broken)
+{
+}
+
+void fpg_conn_push_reset(struct fpg_conn *c)
+{
+	if (!PQsendQueryParams(c->pg, "RESET ALL", 0, NULL, NULL, NULL, NULL,
+			       0) ||
+	    !send_setup_sql(c)) {
+		fpg_conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	struct fpg_pgop *op =
+		fpg_conn_push_op(c, reset_result, reset_done, c, -1);
+	if (op)
+		op->release = true;
+}
+
+static void start_setup(struct fpg_conn *c)
+{
+	PGconn *pg = c->pg;
 	c->stmts = fpg_stmt_cache_new(c->pool, c);
 	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
-	    !PQsendQueryParams(pg, setup_sql, 1, NULL, vals, NULL, NULL, 0) ||
-	    !fpg_query_send_setup(pg)) {
+	    !send_setup_sql(c) || !fpg_query_send_setup(pg)) {
 		connect_failed(c, c->stmts ? PQerrorMessage(pg)
 					   : "out of memory");
 		return;

@@ -88,6 +88,13 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
 				  fpg_pgop_done_fn on_done, void *ctx,
 				  int single_row_query);
 
+/*
+ * Queues RESET ALL and the session setup again on a held connection, and
+ * ends the hold after it: for statements that may have changed session
+ * settings (set_config(..., false)).
+ */
+void fpg_conn_push_reset(struct fpg_conn *conn);
+
 /* Ends a hold taken by an exclusive waiter. */
 void fpg_conn_release(struct fpg_conn *conn);
 

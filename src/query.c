@@ -275,7 +275,9 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 {
 	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
 	const char *msg = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
-	if (q->replanned || !state || strcmp(state, "0A000") != 0 || !msg ||
+	/* (With a reset queued behind it, the hold is already arranged.) */
+	if (q->replanned || q->reset_after || !state ||
+	    strcmp(state, "0A000") != 0 || !msg ||
 	    !strstr(msg, "cached plan must not change result type"))
 		return false;
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
@@ -349,8 +351,12 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
 				 q->stmt_query);
 	if (q->op && q->holds) {
-		/* The hold ends with the statement, even if q goes away. */
-		q->op->release = true;
+		/* The hold ends with the statement (or the reset after it),
+		 * even if q goes away. */
+		if (q->reset_after)
+			fpg_conn_push_reset(conn);
+		else
+			q->op->release = true;
 		q->holds = false;
 	}
 	return;

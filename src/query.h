@@ -54,6 +54,7 @@ struct fpg_query {
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
 	bool exclusive;		   /* run on a connection of its own (slow
 				      lane): it can be paused and cancelled */
+	bool reset_after;	   /* exclusive: reset the session after it */
 	const struct fpg_query_ops *ops;
 	void *ctx;
 

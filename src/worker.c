@@ -4,6 +4,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <netdb.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,9 @@ bool fpg_worker_rewatch(struct fpg_worker *w, int fd, uint32_t events,
 	if (epoll_ctl(w->epfd, EPOLL_CTL_MOD, fd, &ev) == 0)
 		return true;
 	/* A closed and reused descriptor left the set on close(). */
-	if (errno == ENOENT)
-		return fpg_worker_watch(w, fd, events, src);
+	if (errno == ENOENT &&
+	    epoll_ctl(w->epfd, EPOLL_CTL_ADD, fd, &ev) == 0)
+		return true;
 	fpg_log_error("worker", NULL, "epoll mod fd %d: %s", fd,
 		      strerror(errno));
 	return false;
@@ -153,6 +155,19 @@ static void on_mhd(struct fpg_evsrc *src, uint32_t events)
 {
 }
 
+/* MHD's own messages; the ones that matter (bind) we report ourselves. */
+static void mhd_log(void *cls, const char *fmt, va_list ap)
+{
+	if (!fpg_log_enabled(FPG_LOG_DEBUG))
+		return;
+	char msg[512];
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	size_t n = strlen(msg);
+	while (n && msg[n - 1] == '\n')
+		msg[--n] = '\0';
+	fpg_log_debug("mhd", NULL, "%s", msg);
+}
+
 static bool resolve(const char *host, unsigned port,
 		    struct sockaddr_storage *addr, struct fpg_error *err)
 {
@@ -193,6 +208,7 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, w,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_request_connection, w,
+		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
 		MHD_OPTION_END);
 	if (!w->mhd) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
