@@ -187,9 +187,40 @@ void fpg_request_stream_begin(struct fpg_request *req, int status)
 
 void fpg_request_stream_push(struct fpg_request *req)
 {
-	if (req->suspended && req->queued &&
-	    fpg_buf_pending(&req->out) >= STREAM_RESUME_BYTES)
+	if (!req->suspended || !req->queued)
+		return;
+	if (fpg_buf_pending(&req->out) >= STREAM_RESUME_BYTES) {
 		resume(req);
+	} else if (!req->flush_queued) {
+		req->flush_queued = true;
+		req->flush_next = req->w->flush_list;
+		req->w->flush_list = req;
+	}
+}
+
+void fpg_request_flush_streams(struct fpg_worker *w)
+{
+	struct fpg_request *req = w->flush_list;
+	w->flush_list = NULL;
+	while (req) {
+		struct fpg_request *next = req->flush_next;
+		req->flush_queued = false;
+		req->flush_next = NULL;
+		if (fpg_buf_pending(&req->out))
+			resume(req);
+		req = next;
+	}
+}
+
+static void unqueue_flush(struct fpg_request *req)
+{
+	if (!req->flush_queued)
+		return;
+	struct fpg_request **pp = &req->w->flush_list;
+	while (*pp != req)
+		pp = &(*pp)->flush_next;
+	*pp = req->flush_next;
+	req->flush_queued = false;
 }
 
 void fpg_request_stream_end(struct fpg_request *req, bool failed)
@@ -385,6 +416,7 @@ static void request_free(struct fpg_request *req)
 {
 	struct fpg_worker *w = req->w;
 	stop_handler(req);
+	unqueue_flush(req);
 	if (req->client)
 		req->client->req = NULL;
 	pthread_mutex_lock(&w->requests_lock);

@@ -81,6 +81,8 @@ struct fpg_request {
 	bool suspended;
 	bool client_gone;	  /* disconnected while suspended */
 	struct fpg_client *client; /* its connection's watch, or NULL */
+	struct fpg_request *flush_next; /* in the worker's flush list */
+	bool flush_queued;	  /* in the worker's flush list */
 
 	struct fpg_handler_state *handler; /* owned by the handler, or NULL */
 };
@@ -140,6 +142,13 @@ void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id);
  */
 unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 				       const char *id);
+
+/*
+ * Resumes the streams that got rows this loop turn but not enough to be
+ * resumed at once: a slow trickle of rows still reaches its client within
+ * a loop turn. The worker calls it before MHD_run().
+ */
+void fpg_request_flush_streams(struct fpg_worker *w);
 
 /* Ends every live request of the worker (shutdown): they are closed. */
 void fpg_request_kill_all(struct fpg_worker *w);

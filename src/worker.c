@@ -303,6 +303,7 @@ static void run_once(struct fpg_worker *w, int timeout)
 		src->on_event(src, evs[i].events);
 	}
 	fpg_pool_reap(w->pool);
+	fpg_request_flush_streams(w);
 	w->resumed = false;
 	MHD_run(w->mhd);
 	fpg_pool_reap(w->pool);

@@ -65,6 +65,7 @@ struct fpg_worker {
 	pthread_mutex_t requests_lock; /* guards the links of requests:
 					  other workers read ids to cancel */
 	struct fpg_request *requests; /* live requests */
+	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
 	pthread_mutex_t mailbox_lock; /* guards mailbox */
 	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
 	bool mailbox_ready;	    /* mailbox_lock initialised */
