@@ -11,7 +11,7 @@ struct job {
 	struct job *next;
 	PGcancel *pgcancel;
 	struct fpg_worker *w;
-	unsigned slot, gen;
+	uint64_t conn_id;
 };
 
 struct fpg_canceller {
@@ -42,7 +42,7 @@ static void *canceller_main(void *arg)
 			fpg_log_warn("cancel", NULL, "cancel failed: %s", errbuf);
 		PQfreeCancel(j->pgcancel);
 		struct fpg_msg msg = {.type = FPG_MSG_CANCEL_DONE,
-				      .slot = j->slot, .gen = j->gen};
+				      .conn_id = j->conn_id};
 		fpg_worker_post(j->w, &msg);
 		free(j);
 
@@ -74,21 +74,20 @@ struct fpg_canceller *fpg_canceller_new(struct fpg_error *err)
 }
 
 void fpg_canceller_submit(struct fpg_canceller *c, PGcancel *pgcancel,
-			  struct fpg_worker *w, unsigned slot, unsigned gen)
+			  struct fpg_worker *w, uint64_t conn_id)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		/* Without the cancel the statement runs to its timeout. */
 		PQfreeCancel(pgcancel);
 		struct fpg_msg msg = {.type = FPG_MSG_CANCEL_DONE,
-				      .slot = slot, .gen = gen};
+				      .conn_id = conn_id};
 		fpg_worker_post(w, &msg);
 		return;
 	}
 	j->pgcancel = pgcancel;
 	j->w = w;
-	j->slot = slot;
-	j->gen = gen;
+	j->conn_id = conn_id;
 	pthread_mutex_lock(&c->lock);
 	if (c->tail)
 		c->tail->next = j;

@@ -8,6 +8,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -23,8 +24,8 @@ void fpg_canceller_free(struct fpg_canceller *c);
 
 /*
  * Queues a cancel (takes ownership of pgcancel). When it has been sent,
- * the worker gets FPG_MSG_CANCEL_DONE with slot and gen in its mailbox.
+ * the worker gets FPG_MSG_CANCEL_DONE with conn_id in its mailbox.
  * Any thread.
  */
 void fpg_canceller_submit(struct fpg_canceller *c, PGcancel *pgcancel,
-			  struct fpg_worker *w, unsigned slot, unsigned gen);
+			  struct fpg_worker *w, uint64_t conn_id);

@@ -1,5 +1,6 @@
 #include "pool.h"
 
+#include <stdatomic.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -41,8 +42,11 @@ struct fpg_conn {
 	bool held;		/* one request holds it alone (slow lane) */
 	bool paused;		/* not reading: the holder's client is slow */
 	bool cancel_pending;	/* a cancel is queued: no new work until sent */
-	unsigned slot;		/* index in pool->conns */
-	unsigned gen;		/* bumped per connect; tells stale replies */
+	uint64_t id;		/* unique per connect: tells stale replies */
+	bool guest;		/* left its pool (a transaction's); see pool.h */
+	struct fpg_conn *guest_next; /* in the running pool's guest list */
+	void (*on_idle)(struct fpg_conn *c, void *ctx); /* guests */
+	void *idle_ctx;
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
 };
@@ -50,8 +54,9 @@ struct fpg_conn {
 struct fpg_pool {
 	struct fpg_worker *w;
 	const struct fpg_options *opts;
-	struct fpg_conn *conns; /* pool_max slots */
+	struct fpg_conn **conns; /* pool_max slots, each allocated */
 	unsigned nconns;
+	struct fpg_conn *guests; /* guests this worker runs right now */
 	struct fpg_pool_waiter *wait_head, *wait_tail;
 	unsigned nwaiting;
 	/* A connect attempt failed and nothing is open: fail fast (503)
@@ -89,7 +94,7 @@ static void update_gauges(struct fpg_pool *pool)
 {
 	int64_t open = 0, connecting = 0, busy = 0;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
+		struct fpg_conn *c = pool->conns[i];
 		if (c->state == FPG_CONN_READY) {
 			open++;
 			if (c->inflight)
@@ -190,7 +195,7 @@ static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 {
 	struct fpg_conn *best = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
+		struct fpg_conn *c = pool->conns[i];
 		if (!shareable(c))
 			continue;
 		if (!best || c->inflight < best->inflight)
@@ -212,7 +217,7 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 	unsigned held = 0;
 	struct fpg_conn *idle = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
+		struct fpg_conn *c = pool->conns[i];
 		if (c->held)
 			held++;
 		else if (!idle && shareable(c) && c->inflight == 0)
@@ -268,13 +273,12 @@ static void fail_ops(struct fpg_conn *c, const char *why)
 
 static void conn_close(struct fpg_conn *c)
 {
-	if (c->fd >= 0)
+	if (c->fd >= 0 && c->pool)
 		fpg_worker_unwatch(c->pool->w, c->fd);
 	c->fd = -1;
 	c->events = 0;
 	c->corked = c->no_cork = c->want_write = false;
 	c->held = c->paused = c->cancel_pending = false;
-	c->gen++;
 	if (c->pg)
 		PQfinish(c->pg);
 	c->pg = NULL;
@@ -286,7 +290,7 @@ static void conn_close(struct fpg_conn *c)
 static bool any_ready(const struct fpg_pool *pool)
 {
 	for (unsigned i = 0; i < pool->nconns; i++)
-		if (pool->conns[i].state == FPG_CONN_READY)
+		if (pool->conns[i]->state == FPG_CONN_READY)
 			return true;
 	return false;
 }
@@ -339,19 +343,30 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 	update_events(c);
 }
 
+static void reap_one(struct fpg_conn *c)
+{
+	fpg_log_warn("pool", NULL, "worker %u: connection lost: %s",
+		     c->pool->w->id, c->broken);
+	fail_ops(c, c->broken);
+	conn_close(c);
+}
+
 void fpg_pool_reap(struct fpg_pool *pool)
 {
 	if (!pool->has_broken)
 		return;
 	pool->has_broken = false;
-	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
-		if (c->state != FPG_CONN_BROKEN)
-			continue;
-		fpg_log_warn("pool", NULL, "worker %u: connection lost: %s",
-			     pool->w->id, c->broken);
-		fail_ops(c, c->broken);
-		conn_close(c);
+	for (unsigned i = 0; i < pool->nconns; i++)
+		if (pool->conns[i]->state == FPG_CONN_BROKEN)
+			reap_one(pool->conns[i]);
+	/* A guest's owner hears of it through on_idle (state DOWN). */
+	struct fpg_conn *g = pool->guests, *next;
+	for (; g; g = next) {
+		next = g->guest_next;
+		if (g->state == FPG_CONN_BROKEN) {
+			reap_one(g);
+			g->on_idle(g, g->idle_ctx);
+		}
 	}
 	update_gauges(pool);
 	serve_waiters(pool);
@@ -375,21 +390,26 @@ static void cork(struct fpg_conn *c)
 	c->pool->has_corked = true;
 }
 
+static void uncork(struct fpg_conn *c)
+{
+	int zero = 0;
+	if (!c->corked)
+		return;
+	c->corked = false;
+	if (c->fd >= 0)
+		(void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &zero,
+				 sizeof(zero));
+}
+
 void fpg_pool_uncork(struct fpg_pool *pool)
 {
 	if (!pool->has_corked)
 		return;
 	pool->has_corked = false;
-	int zero = 0;
-	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
-		if (!c->corked)
-			continue;
-		c->corked = false;
-		if (c->fd >= 0)
-			(void)setsockopt(c->fd, IPPROTO_TCP, TCP_CORK, &zero,
-					 sizeof(zero));
-	}
+	for (unsigned i = 0; i < pool->nconns; i++)
+		uncork(pool->conns[i]);
+	for (struct fpg_conn *g = pool->guests; g; g = g->guest_next)
+		uncork(g);
 }
 
 struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
@@ -471,6 +491,11 @@ static void drain(struct fpg_conn *c)
 		free(op);
 		if (c->inflight == 0)
 			update_gauges(c->pool);
+		if (c->guest) {
+			if (c->inflight == 0 && !c->cancel_pending)
+				c->on_idle(c, c->idle_ctx);
+			return; /* it may have left this worker */
+		}
 		serve_waiters(c->pool);
 	}
 }
@@ -627,6 +652,8 @@ static void conn_start(struct fpg_conn *c)
 			      "fallback_application_name", NULL};
 	const char *vals[] = {pool->opts->db ? pool->opts->db : "",
 			      "UTF8", "fasterpg", NULL};
+	static _Atomic uint64_t next_id = 1;
+	c->id = atomic_fetch_add(&next_id, 1);
 	c->pg = PQconnectStartParams(keys, vals, 1);
 	c->connect_started_ms = pool->w->now_ms;
 	c->state = FPG_CONN_CONNECTING;
@@ -646,10 +673,10 @@ static unsigned count_alive(const struct fpg_pool *pool, bool *connecting)
 	unsigned n = 0;
 	*connecting = false;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		if (pool->conns[i].state != FPG_CONN_DOWN)
+		if (pool->conns[i]->state != FPG_CONN_DOWN)
 			n++;
-		if (pool->conns[i].state == FPG_CONN_CONNECTING ||
-		    pool->conns[i].state == FPG_CONN_SETUP)
+		if (pool->conns[i]->state == FPG_CONN_CONNECTING ||
+		    pool->conns[i]->state == FPG_CONN_SETUP)
 			*connecting = true;
 	}
 	return n;
@@ -664,8 +691,8 @@ static void maybe_grow(struct fpg_pool *pool, unsigned want)
 	    pool->w->now_ms < pool->next_connect_ms || pool->w->draining)
 		return;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		if (pool->conns[i].state == FPG_CONN_DOWN) {
-			conn_start(&pool->conns[i]);
+		if (pool->conns[i]->state == FPG_CONN_DOWN) {
+			conn_start(pool->conns[i]);
 			return;
 		}
 	}
@@ -722,35 +749,151 @@ void fpg_conn_pause(struct fpg_conn *c, bool pause)
 
 void fpg_conn_cancel(struct fpg_conn *c)
 {
-	if (!c->held || c->cancel_pending || c->state != FPG_CONN_READY)
+	if (!(c->held || c->guest) || c->cancel_pending ||
+	    c->state != FPG_CONN_READY)
 		return;
 	PGcancel *pc = PQgetCancel(c->pg);
 	if (!pc)
 		return;
 	c->cancel_pending = true;
 	struct fpg_worker *w = c->pool->w;
-	fpg_canceller_submit(fpg_server_canceller(w->srv), pc, w, c->slot,
-			     c->gen);
+	fpg_canceller_submit(fpg_server_canceller(w->srv), pc, w, c->id);
 	/* What the statement still sends must be read to end it. */
 	fpg_conn_pause(c, false);
 }
 
-void fpg_pool_cancel_done(struct fpg_pool *pool, unsigned slot, unsigned gen)
+void fpg_pool_cancel_done(struct fpg_pool *pool, uint64_t conn_id)
 {
-	if (slot >= pool->nconns)
-		return;
-	struct fpg_conn *c = &pool->conns[slot];
-	if (c->gen != gen || !c->cancel_pending)
+	struct fpg_conn *c = NULL;
+	for (unsigned i = 0; i < pool->nconns && !c; i++)
+		if (pool->conns[i]->id == conn_id)
+			c = pool->conns[i];
+	for (struct fpg_conn *g = pool->guests; g && !c; g = g->guest_next)
+		if (g->id == conn_id)
+			c = g;
+	if (!c || !c->cancel_pending)
 		return;
 	c->cancel_pending = false;
-	serve_waiters(pool);
+	if (c->guest && c->inflight == 0)
+		c->on_idle(c, c->idle_ctx);
+	else if (!c->guest)
+		serve_waiters(pool);
+}
+
+/* ---- guests ---- */
+
+static struct fpg_conn *conn_new(struct fpg_pool *pool)
+{
+	struct fpg_conn *c = calloc(1, sizeof(*c));
+	if (c) {
+		c->ev.on_event = conn_event;
+		c->pool = pool;
+		c->fd = -1;
+	}
+	return c;
+}
+
+struct fpg_conn *fpg_conn_detach(struct fpg_conn *c, struct fpg_error *err)
+{
+	struct fpg_pool *pool = c->pool;
+	struct fpg_conn *fresh = conn_new(pool);
+	if (!fresh) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+		return NULL;
+	}
+	for (unsigned i = 0; i < pool->nconns; i++)
+		if (pool->conns[i] == c)
+			pool->conns[i] = fresh;
+	c->held = false;
+	c->guest = true;
+	c->guest_next = pool->guests;
+	pool->guests = c;
+	update_gauges(pool);
+	return c;
+}
+
+void fpg_conn_set_idle(struct fpg_conn *c,
+		       void (*on_idle)(struct fpg_conn *c, void *ctx),
+		       void *ctx)
+{
+	c->on_idle = on_idle;
+	c->idle_ctx = ctx;
+}
+
+void fpg_conn_guest_leave(struct fpg_conn *c)
+{
+	struct fpg_pool *pool = c->pool;
+	struct fpg_conn **pp = &pool->guests;
+	while (*pp && *pp != c)
+		pp = &(*pp)->guest_next;
+	if (*pp)
+		*pp = c->guest_next;
+	c->guest_next = NULL;
+	uncork(c);
+	if (c->fd >= 0)
+		fpg_worker_unwatch(pool->w, c->fd);
+	c->events = 0;
+	c->pool = NULL;
+}
+
+void fpg_conn_guest_enter(struct fpg_conn *c, struct fpg_pool *pool)
+{
+	c->pool = pool;
+	c->guest_next = pool->guests;
+	pool->guests = c;
+	c->events = 0;
+	c->paused = false;
+	if (c->fd >= 0)
+		update_events(c);
+	/* It may have come with results libpq already read. */
+	drain(c);
+}
+
+bool fpg_conn_alive(const struct fpg_conn *c)
+{
+	return c->state == FPG_CONN_READY;
+}
+
+void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
+{
+	c->guest = false;
+	c->on_idle = NULL;
+	c->pool = pool;
+	c->paused = c->held = false;
+	for (unsigned i = 0; c->state == FPG_CONN_READY && i < pool->nconns;
+	     i++) {
+		struct fpg_conn *slot = pool->conns[i];
+		if (slot->state != FPG_CONN_DOWN)
+			continue;
+		free(slot);
+		pool->conns[i] = c;
+		if (c->fd >= 0) {
+			c->events = 0;
+			update_events(c);
+		}
+		update_gauges(pool);
+		serve_waiters(pool);
+		return;
+	}
+	/* Broken, or the pool has filled its slots meanwhile. */
+	conn_close(c);
+	free(c);
+}
+
+void fpg_conn_free(struct fpg_conn *c)
+{
+	if (!c)
+		return;
+	fail_ops(c, "closed");
+	conn_close(c);
+	free(c);
 }
 
 void fpg_pool_tick(struct fpg_pool *pool)
 {
 	uint64_t now = pool->w->now_ms;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
+		struct fpg_conn *c = pool->conns[i];
 		if ((c->state == FPG_CONN_CONNECTING ||
 		     c->state == FPG_CONN_SETUP) &&
 		    now - c->connect_started_ms > CONNECT_TIMEOUT_MS)
@@ -789,12 +932,9 @@ struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err)
 	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
 	if (!pool->conns)
 		goto nomem;
-	for (unsigned i = 0; i < pool->nconns; i++) {
-		pool->conns[i].ev.on_event = conn_event;
-		pool->conns[i].pool = pool;
-		pool->conns[i].fd = -1;
-		pool->conns[i].slot = i;
-	}
+	for (unsigned i = 0; i < pool->nconns; i++)
+		if (!(pool->conns[i] = conn_new(pool)))
+			goto nomem;
 	return pool;
 nomem:
 	fpg_pool_free(pool);
@@ -810,7 +950,9 @@ void fpg_pool_free(struct fpg_pool *pool)
 	fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503, "server shutting down");
 	fail_waiters(pool, &err, false);
 	for (unsigned i = 0; pool->conns && i < pool->nconns; i++) {
-		struct fpg_conn *c = &pool->conns[i];
+		struct fpg_conn *c = pool->conns[i];
+		if (!c)
+			continue;
 		fpg_log_debug("pool", NULL, "closing connection (%s)",
 			      conn_state_to_str(c->state));
 		/* Closing the socket does not stop a running statement (one
@@ -826,6 +968,7 @@ void fpg_pool_free(struct fpg_pool *pool)
 		}
 		fail_ops(c, "server shutting down");
 		conn_close(c);
+		free(c);
 	}
 	update_gauges(pool);
 	free(pool->conns);

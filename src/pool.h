@@ -112,7 +112,32 @@ void fpg_conn_pause(struct fpg_conn *conn, bool pause);
 void fpg_conn_cancel(struct fpg_conn *conn);
 
 /* The canceller reports a cancel sent (worker mailbox). */
-void fpg_pool_cancel_done(struct fpg_pool *pool, unsigned slot, unsigned gen);
+void fpg_pool_cancel_done(struct fpg_pool *pool, uint64_t conn_id);
+
+/*
+ * Guests: a connection that left its pool for good (an open transaction)
+ * and is run, one statement at a time, by whichever worker serves it.
+ *
+ * fpg_conn_detach() takes a held connection out of its pool (the slot is
+ * refilled later) and makes it a guest of that worker. on_idle (set with
+ * fpg_conn_set_idle) is called on the running worker each time the guest
+ * has no op left (and no cancel pending), and once more if it breaks
+ * (fpg_conn_alive() is then false). Between statements the owner parks it
+ * with fpg_conn_guest_leave() (out of every epoll set: no thread touches
+ * it) and the next worker takes it with fpg_conn_guest_enter(). At the
+ * end it goes back with fpg_pool_adopt() on its home worker (closed if
+ * broken or the pool is full), or fpg_conn_free().
+ */
+struct fpg_conn *fpg_conn_detach(struct fpg_conn *conn,
+				 struct fpg_error *err) FPG_MUST_CHECK;
+void fpg_conn_set_idle(struct fpg_conn *conn,
+		       void (*on_idle)(struct fpg_conn *c, void *ctx),
+		       void *ctx);
+void fpg_conn_guest_leave(struct fpg_conn *conn);
+void fpg_conn_guest_enter(struct fpg_conn *conn, struct fpg_pool *pool);
+bool fpg_conn_alive(const struct fpg_conn *conn);
+void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *conn);
+void fpg_conn_free(struct fpg_conn *conn);
 
 /* The libpq connection, for sending statements before fpg_conn_push_op. */
 PGconn *fpg_conn_pg(struct fpg_conn *conn);

@@ -100,7 +100,7 @@ static void handle_msg(struct fpg_worker *w, const struct fpg_msg *msg)
 {
 	switch (msg->type) {
 	case FPG_MSG_CANCEL_DONE:
-		fpg_pool_cancel_done(w->pool, msg->slot, msg->gen);
+		fpg_pool_cancel_done(w->pool, msg->conn_id);
 		break;
 	case FPG_MSG_CANCEL_REQUEST:
 		fpg_request_cancel_by_id(w, msg->id);

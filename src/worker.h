@@ -24,13 +24,13 @@ struct fpg_typecache;
 
 /* A message to a worker from another thread (see fpg_worker_post). */
 enum fpg_msg_type {
-	FPG_MSG_CANCEL_DONE,	/* the canceller sent a cancel for slot/gen */
+	FPG_MSG_CANCEL_DONE,	/* the canceller sent a cancel for conn_id */
 	FPG_MSG_CANCEL_REQUEST, /* cancel the running statement of request id */
 };
 
 struct fpg_msg {
 	enum fpg_msg_type type;
-	unsigned slot, gen;	/* CANCEL_DONE: the pool connection */
+	uint64_t conn_id;	/* CANCEL_DONE: the connection */
 	char id[65];		/* CANCEL_REQUEST: the request id */
 };
 
