@@ -65,6 +65,10 @@ struct fpg_options {
 	size_t max_buffered_bytes; /* a shared-lane answer held for a slow
 				      client at most; past it rows are dropped */
 	unsigned max_connections; /* HTTP connections per worker */
+	unsigned max_transactions; /* open transaction sessions, server-wide */
+	unsigned tx_idle_timeout_ms; /* default idle timeout of a session */
+	unsigned tx_max_idle_timeout_ms; /* cap of a requested idle timeout */
+	unsigned tx_max_lifetime_ms; /* a session is rolled back after this */
 	unsigned http_idle_timeout_s; /* keep-alive idle reaping */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */

@@ -22,8 +22,10 @@ bool fpg_buf_reserve(struct fpg_buf *b, size_t n)
 		return false;
 	if (b->cap - b->len >= n)
 		return true;
-	/* Reclaim consumed space before growing. */
-	if (b->off > 0) {
+	/* Reclaim consumed space before growing, when that is at least as
+	 * much as what would move (else a big buffer read slowly would be
+	 * moved again and again). */
+	if (b->off > 0 && b->off >= b->len - b->off) {
 		memmove(b->data, b->data + b->off, b->len - b->off);
 		b->len -= b->off;
 		b->off = 0;

@@ -58,7 +58,9 @@ int fpg_error_status_for_sqlstate(const char *s)
 		return 503;
 	if (strncmp(s, "22", 2) == 0 || strncmp(s, "42", 2) == 0)
 		return 400;
-	if (strncmp(s, "23", 2) == 0)
+	/* integrity violations; invalid transaction state (25P02: an
+	 * earlier error aborted the transaction) */
+	if (strncmp(s, "23", 2) == 0 || strncmp(s, "25", 2) == 0)
 		return 409;
 	if (strncmp(s, "28", 2) == 0)
 		return 401;

@@ -10,6 +10,7 @@
 #include "router.h"
 #include "server.h"
 #include "stats.h"
+#include "tx.h"
 
 int fpg_handle_healthz(struct fpg_request *req)
 {
@@ -86,7 +87,9 @@ int fpg_handle_stats(struct fpg_request *req)
 	for (unsigned i = 0; i < n; i++)
 		list[i] = &srv->workers[i].stats;
 	char extra[128];
-	snprintf(extra, sizeof(extra), "\"workers_count\":%u", n);
+	snprintf(extra, sizeof(extra),
+		 "\"workers_count\":%u,\"transactions_open\":%u", n,
+		 fpg_tx_open_count());
 	fpg_stats_json(&req->out, list, n, fpg_router_stat_names(),
 		       fpg_router_count() + 1, extra);
 	return 200;

@@ -24,6 +24,7 @@
 #include "handlers.h"
 #include "params.h"
 #include "query.h"
+#include "tx.h"
 #include "worker.h"
 
 #define FIRST_CHUNK (64 * 1024)
@@ -269,24 +270,39 @@ static void start_dropping(struct query_req *qr, int status, const char *code,
 	fpg_query_cancel(&qr->q);
 }
 
-static void check_limits(struct query_req *qr)
+/* Before a row is written: would it be one too many? */
+static bool row_allowed(struct query_req *qr)
+{
+	uint64_t max = qr->req->w->opts->max_result_rows;
+	if (!max || qr->rows <= max)
+		return true;
+	char msg[200];
+	snprintf(msg, sizeof(msg),
+		 "the result has more than %llu rows (max-result-rows)",
+		 (unsigned long long)max);
+	start_dropping(qr, 413, "result_too_large", msg);
+	return false;
+}
+
+/*
+ * After a row was written (pending_before bytes were pending): a row
+ * that crosses max-result-bytes is taken back; a shared connection's
+ * answer may not pile up past max-buffered-bytes.
+ */
+static void check_size(struct query_req *qr, size_t pending_before)
 {
 	const struct fpg_options *o = qr->req->w->opts;
+	struct fpg_buf *out = &qr->req->out;
 	char msg[200];
-	if (o->max_result_rows && qr->rows > o->max_result_rows) {
-		snprintf(msg, sizeof(msg),
-			 "the result has more than %llu rows "
-			 "(max-result-rows)",
-			 (unsigned long long)o->max_result_rows);
-		start_dropping(qr, 413, "result_too_large", msg);
-	} else if (o->max_result_bytes && qr->bytes > o->max_result_bytes) {
+	if (o->max_result_bytes && qr->bytes > o->max_result_bytes) {
+		out->len = out->off + pending_before;
 		snprintf(msg, sizeof(msg),
 			 "the result is larger than %zu bytes "
 			 "(max-result-bytes)",
 			 o->max_result_bytes);
 		start_dropping(qr, 413, "result_too_large", msg);
 	} else if (!qr->q.exclusive &&
-		   fpg_buf_pending(&qr->req->out) > o->max_buffered_bytes) {
+		   fpg_buf_pending(out) > o->max_buffered_bytes) {
 		snprintf(msg, sizeof(msg),
 			 "the client read more slowly than the result came "
 			 "and %zu bytes piled up; ask with ?stream=true or "
@@ -326,11 +342,13 @@ static void on_row(struct fpg_query *q, const PGresult *res, int row)
 		put_expected_row(qr, res, row);
 		return;
 	}
-	size_t before = req->out.len - req->out.off;
+	if (!row_allowed(qr))
+		return;
+	size_t before = fpg_buf_pending(&req->out);
 	put_row(qr, res, row);
+	qr->bytes += fpg_buf_pending(&req->out) - before;
+	check_size(qr, before);
 	size_t pending = fpg_buf_pending(&req->out);
-	qr->bytes += pending - before;
-	check_limits(qr);
 	if (!qr->streaming) {
 		/* A held connection streams at once; a shared one after
 		 * FIRST_CHUNK, keeping early errors' statuses. */
@@ -523,7 +541,11 @@ static bool stream_asked(struct fpg_request *req)
 	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
-int fpg_handle_query(struct fpg_request *req)
+/*
+ * Parses req's body and starts its statement: on a pooled connection, or
+ * on tx_conn (a transaction's) when given.
+ */
+static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 {
 	const char *ctype = fpg_request_header(req, "Content-Type");
 	if (ctype && !media_is(ctype, "application/json"))
@@ -551,7 +573,8 @@ int fpg_handle_query(struct fpg_request *req)
 	struct fpg_error err;
 	if (!fpg_statement_parse(&qr->st, req->body.data ? req->body.data : "",
 				 req->body.len, &err) ||
-	    !fpg_statement_check_autocommit(qr->st.sql, &err))
+	    !(tx_conn ? fpg_statement_check_in_tx(qr->st.sql, &err)
+		      : fpg_statement_check_autocommit(qr->st.sql, &err)))
 		return fpg_request_error(req, &err, NULL);
 	if (qr->st.expect != FPG_EXPECT_ALL && qr->format != FMT_JSON)
 		return fpg_request_fail(req, 400, "bad_request",
@@ -568,15 +591,38 @@ int fpg_handle_query(struct fpg_request *req)
 	qr->q.params = (const char *const *)qr->st.params;
 	qr->q.ops = &query_ops;
 	qr->q.ctx = qr;
-	/* set_config(..., false) would change a shared session: run it on a
-	 * connection of its own and reset that connection afterwards. */
-	qr->q.reset_after = strcasestr(qr->st.sql, "set_config") != NULL;
-	qr->q.exclusive = qr->q.reset_after ||
-			  (qr->st.expect == FPG_EXPECT_ALL &&
-			   (qr->format != FMT_JSON || stream_asked(req) ||
-			    is_big(req->w, qr->st.sql)));
+	if (tx_conn) {
+		/* The transaction's own connection: pausable, cancellable,
+		 * and its session state is the client's business. */
+		qr->q.conn_fixed = tx_conn;
+		qr->q.exclusive = true;
+	} else {
+		/* set_config(..., false) would change a shared session: run
+		 * it on a connection of its own and reset that afterwards. */
+		qr->q.reset_after = strcasestr(qr->st.sql, "set_config") != NULL;
+		qr->q.exclusive =
+			qr->q.reset_after ||
+			(qr->st.expect == FPG_EXPECT_ALL &&
+			 (qr->format != FMT_JSON || stream_asked(req) ||
+			  is_big(req->w, qr->st.sql)));
+	}
 	fpg_query_submit(req->w->pool, &qr->q);
 	return 0;
+}
+
+int fpg_handle_query(struct fpg_request *req)
+{
+	return start_query(req, NULL);
+}
+
+int fpg_query_run_in_tx(struct fpg_request *req, struct fpg_conn *conn,
+			struct fpg_tx *tx)
+{
+	int status = start_query(req, conn);
+	/* Nothing was queued (a bad request, a wrong parameter count): the
+	 * session is free again at once. Else the connection frees it. */
+	fpg_tx_release_if_idle(tx);
+	return status;
 }
 
 int fpg_handle_query_cancel(struct fpg_request *req)

@@ -458,3 +458,35 @@ bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
 	}
 	return true;
 }
+
+bool fpg_statement_check_in_tx(const char *sql, struct fpg_error *err)
+{
+	static const char *const words[] = {"BEGIN", "START",  "COMMIT",
+					    "END",   "ABORT",  "ROLLBACK",
+					    "PREPARE", "COPY", NULL};
+	const char *p = skip_noise(sql);
+	size_t n = 0;
+	while (isalpha((unsigned char)p[n]))
+		n++;
+	for (int i = 0; words[i]; i++) {
+		if (n != strlen(words[i]) || strncasecmp(p, words[i], n) != 0)
+			continue;
+		/* ROLLBACK TO [SAVEPOINT] x stays inside the transaction. */
+		const char *rest = skip_noise(p + n);
+		if (i == 5 && strncasecmp(rest, "TO", 2) == 0 &&
+		    !isalpha((unsigned char)rest[2]))
+			return true;
+		/* PREPARE name AS ... is a statement, not 2PC. */
+		if (i == 6 && strncasecmp(rest, "TRANSACTION", 11) != 0)
+			return true;
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "%s is not allowed inside a transaction session; "
+			      "use /tx/{token}/commit or /rollback",
+			      words[i]);
+		if (i == 7)
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "COPY is not supported here");
+		return false;
+	}
+	return true;
+}

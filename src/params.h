@@ -53,3 +53,11 @@ void fpg_statement_deinit(struct fpg_statement *st);
  */
 bool fpg_statement_check_autocommit(const char *sql,
 				    struct fpg_error *err) FPG_MUST_CHECK;
+
+/*
+ * Inside a transaction session: everything but ending or starting a
+ * transaction (the session's /commit and /rollback do that; SAVEPOINT,
+ * RELEASE and ROLLBACK TO are fine) and COPY.
+ */
+bool fpg_statement_check_in_tx(const char *sql,
+			       struct fpg_error *err) FPG_MUST_CHECK;

@@ -492,9 +492,11 @@ static void drain(struct fpg_conn *c)
 		if (c->inflight == 0)
 			update_gauges(c->pool);
 		if (c->guest) {
-			if (c->inflight == 0 && !c->cancel_pending)
+			if (c->inflight == 0 && !c->cancel_pending) {
 				c->on_idle(c, c->idle_ctx);
-			return; /* it may have left this worker */
+				return; /* it may have left this worker */
+			}
+			continue;
 		}
 		serve_waiters(c->pool);
 	}
@@ -583,6 +585,29 @@ void fpg_conn_push_reset(struct fpg_conn *c)
 		fpg_conn_push_op(c, reset_result, reset_done, c, -1);
 	if (op)
 		op->release = true;
+}
+
+void fpg_conn_push_discard(struct fpg_conn *c)
+{
+	/* DISCARD ALL refuses to share its Sync with other statements. */
+	if (!PQsendQueryParams(c->pg, "DISCARD ALL", 0, NULL, NULL, NULL,
+			       NULL, 0) ||
+	    !fpg_conn_push_op(c, reset_result, reset_done, c, -1))
+		goto fail;
+	/* It dropped every prepared statement: forget ours. */
+	fpg_stmt_cache_free(c->stmts);
+	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	if (!c->stmts || !send_setup_sql(c) || !fpg_query_send_setup(c->pg) ||
+	    !fpg_conn_push_op(c, reset_result, reset_done, c, -1))
+		goto fail;
+	return;
+fail:
+	fpg_conn_fail(c, c->stmts ? PQerrorMessage(c->pg) : "out of memory");
+}
+
+bool fpg_conn_idle(const struct fpg_conn *c)
+{
+	return c->inflight == 0 && !c->cancel_pending;
 }
 
 static void start_setup(struct fpg_conn *c)
@@ -969,8 +994,17 @@ void fpg_pool_free(struct fpg_pool *pool)
 		fail_ops(c, "server shutting down");
 		conn_close(c);
 		free(c);
+		pool->conns[i] = NULL;
 	}
-	update_gauges(pool);
+	/* Guests running here when the server stopped: closing them rolls
+	 * their transactions back. */
+	while (pool->guests) {
+		struct fpg_conn *g = pool->guests;
+		pool->guests = g->guest_next;
+		fail_ops(g, "server shutting down");
+		conn_close(g);
+		free(g);
+	}
 	free(pool->conns);
 	free(pool);
 }

@@ -95,6 +95,16 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
  */
 void fpg_conn_push_reset(struct fpg_conn *conn);
 
+/*
+ * Queues DISCARD ALL and the session setup again: everything a
+ * transaction session may have left (settings, temporary tables,
+ * prepared statements) is gone before the connection is shared again.
+ */
+void fpg_conn_push_discard(struct fpg_conn *conn);
+
+/* No op queued and no cancel pending. */
+bool fpg_conn_idle(const struct fpg_conn *conn);
+
 /* Ends a hold taken by an exclusive waiter. */
 void fpg_conn_release(struct fpg_conn *conn);
 

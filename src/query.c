@@ -592,7 +592,10 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->waiter.deadline_ms =
 		fpg_pool_worker(pool)->now_ms +
 		fpg_pool_worker(pool)->opts->acquire_timeout_ms;
-	fpg_pool_acquire(pool, &q->waiter);
+	if (q->conn_fixed)
+		on_conn(&q->waiter, q->conn_fixed);
+	else
+		fpg_pool_acquire(pool, &q->waiter);
 }
 
 void fpg_query_abandon(struct fpg_query *q)

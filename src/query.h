@@ -55,6 +55,8 @@ struct fpg_query {
 	bool exclusive;		   /* run on a connection of its own (slow
 				      lane): it can be paused and cancelled */
 	bool reset_after;	   /* exclusive: reset the session after it */
+	struct fpg_conn *conn_fixed; /* run here (a transaction's), not on a
+					pooled connection */
 	const struct fpg_query_ops *ops;
 	void *ctx;
 

@@ -9,6 +9,11 @@
 static const struct fpg_route routes[] = {
 	{"POST", "/query", fpg_handle_query},
 	{"DELETE", "/query/{}", fpg_handle_query_cancel},
+	{"POST", "/tx", fpg_handle_tx_begin},
+	{"POST", "/tx/{}/query", fpg_handle_tx_query},
+	{"POST", "/tx/{}/commit", fpg_handle_tx_commit},
+	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback},
+	{"DELETE", "/tx/{}", fpg_handle_tx_rollback},
 	{"GET", "/healthz", fpg_handle_healthz},
 	{"GET", "/readyz", fpg_handle_readyz},
 	{"GET", "/stats", fpg_handle_stats},
@@ -18,27 +23,35 @@ static const struct fpg_route routes[] = {
 _Static_assert(N_ROUTES < FPG_STATS_ROUTES, "grow FPG_STATS_ROUTES");
 
 static const char *const stat_names[] = {
-	"POST /query", "DELETE /query/{request_id}", "GET /healthz", "GET /readyz", "GET /stats", "unrouted",
+	"POST /query", "DELETE /query/{request_id}", "POST /tx",
+	"POST /tx/{token}/query", "POST /tx/{token}/commit",
+	"POST /tx/{token}/rollback", "DELETE /tx/{token}", "GET /healthz", "GET /readyz", "GET /stats", "unrouted",
 };
 _Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == N_ROUTES + 1,
 	       "one name per route, then unrouted");
 
-/* Matches path against a route path; "/{}" at its end takes a segment. */
+/*
+ * Matches path against a route pattern segment by segment; a "{}" segment
+ * takes any non-empty segment, whose start goes to *param.
+ */
 static bool path_matches(const char *pattern, const char *path,
 			 const char **param)
 {
-	size_t n = strlen(pattern);
 	*param = NULL;
-	if (n < 3 || strcmp(pattern + n - 3, "/{}") != 0)
-		return strcmp(pattern, path) == 0;
-	size_t prefix = n - 2; /* up to and including the slash */
-	if (strncmp(pattern, path, prefix) != 0)
-		return false;
-	const char *seg = path + prefix;
-	if (*seg == '\0' || strchr(seg, '/'))
-		return false;
-	*param = seg;
-	return true;
+	while (*pattern && *path) {
+		if (pattern[0] == '{' && pattern[1] == '}') {
+			size_t n = strcspn(path, "/");
+			if (n == 0)
+				return false;
+			*param = path;
+			pattern += 2;
+			path += n;
+			continue;
+		}
+		if (*pattern++ != *path++)
+			return false;
+	}
+	return *pattern == '\0' && *path == '\0';
 }
 
 const struct fpg_route *fpg_router_match(const char *method, const char *path,

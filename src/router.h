@@ -10,15 +10,16 @@
 
 struct fpg_route {
 	const char *method;
-	const char *path;	/* exact, or ending in "/{}": one segment */
+	const char *path;	/* "{}" segments match any one segment */
 	fpg_handler_fn handler;
 };
 
 /*
  * Finds the route for method and path. On a miss, returns NULL and sets
  * *status to 404 (no such path) or 405 (path exists, other methods: their
- * list goes to allow, e.g. "GET, POST"). For a "/{}" route, *param
- * points at the matched segment inside path (else NULL).
+ * list goes to allow, e.g. "GET, POST"). For a route with a "{}"
+ * segment, *param points at the matched segment inside path (it ends at
+ * the next '/' or the end), else it is NULL.
  */
 const struct fpg_route *fpg_router_match(const char *method, const char *path,
 					 int *status, char *allow,

@@ -169,6 +169,11 @@ bool fpg_server_start(struct fpg_server *srv, struct fpg_error *err)
 	return true;
 }
 
+struct fpg_worker *fpg_server_worker(struct fpg_server *srv, unsigned i)
+{
+	return i < srv->nworkers ? &srv->workers[i] : NULL;
+}
+
 struct fpg_canceller *fpg_server_canceller(struct fpg_server *srv)
 {
 	return srv->canceller;

@@ -55,6 +55,7 @@ struct totals {
 	uint64_t latency_sum_us;
 	int64_t in_flight, open, connecting, busy, waiting;
 	uint64_t rows, bytes, connect_failures;
+	uint64_t commits, rollbacks, expired, retries;
 };
 
 static void add_worker(struct totals *t, struct fpg_stats *st)
@@ -73,6 +74,10 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->rows += FPG_STAT_GET(st->rows_sent);
 	t->bytes += FPG_STAT_GET(st->bytes_sent);
 	t->connect_failures += FPG_STAT_GET(st->pool_connect_failures);
+	t->commits += FPG_STAT_GET(st->tx_commits);
+	t->rollbacks += FPG_STAT_GET(st->tx_rollbacks);
+	t->expired += FPG_STAT_GET(st->tx_expired);
+	t->retries += FPG_STAT_GET(st->tx_retries);
 }
 
 static double percentile_ms(const struct totals *t, uint64_t count, double p)
@@ -111,6 +116,13 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 		       (long long)t->in_flight, (unsigned long long)count,
 		       (unsigned long long)t->rows,
 		       (unsigned long long)t->bytes);
+	fpg_buf_printf(out, "\"transactions\":{\"commits\":%llu,"
+			    "\"rollbacks\":%llu,\"expired\":%llu,"
+			    "\"retries\":%llu},",
+		       (unsigned long long)t->commits,
+		       (unsigned long long)t->rollbacks,
+		       (unsigned long long)t->expired,
+		       (unsigned long long)t->retries);
 	fpg_buf_puts(out, "\"requests\":{");
 	bool first_route = true;
 	for (unsigned r = 0; r < nroutes && r < FPG_STATS_ROUTES; r++) {

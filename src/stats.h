@@ -29,6 +29,11 @@ struct fpg_stats {
 	_Atomic int64_t pool_busy;	 /* open with requests in flight */
 	_Atomic int64_t pool_waiting;	 /* requests waiting for a connection */
 	_Atomic uint64_t pool_connect_failures;
+	/* transactions, counted by the worker that ended them */
+	_Atomic uint64_t tx_commits;
+	_Atomic uint64_t tx_rollbacks;	 /* rolled back, or failed to commit */
+	_Atomic uint64_t tx_expired;	 /* idle timeout or lifetime */
+	_Atomic uint64_t tx_retries;	 /* batch retries */
 };
 
 #define FPG_STAT_ADD(field, n)                                             \

@@ -20,6 +20,7 @@
 #include "log.h"
 #include "pool.h"
 #include "request.h"
+#include "tx.h"
 #include "typecache.h"
 
 #define TICK_MS 20
@@ -105,6 +106,9 @@ static void handle_msg(struct fpg_worker *w, const struct fpg_msg *msg)
 	case FPG_MSG_CANCEL_REQUEST:
 		fpg_request_cancel_by_id(w, msg->id);
 		break;
+	case FPG_MSG_CONN_RETURN:
+		fpg_tx_conn_returned(w, msg->conn);
+		break;
 	}
 }
 
@@ -148,6 +152,7 @@ static void on_timer(struct fpg_evsrc *src, uint32_t events)
 	if (read(w->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 		return;
 	fpg_pool_tick(w->pool);
+	fpg_tx_tick(w);
 }
 
 /* MHD's own epoll set became readable: MHD_run() below handles it. */
@@ -268,6 +273,9 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
 	}
+	w->tx_table = fpg_tx_table_new(w->opts->max_transactions, err);
+	if (!w->tx_table)
+		return false;
 	if (!start_mhd(w, port, err))
 		return false;
 	w->pool = fpg_pool_new(w, err);
@@ -362,6 +370,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->mhd = NULL;
 	fpg_pool_free(w->pool);
 	w->pool = NULL;
+	fpg_tx_table_free(w->tx_table);
+	w->tx_table = NULL;
 	fpg_typecache_free(w->types);
 	w->types = NULL;
 	if (w->timerfd >= 0)
@@ -375,6 +385,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 		struct fpg_mailbox_item *it = w->mailbox;
 		while (it) {
 			struct fpg_mailbox_item *next = it->next;
+			if (it->msg.type == FPG_MSG_CONN_RETURN)
+				fpg_conn_free(it->msg.conn);
 			free(it);
 			it = next;
 		}

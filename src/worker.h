@@ -21,17 +21,21 @@ struct fpg_server;
 struct fpg_pool;
 struct fpg_request;
 struct fpg_typecache;
+struct fpg_conn;
+struct fpg_tx_table;
 
 /* A message to a worker from another thread (see fpg_worker_post). */
 enum fpg_msg_type {
 	FPG_MSG_CANCEL_DONE,	/* the canceller sent a cancel for conn_id */
 	FPG_MSG_CANCEL_REQUEST, /* cancel the running statement of request id */
+	FPG_MSG_CONN_RETURN,	/* a transaction's connection comes home */
 };
 
 struct fpg_msg {
 	enum fpg_msg_type type;
 	uint64_t conn_id;	/* CANCEL_DONE: the connection */
 	char id[65];		/* CANCEL_REQUEST: the request id */
+	struct fpg_conn *conn;	/* CONN_RETURN: parked, now the receiver's */
 };
 
 struct fpg_mailbox_item;
@@ -56,6 +60,7 @@ struct fpg_worker {
 	struct MHD_Daemon *mhd;
 	struct fpg_pool *pool;
 	struct fpg_typecache *types;
+	struct fpg_tx_table *tx_table; /* sessions this worker began */
 	struct fpg_stats stats;	    /* read by any thread (atomics) */
 	atomic_bool stop_requested; /* set by any thread */
 	bool draining;		    /* no longer accepting; finishing */

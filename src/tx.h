@@ -1,0 +1,127 @@
+/*
+ * Transaction sessions: an open PostgreSQL transaction kept between HTTP
+ * requests, named by an unguessable token.
+ *
+ * A session lives in the table of its home worker (the one that began
+ * it); the token encodes worker, slot and generation, plus 128 random bits
+ * compared in constant time. Its connection left the home pool (a pool
+ * "guest", see pool.h). A request for the session may arrive on any
+ * worker: that worker takes the idle session (fpg_tx_take), runs one
+ * statement on the connection in its own event loop, and the session goes
+ * back to idle when the connection has nothing left to do. Only the table
+ * slot's fields marked "lock" are shared; the rest belongs to whoever holds
+ * the session (its runner while busy, the home worker while ending).
+ *
+ * The home worker's tick ends sessions idle too long or open too long
+ * (rollback); commit, rollback and a broken connection end them too. An
+ * ended session's token answers 410 with the reason until its slot is
+ * reused.
+ */
+#pragma once
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "fasterpg.h"
+
+struct fpg_worker;
+struct fpg_conn;
+struct fpg_tx;
+struct fpg_tx_table;
+
+#define FPG_TX_TOKEN_LEN 46 /* hex of worker, slot, generation, secret */
+
+enum fpg_tx_isolation {
+	FPG_TX_READ_COMMITTED,
+	FPG_TX_REPEATABLE_READ,
+	FPG_TX_SERIALIZABLE,
+};
+
+struct fpg_tx_options {
+	enum fpg_tx_isolation isolation;
+	bool read_only;
+	bool deferrable;
+	unsigned idle_timeout_ms; /* already capped by the server maximum */
+};
+
+/* What ends a session; also the 410 answer's reason. */
+enum fpg_tx_end {
+	FPG_TX_OPEN = 0,
+	FPG_TX_COMMITTED,
+	FPG_TX_ROLLED_BACK,
+	FPG_TX_COMMIT_FAILED,
+	FPG_TX_IDLE_TIMEOUT,
+	FPG_TX_LIFETIME,
+	FPG_TX_CONN_LOST,
+	FPG_TX_BEGIN_FAILED,
+	FPG_TX_SHUTDOWN,
+};
+
+const char *fpg_tx_end_to_str(enum fpg_tx_end end);
+
+struct fpg_tx_table *fpg_tx_table_new(unsigned slots, struct fpg_error *err);
+
+/* Frees the table; parked connections are closed (PostgreSQL rolls back). */
+void fpg_tx_table_free(struct fpg_tx_table *t);
+
+/* Called back when a session's step is over (began, statement done,
+ * ended). err is NULL on success. */
+typedef void (*fpg_tx_done_fn)(void *ctx, struct fpg_tx *tx,
+			       const struct fpg_error *err);
+
+/*
+ * Begins a session on worker w (its home): a connection of its own,
+ * BEGIN with the options, then done(ctx, tx, NULL) with the token ready
+ * (fpg_tx_token), or done(ctx, NULL, err). Returns the session, or NULL
+ * with err filled when it fails at once (too many sessions: 503).
+ */
+struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
+			    const struct fpg_tx_options *opts,
+			    fpg_tx_done_fn done, void *ctx,
+			    struct fpg_error *err);
+
+/*
+ * The caller of fpg_tx_begin or fpg_tx_finish goes away (its client left):
+ * done is not called any more; a session still beginning is rolled back
+ * as soon as it has begun, since nobody will ever learn its token.
+ */
+void fpg_tx_abandon(struct fpg_tx *tx);
+
+/* Writes the session's token (FPG_TX_TOKEN_LEN + 1 bytes). */
+void fpg_tx_token(const struct fpg_tx *tx, char *out);
+
+/* Deadlines to tell the client, in ms from now. */
+unsigned fpg_tx_idle_timeout_ms(const struct fpg_tx *tx);
+uint64_t fpg_tx_expires_in_ms(const struct fpg_tx *tx, uint64_t now_ms);
+
+/*
+ * Takes the session named by token for one step on worker w. Returns its
+ * connection, ready to run in w's loop, or NULL with err: 404 unknown
+ * token, 410 ended (with the reason), 409 busy. The session is released
+ * when the connection has nothing left to do: a failed or finished
+ * statement, a client gone, a broken connection.
+ */
+struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
+			     struct fpg_tx **txp, struct fpg_error *err);
+
+/* The session's connection failed a statement before queueing anything:
+ * release it now (no op will). */
+void fpg_tx_release_if_idle(struct fpg_tx *tx);
+
+/*
+ * Ends a session taken with fpg_tx_take: COMMIT (commit) or ROLLBACK,
+ * then done(ctx, tx, err) — a failed COMMIT (e.g. serialization failure)
+ * still ends the session, rolled back.
+ */
+void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
+		   void *ctx);
+
+/* Home worker tick: ends sessions past their idle or lifetime deadline. */
+void fpg_tx_tick(struct fpg_worker *w);
+
+/* Home worker: a connection of an ended session comes back. */
+void fpg_tx_conn_returned(struct fpg_worker *w, struct fpg_conn *conn);
+
+/* Sessions open in the whole server. */
+unsigned fpg_tx_open_count(void);
