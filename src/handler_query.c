@@ -60,19 +60,22 @@ struct query_req {
 	bool paused;		/* PostgreSQL reads stopped (slow lane) */
 	bool dropping;		/* rows past a limit: counted, not sent */
 	struct fpg_error limit;	/* why rows are dropped */
+	/* batch items (see fpg_query_run_batch_item) */
+	fpg_batch_done_fn batch_done;
+	void *batch_ctx;
+	size_t out_start;	/* where this item's answer starts in out */
+	struct fpg_batch_item **running; /* cleared when the item ends */
 };
 
 /* ---- lifecycle ---- */
+
+static void free_query_req(struct query_req *qr);
 
 static void cleanup(struct fpg_request *req)
 {
 	struct query_req *qr = (struct query_req *)req->handler;
 	fpg_query_abandon(&qr->q);
-	fpg_statement_deinit(&qr->st);
-	fpg_buf_deinit(&qr->keys);
-	free(qr->types);
-	free(qr->key_end);
-	free(qr);
+	free_query_req(qr);
 }
 
 /* ---- encoding ---- */
@@ -158,7 +161,10 @@ static void on_columns(struct fpg_query *q, int n,
 {
 	struct query_req *qr = q->ctx;
 	/* A second call (the statement was prepared anew) starts over. */
-	fpg_buf_reset(&qr->req->out);
+	if (qr->batch_done)
+		qr->req->out.len = qr->req->out.off + qr->out_start;
+	else
+		fpg_buf_reset(&qr->req->out);
 	fpg_buf_reset(&qr->keys);
 	free(qr->types);
 	free(qr->key_end);
@@ -301,7 +307,7 @@ static void check_size(struct query_req *qr, size_t pending_before)
 			 "(max-result-bytes)",
 			 o->max_result_bytes);
 		start_dropping(qr, 413, "result_too_large", msg);
-	} else if (!qr->q.exclusive &&
+	} else if ((!qr->q.exclusive || qr->batch_done) &&
 		   fpg_buf_pending(out) > o->max_buffered_bytes) {
 		snprintf(msg, sizeof(msg),
 			 "the client read more slowly than the result came "
@@ -312,22 +318,35 @@ static void check_size(struct query_req *qr, size_t pending_before)
 	}
 }
 
-static void mark_big(struct query_req *qr)
+/* Remembers how large this statement's answer was (see worker.h). */
+static void remember_size(struct query_req *qr, bool big)
 {
+	struct fpg_worker *w = qr->req->w;
 	uint64_t h = fpg_query_hash(qr->st.sql);
-	qr->req->w->big_statements[h % FPG_BIG_SLOTS] = h;
+	unsigned i = h % FPG_BIG_SLOTS;
+	w->big_statements[i] = big ? h : 0;
+	w->small_statements[i] = big ? 0 : h;
 }
 
-static bool is_big(struct fpg_worker *w, const char *sql)
+/*
+ * A plain JSON statement runs on a connection of its own when its answer
+ * was large before, or when nothing is known of it and one is free: a
+ * large answer there can wait for a slow client. Known small answers
+ * share a pipelined connection (the fast lane).
+ */
+static bool wants_own_connection(struct fpg_request *req, const char *sql)
 {
+	struct fpg_worker *w = req->w;
 	uint64_t h = fpg_query_hash(sql);
-	return w->big_statements[h % FPG_BIG_SLOTS] == h;
+	unsigned i = h % FPG_BIG_SLOTS;
+	if (w->big_statements[i] == h)
+		return true;
+	return w->small_statements[i] != h && fpg_pool_can_hold(w->pool);
 }
 
 static void begin_stream(struct query_req *qr)
 {
 	qr->streaming = true;
-	mark_big(qr);
 	fpg_request_stream_begin(qr->req, 200);
 }
 
@@ -349,10 +368,12 @@ static void on_row(struct fpg_query *q, const PGresult *res, int row)
 	qr->bytes += fpg_buf_pending(&req->out) - before;
 	check_size(qr, before);
 	size_t pending = fpg_buf_pending(&req->out);
+	if (qr->batch_done)
+		return; /* a batch answers once it is whole */
 	if (!qr->streaming) {
-		/* A held connection streams at once; a shared one after
-		 * FIRST_CHUNK, keeping early errors' statuses. */
-		if (qr->q.exclusive || pending > FIRST_CHUNK)
+		/* FIRST_CHUNK is held back, keeping early errors' statuses,
+		 * except by streaming formats (rows as they come). */
+		if (qr->format != FMT_JSON || pending > FIRST_CHUNK)
 			begin_stream(qr);
 		return;
 	}
@@ -447,12 +468,45 @@ static void put_trailer(struct query_req *qr, PGresult *res)
 	fpg_buf_printf(out, ",\"row_count\":%s}\n", *count ? count : "null");
 }
 
+static void free_query_req(struct query_req *qr)
+{
+	fpg_statement_deinit(&qr->st);
+	fpg_buf_deinit(&qr->keys);
+	free(qr->types);
+	free(qr->key_end);
+	free(qr);
+}
+
+/* A batch item's end: its answer stays in out (or is taken back). */
+static void finish_item(struct query_req *qr, PGresult *res,
+			const struct fpg_error *err)
+{
+	struct fpg_buf *out = &qr->req->out;
+	if (qr->dropping) {
+		err = &qr->limit;
+		res = NULL;
+	}
+	if (err) {
+		out->len = out->off + qr->out_start;
+	} else {
+		put_trailer(qr, res);
+		out->len--; /* its newline: items are separated by commas */
+	}
+	*qr->running = NULL;
+	qr->batch_done(qr->batch_ctx, res, err);
+	free_query_req(qr);
+}
+
 static void on_finish(struct fpg_query *q, PGresult *res,
 		      const struct fpg_error *err)
 {
 	struct query_req *qr = q->ctx;
 	struct fpg_request *req = qr->req;
 	FPG_STAT_ADD(req->w->stats.rows_sent, qr->rows);
+	if (qr->batch_done) {
+		finish_item(qr, res, err);
+		return;
+	}
 	if (qr->dropping) {
 		/* The cancel we sent may be the error here: ours is the news. */
 		end_with_error(qr, NULL, &qr->limit);
@@ -467,6 +521,7 @@ static void on_finish(struct fpg_query *q, PGresult *res,
 		return;
 	}
 	put_trailer(qr, res);
+	remember_size(qr, qr->bytes > FIRST_CHUNK);
 	if (qr->streaming)
 		fpg_request_stream_end(req, false);
 	else
@@ -604,7 +659,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 			qr->q.reset_after ||
 			(qr->st.expect == FPG_EXPECT_ALL &&
 			 (qr->format != FMT_JSON || stream_asked(req) ||
-			  is_big(req->w, qr->st.sql)));
+			  wants_own_connection(req, qr->st.sql)));
 	}
 	fpg_query_submit(req->w->pool, &qr->q);
 	return 0;
@@ -635,4 +690,58 @@ int fpg_handle_query_cancel(struct fpg_request *req)
 	fpg_buf_json_str(&req->out, id, strlen(id));
 	fpg_buf_puts(&req->out, "}\n");
 	return 202;
+}
+
+void fpg_query_run_batch_item(struct fpg_request *req, struct fpg_conn *conn,
+			      const struct fpg_statement *st,
+			      fpg_batch_done_fn done, void *ctx,
+			      struct fpg_batch_item **running)
+{
+	struct fpg_error err;
+	struct query_req *qr = calloc(1, sizeof(*qr));
+	if (!qr) {
+		fpg_error_set(&err, FPG_ERR_NOMEM, 503, "out of memory");
+		*running = NULL;
+		done(ctx, NULL, &err);
+		return;
+	}
+	qr->req = req;
+	qr->format = FMT_JSON;
+	fpg_buf_init(&qr->keys);
+	/* The statement is the batch's: borrow what the item reads. */
+	qr->st.sql = st->sql;
+	qr->st.rows = st->rows;
+	qr->st.expect = FPG_EXPECT_ALL;
+	qr->batch_done = done;
+	qr->batch_ctx = ctx;
+	qr->out_start = fpg_buf_pending(&req->out);
+	qr->running = running;
+	*running = (struct fpg_batch_item *)qr;
+	qr->enc_flags = st->big_numbers_string ? FPG_ENC_BIG_STRING : 0;
+	qr->q.sql = st->sql;
+	qr->q.nparams = st->nparams;
+	qr->q.params = (const char *const *)st->params;
+	qr->q.timeout_ms = st->timeout_ms;
+	unsigned max = req->w->opts->statement_timeout_ms;
+	if (max && qr->q.timeout_ms > max)
+		qr->q.timeout_ms = max;
+	qr->q.ops = &query_ops;
+	qr->q.ctx = qr;
+	qr->q.conn_fixed = conn;
+	qr->q.exclusive = true;
+	if (!fpg_statement_check_in_tx(st->sql, &err)) {
+		finish_item(qr, NULL, &err);
+		return;
+	}
+	fpg_query_submit(req->w->pool, &qr->q);
+}
+
+void fpg_batch_item_abandon(struct fpg_batch_item *item)
+{
+	struct query_req *qr = (struct query_req *)item;
+	if (!qr)
+		return;
+	*qr->running = NULL;
+	fpg_query_abandon(&qr->q);
+	free_query_req(qr);
 }

@@ -5,14 +5,19 @@
  * end it. The sessions themselves live in tx.c.
  */
 #include <jansson.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
 #include "error.h"
+#include "params.h"
 #include "handlers.h"
 #include "tx.h"
 #include "worker.h"
+
+#define MAX_RETRIES 20
+#define MAX_BATCH 1000
 
 struct tx_req {
 	struct fpg_handler_state hs; /* first: the request points here */
@@ -73,6 +78,9 @@ static struct fpg_conn *take(struct fpg_request *req, struct fpg_tx **tx,
 
 /* ---- POST /tx ---- */
 
+static int start_batch(struct fpg_request *req,
+		       const struct fpg_tx_options *o, unsigned retries);
+
 static const char *const isolation_names[] = {
 	[FPG_TX_READ_COMMITTED] = "read committed",
 	[FPG_TX_REPEATABLE_READ] = "repeatable read",
@@ -80,16 +88,20 @@ static const char *const isolation_names[] = {
 };
 
 static bool parse_options(struct fpg_request *req, struct fpg_tx_options *o,
-			  struct fpg_error *err)
+			  bool *batch, unsigned *retries, struct fpg_error *err)
 {
 	const struct fpg_options *so = req->w->opts;
 	memset(o, 0, sizeof(*o));
+	*batch = false;
+	*retries = 0;
 	o->idle_timeout_ms = so->tx_idle_timeout_ms;
 	if (req->body.len == 0)
 		return true;
 	json_error_t jerr;
 	json_t *root = json_loadb(req->body.data, req->body.len,
-				  JSON_REJECT_DUPLICATES, &jerr);
+				  JSON_REJECT_DUPLICATES |
+					  JSON_DECODE_INT_AS_REAL,
+				  &jerr);
 	bool ok = false;
 	if (!root || !json_is_object(root)) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
@@ -126,9 +138,10 @@ static bool parse_options(struct fpg_request *req, struct fpg_tx_options *o,
 			*(key[0] == 'r' ? &o->read_only : &o->deferrable) =
 				json_is_true(v);
 		} else if (strcmp(key, "idle_timeout_ms") == 0) {
-			json_int_t ms = json_integer_value(v);
-			if (!json_is_integer(v) || ms < 100 ||
-			    ms > (json_int_t)so->tx_max_idle_timeout_ms) {
+			double ms = json_number_value(v);
+			if (!json_is_number(v) || ms < 100 ||
+			    ms > so->tx_max_idle_timeout_ms ||
+			    ms != (double)(unsigned)ms) {
 				fpg_error_set(err, FPG_ERR_REQUEST, 400,
 					      "\"idle_timeout_ms\" must be an "
 					      "integer from 100 to %u",
@@ -136,11 +149,24 @@ static bool parse_options(struct fpg_request *req, struct fpg_tx_options *o,
 				goto out;
 			}
 			o->idle_timeout_ms = (unsigned)ms;
+		} else if (strcmp(key, "retries") == 0) {
+			double n = json_number_value(v);
+			if (!json_is_number(v) || n < 0 || n > MAX_RETRIES ||
+			    n != (double)(unsigned)n) {
+				fpg_error_set(err, FPG_ERR_REQUEST, 400,
+					      "\"retries\" must be an integer "
+					      "from 0 to %d",
+					      MAX_RETRIES);
+				goto out;
+			}
+			*retries = (unsigned)n;
+		} else if (strcmp(key, "statements") == 0) {
+			*batch = true; /* parsed from the raw text */
 		} else {
 			fpg_error_set(err, FPG_ERR_REQUEST, 400,
 				      "unknown field \"%.64s\" (known: "
 				      "isolation, read_only, deferrable, "
-				      "idle_timeout_ms)",
+				      "idle_timeout_ms, statements, retries)",
 				      key);
 			goto out;
 		}
@@ -175,8 +201,12 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 {
 	struct fpg_tx_options o;
 	struct fpg_error err;
-	if (!parse_options(req, &o, &err))
+	bool batch;
+	unsigned retries;
+	if (!parse_options(req, &o, &batch, &retries, &err))
 		return fpg_request_error(req, &err, NULL);
+	if (batch)
+		return start_batch(req, &o, retries);
 	struct tx_req *tr = tx_req_new(req);
 	if (!tr)
 		return fpg_request_fail(req, 503, "out_of_memory",
@@ -187,6 +217,215 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 	/* began() may already have run (no connection to be had). */
 	if (!req->complete)
 		tr->waiting = tx;
+	return 0;
+}
+
+/* ---- atomic batches ---- */
+
+/*
+ * POST /tx with "statements": BEGIN, each statement, COMMIT, all within
+ * this request; on a serialization failure or deadlock (at any statement
+ * or at COMMIT) the whole batch runs again, up to "retries" times, after
+ * a jittered, doubling pause.
+ */
+struct batch {
+	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_request *req;
+	struct fpg_tx_options opts;
+	struct fpg_statement *stmts;
+	unsigned n;
+	unsigned retries;	     /* allowed */
+	unsigned attempt;	     /* retries done */
+	unsigned current;	     /* statement running */
+	struct fpg_tx *tx;	     /* this attempt's session */
+	struct fpg_conn *conn;
+	bool tx_waiting;	     /* a tx callback will come */
+	bool holding;		     /* between claim and finish */
+	struct fpg_batch_item *item; /* statement running */
+	struct fpg_timer retry_timer;
+	int failed;		     /* statement that failed, -1 = COMMIT */
+	struct fpg_error err;	     /* why it failed */
+	struct fpg_buf err_json;     /* its {"code",...} object */
+};
+
+static void batch_cleanup(struct fpg_request *req)
+{
+	struct batch *b = (struct batch *)req->handler;
+	fpg_batch_item_abandon(b->item);
+	fpg_worker_timer_disarm(req->w, &b->retry_timer);
+	if (b->holding)
+		fpg_tx_finish(b->tx, false, NULL, NULL); /* nobody waits */
+	else if (b->tx_waiting)
+		fpg_tx_abandon(b->tx);
+	fpg_statement_list_free(b->stmts, b->n);
+	fpg_buf_deinit(&b->err_json);
+	free(b);
+}
+
+static bool retryable(const struct fpg_error *err)
+{
+	return strcmp(err->sqlstate, "40001") == 0 ||
+	       strcmp(err->sqlstate, "40P01") == 0;
+}
+
+static void batch_attempt(struct batch *b);
+
+static void retry_fire(struct fpg_timer *t)
+{
+	struct batch *b = (struct batch *)((char *)t -
+					   offsetof(struct batch, retry_timer));
+	batch_attempt(b);
+}
+
+static void batch_fail(struct batch *b)
+{
+	struct fpg_request *req = b->req;
+	if (retryable(&b->err) && b->attempt < b->retries) {
+		b->attempt++;
+		FPG_STAT_ADD(req->w->stats.tx_retries, 1);
+		/* 10 ms doubling, capped at 1 s, times 0.5 to 1.5 */
+		unsigned base = 10u << (b->attempt < 7 ? b->attempt : 7);
+		if (base > 1000)
+			base = 1000;
+		unsigned jitter = (unsigned)(random() % (base + 1));
+		fpg_worker_timer_arm(req->w, &b->retry_timer,
+				     base / 2 + jitter);
+		return;
+	}
+	fpg_buf_reset(&req->out);
+	fpg_buf_puts(&req->out, "{\"error\":");
+	fpg_buf_append(&req->out, b->err_json.data, b->err_json.len);
+	fpg_buf_printf(&req->out, ",\"statement\":%d,\"retries\":%u}\n",
+		       b->failed, b->attempt);
+	int status = b->err.http_status ? b->err.http_status : 500;
+	fpg_request_complete(req, status);
+}
+
+static void batch_ended(void *ctx, struct fpg_tx *tx,
+			const struct fpg_error *err)
+{
+	struct batch *b = ctx;
+	struct fpg_request *req = b->req;
+	b->tx_waiting = false;
+	if (b->failed != -2) {
+		/* Rolled back after a failed statement. */
+		batch_fail(b);
+		return;
+	}
+	if (err) {
+		/* COMMIT failed (e.g. serialization failure). */
+		b->failed = -1;
+		b->err = *err;
+		fpg_buf_reset(&b->err_json);
+		fpg_error_json_object(&b->err_json, err, NULL);
+		batch_fail(b);
+		return;
+	}
+	fpg_buf_printf(&req->out, "],\"retries\":%u}\n", b->attempt);
+	fpg_request_complete(req, 200);
+}
+
+static void batch_finish(struct batch *b, bool commit)
+{
+	b->holding = false;
+	b->tx_waiting = true;
+	fpg_tx_finish(b->tx, commit, batch_ended, b);
+}
+
+static void batch_next(struct batch *b);
+
+static void item_done(void *ctx, PGresult *res, const struct fpg_error *err)
+{
+	struct batch *b = ctx;
+	if (err) {
+		b->failed = (int)b->current;
+		b->err = *err;
+		fpg_buf_reset(&b->err_json);
+		fpg_error_json_object(&b->err_json, err, res);
+		batch_finish(b, false);
+		return;
+	}
+	b->current++;
+	batch_next(b);
+}
+
+static void batch_next(struct batch *b)
+{
+	if (b->current == b->n) {
+		batch_finish(b, true);
+		return;
+	}
+	if (b->current > 0)
+		fpg_buf_putc(&b->req->out, ',');
+	fpg_query_run_batch_item(b->req, b->conn, &b->stmts[b->current],
+				 item_done, b, &b->item);
+}
+
+static void batch_began(void *ctx, struct fpg_tx *tx,
+			const struct fpg_error *err)
+{
+	struct batch *b = ctx;
+	b->tx_waiting = false;
+	if (err) {
+		b->failed = 0;
+		b->err = *err;
+		fpg_buf_reset(&b->err_json);
+		fpg_error_json_object(&b->err_json, err, NULL);
+		batch_fail(b);
+		return;
+	}
+	b->conn = fpg_tx_claim(b->req->w, tx);
+	if (!b->conn) {
+		fpg_error_set(&b->err, FPG_ERR_UNAVAILABLE, 503,
+			      "the transaction ended before it ran");
+		fpg_buf_reset(&b->err_json);
+		fpg_error_json_object(&b->err_json, &b->err, NULL);
+		batch_fail(b);
+		return;
+	}
+	b->holding = true;
+	fpg_buf_reset(&b->req->out);
+	fpg_buf_puts(&b->req->out, "{\"results\":[");
+	batch_next(b);
+}
+
+static void batch_attempt(struct batch *b)
+{
+	struct fpg_error err;
+	b->current = 0;
+	b->failed = -2; /* none */
+	b->tx_waiting = true;
+	b->tx = fpg_tx_begin(b->req->w, &b->opts, batch_began, b, &err);
+	if (!b->tx) {
+		b->tx_waiting = false;
+		b->failed = 0;
+		b->err = err;
+		fpg_buf_reset(&b->err_json);
+		fpg_error_json_object(&b->err_json, &err, NULL);
+		batch_fail(b);
+	}
+}
+
+static int start_batch(struct fpg_request *req,
+		       const struct fpg_tx_options *o, unsigned retries)
+{
+	struct fpg_error err;
+	struct batch *b = calloc(1, sizeof(*b));
+	if (!b)
+		return fpg_request_fail(req, 503, "out_of_memory",
+					"out of memory");
+	b->hs.cleanup = batch_cleanup;
+	b->req = req;
+	b->opts = *o;
+	b->retries = retries;
+	b->retry_timer.fire = retry_fire;
+	fpg_buf_init(&b->err_json);
+	req->handler = &b->hs;
+	if (!fpg_statement_list_parse(req->body.data, req->body.len,
+				      "statements", MAX_BATCH, &b->stmts,
+				      &b->n, &err))
+		return fpg_request_error(req, &err, NULL);
+	batch_attempt(b);
 	return 0;
 }
 

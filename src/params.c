@@ -390,6 +390,58 @@ void fpg_statement_deinit(struct fpg_statement *st)
 	memset(st, 0, sizeof(*st));
 }
 
+bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
+			      unsigned max, struct fpg_statement **list,
+			      unsigned *n, struct fpg_error *err)
+{
+	const char *rs, *re, *p, *s, *e;
+	*list = NULL;
+	*n = 0;
+	if (!find_member(body, body + len, key, &rs, &re) || *rs != '[') {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "\"%s\" must be an array of statements", key);
+		return false;
+	}
+	unsigned count = 0;
+	for (p = rs; next_element(&p, re, &s, &e);)
+		count++;
+	if (count == 0 || count > max) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "\"%s\" must hold 1 to %u statements", key, max);
+		return false;
+	}
+	*list = calloc(count, sizeof(**list));
+	if (!*list) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+		return false;
+	}
+	p = rs;
+	for (unsigned i = 0; i < count && next_element(&p, re, &s, &e); i++) {
+		*n = i + 1;
+		if (!fpg_statement_parse(&(*list)[i], s, (size_t)(e - s), err)) {
+			size_t m = strlen(err->message);
+			snprintf(err->message + m, sizeof(err->message) - m,
+				 " (statement %u)", i);
+			return false;
+		}
+		if ((*list)[i].expect != FPG_EXPECT_ALL) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"expect\" is not supported in a batch "
+				      "(statement %u)",
+				      i);
+			return false;
+		}
+	}
+	return true;
+}
+
+void fpg_statement_list_free(struct fpg_statement *list, unsigned n)
+{
+	for (unsigned i = 0; list && i < n; i++)
+		fpg_statement_deinit(&list[i]);
+	free(list);
+}
+
 /* ---- autocommit check ---- */
 
 /* Skips whitespace, comments and opening parentheses. */

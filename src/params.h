@@ -47,6 +47,17 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 void fpg_statement_deinit(struct fpg_statement *st);
 
 /*
+ * Parses the member `key` of the JSON object body (an array of statement
+ * objects, each with the /query fields) into *list (caller frees with
+ * fpg_statement_list_free). At least one and at most max statements.
+ */
+bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
+			      unsigned max, struct fpg_statement **list,
+			      unsigned *n, struct fpg_error *err) FPG_MUST_CHECK;
+
+void fpg_statement_list_free(struct fpg_statement *list, unsigned n);
+
+/*
  * Rejects statements that would change the state of a shared connection
  * (transaction control, SET, LISTEN, PREPARE, ...) or need another
  * endpoint (COPY): /query runs on pooled autocommit connections.

@@ -227,6 +227,11 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 	return held < max ? idle : NULL;
 }
 
+bool fpg_pool_can_hold(struct fpg_pool *pool)
+{
+	return pick_held(pool) != NULL;
+}
+
 static struct fpg_conn *pick(struct fpg_pool *pool, bool exclusive)
 {
 	struct fpg_conn *c = exclusive ? pick_held(pool) : pick_shared(pool);

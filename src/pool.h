@@ -105,6 +105,9 @@ void fpg_conn_push_discard(struct fpg_conn *conn);
 /* No op queued and no cancel pending. */
 bool fpg_conn_idle(const struct fpg_conn *conn);
 
+/* An exclusive waiter would get a connection at once. */
+bool fpg_pool_can_hold(struct fpg_pool *pool);
+
 /* Ends a hold taken by an exclusive waiter. */
 void fpg_conn_release(struct fpg_conn *conn);
 

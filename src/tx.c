@@ -487,10 +487,6 @@ struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
 	}
 	enum tx_state st = tx->state;
 	enum fpg_tx_end end = tx->end;
-	if (st == TX_IDLE) {
-		tx->state = TX_BUSY;
-		tx->runner = w;
-	}
 	pthread_mutex_unlock(&tx->table->lock);
 	if (st == TX_ENDED) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 410,
@@ -499,21 +495,36 @@ struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
 		err->reason = "transaction_ended";
 		return NULL;
 	}
-	if (st != TX_IDLE) {
+	struct fpg_conn *c = st == TX_IDLE ? fpg_tx_claim(w, tx) : NULL;
+	if (!c) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 409,
 			      "the transaction is busy with another request");
 		err->reason = "transaction_busy";
 		return NULL;
 	}
-	tx->step = STEP_STATEMENT;
-	tx->step_failed = false;
-	fpg_conn_guest_enter(tx->conn, w->pool);
 	*txp = tx;
-	return tx->conn;
+	return c;
 unknown:
 	fpg_error_set(err, FPG_ERR_REQUEST, 404, "unknown transaction token");
 	err->reason = "transaction_not_found";
 	return NULL;
+}
+
+struct fpg_conn *fpg_tx_claim(struct fpg_worker *w, struct fpg_tx *tx)
+{
+	pthread_mutex_lock(&tx->table->lock);
+	bool idle = tx->state == TX_IDLE;
+	if (idle) {
+		tx->state = TX_BUSY;
+		tx->runner = w;
+	}
+	pthread_mutex_unlock(&tx->table->lock);
+	if (!idle)
+		return NULL;
+	tx->step = STEP_STATEMENT;
+	tx->step_failed = false;
+	fpg_conn_guest_enter(tx->conn, w->pool);
+	return tx->conn;
 }
 
 void fpg_tx_release_if_idle(struct fpg_tx *tx)

@@ -105,6 +105,12 @@ uint64_t fpg_tx_expires_in_ms(const struct fpg_tx *tx, uint64_t now_ms);
 struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
 			     struct fpg_tx **txp, struct fpg_error *err);
 
+/*
+ * Takes a session just begun by this worker (done's tx) for its first
+ * step, as fpg_tx_take does for a token. NULL if it already ended.
+ */
+struct fpg_conn *fpg_tx_claim(struct fpg_worker *w, struct fpg_tx *tx);
+
 /* The session's connection failed a statement before queueing anything:
  * release it now (no op will). */
 void fpg_tx_release_if_idle(struct fpg_tx *tx);

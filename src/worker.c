@@ -144,6 +144,43 @@ static void on_wake(struct fpg_evsrc *src, uint32_t events)
 	read_mailbox(w);
 }
 
+void fpg_worker_timer_arm(struct fpg_worker *w, struct fpg_timer *t,
+			  unsigned delay_ms)
+{
+	fpg_worker_timer_disarm(w, t);
+	t->due_ms = w->now_ms + delay_ms;
+	t->armed = true;
+	t->next = w->timers;
+	w->timers = t;
+}
+
+void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t)
+{
+	if (!t->armed)
+		return;
+	struct fpg_timer **pp = &w->timers;
+	while (*pp != t)
+		pp = &(*pp)->next;
+	*pp = t->next;
+	t->armed = false;
+}
+
+static void fire_timers(struct fpg_worker *w)
+{
+	struct fpg_timer **pp = &w->timers;
+	while (*pp) {
+		struct fpg_timer *t = *pp;
+		if (t->due_ms > w->now_ms) {
+			pp = &t->next;
+			continue;
+		}
+		*pp = t->next;
+		t->armed = false;
+		t->fire(t);
+		pp = &w->timers; /* fire() may have changed the list */
+	}
+}
+
 static void on_timer(struct fpg_evsrc *src, uint32_t events)
 {
 	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
@@ -153,6 +190,7 @@ static void on_timer(struct fpg_evsrc *src, uint32_t events)
 		return;
 	fpg_pool_tick(w->pool);
 	fpg_tx_tick(w);
+	fire_timers(w);
 }
 
 /* MHD's own epoll set became readable: MHD_run() below handles it. */

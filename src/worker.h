@@ -42,6 +42,14 @@ struct fpg_mailbox_item;
 
 #define FPG_BIG_SLOTS 256
 
+/* A one-shot timer of the worker's tick (20 ms resolution). */
+struct fpg_timer {
+	struct fpg_timer *next;
+	uint64_t due_ms;
+	void (*fire)(struct fpg_timer *t);
+	bool armed;
+};
+
 /* Something with a file descriptor in the worker's epoll set. */
 struct fpg_evsrc {
 	void (*on_event)(struct fpg_evsrc *src, uint32_t events);
@@ -71,13 +79,16 @@ struct fpg_worker {
 					  other workers read ids to cancel */
 	struct fpg_request *requests; /* live requests */
 	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
+	struct fpg_timer *timers;   /* armed timers, unordered */
 	pthread_mutex_t mailbox_lock; /* guards mailbox */
 	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
 	bool mailbox_ready;	    /* mailbox_lock initialised */
 	uint64_t rng;		    /* xorshift state for request ids */
-	/* Hashes of statements whose answers streamed: run them on a held
-	 * connection next time (direct-mapped, FPG_BIG_SLOTS entries). */
+	/* What earlier answers of a statement (by SQL hash) were like:
+	 * small ones share a pipelined connection, large or unknown ones get
+	 * a connection of their own when one is free (direct-mapped). */
 	uint64_t big_statements[FPG_BIG_SLOTS];
+	uint64_t small_statements[FPG_BIG_SLOTS];
 };
 
 /*
@@ -103,6 +114,11 @@ void fpg_worker_deinit(struct fpg_worker *w);
  * only way other threads talk to a worker.
  */
 void fpg_worker_post(struct fpg_worker *w, const struct fpg_msg *msg);
+
+/* Calls t->fire on the worker's thread in delay_ms (+ up to one tick). */
+void fpg_worker_timer_arm(struct fpg_worker *w, struct fpg_timer *t,
+			  unsigned delay_ms);
+void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t);
 
 /* epoll registration of fd for src (events as for epoll_ctl). */
 bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
