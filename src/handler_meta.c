@@ -89,7 +89,7 @@ int fpg_handle_stats(struct fpg_request *req)
 	char extra[128];
 	snprintf(extra, sizeof(extra),
 		 "\"workers_count\":%u,\"transactions_open\":%u", n,
-		 fpg_tx_open_count());
+		 fpg_tx_open_count(srv));
 	fpg_stats_json(&req->out, list, n, fpg_router_stat_names(),
 		       fpg_router_count() + 1, extra);
 	return 200;

@@ -57,8 +57,8 @@ static const char *path_token(struct fpg_request *req, char *buf)
 	return buf;
 }
 
-static struct fpg_conn *take(struct fpg_request *req, struct fpg_tx **tx,
-			     int *status)
+struct fpg_conn *fpg_tx_take_from_path(struct fpg_request *req,
+				       struct fpg_tx **tx, int *status)
 {
 	char buf[FPG_TX_TOKEN_LEN + 1];
 	const char *token = path_token(req, buf);
@@ -435,7 +435,7 @@ int fpg_handle_tx_query(struct fpg_request *req)
 {
 	struct fpg_tx *tx;
 	int status = 0;
-	struct fpg_conn *conn = take(req, &tx, &status);
+	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
 	if (!conn)
 		return status;
 	return fpg_query_run_in_tx(req, conn, tx);
@@ -461,7 +461,7 @@ static int end_tx(struct fpg_request *req, bool commit)
 {
 	struct fpg_tx *tx;
 	int status = 0;
-	struct fpg_conn *conn = take(req, &tx, &status);
+	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
 	if (!conn)
 		return status;
 	struct tx_req *tr = tx_req_new(req);

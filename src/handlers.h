@@ -22,6 +22,13 @@ int fpg_query_run_in_tx(struct fpg_request *req, struct fpg_conn *conn,
 struct fpg_statement;
 struct fpg_batch_item;
 
+/*
+ * Takes the session named by the {token} of req's path (handler_tx.c).
+ * NULL with the error answer in req->out and its status in *status.
+ */
+struct fpg_conn *fpg_tx_take_from_path(struct fpg_request *req,
+				       struct fpg_tx **tx, int *status);
+
 /* A batch item ended: err NULL on success (res borrowed, may be NULL). */
 typedef void (*fpg_batch_done_fn)(void *ctx, PGresult *res,
 				  const struct fpg_error *err);
@@ -47,6 +54,10 @@ int fpg_handle_tx_begin(struct fpg_request *req);    /* handler_tx.c */
 int fpg_handle_tx_query(struct fpg_request *req);    /* handler_tx.c */
 int fpg_handle_tx_commit(struct fpg_request *req);   /* handler_tx.c */
 int fpg_handle_tx_rollback(struct fpg_request *req); /* handler_tx.c */
+int fpg_handle_copy_in(struct fpg_request *req);     /* handler_copy.c */
+int fpg_handle_copy_out(struct fpg_request *req);    /* handler_copy.c */
+int fpg_handle_tx_copy_in(struct fpg_request *req);  /* handler_copy.c */
+int fpg_handle_tx_copy_out(struct fpg_request *req); /* handler_copy.c */
 int fpg_handle_healthz(struct fpg_request *req); /* handler_meta.c */
 int fpg_handle_readyz(struct fpg_request *req);	 /* handler_meta.c */
 int fpg_handle_stats(struct fpg_request *req);	 /* handler_meta.c */

@@ -47,6 +47,7 @@ struct fpg_conn {
 	struct fpg_conn *guest_next; /* in the running pool's guest list */
 	void (*on_idle)(struct fpg_conn *c, void *ctx); /* guests */
 	void *idle_ctx;
+	struct fpg_evsrc *raw;	/* out of pipeline mode: gets the events */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
 };
@@ -284,6 +285,7 @@ static void conn_close(struct fpg_conn *c)
 	c->events = 0;
 	c->corked = c->no_cork = c->want_write = false;
 	c->held = c->paused = c->cancel_pending = false;
+	c->raw = NULL;
 	if (c->pg)
 		PQfinish(c->pg);
 	c->pg = NULL;
@@ -610,6 +612,34 @@ fail:
 	fpg_conn_fail(c, c->stmts ? PQerrorMessage(c->pg) : "out of memory");
 }
 
+bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
+{
+	if (c->state != FPG_CONN_READY || c->inflight || c->raw ||
+	    PQexitPipelineMode(c->pg) != 1)
+		return false;
+	c->raw = ev;
+	fpg_conn_raw_watch(c, EPOLLIN);
+	return true;
+}
+
+void fpg_conn_raw_watch(struct fpg_conn *c, uint32_t events)
+{
+	set_events(c, events);
+}
+
+void fpg_conn_raw_end(struct fpg_conn *c)
+{
+	c->raw = NULL;
+	if (c->state != FPG_CONN_READY)
+		return;
+	if (PQenterPipelineMode(c->pg) != 1) {
+		fpg_conn_fail(c, "cannot enter pipeline mode after COPY");
+		return;
+	}
+	c->want_write = false;
+	update_events(c);
+}
+
 bool fpg_conn_idle(const struct fpg_conn *c)
 {
 	return c->inflight == 0 && !c->cancel_pending;
@@ -660,6 +690,10 @@ static void conn_event(struct fpg_evsrc *src, uint32_t events)
 	}
 	if (c->state != FPG_CONN_READY && c->state != FPG_CONN_SETUP)
 		return;
+	if (c->raw) {
+		c->raw->on_event(c->raw, events);
+		return;
+	}
 	if (events & EPOLLOUT) {
 		int f = PQflush(c->pg);
 		if (f < 0) {

@@ -18,6 +18,7 @@
 #include "fasterpg.h"
 
 struct fpg_worker;
+struct fpg_evsrc;
 struct fpg_conn;
 struct fpg_pool;
 struct fpg_pgop;
@@ -101,6 +102,18 @@ void fpg_conn_push_reset(struct fpg_conn *conn);
  * prepared statements) is gone before the connection is shared again.
  */
 void fpg_conn_push_discard(struct fpg_conn *conn);
+
+/*
+ * COPY cannot run in a pipeline: fpg_conn_raw_begin() takes a held, idle
+ * connection out of pipeline mode and hands its socket events to ev (the
+ * caller then drives libpq itself, choosing the events it waits for with
+ * fpg_conn_raw_watch) until fpg_conn_raw_end() puts it back. A broken
+ * connection is failed as usual (fpg_conn_fail).
+ */
+bool fpg_conn_raw_begin(struct fpg_conn *conn,
+			struct fpg_evsrc *ev) FPG_MUST_CHECK;
+void fpg_conn_raw_watch(struct fpg_conn *conn, uint32_t events);
+void fpg_conn_raw_end(struct fpg_conn *conn);
 
 /* No op queued and no cancel pending. */
 bool fpg_conn_idle(const struct fpg_conn *conn);

@@ -75,6 +75,10 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	fpg_buf_init(&req->body);
 	fpg_buf_init(&req->out);
 	set_request_id(req);
+	req->route = fpg_router_match(method, url, &req->route_status,
+				      req->allow_buf, sizeof(req->allow_buf),
+				      &req->path_param);
+	req->route_index = fpg_router_index(req->route);
 	pthread_mutex_lock(&w->requests_lock);
 	req->next = w->requests;
 	if (w->requests)
@@ -344,13 +348,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 
 static void route(struct fpg_request *req)
 {
-	int status = 0;
+	int status = req->route_status;
 	req->routed = true;
-	/* The path without a query string; MHD gives url without it. */
-	req->route = fpg_router_match(req->method, req->url, &status,
-				      req->allow_buf, sizeof(req->allow_buf),
-				      &req->path_param);
-	req->route_index = fpg_router_index(req->route);
 	if (req->body_too_large) {
 		status = fpg_request_fail(
 			req, 413, "body_too_large",
@@ -375,6 +374,35 @@ static void route(struct fpg_request *req)
 		fpg_request_complete(req, status);
 }
 
+/*
+ * A piece of a body that the handler takes as it comes (COPY FROM): what
+ * it does not take now waits, suspended, until it asks for more.
+ */
+static enum MHD_Result stream_upload(struct fpg_request *req,
+				     const char *data, size_t *size)
+{
+	if (!req->routed)
+		route(req);
+	if (req->complete || req->queued || !req->handler ||
+	    !req->handler->upload) {
+		/* Answered already (an error): the rest is not wanted. */
+		*size = 0;
+		return req->queued ? MHD_YES : queue_response(req);
+	}
+	size_t used = req->handler->upload(req, data, *size);
+	*size -= used;
+	if (req->complete)
+		return queue_response(req);
+	if (*size)
+		suspend(req);
+	return MHD_YES;
+}
+
+void fpg_request_resume_upload(struct fpg_request *req)
+{
+	resume(req);
+}
+
 enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 				   const char *url, const char *method,
 				   const char *version,
@@ -390,6 +418,8 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 	}
 	if (req->client_gone)
 		return MHD_NO;
+	if (*upload_data_size && req->route && req->route->stream_body)
+		return stream_upload(req, upload_data, upload_data_size);
 	if (*upload_data_size) {
 		size_t n = *upload_data_size;
 		if (!req->body_too_large &&
@@ -406,6 +436,12 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 		return MHD_YES;
 	if (!req->routed)
 		route(req);
+	if (req->route && req->route->stream_body && !req->upload_ended &&
+	    !req->complete) {
+		req->upload_ended = true;
+		if (req->handler && req->handler->upload_end)
+			req->handler->upload_end(req);
+	}
 	if (req->complete || req->streaming)
 		return queue_response(req);
 	suspend(req);

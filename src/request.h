@@ -48,6 +48,14 @@ struct fpg_handler_state {
 	void (*cancel)(struct fpg_request *req);
 	/* a stream's reader took bytes from out (for back-pressure), or NULL */
 	void (*drained)(struct fpg_request *req);
+	/*
+	 * stream_body routes: a piece of the body; returns how much was
+	 * taken. Taking less suspends the request until the handler resumes
+	 * it with fpg_request_resume_upload(); the rest comes again.
+	 */
+	size_t (*upload)(struct fpg_request *req, const char *data, size_t n);
+	/* stream_body routes: the whole body was passed to upload */
+	void (*upload_end)(struct fpg_request *req);
 };
 
 struct fpg_request {
@@ -56,6 +64,7 @@ struct fpg_request {
 	struct fpg_request *prev, *next; /* worker's live requests */
 	const struct fpg_route *route;
 	unsigned route_index;	  /* for statistics */
+	int route_status;	  /* 404/405 when route is NULL */
 	const char *method;	  /* borrowed from MHD, valid while alive */
 	const char *url;	  /* borrowed from MHD, valid while alive */
 	const char *path_param;	  /* the "{}" segment of url, or NULL */
@@ -64,6 +73,7 @@ struct fpg_request {
 	struct fpg_buf body;	  /* request body, up to max_body_bytes */
 	bool body_too_large;
 	bool routed;		  /* the handler ran */
+	bool upload_ended;	  /* upload_end was called */
 
 	/* response */
 	int status;		  /* 0 until known */
@@ -115,6 +125,9 @@ void fpg_request_complete(struct fpg_request *req, int status);
 void fpg_request_stream_begin(struct fpg_request *req, int status);
 void fpg_request_stream_push(struct fpg_request *req);
 void fpg_request_stream_end(struct fpg_request *req, bool failed);
+
+/* A stream_body handler can take more of the body now. */
+void fpg_request_resume_upload(struct fpg_request *req);
 
 /*
  * Puts the JSON error for err (and PostgreSQL's error result res, may be

@@ -7,25 +7,41 @@
 #include "stats.h"
 
 static const struct fpg_route routes[] = {
-	{"POST", "/query", fpg_handle_query},
-	{"DELETE", "/query/{}", fpg_handle_query_cancel},
-	{"POST", "/tx", fpg_handle_tx_begin},
-	{"POST", "/tx/{}/query", fpg_handle_tx_query},
-	{"POST", "/tx/{}/commit", fpg_handle_tx_commit},
-	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback},
-	{"DELETE", "/tx/{}", fpg_handle_tx_rollback},
-	{"GET", "/healthz", fpg_handle_healthz},
-	{"GET", "/readyz", fpg_handle_readyz},
-	{"GET", "/stats", fpg_handle_stats},
+	{"POST", "/query", fpg_handle_query, false},
+	{"DELETE", "/query/{}", fpg_handle_query_cancel, false},
+	{"POST", "/copy", fpg_handle_copy_in, true},
+	{"GET", "/copy", fpg_handle_copy_out, false},
+	{"POST", "/tx", fpg_handle_tx_begin, false},
+	{"POST", "/tx/{}/query", fpg_handle_tx_query, false},
+	{"POST", "/tx/{}/copy", fpg_handle_tx_copy_in, true},
+	{"GET", "/tx/{}/copy", fpg_handle_tx_copy_out, false},
+	{"POST", "/tx/{}/commit", fpg_handle_tx_commit, false},
+	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback, false},
+	{"DELETE", "/tx/{}", fpg_handle_tx_rollback, false},
+	{"GET", "/healthz", fpg_handle_healthz, false},
+	{"GET", "/readyz", fpg_handle_readyz, false},
+	{"GET", "/stats", fpg_handle_stats, false},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
 _Static_assert(N_ROUTES < FPG_STATS_ROUTES, "grow FPG_STATS_ROUTES");
 
 static const char *const stat_names[] = {
-	"POST /query", "DELETE /query/{request_id}", "POST /tx",
-	"POST /tx/{token}/query", "POST /tx/{token}/commit",
-	"POST /tx/{token}/rollback", "DELETE /tx/{token}", "GET /healthz", "GET /readyz", "GET /stats", "unrouted",
+	"POST /query",
+	"DELETE /query/{request_id}",
+	"POST /copy",
+	"GET /copy",
+	"POST /tx",
+	"POST /tx/{token}/query",
+	"POST /tx/{token}/copy",
+	"GET /tx/{token}/copy",
+	"POST /tx/{token}/commit",
+	"POST /tx/{token}/rollback",
+	"DELETE /tx/{token}",
+	"GET /healthz",
+	"GET /readyz",
+	"GET /stats",
+	"unrouted",
 };
 _Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == N_ROUTES + 1,
 	       "one name per route, then unrouted");

@@ -12,6 +12,8 @@ struct fpg_route {
 	const char *method;
 	const char *path;	/* "{}" segments match any one segment */
 	fpg_handler_fn handler;
+	bool stream_body;	/* the handler takes the body as it comes
+				   (its upload callbacks), not collected */
 };
 
 /*

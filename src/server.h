@@ -3,6 +3,7 @@
  */
 #pragma once
 
+#include <stdatomic.h>
 #include <stdbool.h>
 
 #include "config.h"
@@ -18,6 +19,7 @@ struct fpg_server {
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;
+	atomic_uint tx_open;	 /* open transaction sessions (tx.c) */
 	unsigned port;
 	bool started;
 	bool stopped;

@@ -68,7 +68,6 @@ struct fpg_tx_table {
 	struct fpg_tx slots[];
 };
 
-static atomic_uint tx_open;
 
 static const char *const end_names[] = {
 	[FPG_TX_OPEN] = "open",
@@ -89,9 +88,9 @@ const char *fpg_tx_end_to_str(enum fpg_tx_end end)
 		       : "unknown";
 }
 
-unsigned fpg_tx_open_count(void)
+unsigned fpg_tx_open_count(struct fpg_server *srv)
 {
-	return atomic_load(&tx_open);
+	return atomic_load(&srv->tx_open);
 }
 
 struct fpg_tx_table *fpg_tx_table_new(unsigned slots, struct fpg_error *err)
@@ -209,7 +208,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
 	tx->end = end;
 	tx->ended_ms = w->now_ms;
 	pthread_mutex_unlock(&tx->table->lock);
-	atomic_fetch_sub(&tx_open, 1);
+	atomic_fetch_sub(&w->srv->tx_open, 1);
 	count_end(w, end);
 	if (!c)
 		return;
@@ -405,8 +404,9 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 			    fpg_tx_done_fn done, void *ctx,
 			    struct fpg_error *err)
 {
-	if (atomic_fetch_add(&tx_open, 1) >= w->opts->max_transactions) {
-		atomic_fetch_sub(&tx_open, 1);
+	atomic_uint *open = &w->srv->tx_open;
+	if (atomic_fetch_add(open, 1) >= w->opts->max_transactions) {
+		atomic_fetch_sub(open, 1);
 		fpg_error_set(err, FPG_ERR_LIMIT, 503,
 			      "too many open transactions (max-transactions "
 			      "is %u)",
@@ -416,7 +416,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 	struct fpg_tx_table *t = w->tx_table;
 	unsigned char secret[16];
 	if (getrandom(secret, sizeof(secret), 0) != sizeof(secret)) {
-		atomic_fetch_sub(&tx_open, 1);
+		atomic_fetch_sub(open, 1);
 		fpg_error_set(err, FPG_ERR_SYSTEM, 503,
 			      "no randomness for a token");
 		return NULL;
@@ -432,7 +432,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (!tx) {
-		atomic_fetch_sub(&tx_open, 1);
+		atomic_fetch_sub(open, 1);
 		fpg_error_set(err, FPG_ERR_LIMIT, 503,
 			      "this worker's transaction table is full");
 		return NULL;

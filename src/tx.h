@@ -129,5 +129,7 @@ void fpg_tx_tick(struct fpg_worker *w);
 /* Home worker: a connection of an ended session comes back. */
 void fpg_tx_conn_returned(struct fpg_worker *w, struct fpg_conn *conn);
 
+struct fpg_server;
+
 /* Sessions open in the whole server. */
-unsigned fpg_tx_open_count(void);
+unsigned fpg_tx_open_count(struct fpg_server *srv);
