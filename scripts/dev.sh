@@ -18,7 +18,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
-	libpq-dev check libcurl4-openssl-dev postgresql-15 postgresql-client-15
+	libpq-dev zlib1g-dev check libcurl4-openssl-dev postgresql-15 postgresql-client-15
 	wrk curl)
 
 LOCAL_DIR="$ROOT/.fasterpg"

@@ -68,6 +68,13 @@ static bool put_columns(struct fpg_buf *sql, const char *cols,
 	return true;
 }
 
+/* Characters PostgreSQL allows inside an identifier after its start. */
+static bool ident_char(char c)
+{
+	unsigned char u = (unsigned char)c;
+	return isalnum(u) || u == '_' || u == '$' || u >= 0x80;
+}
+
 /*
  * query= goes inside COPY ( ... ) TO STDOUT: it must not be able to close
  * that parenthesis early (") TO PROGRAM ..."), nor hide the rest in an
@@ -89,7 +96,7 @@ static bool query_is_enclosable(const char *q)
 			while (*p && *p != '\n')
 				p++;
 			if (!*p)
-				return true;
+				return depth == 0;
 		} else if (p[0] == '/' && p[1] == '*') {
 			int d = 0;
 			do {
@@ -103,7 +110,10 @@ static bool query_is_enclosable(const char *q)
 					return false;
 			} while (d > 0);
 			p--;
-		} else if (*p == '$' && (p == q || !isalnum((unsigned char)p[-1]))) {
+		} else if (*p == '$' && !ident_char(p == q ? ' ' : p[-1]) &&
+			   !isdigit((unsigned char)p[1])) {
+			/* A dollar quote, unless the $ ends an identifier
+			 * (a_$x) or is a parameter ($1): as PostgreSQL reads. */
 			const char *e = p + 1;
 			while (isalnum((unsigned char)*e) || *e == '_')
 				e++;

@@ -13,10 +13,13 @@
  * connection back once PostgreSQL has answered.
  */
 #include <stdlib.h>
+#include <stdint.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
 
 #include <libpq-fe.h>
+#include <zlib.h>
 
 #include "copy.h"
 #include "error.h"
@@ -52,6 +55,10 @@ struct copy_pg {
 	bool paused;		     /* download: not reading */
 	bool input_ended;	     /* the whole body was put */
 	bool aborting;		     /* the client left: abort the COPY */
+	bool gz;		     /* the body is gzip/deflate: inflate */
+	bool gz_pending;	     /* inflate may hold more output */
+	bool gz_bad;		     /* the body did not inflate */
+	z_stream z;
 	PGresult *error;	     /* the first error */
 	char rows[24];		     /* COPY's command tag count */
 	char *sql;
@@ -82,6 +89,8 @@ static void pg_finish(struct copy_pg *p)
 			fpg_conn_release(c);
 	}
 	report(p);
+	if (p->gz)
+		inflateEnd(&p->z);
 	PQclear(p->error);
 	free(p->sql);
 	free(p);
@@ -105,6 +114,10 @@ static void watch(struct copy_pg *p)
 	fpg_conn_raw_watch(p->conn, ev);
 }
 
+static bool end_input(struct copy_pg *p);
+static bool inflate_some(struct copy_pg *p, const char *in, size_t n,
+			 size_t *used);
+
 /* Sends what libpq holds. False when that failed (p is gone). */
 static bool flush(struct copy_pg *p)
 {
@@ -115,7 +128,13 @@ static bool flush(struct copy_pg *p)
 	}
 	p->want_write = f == 1;
 	watch(p);
-	if (!p->want_write && p->state == CS_IN && p->owner)
+	if (p->want_write || p->state != CS_IN)
+		return true;
+	if (p->gz_pending)
+		return inflate_some(p, NULL, 0, NULL);
+	if (p->input_ended)
+		return end_input(p);
+	if (p->owner)
 		fpg_request_resume_upload(p->owner->req);
 	return true;
 }
@@ -135,12 +154,69 @@ static bool end_input(struct copy_pg *p)
 	return flush(p);
 }
 
+/*
+ * Inflates in[0..n) (or, with n = 0, what inflate still holds) into COPY
+ * data until PostgreSQL pushes back; *used gets the input taken. A
+ * compressed body keeps its back-pressure: output waits inside zlib, not
+ * in our memory. False when p is gone.
+ */
+static bool inflate_some(struct copy_pg *p, const char *in, size_t n,
+			 size_t *used)
+{
+	unsigned char out[64 * 1024];
+	PGconn *pg = fpg_conn_pg(p->conn);
+	p->z.next_in = (unsigned char *)(uintptr_t)in;
+	p->z.avail_in = (uInt)n;
+	p->gz_pending = true;
+	while (p->gz_pending && !p->want_write) {
+		p->z.next_out = out;
+		p->z.avail_out = sizeof(out);
+		int rc = inflate(&p->z, Z_NO_FLUSH);
+		size_t got = sizeof(out) - p->z.avail_out;
+		if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
+			/* Not gzip: abort the COPY and say why. */
+			p->gz_bad = true;
+			p->gz_pending = false;
+			p->aborting = true;
+			if (used)
+				*used = n;
+			return end_input(p);
+		}
+		if (got && PQputCopyData(pg, (const char *)out, (int)got) < 0) {
+			pg_fail(p, PQerrorMessage(pg));
+			return false;
+		}
+		/* More may come only if the output filled up or input is left. */
+		p->gz_pending = rc == Z_OK && (p->z.avail_out == 0 ||
+					       p->z.avail_in > 0);
+		int f = PQflush(pg);
+		if (f < 0) {
+			pg_fail(p, PQerrorMessage(pg));
+			return false;
+		}
+		p->want_write = f == 1;
+	}
+	if (used)
+		*used = n - p->z.avail_in;
+	watch(p);
+	if (!p->gz_pending && !p->want_write && p->input_ended)
+		return end_input(p);
+	if (!p->gz_pending && !p->want_write && p->owner && !used)
+		fpg_request_resume_upload(p->owner->req);
+	return true;
+}
+
 static size_t upload(struct fpg_request *req, const char *data, size_t n)
 {
 	struct copy_req *cr = (struct copy_req *)req->handler;
 	struct copy_pg *p = cr->pg;
-	if (!p || p->state != CS_IN || p->want_write)
+	if (!p || p->state != CS_IN || p->want_write || p->gz_pending)
 		return 0; /* suspended until PostgreSQL takes more */
+	if (p->gz) {
+		size_t used = 0;
+		inflate_some(p, data, n, &used);
+		return used;
+	}
 	PGconn *pg = fpg_conn_pg(p->conn);
 	int r = PQputCopyData(pg, data, (int)n);
 	if (r < 0) {
@@ -163,7 +239,7 @@ static void upload_end(struct fpg_request *req)
 	if (!p)
 		return;
 	p->input_ended = true;
-	if (p->state == CS_IN)
+	if (p->state == CS_IN && !p->gz_pending && !p->want_write)
 		(void)end_input(p);
 }
 
@@ -327,6 +403,8 @@ static void on_acquire_fail(struct fpg_pool_waiter *wt,
 		fpg_request_complete(cr->req,
 				     fpg_request_error(cr->req, err, NULL));
 	}
+	if (p->gz)
+		inflateEnd(&p->z);
 	free(p->sql);
 	free(p);
 }
@@ -341,6 +419,14 @@ static void report(struct copy_pg *p)
 		return;
 	struct fpg_request *req = cr->req;
 	cr->pg = NULL;
+	if (p->gz_bad) {
+		fpg_request_complete(
+			req, fpg_request_fail(req, 400, "bad_request",
+					      "the body is not valid %s data; "
+					      "nothing was copied",
+					      "gzip/deflate"));
+		return;
+	}
 	if (p->error) {
 		struct fpg_error err;
 		fpg_error_from_pg(&err, p->error);
@@ -379,6 +465,8 @@ static void cleanup(struct fpg_request *req)
 	p->owner = NULL;
 	if (p->state == CS_ACQUIRE) {
 		fpg_pool_cancel_wait(p->w->pool, &p->waiter);
+		if (p->gz)
+			inflateEnd(&p->z);
 		free(p->sql);
 		free(p);
 		return;
@@ -428,6 +516,28 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 					  "out of memory");
 		goto fail;
 	}
+	const char *enc = fpg_request_header(req, "Content-Encoding");
+	if (in && enc && strcasecmp(enc, "identity") != 0) {
+		bool gzip = strcasecmp(enc, "gzip") == 0 ||
+			    strcasecmp(enc, "x-gzip") == 0;
+		if (!gzip && strcasecmp(enc, "deflate") != 0) {
+			status = fpg_request_fail(req, 415,
+						  "unsupported_media_type",
+						  "Content-Encoding %.32s is "
+						  "not supported (gzip, "
+						  "deflate)",
+						  enc);
+			goto fail;
+		}
+		/* 16 + window: gzip header; plain window: zlib's */
+		if (inflateInit2(&p->z, gzip ? 16 + MAX_WBITS : MAX_WBITS) !=
+		    Z_OK) {
+			status = fpg_request_fail(req, 503, "out_of_memory",
+						  "out of memory");
+			goto fail;
+		}
+		p->gz = true;
+	}
 	cr->hs.cleanup = cleanup;
 	cr->hs.drained = on_drained;
 	if (in) {
@@ -459,6 +569,8 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	return 0;
 fail:
 	fpg_buf_deinit(&sql);
+	if (p && p->gz)
+		inflateEnd(&p->z);
 	free(cr);
 	free(p);
 	if (tx)

@@ -115,7 +115,7 @@ static void update_gauges(struct fpg_pool *pool)
 
 static void set_events(struct fpg_conn *c, uint32_t events)
 {
-	if (c->events == events)
+	if (c->events == events || c->fd < 0)
 		return;
 	if (fpg_worker_rewatch(c->pool->w, c->fd, events, &c->ev))
 		c->events = events;
@@ -277,8 +277,22 @@ static void fail_ops(struct fpg_conn *c, const char *why)
 	}
 }
 
+/*
+ * libpq closes its socket itself when it sees the connection die; the
+ * number may then already belong to a newer socket in our epoll set (a
+ * reconnect in the same loop turn), which must not be touched.
+ */
+static void forget_closed_socket(struct fpg_conn *c)
+{
+	if (c->fd >= 0 && (!c->pg || PQsocket(c->pg) != c->fd)) {
+		c->fd = -1;
+		c->events = 0;
+	}
+}
+
 static void conn_close(struct fpg_conn *c)
 {
+	forget_closed_socket(c);
 	if (c->fd >= 0 && c->pool)
 		fpg_worker_unwatch(c->pool->w, c->fd);
 	c->fd = -1;
@@ -343,6 +357,7 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 		return;
 	}
 	fpg_error_tidy(c->broken, sizeof(c->broken), why);
+	forget_closed_socket(c);
 	c->state = FPG_CONN_BROKEN;
 	c->pool->has_broken = true;
 	c->paused = true;
@@ -732,26 +747,36 @@ static void conn_start(struct fpg_conn *c)
 	update_gauges(pool);
 }
 
-static unsigned count_alive(const struct fpg_pool *pool, bool *connecting)
+/*
+ * Connections not DOWN; *fresh_connect is set when a connect started less
+ * than a second ago is still under way.
+ */
+static unsigned count_alive(const struct fpg_pool *pool, bool *fresh_connect)
 {
 	unsigned n = 0;
-	*connecting = false;
+	*fresh_connect = false;
 	for (unsigned i = 0; i < pool->nconns; i++) {
-		if (pool->conns[i]->state != FPG_CONN_DOWN)
+		const struct fpg_conn *c = pool->conns[i];
+		if (c->state != FPG_CONN_DOWN)
 			n++;
-		if (pool->conns[i]->state == FPG_CONN_CONNECTING ||
-		    pool->conns[i]->state == FPG_CONN_SETUP)
-			*connecting = true;
+		if ((c->state == FPG_CONN_CONNECTING ||
+		     c->state == FPG_CONN_SETUP) &&
+		    pool->w->now_ms - c->connect_started_ms < 1000)
+			*fresh_connect = true;
 	}
 	return n;
 }
 
-/* Opens one more connection if allowed by the size and the back-off. */
+/*
+ * Opens one more connection if the size and the back-off allow it. One
+ * connect at a time, unless one hangs (a PostgreSQL that is starting up
+ * under load): then another may try beside it every second.
+ */
 static void maybe_grow(struct fpg_pool *pool, unsigned want)
 {
-	bool connecting;
-	unsigned alive = count_alive(pool, &connecting);
-	if (alive >= want || connecting ||
+	bool fresh_connect;
+	unsigned alive = count_alive(pool, &fresh_connect);
+	if (alive >= want || fresh_connect ||
 	    pool->w->now_ms < pool->next_connect_ms || pool->w->draining)
 		return;
 	for (unsigned i = 0; i < pool->nconns; i++) {

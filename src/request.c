@@ -133,10 +133,13 @@ static void client_event(struct fpg_evsrc *src, uint32_t events)
 	if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return;
 	cl->hung_up = true;
-	/* When not suspended MHD sees the close itself. */
-	if (cl->req && cl->req->suspended) {
-		client_gone(cl->req);
-		resume(cl->req);
+	struct fpg_request *req = cl->req;
+	/* When not suspended MHD sees the close itself, except in the middle
+	 * of a streamed upload (it would wait for body that never comes). */
+	if (req && (req->suspended || (req->route && req->route->stream_body &&
+				       !req->upload_ended))) {
+		client_gone(req);
+		resume(req);
 	}
 }
 
@@ -381,20 +384,26 @@ static void route(struct fpg_request *req)
 static enum MHD_Result stream_upload(struct fpg_request *req,
 				     const char *data, size_t *size)
 {
+	if (req->client && req->client->hung_up) {
+		client_gone(req);
+		return MHD_NO;
+	}
 	if (!req->routed)
 		route(req);
 	if (req->complete || req->queued || !req->handler ||
 	    !req->handler->upload) {
-		/* Answered already (an error): the rest is not wanted. */
+		/* Answered already (an error): the rest is read and dropped,
+		 * and the answer goes out once the body is in (libmicrohttpd
+		 * takes no response in the middle of an upload). */
 		*size = 0;
-		return req->queued ? MHD_YES : queue_response(req);
+		return MHD_YES;
 	}
 	size_t used = req->handler->upload(req, data, *size);
 	*size -= used;
-	if (req->complete)
-		return queue_response(req);
-	if (*size)
+	if (*size && !req->complete)
 		suspend(req);
+	else if (req->complete)
+		*size = 0;
 	return MHD_YES;
 }
 

@@ -105,6 +105,10 @@ static void *client_main(void *arg)
 			}
 		} else if (clean_failure(r)) {
 			cl->failed_clean++;
+			/* Like a real client told Retry-After: don't spin. 64
+			 * threads retrying at once would starve PostgreSQL's
+			 * restart of the two CPUs. */
+			usleep(20 * 1000);
 		} else {
 			cl->failed_dirty++;
 			note(cl, "request %d: status %ld %.300s", i, r->status,

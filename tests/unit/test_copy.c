@@ -1,0 +1,370 @@
+/*
+ * fpg_copy_build (src/copy.c) without a database: the exact COPY statement
+ * for the query arguments of /copy, and the arguments it must refuse
+ * (400) -- above all query= texts that could close COPY's parenthesis
+ * early or hide the server's suffix in a comment or a string.
+ */
+#include <check.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "buf.h"
+#include "copy.h"
+#include "error.h"
+
+/* The arguments: name, value, ..., NULL. */
+struct args {
+	const char *kv[16];
+};
+
+static const char *lookup(void *ctx, const char *name)
+{
+	const struct args *a = ctx;
+	for (size_t i = 0; a->kv[i]; i += 2)
+		if (strcmp(a->kv[i], name) == 0)
+			return a->kv[i + 1];
+	return NULL;
+}
+
+struct built {
+	bool ok;
+	char sql[4096];
+	const char *ctype;
+	struct fpg_error err;
+};
+
+static struct built build(struct args *a, bool in)
+{
+	struct built b;
+	memset(&b, 0, sizeof(b));
+	struct fpg_buf sql;
+	fpg_buf_init(&sql);
+	b.ok = fpg_copy_build(lookup, a, in, &sql, &b.ctype, &b.err);
+	fpg_buf_putc(&sql, '\0');
+	ck_assert(!sql.failed);
+	snprintf(b.sql, sizeof(b.sql), "%s", sql.data ? sql.data : "");
+	fpg_buf_deinit(&sql);
+	return b;
+}
+
+static const char *describe(const struct args *a)
+{
+	static char out[2048];
+	size_t l = 0;
+	out[0] = '\0';
+	for (size_t i = 0; a->kv[i]; i += 2)
+		l += (size_t)snprintf(out + l, sizeof(out) - l, "%s%s=[%s]",
+				      i ? "&" : "", a->kv[i], a->kv[i + 1]);
+	return out;
+}
+
+static void expect_sql(struct args *a, bool in, const char *want,
+		       const char *want_ctype)
+{
+	struct built b = build(a, in);
+	ck_assert_msg(b.ok, "%s (%s): refused: %s", describe(a),
+		      in ? "in" : "out", b.err.message);
+	ck_assert_msg(strcmp(b.sql, want) == 0,
+		      "%s (%s):\n got  [%s]\n want [%s]", describe(a),
+		      in ? "in" : "out", b.sql, want);
+	if (want_ctype)
+		ck_assert_msg(b.ctype && strcmp(b.ctype, want_ctype) == 0,
+			      "%s: content type %s, want %s", describe(a),
+			      b.ctype ? b.ctype : "(null)", want_ctype);
+}
+
+static void expect_refused(struct args *a, bool in)
+{
+	struct built b = build(a, in);
+	ck_assert_msg(!b.ok, "%s (%s): accepted as [%s]", describe(a),
+		      in ? "in" : "out", b.sql);
+	ck_assert_msg(b.err.http_status == 400, "%s: status %d", describe(a),
+		      b.err.http_status);
+	ck_assert_msg(b.err.message[0], "%s: no message", describe(a));
+}
+
+#define A(...) (&(struct args){{__VA_ARGS__, NULL}})
+
+/* ---- exact statements ---- */
+
+START_TEST(table_plain)
+{
+	expect_sql(A("table", "t"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv)",
+		   "text/csv; charset=utf-8");
+	expect_sql(A("table", "t"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv)",
+		   "text/csv; charset=utf-8");
+}
+END_TEST
+
+START_TEST(table_quoting)
+{
+	expect_sql(A("table", "we\"ird"), true,
+		   "COPY \"we\"\"ird\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "\""), true,
+		   "COPY \"\"\"\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "Mixed Case"), false,
+		   "COPY \"Mixed Case\" TO STDOUT WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "t; drop table x"), true,
+		   "COPY \"t; drop table x\" FROM STDIN WITH (FORMAT csv)",
+		   NULL);
+	expect_sql(A("table", "a' b"), true,
+		   "COPY \"a' b\" FROM STDIN WITH (FORMAT csv)", NULL);
+}
+END_TEST
+
+START_TEST(schema_table)
+{
+	expect_sql(A("table", "s.t"), true,
+		   "COPY \"s\".\"t\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "my\"s.my\"t"), false,
+		   "COPY \"my\"\"s\".\"my\"\"t\" TO STDOUT WITH (FORMAT csv)",
+		   NULL);
+}
+END_TEST
+
+START_TEST(columns)
+{
+	expect_sql(A("table", "t", "columns", "a"), true,
+		   "COPY \"t\" (\"a\") FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "t", "columns", "a,b\"c,D e"), true,
+		   "COPY \"t\" (\"a\", \"b\"\"c\", \"D e\") FROM STDIN WITH "
+		   "(FORMAT csv)",
+		   NULL);
+	expect_sql(A("table", "s.t", "columns", "x,y"), false,
+		   "COPY \"s\".\"t\" (\"x\", \"y\") TO STDOUT WITH (FORMAT "
+		   "csv)",
+		   NULL);
+}
+END_TEST
+
+START_TEST(options)
+{
+	expect_sql(A("table", "t", "format", "text"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT text)",
+		   "text/plain; charset=utf-8");
+	expect_sql(A("table", "t", "format", "binary"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT binary)",
+		   "application/octet-stream");
+	expect_sql(A("table", "t", "format", "csv", "header", "true"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, HEADER true)",
+		   NULL);
+	expect_sql(A("table", "t", "header", "false"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, HEADER false)",
+		   NULL);
+	expect_sql(A("table", "t", "header", "1"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, HEADER true)", NULL);
+	expect_sql(A("table", "t", "header", "true", "delimiter", ";", "null",
+		     "NULL"),
+		   true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, HEADER true, "
+		   "DELIMITER ';', NULL 'NULL')",
+		   NULL);
+	expect_sql(A("table", "t", "format", "text", "delimiter", "|"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT text, DELIMITER '|')",
+		   NULL);
+	/* Literals with quotes inside. */
+	expect_sql(A("table", "t", "delimiter", "'"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, DELIMITER '''')",
+		   NULL);
+	expect_sql(A("table", "t", "null", "it's ''x"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, NULL 'it''s "
+		   "''''x')",
+		   NULL);
+	expect_sql(A("table", "t", "null", ""), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL '')", NULL);
+	expect_sql(A("table", "t", "null", "\\N"), false,
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL '\\N')", NULL);
+}
+END_TEST
+
+START_TEST(query_out)
+{
+	expect_sql(A("query", "select 1"), false,
+		   "COPY (\nselect 1\n) TO STDOUT WITH (FORMAT csv)",
+		   "text/csv; charset=utf-8");
+	expect_sql(A("query", "select * from t order by id", "format", "text"),
+		   false,
+		   "COPY (\nselect * from t order by id\n) TO STDOUT WITH "
+		   "(FORMAT text)",
+		   "text/plain; charset=utf-8");
+	/* A trailing line comment stays off the suffix. */
+	expect_sql(A("query", "select 1 -- done"), false,
+		   "COPY (\nselect 1 -- done\n) TO STDOUT WITH (FORMAT csv)",
+		   NULL);
+}
+END_TEST
+
+/* Balanced texts that must be ACCEPTED as they are. */
+START_TEST(query_accepted)
+{
+	static const char *ok[] = {
+	    "select ')'",
+	    "select '('",
+	    "select ''')'''",
+	    "select \")\" from t",
+	    "select \"a\"\"b)\" from t",
+	    "select $$)$$",
+	    "select $$;$$",
+	    "select $a$ ) $a$",
+	    "select $a$ $$ ) $a$",
+	    "select $tag_1$ ' ) $tag_1$",
+	    "select 1 /* ) */",
+	    "select 1 /* /* ) */ ) */",
+	    "select 1 /* ; ' \" */",
+	    "select (1), ((2))",
+	    "select f(x) from (select 1 as x) s",
+	    "select 1 -- )",
+	    "select 1 -- )\n, 2",
+	    "select 'a' || 'b' -- ' unbalanced in a comment",
+	    "select '--', '/*'",
+	    "select x from t where a = 'it''s'",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *want = NULL;
+		if (asprintf(&want, "COPY (\n%s\n) TO STDOUT WITH (FORMAT csv)",
+			     ok[i]) < 0)
+			ck_abort();
+		expect_sql(A("query", ok[i]), false, want, NULL);
+		free(want);
+	}
+}
+END_TEST
+
+/* Injection attempts and unbalanced texts: 400. */
+START_TEST(query_refused)
+{
+	static const char *bad[] = {
+	    "select 1) to program 'x' --",
+	    "select 1) to program 'x' /*",
+	    "select 1 --\n) to program 'x'",
+	    "select 1 /* unterminated",
+	    "select 1 /* /* nested */ still open",
+	    "select E'\\'' ) to program 'x' --'",
+	    "select '\\' ) to program 'x' --'",
+	    "select 'unterminated",
+	    "select \"unterminated",
+	    "select $$unterminated",
+	    "select $a$ ) $b$",
+	    "select (1",
+	    "select 1)",
+	    "select )(",
+	    "select 1; select 2",
+	    "select 1;",
+	    "select ';' ; select 2",
+	    "",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
+		if (bad[i][0])
+			expect_refused(A("query", bad[i]), false);
+}
+END_TEST
+
+/*
+ * Unbalanced parentheses hidden by a trailing line comment: the contract
+ * (openapi.yaml: "balanced parentheses") says 400.
+ */
+START_TEST(query_refused_unbalanced_before_line_comment)
+{
+	expect_refused(A("query", "select (1 -- x"), false);
+	expect_refused(A("query", "select f((1) --"), false);
+}
+END_TEST
+
+/*
+ * "$x$" right after an identifier character is part of the identifier for
+ * PostgreSQL (ident_cont includes '$'), not a dollar quote: a_$x$ is the
+ * identifier a_$x$. Whatever follows is SQL. The text below closes
+ * COPY's parenthesis; with null= the server's own literal closes the
+ * program string, so
+ *   query=select 1 as a_$x$) to program 'touch /tmp/p;$x$  &  null= --
+ * becomes COPY (select 1 as a_$x$) to program 'touch /tmp/p;$x$\n) TO
+ * STDOUT WITH (FORMAT csv, NULL ' --') -- a COPY TO PROGRAM.
+ */
+START_TEST(query_refused_dollar_after_identifier)
+{
+	static const char *bad[] = {
+	    "select 1 as a_$x$) to program 'touch /tmp/p;$x$",
+	    "select 1 as a_$x$) to program 'x' --$x$",
+	    "select 1 as a$$x$) to program 'x' --$x$",
+	    "select 1 as \xc3\xa9$x$) to program 'x' --$x$",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		expect_refused(A("query", bad[i]), false);
+		expect_refused(A("query", bad[i], "null", " --"), false);
+	}
+}
+END_TEST
+
+START_TEST(args_refused)
+{
+	/* table and query, neither, query with columns or for an upload */
+	expect_refused(A("table", "t", "query", "select 1"), false);
+	expect_refused(A("table", "t", "query", "select 1"), true);
+	expect_refused(A("format", "csv"), false);
+	expect_refused(A("format", "csv"), true);
+	expect_refused(A("query", "select 1", "columns", "a"), false);
+	expect_refused(A("query", "select 1"), true);
+	/* tables */
+	expect_refused(A("table", "a.b.c"), true);
+	expect_refused(A("table", "a.b.c"), false);
+	expect_refused(A("table", ".t"), true);
+	expect_refused(A("table", "s."), true);
+	expect_refused(A("table", ""), true);
+	expect_refused(A("table", "."), false);
+	/* columns */
+	expect_refused(A("table", "t", "columns", ""), true);
+	expect_refused(A("table", "t", "columns", "a,,b"), true);
+	expect_refused(A("table", "t", "columns", ",a"), true);
+	expect_refused(A("table", "t", "columns", "a,"), true);
+	/* format, header */
+	expect_refused(A("table", "t", "format", "xml"), true);
+	expect_refused(A("table", "t", "format", "CSV"), false);
+	expect_refused(A("table", "t", "format", ""), false);
+	expect_refused(A("table", "t", "format", "csv) to program 'x'"),
+		       false);
+	expect_refused(A("table", "t", "header", "maybe"), true);
+	expect_refused(A("table", "t", "header", ""), true);
+	expect_refused(A("table", "t", "format", "binary", "header", "true"),
+		       false);
+	/* delimiter */
+	expect_refused(A("table", "t", "delimiter", ""), true);
+	expect_refused(A("table", "t", "delimiter", ";;"), true);
+	expect_refused(A("table", "t", "delimiter", "\n"), true);
+	expect_refused(A("table", "t", "delimiter", "\r"), true);
+	expect_refused(A("table", "t", "delimiter", "\\"), true);
+	expect_refused(A("table", "t", "format", "binary", "delimiter", ","),
+		       true);
+	/* null */
+	expect_refused(A("table", "t", "null", "a\nb"), true);
+	expect_refused(A("table", "t", "null", "\r"), false);
+	expect_refused(A("table", "t", "format", "binary", "null", "x"),
+		       false);
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("copy");
+	TCase *tc = tcase_create("copy");
+	tcase_add_test(tc, table_plain);
+	tcase_add_test(tc, table_quoting);
+	tcase_add_test(tc, schema_table);
+	tcase_add_test(tc, columns);
+	tcase_add_test(tc, options);
+	tcase_add_test(tc, query_out);
+	tcase_add_test(tc, query_accepted);
+	tcase_add_test(tc, query_refused);
+	tcase_add_test(tc, query_refused_unbalanced_before_line_comment);
+	tcase_add_test(tc, query_refused_dollar_after_identifier);
+	tcase_add_test(tc, args_refused);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
