@@ -544,8 +544,15 @@ void fpg_request_kill_all(struct fpg_worker *w)
 	for (struct fpg_request *req = w->requests; req; req = req->next) {
 		if (req->queued && !req->suspended)
 			continue;
-		req->client_gone = true;
 		stop_handler(req);
-		resume(req);
+		if (req->queued) {
+			/* A stream already under way: cut it short. */
+			req->client_gone = true;
+			resume(req);
+			continue;
+		}
+		fpg_request_complete(req, fpg_request_fail(
+						  req, 503, "shutting_down",
+						  "the server is shutting down"));
 	}
 }

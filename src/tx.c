@@ -284,6 +284,9 @@ static void park(struct fpg_tx *tx, struct fpg_worker *w)
 	pthread_mutex_unlock(&tx->table->lock);
 }
 
+static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
+		      fpg_tx_done_fn done, void *ctx);
+
 /*
  * The session's connection has nothing left to do (or broke): the end of
  * a step. Runs on the worker running the connection.
@@ -314,8 +317,7 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 			return;
 		}
 		if (w->now_ms >= tx->life_deadline_ms) {
-			fpg_tx_finish(tx, false, NULL, NULL);
-			tx->finish_end = FPG_TX_LIFETIME;
+			finish_as(tx, false, FPG_TX_LIFETIME, NULL, NULL);
 			return;
 		}
 		park(tx, w);
@@ -488,9 +490,10 @@ struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
 	enum tx_state st = tx->state;
 	enum fpg_tx_end end = tx->end;
 	pthread_mutex_unlock(&tx->table->lock);
-	if (st == TX_ENDED) {
+	if (st == TX_ENDED || st == TX_ENDING) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 410,
-			      "the transaction has ended: %s",
+			      st == TX_ENDED ? "the transaction has ended: %s"
+					     : "the transaction is ending: %s",
 			      fpg_tx_end_to_str(end));
 		err->reason = "transaction_ended";
 		return NULL;
@@ -533,15 +536,17 @@ void fpg_tx_release_if_idle(struct fpg_tx *tx)
 		on_idle(tx->conn, tx);
 }
 
-void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
-		   void *ctx)
+/* Ends the session with COMMIT or ROLLBACK; end is the reason to give. */
+static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
+		      fpg_tx_done_fn done, void *ctx)
 {
 	pthread_mutex_lock(&tx->table->lock);
 	tx->state = TX_ENDING;
+	tx->end = end; /* what a request meanwhile is told */
 	pthread_mutex_unlock(&tx->table->lock);
 	tx->step = STEP_FINISH;
 	tx->commit = commit;
-	tx->finish_end = commit ? FPG_TX_COMMITTED : FPG_TX_ROLLED_BACK;
+	tx->finish_end = end;
 	tx->step_failed = false;
 	tx->done = done;
 	tx->done_ctx = ctx;
@@ -554,6 +559,13 @@ void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
 	if (fpg_conn_push_op(tx->conn, step_result, step_done, tx, -1))
 		/* Whatever the session left behind stays out of the pool. */
 		fpg_conn_push_discard(tx->conn);
+}
+
+void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
+		   void *ctx)
+{
+	finish_as(tx, commit, commit ? FPG_TX_COMMITTED : FPG_TX_ROLLED_BACK,
+		  done, ctx);
 }
 
 void fpg_tx_tick(struct fpg_worker *w)
@@ -577,7 +589,6 @@ void fpg_tx_tick(struct fpg_worker *w)
 		if (why == FPG_TX_OPEN)
 			continue;
 		fpg_conn_guest_enter(tx->conn, w->pool);
-		fpg_tx_finish(tx, false, NULL, NULL);
-		tx->finish_end = why;
+		finish_as(tx, false, why, NULL, NULL);
 	}
 }
