@@ -79,13 +79,31 @@ int fpg_handle_readyz(struct fpg_request *req)
 	return 0;
 }
 
+/* The workers' statistics, for reading (at most 256 workers). */
+static unsigned worker_stats(struct fpg_server *srv, struct fpg_stats **list)
+{
+	unsigned n = srv->nworkers < 256 ? srv->nworkers : 256;
+	for (unsigned i = 0; i < n; i++)
+		list[i] = &srv->workers[i].stats;
+	return n;
+}
+
+int fpg_handle_metrics(struct fpg_request *req)
+{
+	struct fpg_server *srv = req->w->srv;
+	struct fpg_stats *list[256];
+	unsigned n = worker_stats(srv, list);
+	fpg_stats_prometheus(&req->out, list, n, fpg_router_stat_names(),
+			     fpg_router_count() + 1, fpg_tx_open_count(srv));
+	req->content_type = "text/plain; version=0.0.4; charset=utf-8";
+	return 200;
+}
+
 int fpg_handle_stats(struct fpg_request *req)
 {
 	struct fpg_server *srv = req->w->srv;
 	struct fpg_stats *list[256];
-	unsigned n = srv->nworkers < 256 ? srv->nworkers : 256;
-	for (unsigned i = 0; i < n; i++)
-		list[i] = &srv->workers[i].stats;
+	unsigned n = worker_stats(srv, list);
 	char extra[128];
 	snprintf(extra, sizeof(extra),
 		 "\"workers_count\":%u,\"transactions_open\":%u", n,

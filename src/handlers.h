@@ -61,3 +61,4 @@ int fpg_handle_tx_copy_out(struct fpg_request *req); /* handler_copy.c */
 int fpg_handle_healthz(struct fpg_request *req); /* handler_meta.c */
 int fpg_handle_readyz(struct fpg_request *req);	 /* handler_meta.c */
 int fpg_handle_stats(struct fpg_request *req);	 /* handler_meta.c */
+int fpg_handle_metrics(struct fpg_request *req); /* handler_meta.c */

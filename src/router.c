@@ -21,6 +21,7 @@ static const struct fpg_route routes[] = {
 	{"GET", "/healthz", fpg_handle_healthz, false},
 	{"GET", "/readyz", fpg_handle_readyz, false},
 	{"GET", "/stats", fpg_handle_stats, false},
+	{"GET", "/metrics", fpg_handle_metrics, false},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -41,6 +42,7 @@ static const char *const stat_names[] = {
 	"GET /healthz",
 	"GET /readyz",
 	"GET /stats",
+	"GET /metrics",
 	"unrouted",
 };
 _Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == N_ROUTES + 1,

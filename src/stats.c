@@ -187,3 +187,123 @@ void fpg_stats_json(struct fpg_buf *out, struct fpg_stats *const *workers,
 	put_section(out, &total, route_names, nroutes);
 	fpg_buf_puts(out, "}\n");
 }
+
+static void prom_counter(struct fpg_buf *out, const char *name,
+			 const char *help, const char *type, uint64_t v)
+{
+	fpg_buf_printf(out, "# HELP %s %s\n# TYPE %s %s\n%s %llu\n", name,
+		       help, name, type, name, (unsigned long long)v);
+}
+
+/* Route names are ours ("POST /query"): no quote or backslash to escape. */
+static void prom_requests(struct fpg_buf *out, const struct totals *t,
+			  const char *const *route_names, unsigned nroutes)
+{
+	fpg_buf_puts(out, "# HELP fasterpg_requests_total HTTP requests by "
+			  "route and status\n"
+			  "# TYPE fasterpg_requests_total counter\n");
+	for (unsigned r = 0; r < nroutes && r < FPG_STATS_ROUTES; r++) {
+		for (unsigned s = 0; s < FPG_STATS_STATUSES; s++) {
+			if (!t->requests[r][s])
+				continue;
+			fpg_buf_printf(out,
+				       "fasterpg_requests_total{route=\"%s\","
+				       "status=\"",
+				       route_names[r]);
+			if (s < FPG_STATS_STATUSES - 1)
+				fpg_buf_printf(out, "%d", counted_status[s]);
+			else
+				fpg_buf_puts(out, "other");
+			fpg_buf_printf(out, "\"} %llu\n",
+				       (unsigned long long)t->requests[r][s]);
+		}
+	}
+}
+
+/*
+ * Our fine buckets summed into Prometheus's cumulative ones: a request
+ * counts under "le" when its bucket's upper bound is at most le.
+ */
+static void prom_latency(struct fpg_buf *out, const struct totals *t)
+{
+	static const double le[] = {0.0005, 0.001, 0.0025, 0.005, 0.01,
+				    0.025,  0.05,  0.1,	   0.25,  0.5,
+				    1,	    2.5,   5,	   10};
+	fpg_buf_puts(out, "# HELP fasterpg_request_duration_seconds Time "
+			  "from a request's headers to its end\n"
+			  "# TYPE fasterpg_request_duration_seconds "
+			  "histogram\n");
+	uint64_t count = 0;
+	for (unsigned b = 0; b < FPG_STATS_BUCKETS; b++)
+		count += t->latency[b];
+	for (size_t i = 0; i < sizeof(le) / sizeof(le[0]); i++) {
+		uint64_t n = 0;
+		for (unsigned b = 0; b < FPG_STATS_BUCKETS; b++)
+			if ((double)bucket_upper(b) / 1e6 <= le[i])
+				n += t->latency[b];
+		fpg_buf_printf(out,
+			       "fasterpg_request_duration_seconds_bucket"
+			       "{le=\"%g\"} %llu\n",
+			       le[i], (unsigned long long)n);
+	}
+	fpg_buf_printf(out,
+		       "fasterpg_request_duration_seconds_bucket{le=\"+Inf\"} "
+		       "%llu\n"
+		       "fasterpg_request_duration_seconds_sum %.6f\n"
+		       "fasterpg_request_duration_seconds_count %llu\n",
+		       (unsigned long long)count,
+		       (double)t->latency_sum_us / 1e6,
+		       (unsigned long long)count);
+}
+
+void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
+			  unsigned n, const char *const *route_names,
+			  unsigned nroutes, unsigned tx_open)
+{
+	struct totals t;
+	memset(&t, 0, sizeof(t));
+	for (unsigned i = 0; i < n; i++)
+		add_worker(&t, workers[i]);
+	prom_requests(out, &t, route_names, nroutes);
+	prom_latency(out, &t);
+	int64_t idle = t.open - t.busy;
+	fpg_buf_printf(out,
+		       "# HELP fasterpg_pool_connections PostgreSQL connections "
+		       "of the pools by state\n"
+		       "# TYPE fasterpg_pool_connections gauge\n"
+		       "fasterpg_pool_connections{state=\"idle\"} %lld\n"
+		       "fasterpg_pool_connections{state=\"busy\"} %lld\n"
+		       "fasterpg_pool_connections{state=\"connecting\"} %lld\n",
+		       (long long)(idle < 0 ? 0 : idle), (long long)t.busy,
+		       (long long)t.connecting);
+	prom_counter(out, "fasterpg_pool_waiting",
+		     "Requests waiting for a connection", "gauge",
+		     (uint64_t)(t.waiting < 0 ? 0 : t.waiting));
+	prom_counter(out, "fasterpg_pool_connect_failures_total",
+		     "Failed connection attempts", "counter",
+		     t.connect_failures);
+	prom_counter(out, "fasterpg_requests_in_flight",
+		     "Requests being served", "gauge",
+		     (uint64_t)(t.in_flight < 0 ? 0 : t.in_flight));
+	prom_counter(out, "fasterpg_rows_sent_total", "Result rows sent",
+		     "counter", t.rows);
+	prom_counter(out, "fasterpg_bytes_sent_total",
+		     "Response body bytes sent", "counter", t.bytes);
+	prom_counter(out, "fasterpg_transactions_open",
+		     "Open transaction sessions", "gauge", tx_open);
+	fpg_buf_printf(out,
+		       "# HELP fasterpg_transactions_total Ended transaction "
+		       "sessions by outcome\n"
+		       "# TYPE fasterpg_transactions_total counter\n"
+		       "fasterpg_transactions_total{outcome=\"commit\"} %llu\n"
+		       "fasterpg_transactions_total{outcome=\"rollback\"} "
+		       "%llu\n"
+		       "fasterpg_transactions_total{outcome=\"expired\"} "
+		       "%llu\n",
+		       (unsigned long long)t.commits,
+		       (unsigned long long)t.rollbacks,
+		       (unsigned long long)t.expired);
+	prom_counter(out, "fasterpg_transaction_retries_total",
+		     "Batch retries after serialization failures or deadlocks",
+		     "counter", t.retries);
+}

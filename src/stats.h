@@ -56,3 +56,11 @@ void fpg_stats_record(struct fpg_stats *st, unsigned route, int status,
 void fpg_stats_json(struct fpg_buf *out, struct fpg_stats *const *workers,
 		    unsigned n, const char *const *route_names,
 		    unsigned nroutes, const char *extra_json);
+
+/*
+ * Appends the same counters, summed over the workers, in the Prometheus
+ * text exposition format (version 0.0.4).
+ */
+void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
+			  unsigned n, const char *const *route_names,
+			  unsigned nroutes, unsigned tx_open);

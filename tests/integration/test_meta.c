@@ -1,0 +1,123 @@
+/*
+ * Operations endpoints: /healthz, /readyz, /stats and /metrics agree with
+ * each other and with the traffic sent.
+ */
+#include "it_common.h"
+
+static unsigned port;
+
+/* The value of a metric line "name{labels} value", or -1. */
+static double metric(const char *text, const char *series)
+{
+	size_t n = strlen(series);
+	for (const char *p = text; p && *p; p = strchr(p, '\n')) {
+		if (*p == '\n')
+			p++;
+		if (strncmp(p, series, n) == 0 && p[n] == ' ')
+			return strtod(p + n + 1, NULL);
+	}
+	return -1;
+}
+
+START_TEST(health_and_ready)
+{
+	struct http_resp *r = http_get(port, "/healthz");
+	ck_assert_int_eq(r->status, 200);
+	ck_assert_str_eq(json_string_value(json_object_get(r->json, "status")),
+			 "ok");
+	http_resp_free(r);
+	r = http_get(port, "/readyz");
+	ck_assert_int_eq(r->status, 200);
+	ck_assert_str_eq(json_string_value(json_object_get(r->json, "status")),
+			 "ready");
+	http_resp_free(r);
+}
+END_TEST
+
+START_TEST(metrics_match_stats_and_traffic)
+{
+	int sent = 20 + rand() % 30;
+	for (int i = 0; i < sent; i++) {
+		struct http_resp *r = it_query(port, "{\"sql\":\"select 1\"}");
+		ck_assert_int_eq(r->status, 200);
+		http_resp_free(r);
+	}
+	struct http_resp *bad = it_query(port, "{\"sql\":1}");
+	ck_assert_int_eq(bad->status, 400);
+	http_resp_free(bad);
+
+	struct http_resp *m = http_get(port, "/metrics");
+	ck_assert_int_eq(m->status, 200);
+	char *ctype = http_header(m, "Content-Type");
+	ck_assert_ptr_nonnull(ctype);
+	ck_assert(strncmp(ctype, "text/plain", 10) == 0);
+	free(ctype);
+	struct http_resp *s = http_get(port, "/stats");
+	ck_assert_int_eq(s->status, 200);
+	json_t *total = json_object_get(s->json, "total");
+	json_t *q = json_object_get(json_object_get(total, "requests"),
+				    "POST /query");
+	double ok = metric(m->body, "fasterpg_requests_total{route=\"POST "
+				    "/query\",status=\"200\"}");
+	double bad400 = metric(m->body, "fasterpg_requests_total{route="
+					"\"POST /query\",status=\"400\"}");
+	ck_assert_msg(ok >= sent, "metrics count %g of %d", ok, sent);
+	ck_assert_msg(bad400 >= 1, "400s: %g", bad400);
+	/* /stats was read after /metrics: it saw at least as many. */
+	ck_assert(json_number_value(json_object_get(q, "200")) >= ok);
+	double count = metric(m->body, "fasterpg_request_duration_seconds_count");
+	double inf = metric(m->body, "fasterpg_request_duration_seconds_bucket"
+				     "{le=\"+Inf\"}");
+	double le10 = metric(m->body, "fasterpg_request_duration_seconds_bucket"
+				      "{le=\"10\"}");
+	ck_assert(count >= ok + bad400 && inf == count && le10 <= inf);
+	ck_assert(metric(m->body, "fasterpg_transactions_open") == 0);
+	ck_assert(metric(m->body, "fasterpg_pool_connections{state=\"busy\"}") >=
+		  0);
+	/* every other line is "name[{labels}] number" */
+	for (const char *p = m->body; *p;) {
+		const char *e = strchr(p, '\n');
+		ck_assert_ptr_nonnull(e);
+		if (*p != '#') {
+			/* the value follows the last space (label values
+			 * may hold spaces) */
+			const char *sp = memrchr(p, ' ', (size_t)(e - p));
+			ck_assert_ptr_nonnull(sp);
+			char *end;
+			strtod(sp + 1, &end);
+			ck_assert_msg(end == e, "bad line %.*s", (int)(e - p), p);
+		}
+		p = e + 1;
+	}
+	http_resp_free(m);
+	http_resp_free(s);
+}
+END_TEST
+
+int main(void)
+{
+	pgh_start();
+	curl_global_init(CURL_GLOBAL_ALL);
+	unsigned seed = it_seed();
+	fprintf(stderr, "test_meta: seed %u\n", seed);
+	srand(seed);
+	struct fpg_options o;
+	it_options(&o);
+	struct fpg_server *srv = it_server_start(&o, &port);
+	Suite *su = suite_create("meta");
+	TCase *tc = tcase_create("meta");
+	tcase_set_timeout(tc, 60);
+	tcase_add_test(tc, health_and_ready);
+	tcase_add_test(tc, metrics_match_stats_and_traffic);
+	suite_add_tcase(su, tc);
+	SRunner *sr = srunner_create(su);
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	fpg_server_stop(srv, 1000);
+	fpg_server_free(srv);
+	curl_global_cleanup();
+	pgh_stop();
+	return failed ? 1 : 0;
+}
