@@ -10,50 +10,20 @@
 set -euo pipefail
 
 ROWS=${1:-1000000}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=${PG_BINDIR:-$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin | sort -V | tail -n 1)}
-TMP=$(mktemp -d /tmp/fpg-bench.XXXXXX)
 PGPORT=${BENCH_PG_PORT:-55435}
 HTTPPORT=${BENCH_HTTP_PORT:-18093}
-PIDS=()
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then (cd "$TMP" && runuser -u postgres -- "$@"); else "$@"; fi
-}
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-[ "$(id -u)" -eq 0 ] && chown postgres "$TMP"
-as_pg "$PGBIN/initdb" -A trust -U postgres -D "$TMP/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -w -o \
-	"-p $PGPORT -k $TMP -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c fsync=off" \
-	start >/dev/null
-DB="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_pg_start ""
 psql "$DB" -qc "CREATE TABLE t (id int, name text, amount numeric, at timestamptz, flag bool)"
 awk -v n="$ROWS" 'BEGIN { for (i = 1; i <= n; i++)
 	printf "%d,name %d,%d.25,2026-01-01 00:00:%02d+00,%s\n", i, i, i, i % 60, (i % 3 ? "t" : "f") }' >"$TMP/t.csv"
 
-(cd "$ROOT" && { [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release >/dev/null; } &&
-	ninja -C build-bench fasterpg >/dev/null)
+bench_build
 
-secs() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" >/dev/null
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
-}
-kb() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", b / a }'; }
 
-"$ROOT/build-bench/fasterpg" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn &
-PIDS+=($!)
-FPID=${PIDS[-1]}
-for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
+bench_fasterpg "$HTTPPORT"
 BASE=$(kb "$FPID" VmRSS)
 
 PSQL_IN=$(secs psql "$DB" -qc "\\copy t FROM '$TMP/t.csv' csv")

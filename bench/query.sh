@@ -13,51 +13,29 @@ set -euo pipefail
 
 DUR=${1:-15}
 CONC=${2:-32}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=${PG_BINDIR:-$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin | sort -V | tail -n 1)}
-TMP=$(mktemp -d /tmp/fpg-bench.XXXXXX)
 PGPORT=${BENCH_PG_PORT:-55433}
 HTTPPORT=${BENCH_HTTP_PORT:-18090}
 SCALE=10
-PIDS=()
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then (cd "$TMP" && runuser -u postgres -- "$@"); else "$@"; fi
-}
-
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-[ "$(id -u)" -eq 0 ] && chown postgres "$TMP"
-as_pg "$PGBIN/initdb" -A trust -U postgres -D "$TMP/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -w -o \
-	"-p $PGPORT -k $TMP -c listen_addresses=127.0.0.1 -c max_connections=200 -c shared_buffers=256MB -c fsync=off" \
-	start >/dev/null
-DB="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_pg_start -c max_connections=200
 pgbench -i -q -s "$SCALE" "$DB" >/dev/null 2>&1
 
-(cd "$ROOT" && { [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release >/dev/null; } &&
-	ninja -C build-bench fasterpg >/dev/null)
+bench_build
 
 echo "== pgbench -M prepared, $CONC clients, ${DUR}s"
 PGB=$(pgbench -n -M prepared -c "$CONC" -j 2 -T "$DUR" -f "$ROOT/bench/pgbench_select.sql" "$DB" 2>&1)
 TPS=$(echo "$PGB" | awk '/^tps/ { print int($3) }')
 echo "$PGB" | grep -E "^(latency|tps)"
 
-"$ROOT/build-bench/fasterpg" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn &
-PIDS+=($!)
-for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
+bench_fasterpg "$HTTPPORT"
 echo "== fasterpg POST /query (wrk), $CONC connections, ${DUR}s"
 # warm-up: every connection prepares the statement once
 BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d2s -s "$ROOT/bench/query.lua" "http://127.0.0.1:$HTTPPORT/query" >/dev/null
 OUT=$(BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d"${DUR}s" -s "$ROOT/bench/query.lua" "http://127.0.0.1:$HTTPPORT/query")
 echo "$OUT" | grep -E "^wrk:|Non-2xx"
 RPS=$(echo "$OUT" | awk '/^wrk:/ { print $2 }')
-kill "${PIDS[-1]}"; wait "${PIDS[-1]}" 2>/dev/null || true
+kill "$FPID"; wait "$FPID" 2>/dev/null || true
 
 if [ -n "${NODE_PEER:-}" ]; then
 	echo "== node-gateway peer POST /query (wrk), $CONC connections, ${DUR}s"

@@ -13,52 +13,20 @@
 set -euo pipefail
 
 ROWS=${1:-1000000}
-ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
-PGBIN=${PG_BINDIR:-$(find /usr/lib/postgresql -mindepth 2 -maxdepth 2 -name bin | sort -V | tail -n 1)}
-TMP=$(mktemp -d /tmp/fpg-bench.XXXXXX)
 PGPORT=${BENCH_PG_PORT:-55434}
 HTTPPORT=${BENCH_HTTP_PORT:-18092}
-PIDS=()
-
-as_pg() {
-	if [ "$(id -u)" -eq 0 ]; then (cd "$TMP" && runuser -u postgres -- "$@"); else "$@"; fi
-}
-cleanup() {
-	for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done
-	as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -m immediate stop >/dev/null 2>&1 || true
-	rm -rf "$TMP"
-}
-trap cleanup EXIT
-
-[ "$(id -u)" -eq 0 ] && chown postgres "$TMP"
-as_pg "$PGBIN/initdb" -A trust -U postgres -D "$TMP/data" >/dev/null
-as_pg "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -w -o \
-	"-p $PGPORT -k $TMP -c listen_addresses=127.0.0.1 -c shared_buffers=256MB -c fsync=off" \
-	start >/dev/null
-DB="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
+bench_pg_start ""
 SQL="SELECT g AS id, 'name ' || g AS name, timestamptz '2026-01-01 00:00+00' + g * interval '1 second' AS at, g * 1.25::numeric AS amount, g % 3 = 0 AS flag FROM generate_series(1, $ROWS) g"
 BODY="{\"sql\":\"$SQL\"}"
 
-(cd "$ROOT" && { [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release >/dev/null; } &&
-	ninja -C build-bench fasterpg >/dev/null)
-
-# secs CMD...: wall time of CMD in seconds
-secs() {
-	local t0 t1
-	t0=$(date +%s.%N)
-	"$@" >/dev/null
-	t1=$(date +%s.%N)
-	awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.3f", b - a }'
-}
-kb() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
+bench_build
 
 COPY_T=$(secs psql "$DB" -Atc "COPY ($SQL) TO STDOUT (FORMAT csv)")
 echo "psql COPY (...) TO STDOUT (FORMAT csv): ${COPY_T} s"
 
-"$ROOT/build-bench/fasterpg" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn &
-PIDS+=($!)
-FPID=${PIDS[-1]}
-for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
+bench_fasterpg "$HTTPPORT"
 BASE=$(kb "$FPID" VmRSS)
 for fmt in "application/json" "application/json?stream" "application/x-ndjson" "text/csv"; do
 	accept=${fmt%%\?*}
