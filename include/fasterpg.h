@@ -70,6 +70,8 @@ struct fpg_options {
 	unsigned tx_max_idle_timeout_ms; /* cap of a requested idle timeout */
 	unsigned tx_max_lifetime_ms; /* a session is rolled back after this */
 	unsigned http_idle_timeout_s; /* keep-alive idle reaping */
+	size_t http_connection_memory; /* per HTTP connection: headers, upload
+					  pieces, response chunks */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
 };
