@@ -571,6 +571,9 @@ void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
 void fpg_tx_tick(struct fpg_worker *w)
 {
 	struct fpg_tx_table *t = w->tx_table;
+	/* The common case costs one load, not a lock per slot. */
+	if (atomic_load_explicit(&w->srv->tx_open, memory_order_relaxed) == 0)
+		return;
 	for (unsigned i = 0; i < t->nslots; i++) {
 		struct fpg_tx *tx = &t->slots[i];
 		enum fpg_tx_end why = FPG_TX_OPEN;
