@@ -72,6 +72,8 @@ struct fpg_options {
 	unsigned http_idle_timeout_s; /* keep-alive idle reaping */
 	size_t http_connection_memory; /* per HTTP connection: headers, upload
 					  pieces, response chunks */
+	const char *cors_origin; /* Access-Control-Allow-Origin for browsers
+				    ("*" or an origin); NULL = no CORS */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
 };

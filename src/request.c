@@ -337,6 +337,26 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	if (req->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					req->allow);
+	const char *cors = req->w->opts->cors_origin;
+	if (cors) {
+		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
+					cors);
+		MHD_add_response_header(resp, "Access-Control-Expose-Headers",
+					"X-Request-Id, Retry-After");
+		if (strcmp(cors, "*") != 0)
+			MHD_add_response_header(resp, "Vary", "Origin");
+		if (req->preflight) {
+			MHD_add_response_header(
+				resp, "Access-Control-Allow-Methods",
+				req->allow_buf);
+			MHD_add_response_header(
+				resp, "Access-Control-Allow-Headers",
+				"Content-Type, Accept, Content-Encoding, "
+				"X-Request-Id");
+			MHD_add_response_header(resp, "Access-Control-Max-Age",
+						"600");
+		}
+	}
 	if (req->retry_after) {
 		char ra[16];
 		snprintf(ra, sizeof(ra), "%u", req->retry_after);
@@ -358,6 +378,11 @@ static void route(struct fpg_request *req)
 			req, 413, "body_too_large",
 			"the request body exceeds %zu bytes (max-body-bytes)",
 			req->w->opts->max_body_bytes);
+	} else if (!req->route && status == 405 && req->w->opts->cors_origin &&
+		   strcmp(req->method, "OPTIONS") == 0) {
+		/* A browser's preflight: the answer is in the headers. */
+		req->preflight = true;
+		status = 204;
 	} else if (!req->route && status == 405) {
 		req->allow = req->allow_buf;
 		status = fpg_request_fail(req, 405, "method_not_allowed",

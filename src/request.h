@@ -80,6 +80,7 @@ struct fpg_request {
 	struct fpg_buf out;	  /* response bytes not yet handed to MHD */
 	const char *content_type; /* static string */
 	const char *allow;	  /* Allow header for 405, or NULL */
+	bool preflight;		  /* a CORS preflight (OPTIONS) */
 	char allow_buf[48];
 	unsigned retry_after;	  /* seconds, for 503/429; 0 = none */
 	bool complete;		  /* out holds everything that is left */

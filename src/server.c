@@ -110,7 +110,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	if (!copy_str(&srv->db, &srv->opts.db) ||
 	    !copy_str(&srv->listen_host, &srv->opts.listen_host) ||
 	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
-	    !copy_str(&srv->log_format, &srv->opts.log_format)) {
+	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
+	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
@@ -210,5 +211,6 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->listen_host);
 	free(srv->log_level);
 	free(srv->log_format);
+	free(srv->cors_origin);
 	free(srv);
 }

@@ -16,6 +16,7 @@ struct fpg_server {
 	char *listen_host;
 	char *log_level;
 	char *log_format;
+	char *cors_origin;
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;

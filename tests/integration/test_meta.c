@@ -5,6 +5,7 @@
 #include "it_common.h"
 
 static unsigned port;
+static unsigned cors_port; /* a server with cors_origin set */
 
 /* The value of a metric line "name{labels} value", or -1. */
 static double metric(const char *text, const char *series)
@@ -94,6 +95,55 @@ START_TEST(metrics_match_stats_and_traffic)
 }
 END_TEST
 
+START_TEST(cors_only_when_configured)
+{
+	/* Off by default: no header a browser would act on. */
+	struct http_resp *r = it_query(port, "{\"sql\":\"select 1\"}");
+	char *acao = http_header(r, "Access-Control-Allow-Origin");
+	ck_assert_ptr_null(acao);
+	http_resp_free(r);
+	r = http_request(port, "OPTIONS", "/query", NULL, NULL);
+	ck_assert_int_eq(r->status, 405);
+	http_resp_free(r);
+
+	const char *const hdrs[] = {"Origin: https://app.example",
+				    "Access-Control-Request-Method: POST",
+				    NULL};
+	r = http_request(cors_port, "OPTIONS", "/query", NULL, hdrs);
+	ck_assert_int_eq(r->status, 204);
+	acao = http_header(r, "Access-Control-Allow-Origin");
+	char *methods = http_header(r, "Access-Control-Allow-Methods");
+	char *allowed = http_header(r, "Access-Control-Allow-Headers");
+	char *vary = http_header(r, "Vary");
+	ck_assert_str_eq(acao, "https://app.example");
+	ck_assert_str_eq(methods, "POST");
+	ck_assert_ptr_nonnull(strstr(allowed, "Content-Type"));
+	ck_assert_str_eq(vary, "Origin");
+	free(acao);
+	free(methods);
+	free(allowed);
+	free(vary);
+	http_resp_free(r);
+
+	r = http_request(cors_port, "OPTIONS", "/tx/abc/query", NULL, hdrs);
+	ck_assert_int_eq(r->status, 204);
+	http_resp_free(r);
+	r = http_request(cors_port, "OPTIONS", "/nowhere", NULL, hdrs);
+	ck_assert_int_eq(r->status, 404);
+	http_resp_free(r);
+
+	r = it_query(cors_port, "{\"sql\":\"select 1\"}");
+	ck_assert_int_eq(r->status, 200);
+	acao = http_header(r, "Access-Control-Allow-Origin");
+	char *expose = http_header(r, "Access-Control-Expose-Headers");
+	ck_assert_str_eq(acao, "https://app.example");
+	ck_assert_ptr_nonnull(strstr(expose, "X-Request-Id"));
+	free(acao);
+	free(expose);
+	http_resp_free(r);
+}
+END_TEST
+
 int main(void)
 {
 	pgh_start();
@@ -104,11 +154,16 @@ int main(void)
 	struct fpg_options o;
 	it_options(&o);
 	struct fpg_server *srv = it_server_start(&o, &port);
+	it_options(&o);
+	o.threads = 1;
+	o.cors_origin = "https://app.example";
+	struct fpg_server *cors = it_server_start(&o, &cors_port);
 	Suite *su = suite_create("meta");
 	TCase *tc = tcase_create("meta");
 	tcase_set_timeout(tc, 60);
 	tcase_add_test(tc, health_and_ready);
 	tcase_add_test(tc, metrics_match_stats_and_traffic);
+	tcase_add_test(tc, cors_only_when_configured);
 	suite_add_tcase(su, tc);
 	SRunner *sr = srunner_create(su);
 	srunner_set_fork_status(sr, CK_NOFORK);
@@ -117,6 +172,8 @@ int main(void)
 	srunner_free(sr);
 	fpg_server_stop(srv, 1000);
 	fpg_server_free(srv);
+	fpg_server_stop(cors, 1000);
+	fpg_server_free(cors);
 	curl_global_cleanup();
 	pgh_stop();
 	return failed ? 1 : 0;
