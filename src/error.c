@@ -37,12 +37,6 @@ void fpg_error_tidy(char *dst, size_t size, const char *msg)
 	dst[n] = '\0';
 }
 
-void fpg_error_clear(struct fpg_error *err)
-{
-	if (err)
-		memset(err, 0, sizeof(*err));
-}
-
 int fpg_error_status_for_sqlstate(const char *s)
 {
 	if (!s || strlen(s) != 5)

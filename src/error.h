@@ -19,9 +19,6 @@ void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
  */
 void fpg_error_tidy(char *dst, size_t size, const char *msg);
 
-/* Clears err to "no error". */
-void fpg_error_clear(struct fpg_error *err);
-
 /* Fills err from a failed PGresult (res borrowed). */
 void fpg_error_from_pg(struct fpg_error *err, const PGresult *res);
 

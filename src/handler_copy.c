@@ -74,6 +74,18 @@ struct copy_req {
 
 static void pg_event(struct fpg_evsrc *src, uint32_t events);
 
+/* Frees the PostgreSQL side (its connection is back or was never had). */
+static void pg_free(struct copy_pg *p)
+{
+	if (!p)
+		return;
+	if (p->gz)
+		inflateEnd(&p->z);
+	PQclear(p->error);
+	free(p->sql);
+	free(p);
+}
+
 /* ---- the end ---- */
 
 static void report(struct copy_pg *p);
@@ -89,11 +101,7 @@ static void pg_finish(struct copy_pg *p)
 			fpg_conn_release(c);
 	}
 	report(p);
-	if (p->gz)
-		inflateEnd(&p->z);
-	PQclear(p->error);
-	free(p->sql);
-	free(p);
+	pg_free(p);
 }
 
 static void pg_fail(struct copy_pg *p, const char *why)
@@ -387,26 +395,21 @@ static void pg_start(struct copy_pg *p, struct fpg_conn *conn)
 
 static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 {
-	struct copy_pg *p = (struct copy_pg *)((char *)wt -
-					       offsetof(struct copy_pg, waiter));
+	struct copy_pg *p = FPG_CONTAINER_OF(wt, struct copy_pg, waiter);
 	pg_start(p, conn);
 }
 
 static void on_acquire_fail(struct fpg_pool_waiter *wt,
 			    const struct fpg_error *err)
 {
-	struct copy_pg *p = (struct copy_pg *)((char *)wt -
-					       offsetof(struct copy_pg, waiter));
+	struct copy_pg *p = FPG_CONTAINER_OF(wt, struct copy_pg, waiter);
 	struct copy_req *cr = p->owner;
 	if (cr) {
 		cr->pg = NULL;
 		fpg_request_complete(cr->req,
 				     fpg_request_error(cr->req, err, NULL));
 	}
-	if (p->gz)
-		inflateEnd(&p->z);
-	free(p->sql);
-	free(p);
+	pg_free(p);
 }
 
 /* ---- the HTTP side ---- */
@@ -465,10 +468,7 @@ static void cleanup(struct fpg_request *req)
 	p->owner = NULL;
 	if (p->state == CS_ACQUIRE) {
 		fpg_pool_cancel_wait(p->w->pool, &p->waiter);
-		if (p->gz)
-			inflateEnd(&p->z);
-		free(p->sql);
-		free(p);
+		pg_free(p);
 		return;
 	}
 	/* Nobody will read the rest: stop it, then give the connection
@@ -569,10 +569,8 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	return 0;
 fail:
 	fpg_buf_deinit(&sql);
-	if (p && p->gz)
-		inflateEnd(&p->z);
 	free(cr);
-	free(p);
+	pg_free(p);
 	if (tx)
 		fpg_tx_release_if_idle(tx);
 	return status;

@@ -322,7 +322,7 @@ static void check_size(struct query_req *qr, size_t pending_before)
 static void remember_size(struct query_req *qr, bool big)
 {
 	struct fpg_worker *w = qr->req->w;
-	uint64_t h = fpg_query_hash(qr->st.sql);
+	uint64_t h = qr->q.sql_hash;
 	unsigned i = h % FPG_BIG_SLOTS;
 	w->big_statements[i] = big ? h : 0;
 	w->small_statements[i] = big ? 0 : h;

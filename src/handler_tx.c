@@ -262,6 +262,20 @@ static void batch_cleanup(struct fpg_request *req)
 	free(b);
 }
 
+/*
+ * What the failed attempt answers unless it is retried: the error, its
+ * JSON (made now, while PostgreSQL's result res still exists) and which
+ * statement failed (-1: the COMMIT).
+ */
+static void record_error(struct batch *b, int failed,
+			 const struct fpg_error *err, const PGresult *res)
+{
+	b->failed = failed;
+	b->err = *err;
+	fpg_buf_reset(&b->err_json);
+	fpg_error_json_object(&b->err_json, err, res);
+}
+
 static bool retryable(const struct fpg_error *err)
 {
 	return strcmp(err->sqlstate, "40001") == 0 ||
@@ -272,8 +286,7 @@ static void batch_attempt(struct batch *b);
 
 static void retry_fire(struct fpg_timer *t)
 {
-	struct batch *b = (struct batch *)((char *)t -
-					   offsetof(struct batch, retry_timer));
+	struct batch *b = FPG_CONTAINER_OF(t, struct batch, retry_timer);
 	batch_attempt(b);
 }
 
@@ -314,10 +327,7 @@ static void batch_ended(void *ctx, struct fpg_tx *tx,
 	}
 	if (err) {
 		/* COMMIT failed (e.g. serialization failure). */
-		b->failed = -1;
-		b->err = *err;
-		fpg_buf_reset(&b->err_json);
-		fpg_error_json_object(&b->err_json, err, NULL);
+		record_error(b, -1, err, NULL);
 		batch_fail(b);
 		return;
 	}
@@ -338,10 +348,7 @@ static void item_done(void *ctx, PGresult *res, const struct fpg_error *err)
 {
 	struct batch *b = ctx;
 	if (err) {
-		b->failed = (int)b->current;
-		b->err = *err;
-		fpg_buf_reset(&b->err_json);
-		fpg_error_json_object(&b->err_json, err, res);
+		record_error(b, (int)b->current, err, res);
 		batch_finish(b, false);
 		return;
 	}
@@ -367,19 +374,16 @@ static void batch_began(void *ctx, struct fpg_tx *tx,
 	struct batch *b = ctx;
 	b->tx_waiting = false;
 	if (err) {
-		b->failed = 0;
-		b->err = *err;
-		fpg_buf_reset(&b->err_json);
-		fpg_error_json_object(&b->err_json, err, NULL);
+		record_error(b, 0, err, NULL);
 		batch_fail(b);
 		return;
 	}
 	b->conn = fpg_tx_claim(b->req->w, tx);
 	if (!b->conn) {
-		fpg_error_set(&b->err, FPG_ERR_UNAVAILABLE, 503,
+		struct fpg_error e;
+		fpg_error_set(&e, FPG_ERR_UNAVAILABLE, 503,
 			      "the transaction ended before it ran");
-		fpg_buf_reset(&b->err_json);
-		fpg_error_json_object(&b->err_json, &b->err, NULL);
+		record_error(b, 0, &e, NULL);
 		batch_fail(b);
 		return;
 	}
@@ -398,10 +402,7 @@ static void batch_attempt(struct batch *b)
 	b->tx = fpg_tx_begin(b->req->w, &b->opts, batch_began, b, &err);
 	if (!b->tx) {
 		b->tx_waiting = false;
-		b->failed = 0;
-		b->err = err;
-		fpg_buf_reset(&b->err_json);
-		fpg_error_json_object(&b->err_json, &err, NULL);
+		record_error(b, 0, &err, NULL);
 		batch_fail(b);
 	}
 }

@@ -1000,11 +1000,6 @@ void fpg_pool_tick(struct fpg_pool *pool)
 	}
 }
 
-bool fpg_pool_has_ready(const struct fpg_pool *pool)
-{
-	return any_ready(pool);
-}
-
 struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool)
 {
 	return pool->w;

@@ -189,5 +189,3 @@ struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool);
 /* Periodic work: reconnects, minimum size, waiter deadlines. */
 void fpg_pool_tick(struct fpg_pool *pool);
 
-/* True when some connection is open and set up. */
-bool fpg_pool_has_ready(const struct fpg_pool *pool);

@@ -281,7 +281,7 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	    !strstr(msg, "cached plan must not change result type"))
 		return false;
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
-	struct fpg_stmt *st = cache_find(c, q->sql, fpg_query_hash(q->sql));
+	struct fpg_stmt *st = cache_find(c, q->sql, q->sql_hash);
 	if (st && st->state == FPG_STMT_READY)
 		drop_stmt(q->conn, c, st);
 	q->replanned = true;
@@ -546,11 +546,9 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 
 static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 {
-	struct fpg_query *q = (struct fpg_query *)((char *)wt -
-						    offsetof(struct fpg_query,
-							     waiter));
+	struct fpg_query *q = FPG_CONTAINER_OF(wt, struct fpg_query, waiter);
 	struct fpg_stmt_cache *c = fpg_conn_stmts(conn);
-	uint64_t h = fpg_query_hash(q->sql);
+	uint64_t h = q->sql_hash;
 	if (q->conn != conn)
 		q->holds = q->exclusive;
 	q->conn = conn;
@@ -574,15 +572,14 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 static void on_acquire_fail(struct fpg_pool_waiter *wt,
 			    const struct fpg_error *err)
 {
-	struct fpg_query *q = (struct fpg_query *)((char *)wt -
-						    offsetof(struct fpg_query,
-							     waiter));
+	struct fpg_query *q = FPG_CONTAINER_OF(wt, struct fpg_query, waiter);
 	finish(q, NULL, err);
 }
 
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
+	q->sql_hash = fpg_query_hash(q->sql);
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;

@@ -60,6 +60,9 @@ struct fpg_query {
 	const struct fpg_query_ops *ops;
 	void *ctx;
 
+	/* Set by fpg_query_submit; read-only for the caller. */
+	uint64_t sql_hash;	       /* fpg_query_hash(sql) */
+
 	/* Private to query.c. */
 	struct fpg_pool *pool;
 	struct fpg_pool_waiter waiter;

@@ -1,7 +1,6 @@
 #include "server.h"
 
 #include <errno.h>
-#include <netdb.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -65,21 +64,17 @@ static bool port_is_free(const char *host, unsigned port,
 {
 	if (port == 0)
 		return true;
-	struct addrinfo hints = {.ai_family = AF_UNSPEC,
-				 .ai_socktype = SOCK_STREAM,
-				 .ai_flags = AI_PASSIVE};
-	struct addrinfo *res = NULL;
-	char portstr[12];
-	snprintf(portstr, sizeof(portstr), "%u", port);
-	if (getaddrinfo(host, portstr, &hints, &res) != 0)
+	struct sockaddr_storage addr;
+	socklen_t len;
+	if (!fpg_listen_address(host, port, &addr, &len, NULL))
 		return true; /* the worker reports the bad address */
-	int fd = socket(res->ai_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
 	int one = 1;
 	bool ok = true;
 	if (fd >= 0) {
 		(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one,
 				 sizeof(one));
-		if (bind(fd, res->ai_addr, res->ai_addrlen) != 0 &&
+		if (bind(fd, (struct sockaddr *)&addr, len) != 0 &&
 		    errno == EADDRINUSE) {
 			fpg_error_set(err, FPG_ERR_SYSTEM, 0,
 				      "cannot listen on %s:%u: address in use",
@@ -88,7 +83,6 @@ static bool port_is_free(const char *host, unsigned port,
 		}
 		close(fd);
 	}
-	freeaddrinfo(res);
 	return ok;
 }
 

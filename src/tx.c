@@ -345,8 +345,7 @@ static const char *const isolation_sql[] = {
 
 static void begin_on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *held)
 {
-	struct fpg_tx *tx = (struct fpg_tx *)((char *)wt -
-					      offsetof(struct fpg_tx, waiter));
+	struct fpg_tx *tx = FPG_CONTAINER_OF(wt, struct fpg_tx, waiter);
 	struct fpg_error err;
 	struct fpg_conn *c = fpg_conn_detach(held, &err);
 	if (!c) {
@@ -380,8 +379,7 @@ static void begin_on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *held)
 
 static void begin_fail(struct fpg_pool_waiter *wt, const struct fpg_error *err)
 {
-	struct fpg_tx *tx = (struct fpg_tx *)((char *)wt -
-					      offsetof(struct fpg_tx, waiter));
+	struct fpg_tx *tx = FPG_CONTAINER_OF(wt, struct fpg_tx, waiter);
 	end_session(tx, tx->home, FPG_TX_BEGIN_FAILED);
 	call_done(tx, NULL, err);
 }

@@ -135,8 +135,7 @@ static void read_mailbox(struct fpg_worker *w)
 
 static void on_wake(struct fpg_evsrc *src, uint32_t events)
 {
-	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
-		offsetof(struct fpg_worker, wake_ev));
+	struct fpg_worker *w = FPG_CONTAINER_OF(src, struct fpg_worker, wake_ev);
 	uint64_t v;
 	if (read(w->wakefd, &v, sizeof(v)) < 0 && errno != EAGAIN)
 		fpg_log_error("worker", NULL, "eventfd read: %s",
@@ -183,8 +182,7 @@ static void fire_timers(struct fpg_worker *w)
 
 static void on_timer(struct fpg_evsrc *src, uint32_t events)
 {
-	struct fpg_worker *w = (struct fpg_worker *)((char *)src -
-		offsetof(struct fpg_worker, timer_ev));
+	struct fpg_worker *w = FPG_CONTAINER_OF(src, struct fpg_worker, timer_ev);
 	uint64_t ticks;
 	if (read(w->timerfd, &ticks, sizeof(ticks)) < 0 && errno != EAGAIN)
 		return;
@@ -211,8 +209,9 @@ static void mhd_log(void *cls, const char *fmt, va_list ap)
 	fpg_log_debug("mhd", NULL, "%s", msg);
 }
 
-static bool resolve(const char *host, unsigned port,
-		    struct sockaddr_storage *addr, struct fpg_error *err)
+bool fpg_listen_address(const char *host, unsigned port,
+			struct sockaddr_storage *addr, socklen_t *len,
+			struct fpg_error *err)
 {
 	struct addrinfo hints = {.ai_family = AF_UNSPEC,
 				 .ai_socktype = SOCK_STREAM,
@@ -227,6 +226,7 @@ static bool resolve(const char *host, unsigned port,
 		return false;
 	}
 	memcpy(addr, res->ai_addr, res->ai_addrlen);
+	*len = res->ai_addrlen;
 	freeaddrinfo(res);
 	return true;
 }
@@ -235,7 +235,8 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		      struct fpg_error *err)
 {
 	struct sockaddr_storage addr;
-	if (!resolve(w->opts->listen_host, *port, &addr, err))
+	socklen_t len;
+	if (!fpg_listen_address(w->opts->listen_host, *port, &addr, &len, err))
 		return false;
 	unsigned flags = MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
 			 MHD_USE_TURBO | MHD_USE_ERROR_LOG;

@@ -10,9 +10,11 @@
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include <microhttpd.h>
+#include <sys/socket.h>
 
 #include "fasterpg.h"
 #include "stats.h"
@@ -41,6 +43,10 @@ struct fpg_msg {
 struct fpg_mailbox_item;
 
 #define FPG_BIG_SLOTS 256
+
+/* The struct of type that holds member at ptr (an embedded callback). */
+#define FPG_CONTAINER_OF(ptr, type, member)                                \
+	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
 /* A one-shot timer of the worker's tick (20 ms resolution). */
 struct fpg_timer {
@@ -126,6 +132,11 @@ bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
 bool fpg_worker_rewatch(struct fpg_worker *w, int fd, uint32_t events,
 			struct fpg_evsrc *src);
 void fpg_worker_unwatch(struct fpg_worker *w, int fd);
+
+/* host:port as the address to listen on (first of getaddrinfo). */
+bool fpg_listen_address(const char *host, unsigned port,
+			struct sockaddr_storage *addr, socklen_t *len,
+			struct fpg_error *err) FPG_MUST_CHECK;
 
 /* Monotonic clock in milliseconds / microseconds. */
 uint64_t fpg_now_ms(void);
