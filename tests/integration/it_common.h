@@ -108,24 +108,63 @@ struct it_buf {
 	size_t len, cap;
 };
 
-static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
+/* Appends p[0..n) and keeps the data NUL-terminated; false on OOM. */
+static bool it_buf_append(struct it_buf *b, const char *p, size_t n)
 {
-	struct it_buf *b = ud;
-	size_t n = size * nmemb;
 	if (b->len + n + 1 > b->cap) {
 		size_t cap = b->cap ? b->cap * 2 : 4096;
 		while (cap < b->len + n + 1)
 			cap *= 2;
 		char *d = realloc(b->data, cap);
 		if (!d)
-			return 0;
+			return false;
 		b->data = d;
 		b->cap = cap;
 	}
 	memcpy(b->data + b->len, p, n);
 	b->len += n;
 	b->data[b->len] = '\0';
-	return n;
+	return true;
+}
+
+/* The same for test code that cannot go on without the memory. */
+IT_UNUSED static void it_buf_put(struct it_buf *b, const char *p, size_t n)
+{
+	if (!it_buf_append(b, p, n))
+		abort();
+}
+
+IT_UNUSED static void it_buf_puts(struct it_buf *b, const char *s)
+{
+	it_buf_put(b, s, strlen(s));
+}
+
+IT_UNUSED static void it_buf_putc(struct it_buf *b, char c)
+{
+	it_buf_put(b, &c, 1);
+}
+
+static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
+{
+	size_t n = size * nmemb;
+	return it_buf_append(ud, p, n) ? n : 0;
+}
+
+/* This process's resident set size in KiB, or -1. */
+IT_UNUSED static long it_rss_kib(void)
+{
+	FILE *f = fopen("/proc/self/status", "r");
+	if (!f)
+		return -1;
+	char line[256];
+	long v = -1;
+	while (fgets(line, sizeof(line), f))
+		if (strncmp(line, "VmRSS:", 6) == 0) {
+			v = strtol(line + 6, NULL, 10);
+			break;
+		}
+	fclose(f);
+	return v;
 }
 
 static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)

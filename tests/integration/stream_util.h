@@ -83,28 +83,6 @@ static char *st_dup(const char *p, size_t n)
 	return s;
 }
 
-static void st_buf_put(struct it_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 256;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *d = realloc(b->data, cap);
-		if (!d)
-			abort();
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void st_buf_putc(struct it_buf *b, char c)
-{
-	st_buf_put(b, &c, 1);
-}
-
 static void st_line(struct st_sink *s, const char *p, size_t n)
 {
 	if (n > 0 && p[n - 1] == '\r')
@@ -124,12 +102,12 @@ static void st_feed_lines(struct st_sink *s, const char *p, size_t n)
 	while (n > 0) {
 		const char *nl = memchr(p, '\n', n);
 		if (!nl) {
-			st_buf_put(&s->cur, p, n);
+			it_buf_put(&s->cur, p, n);
 			return;
 		}
 		size_t k = (size_t)(nl - p);
 		if (s->cur.len) {
-			st_buf_put(&s->cur, p, k);
+			it_buf_put(&s->cur, p, k);
 			st_line(s, s->cur.data, s->cur.len);
 			s->cur.len = 0;
 		} else {
@@ -156,11 +134,11 @@ static void st_feed_json(struct st_sink *s, const char *p, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		char c = p[i];
 		if (s->in_row)
-			st_buf_putc(&s->row, c);
+			it_buf_putc(&s->row, c);
 		else if (!s->rows_started)
-			st_buf_putc(&s->head, c);
+			it_buf_putc(&s->head, c);
 		else if (s->rows_done)
-			st_buf_putc(&s->tail, c);
+			it_buf_putc(&s->tail, c);
 		if (s->in_str) {
 			if (s->esc)
 				s->esc = false;
@@ -188,7 +166,7 @@ static void st_feed_json(struct st_sink *s, const char *p, size_t n)
 			    !s->in_row) {
 				s->in_row = true;
 				s->row.len = 0;
-				st_buf_putc(&s->row, c);
+				it_buf_putc(&s->row, c);
 			}
 			s->depth++;
 			if (s->depth == 2 && c == '[' &&

@@ -46,33 +46,6 @@ static long long busy_baseline;
 
 /* ---- growable bytes ---- */
 
-static void b_put(struct it_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *d = realloc(b->data, cap);
-		if (!d)
-			abort();
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-}
-
-static void b_puts(struct it_buf *b, const char *s)
-{
-	b_put(b, s, strlen(s));
-}
-
-static void b_putc(struct it_buf *b, char c)
-{
-	b_put(b, &c, 1);
-}
-
 static void b_free(struct it_buf *b)
 {
 	free(b->data);
@@ -85,7 +58,7 @@ static void b_free(struct it_buf *b)
 static char *cpath(const char *base, ...)
 {
 	struct it_buf b = {0};
-	b_puts(&b, base);
+	it_buf_puts(&b, base);
 	va_list ap;
 	va_start(ap, base);
 	char sep = '?';
@@ -94,19 +67,19 @@ static char *cpath(const char *base, ...)
 		if (!k)
 			break;
 		const char *v = va_arg(ap, const char *);
-		b_putc(&b, sep);
+		it_buf_putc(&b, sep);
 		sep = '&';
-		b_puts(&b, k);
-		b_putc(&b, '=');
+		it_buf_puts(&b, k);
+		it_buf_putc(&b, '=');
 		for (const unsigned char *p = (const unsigned char *)v; *p;
 		     p++) {
 			if ((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') ||
 			    (*p >= '0' && *p <= '9') || strchr("-._~", *p)) {
-				b_putc(&b, (char)*p);
+				it_buf_putc(&b, (char)*p);
 			} else {
 				char h[4];
 				snprintf(h, sizeof(h), "%%%02X", *p);
-				b_puts(&b, h);
+				it_buf_puts(&b, h);
 			}
 		}
 	}
@@ -199,7 +172,7 @@ static size_t cx_write(char *p, size_t size, size_t nmemb, void *ud)
 	size_t n = size * nmemb;
 	x->down_bytes += n;
 	if (x->keep || x->body_out.len < 65536)
-		b_put(&x->body_out, p, n);
+		it_buf_put(&x->body_out, p, n);
 	if (!x->keep) {
 		for (size_t i = 0; i < n; i++) {
 			char c = p[i];
@@ -299,9 +272,9 @@ static void cx_run(struct cx *x)
 	free(x->gbuf);
 	x->gbuf = NULL;
 	if (!x->body_out.data)
-		b_put(&x->body_out, "", 0);
+		it_buf_put(&x->body_out, "", 0);
 	if (!x->hdr.data)
-		b_put(&x->hdr, "", 0);
+		it_buf_put(&x->hdr, "", 0);
 	if (x->body_out.len && x->body_out.data[0] == '{')
 		x->json = json_loadb(x->body_out.data, x->body_out.len, 0,
 				     NULL);
@@ -530,22 +503,6 @@ static double wait_quiet(double limit_s, const char *what)
 
 /* ---- RSS ---- */
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		return -1;
-	char line[256];
-	long v = -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			v = strtol(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 struct sampler {
 	pthread_t th;
 	volatile bool stop;
@@ -557,7 +514,7 @@ static void *sampler_main(void *arg)
 {
 	struct sampler *sm = arg;
 	while (!sm->stop) {
-		long r = rss_kib();
+		long r = it_rss_kib();
 		if (r > sm->max_rss)
 			sm->max_rss = r;
 		sm->samples++;
@@ -569,7 +526,7 @@ static void *sampler_main(void *arg)
 static void sampler_start(struct sampler *sm)
 {
 	memset(sm, 0, sizeof(*sm));
-	sm->base = sm->max_rss = rss_kib();
+	sm->base = sm->max_rss = it_rss_kib();
 	ck_assert_int_eq(pthread_create(&sm->th, NULL, sampler_main, sm), 0);
 }
 
@@ -577,7 +534,7 @@ static long sampler_stop(struct sampler *sm)
 {
 	sm->stop = true;
 	pthread_join(sm->th, NULL);
-	long r = rss_kib();
+	long r = it_rss_kib();
 	if (r > sm->max_rss)
 		sm->max_rss = r;
 	return (sm->max_rss - sm->base) / 1024;
@@ -616,18 +573,18 @@ static void gen_val(struct val *v)
 		while (b.len < want) {
 			const char *p = pieces[rand() % (sizeof(pieces) /
 							 sizeof(pieces[0]))];
-			b_puts(&b, p);
+			it_buf_puts(&b, p);
 			if (rand() % 2)
-				b_puts(&b, "lorem ipsum dolor sit amet ");
+				it_buf_puts(&b, "lorem ipsum dolor sit amet ");
 		}
 	} else {
 		int m = 1 + rand() % 12;
 		for (int i = 0; i < m; i++)
-			b_puts(&b, pieces[rand() % (sizeof(pieces) /
+			it_buf_puts(&b, pieces[rand() % (sizeof(pieces) /
 						    sizeof(pieces[0]))]);
 	}
 	if (!b.data)
-		b_put(&b, "", 0);
+		it_buf_put(&b, "", 0);
 	v->s = b.data;
 	v->n = b.len;
 }
@@ -644,7 +601,7 @@ static void csv_field(struct it_buf *b, const struct val *v, bool quote_all,
 		      char delim, const char *null_s)
 {
 	if (v->null) {
-		b_puts(b, null_s);
+		it_buf_puts(b, null_s);
 		return;
 	}
 	bool q = quote_all || v->n == 0 || strcmp(v->s, null_s) == 0;
@@ -652,16 +609,16 @@ static void csv_field(struct it_buf *b, const struct val *v, bool quote_all,
 		q = v->s[i] == delim || v->s[i] == '"' || v->s[i] == '\n' ||
 		    v->s[i] == '\r';
 	if (!q) {
-		b_put(b, v->s, v->n);
+		it_buf_put(b, v->s, v->n);
 		return;
 	}
-	b_putc(b, '"');
+	it_buf_putc(b, '"');
 	for (size_t i = 0; i < v->n; i++) {
 		if (v->s[i] == '"')
-			b_putc(b, '"');
-		b_putc(b, v->s[i]);
+			it_buf_putc(b, '"');
+		it_buf_putc(b, v->s[i]);
 	}
-	b_putc(b, '"');
+	it_buf_putc(b, '"');
 }
 
 /* One text-format field as PostgreSQL writes it. */
@@ -669,7 +626,7 @@ static void text_field(struct it_buf *b, const struct val *v, char delim,
 		       const char *null_s)
 {
 	if (v->null) {
-		b_puts(b, null_s);
+		it_buf_puts(b, null_s);
 		return;
 	}
 	for (size_t i = 0; i < v->n; i++) {
@@ -686,12 +643,12 @@ static void text_field(struct it_buf *b, const struct val *v, char delim,
 		default: break;
 		}
 		if (esc)
-			b_puts(b, esc);
+			it_buf_puts(b, esc);
 		else if (c == delim) {
-			b_putc(b, '\\');
-			b_putc(b, c);
+			it_buf_putc(b, '\\');
+			it_buf_putc(b, c);
 		} else
-			b_putc(b, c);
+			it_buf_putc(b, c);
 	}
 }
 
@@ -703,16 +660,16 @@ static void render(struct it_buf *b, const struct row *rows, size_t n,
 	for (size_t r = 0; r < n; r++) {
 		char id[32];
 		snprintf(id, sizeof(id), "%ld", rows[r].id);
-		b_puts(b, id);
+		it_buf_puts(b, id);
 		for (int c = 0; c < NCOL; c++) {
-			b_putc(b, f == F_TEXT ? '\t' : ',');
+			it_buf_putc(b, f == F_TEXT ? '\t' : ',');
 			if (f == F_TEXT)
 				text_field(b, &rows[r].v[c], '\t', "\\N");
 			else
 				csv_field(b, &rows[r].v[c], f == F_CSV_QUOTED,
 					  ',', "");
 		}
-		b_putc(b, '\n');
+		it_buf_putc(b, '\n');
 	}
 }
 
@@ -885,7 +842,7 @@ START_TEST(options_both_ways)
 	char *out = cpath("/copy", "query", sel, "header", "true", "delimiter",
 			  ";", "null", "NULL", NULL);
 	struct it_buf got = {0}, want = {0};
-	b_puts(&want, csv);
+	it_buf_puts(&want, csv);
 	get_ok(out, "text/csv", &got);
 	assert_same_bytes("csv header/;/NULL out", &got, &want);
 	b_free(&got);
@@ -895,7 +852,7 @@ START_TEST(options_both_ways)
 	out = cpath("/copy", "query", sel, "header", "false", NULL);
 	get_ok(out, "text/csv", &got);
 	b_free(&want);
-	b_puts(&want, "1,x,\n2,NULL,\"\"\n3,a;b,y\n4,,\"q\"\"q\"\n");
+	it_buf_puts(&want, "1,x,\n2,NULL,\"\"\n3,a;b,y\n4,,\"q\"\"q\"\n");
 	assert_same_bytes("csv header=false", &got, &want);
 	b_free(&got);
 	free(out);
@@ -914,7 +871,7 @@ START_TEST(options_both_ways)
 		    "delimiter", "|", "null", "-", NULL);
 	get_ok(out, "text/plain", &got);
 	b_free(&want);
-	b_puts(&want, text);
+	it_buf_puts(&want, text);
 	assert_same_bytes("text header/|/- out", &got, &want);
 	b_free(&got);
 	b_free(&want);
@@ -1046,13 +1003,13 @@ static char *err_body(int bad_line, const char *bad_row)
 	struct it_buf b = {0};
 	for (int i = 1; i <= 1000; i++) {
 		if (i == bad_line) {
-			b_puts(&b, bad_row);
-			b_putc(&b, '\n');
+			it_buf_puts(&b, bad_row);
+			it_buf_putc(&b, '\n');
 			continue;
 		}
 		char r[64];
 		snprintf(r, sizeof(r), "%d,%d,b%d\n", 1000 + i, i, i);
-		b_puts(&b, r);
+		it_buf_puts(&b, r);
 	}
 	return b.data;
 }
@@ -1362,7 +1319,7 @@ START_TEST(copy_in_tx_session)
 	struct it_buf got = {0}, want = {0};
 	char *out = cpath(base, "table", t, NULL);
 	get_ok(out, "text/csv", &got);
-	b_puts(&want, "1,a\n2,b\n3,\"c,d\"\n");
+	it_buf_puts(&want, "1,a\n2,b\n3,\"c,d\"\n");
 	assert_same_bytes("GET /tx/{token}/copy", &got, &want);
 	b_free(&got);
 	b_free(&want);
@@ -1429,7 +1386,7 @@ START_TEST(expect_100_continue)
 	char *chunk = malloc(256 * 1024);
 	size_t k;
 	while ((k = gen_rows(chunk, 256 * 1024, &g)) > 0)
-		b_put(&body, chunk, k);
+		it_buf_put(&body, chunk, k);
 	free(chunk);
 	/* Content-Length and Expect: 100-continue. */
 	struct cx x = {.method = "POST", .path = in, .body = body.data,

@@ -139,22 +139,6 @@ static void wait_active(double limit_s, const char *what)
 
 /* ---- helpers ---- */
 
-static long rss_kib(void)
-{
-	FILE *f = fopen("/proc/self/status", "r");
-	if (!f)
-		return -1;
-	char line[256];
-	long v = -1;
-	while (fgets(line, sizeof(line), f))
-		if (strncmp(line, "VmRSS:", 6) == 0) {
-			v = strtol(line + 6, NULL, 10);
-			break;
-		}
-	fclose(f);
-	return v;
-}
-
 static json_t *parse(const char *text)
 {
 	json_error_t e;
@@ -450,7 +434,7 @@ static void *sampler_main(void *arg)
 	struct sampler *sm = arg;
 	PGconn *c = PQconnectdb(pgh_conninfo());
 	while (!sm->stop) {
-		long r = rss_kib();
+		long r = it_rss_kib();
 		if (r > sm->max_rss)
 			sm->max_rss = r;
 		sm->samples++;
@@ -492,7 +476,7 @@ START_TEST(slow_reader_constant_memory)
 	st_free(&s);
 	wait_quiet(2.0, "after the warm-up");
 
-	long base = rss_kib();
+	long base = it_rss_kib();
 	struct sampler sm = {.max_rss = base};
 	ck_assert_int_eq(pthread_create(&sm.th, NULL, sampler_main, &sm), 0);
 	struct st_req rq = {.port = port, .body = body, .mode = ST_LINES,
