@@ -652,14 +652,10 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		qr->q.conn_fixed = tx_conn;
 		qr->q.exclusive = true;
 	} else {
-		/* set_config(..., false) would change a shared session: run
-		 * it on a connection of its own and reset that afterwards. */
-		qr->q.reset_after = strcasestr(qr->st.sql, "set_config") != NULL;
 		qr->q.exclusive =
-			qr->q.reset_after ||
-			(qr->st.expect == FPG_EXPECT_ALL &&
-			 (qr->format != FMT_JSON || stream_asked(req) ||
-			  wants_own_connection(req, qr->st.sql)));
+			qr->st.expect == FPG_EXPECT_ALL &&
+			(qr->format != FMT_JSON || stream_asked(req) ||
+			 wants_own_connection(req, qr->st.sql));
 	}
 	fpg_query_submit(req->w->pool, &qr->q);
 	return 0;

@@ -444,14 +444,19 @@ void fpg_statement_list_free(struct fpg_statement *list, unsigned n)
 
 /* ---- autocommit check ---- */
 
-/* Skips whitespace, comments and opening parentheses. */
+/*
+ * Skips whitespace, semicolons, comments and opening parentheses. Only
+ * for friendly early errors: what a statement does is PostgreSQL's to
+ * say (the pool checks what it did, see fpg_conn_push_op).
+ */
 static const char *skip_noise(const char *p)
 {
 	for (;;) {
-		while (isspace((unsigned char)*p) || *p == '(')
+		while (isspace((unsigned char)*p) || *p == '(' || *p == ';')
 			p++;
 		if (p[0] == '-' && p[1] == '-') {
-			while (*p && *p != '\n')
+			/* PostgreSQL ends these at \r too */
+			while (*p && *p != '\n' && *p != '\r')
 				p++;
 		} else if (p[0] == '/' && p[1] == '*') {
 			/* block comments nest in PostgreSQL */

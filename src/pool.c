@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "error.h"
@@ -50,6 +51,10 @@ struct fpg_conn {
 	struct fpg_evsrc *raw;	/* out of pipeline mode: gets the events */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
+	char mark[24];		/* what the last reset set (see push_op) */
+	bool dirty;		/* ran client SQL outside an op (COPY) */
+	bool tainted;		/* session no longer trusted: no new work,
+				   replaced once its ops are over */
 };
 
 struct fpg_pool {
@@ -68,6 +73,8 @@ struct fpg_pool {
 	char last_error[256];
 	uint64_t next_connect_ms; /* back-off: no connect before this */
 	unsigned backoff_ms;
+	unsigned char rnd[256];	  /* getrandom() bytes for reset marks */
+	size_t rnd_used;
 };
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -188,7 +195,8 @@ static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 /* Usable for new work at all: open, and not reserved by one request. */
 static bool shareable(const struct fpg_conn *c)
 {
-	return c->state == FPG_CONN_READY && !c->held && !c->cancel_pending;
+	return c->state == FPG_CONN_READY && !c->held && !c->cancel_pending &&
+	       !c->tainted;
 }
 
 /* The shared connection with the fewest ops queued, if it has room. */
@@ -299,6 +307,7 @@ static void conn_close(struct fpg_conn *c)
 	c->events = 0;
 	c->corked = c->no_cork = c->want_write = false;
 	c->held = c->paused = c->cancel_pending = false;
+	c->dirty = c->tainted = false;
 	c->raw = NULL;
 	if (c->pg)
 		PQfinish(c->pg);
@@ -434,10 +443,146 @@ void fpg_pool_uncork(struct fpg_pool *pool)
 		uncork(g);
 }
 
+/* ---- resetting the session ---- */
+
+/*
+ * The reset segment (see fpg_conn_push_op). Every name is qualified:
+ * the client SQL before it may have changed search_path. The statements
+ * are unnamed (parsed each time), because client SQL can DEALLOCATE and
+ * PREPARE a named statement under any name, which would let it replace
+ * the reset itself.
+ *
+ * RESET_CHECK fails (a cast of the mark to int4) when the mark of the
+ * previous reset is still set: that reset ran inside a transaction that
+ * is still open. Its other columns release session advisory locks and
+ * report LISTEN registrations (harmless to the next op, which never
+ * reads notifications, but they pile up in libpq: the connection is
+ * replaced).
+ */
+static const char reset_check_sql[] =
+	"SELECT CASE WHEN pg_catalog.current_setting('fasterpg.reset', true)"
+	" OPERATOR(pg_catalog.=) $1 THEN CAST(pg_catalog.current_setting("
+	"'fasterpg.reset', true) AS pg_catalog.int4) END,"
+	" pg_catalog.pg_advisory_unlock_all(),"
+	" EXISTS (SELECT FROM pg_catalog.pg_listening_channels())";
+static const char *const reset_utility_sql[] = {
+	"RESET ALL", /* to the startup options: the pool's settings */
+	"DISCARD SEQUENCES",
+	"DISCARD TEMP",
+	"CLOSE ALL",
+};
+static const char reset_final_sql[] =
+	"SELECT pg_catalog.set_config('session_authorization', $1, false),"
+	" pg_catalog.set_config('role', 'none', false),"
+	" pg_catalog.set_config('fasterpg.reset', $2, true)";
+#define RESET_QUERIES 6
+
+/* A new random mark: the client SQL must not be able to guess it. */
+static void new_mark(struct fpg_pool *pool, char *mark, size_t size)
+{
+	uint64_t v;
+	if (pool->rnd_used == 0 || pool->rnd_used + sizeof(v) > sizeof(pool->rnd)) {
+		size_t got = 0;
+		while (got < sizeof(pool->rnd)) {
+			ssize_t n = getrandom(pool->rnd + got,
+					      sizeof(pool->rnd) - got, 0);
+			if (n > 0)
+				got += (size_t)n;
+		}
+		pool->rnd_used = 0;
+	}
+	memcpy(&v, pool->rnd + pool->rnd_used, sizeof(v));
+	pool->rnd_used += sizeof(v);
+	snprintf(mark, size, "fpg-%016llx", (unsigned long long)v);
+}
+
+/* Sends the reset statements (no Sync). */
+static bool send_reset(struct fpg_conn *c)
+{
+	PGconn *pg = c->pg;
+	char mark[sizeof(c->mark)];
+	new_mark(c->pool, mark, sizeof(mark));
+	const char *check[1] = {c->mark};
+	if (!PQsendQueryParams(pg, reset_check_sql, 1, NULL, check, NULL, NULL,
+			       0))
+		return false;
+	for (size_t i = 0; i < sizeof(reset_utility_sql) / sizeof(*reset_utility_sql); i++)
+		if (!PQsendQueryParams(pg, reset_utility_sql[i], 0, NULL, NULL,
+				       NULL, NULL, 0))
+			return false;
+	const char *final[2] = {PQuser(pg), mark};
+	if (!PQsendQueryParams(pg, reset_final_sql, 2, NULL, final, NULL, NULL,
+			       0))
+		return false;
+	memcpy(c->mark, mark, sizeof(mark));
+	return true;
+}
+
+/*
+ * The session can no longer be trusted to be the pool's: it takes no new
+ * work, and is replaced once its ops are over (closing it with ops in
+ * flight would leave their outcome unknown: PostgreSQL still runs what
+ * it has read).
+ */
+void fpg_conn_taint(struct fpg_conn *c, const char *why)
+{
+	if (c->tainted)
+		return;
+	c->tainted = true;
+	fpg_log_warn("pool", NULL, "worker %u: connection to be replaced: %s",
+		     c->pool->w->id, why);
+	FPG_STAT_ADD(c->pool->w->stats.pool_sessions_replaced, 1);
+}
+
+static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
+			 PGresult *res)
+{
+	switch (PQresultStatus(res)) {
+	case PGRES_TUPLES_OK:
+		if (op->reset_query == 0 && PQntuples(res) == 1 &&
+		    PQnfields(res) == 3 && strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+			fpg_conn_taint(c, "the session listens for notifications");
+		/* fall through */
+	case PGRES_COMMAND_OK:
+		break;
+	default:
+		if (!op->reset_failed) {
+			char why[200];
+			fpg_error_tidy(why, sizeof(why),
+				       PQresultErrorMessage(res));
+			op->reset_failed = true;
+			op->reset_spanned = op->reset_query == 0;
+			fpg_conn_taint(c, op->reset_spanned
+					 ? "a transaction was left open"
+					 : why);
+		}
+		break;
+	}
+	PQclear(res);
+}
+
+/* "BEGIN" and "START TRANSACTION" are the tags of what opens one. */
+static bool opens_tx(const char *tag)
+{
+	return strcmp(tag, "BEGIN") == 0 || strcmp(tag, "START TRANSACTION") == 0;
+}
+
+/*
+ * Prepared statements made or dropped from SQL survive any reset short
+ * of DISCARD ALL, which would drop the pool's own: such a session is
+ * replaced. (Inside a function or DO block this is out of sight: see
+ * docs/guarantees.md.)
+ */
+static bool changes_statements(const char *tag)
+{
+	return strcmp(tag, "PREPARE") == 0 ||
+	       strncmp(tag, "DEALLOCATE", 10) == 0;
+}
+
 struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 				  fpg_pgop_result_fn on_result,
 				  fpg_pgop_done_fn on_done, void *ctx,
-				  int single_row_query)
+				  int single_row_query, unsigned flags)
 {
 	struct fpg_pgop *op = calloc(1, sizeof(*op));
 	if (!op) {
@@ -449,6 +594,7 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	op->on_done = on_done;
 	op->ctx = ctx;
 	op->single_row_query = single_row_query;
+	op->resets = (flags & FPG_OP_RESET) != 0;
 	if (c->tail)
 		c->tail->next = op;
 	else
@@ -457,8 +603,10 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	if (c->inflight++ == 0)
 		update_gauges(c->pool);
 	cork(c);
-	/* libpq 15's PQpipelineSync also flushes (one send per op). */
-	int f = PQpipelineSync(c->pg) ? PQflush(c->pg) : -1;
+	/* libpq 15's PQpipelineSync also flushes (one send per Sync). */
+	bool sent = PQpipelineSync(c->pg) &&
+		    (!op->resets || (send_reset(c) && PQpipelineSync(c->pg)));
+	int f = sent ? PQflush(c->pg) : -1;
 	if (f < 0) {
 		/* The op is queued: reaping reports it through on_done. */
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
@@ -495,14 +643,41 @@ static void drain(struct fpg_conn *c)
 			break;
 		PGresult *res = PQgetResult(c->pg);
 		if (!res) {
-			op->queries_done++;
+			if (op->in_reset)
+				op->reset_query++;
+			else
+				op->queries_done++;
 			continue;
 		}
 		if (PQresultStatus(res) != PGRES_PIPELINE_SYNC) {
+			if (op->in_reset) {
+				reset_result(c, op, res);
+				continue;
+			}
+			if (op->resets && PQresultStatus(res) == PGRES_COMMAND_OK) {
+				const char *tag = PQcmdStatus(res);
+				if (opens_tx(tag)) {
+					op->opened_tx = true;
+					fpg_conn_taint(c, "client SQL opened a "
+							  "transaction");
+				} else if (changes_statements(tag)) {
+					fpg_conn_taint(c, "client SQL changed "
+							  "prepared statements");
+				}
+			}
 			op->on_result(op, res);
 			continue;
 		}
 		PQclear(res);
+		if (op->resets && !op->in_reset) {
+			op->in_reset = true;
+			continue;
+		}
+		if (op->resets && !op->reset_failed &&
+		    op->reset_query != RESET_QUERIES) {
+			op->reset_failed = true;
+			fpg_conn_taint(c, "the session reset was cut short");
+		}
 		c->head = op->next;
 		if (!c->head)
 			c->tail = NULL;
@@ -513,6 +688,13 @@ static void drain(struct fpg_conn *c)
 		free(op);
 		if (c->inflight == 0)
 			update_gauges(c->pool);
+		if (!c->guest && c->inflight == 0 && c->state == FPG_CONN_READY &&
+		    PQtransactionStatus(c->pg) != PQTRANS_IDLE)
+			fpg_conn_taint(c, "the session is inside a transaction");
+		if (c->tainted && c->inflight == 0 && !c->held && !c->guest) {
+			fpg_conn_fail(c, "session replaced");
+			return;
+		}
 		if (c->guest) {
 			if (c->inflight == 0 && !c->cancel_pending) {
 				c->on_idle(c, c->idle_ctx);
@@ -534,12 +716,6 @@ static void conn_read(struct fpg_conn *c)
 }
 
 /* ---- connecting ---- */
-
-static const char setup_sql[] =
-	"SELECT set_config('DateStyle', 'ISO, MDY', false),"
-	" set_config('IntervalStyle', 'postgres', false),"
-	" set_config('bytea_output', 'hex', false),"
-	" set_config('statement_timeout', $1, false)";
 
 static void setup_result(struct fpg_pgop *op, PGresult *res)
 {
@@ -572,17 +748,16 @@ static void setup_done(struct fpg_pgop *op, const char *broken)
 	/* serve_waiters runs in drain() right after this returns */
 }
 
-static bool send_setup_sql(struct fpg_conn *c)
+static void ignore_result(struct fpg_pgop *op, PGresult *res)
 {
-	char timeout[32];
-	snprintf(timeout, sizeof(timeout), "%u",
-		 c->pool->opts->statement_timeout_ms);
-	const char *vals[1] = {timeout};
-	return PQsendQueryParams(c->pg, setup_sql, 1, NULL, vals, NULL, NULL,
-				 0) == 1;
+	PQclear(res);
 }
 
-static void reset_result(struct fpg_pgop *op, PGresult *res)
+static void ignore_done(struct fpg_pgop *op, const char *broken)
+{
+}
+
+static void discard_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_conn *c = op->ctx;
 	ExecStatusType st = PQresultStatus(res);
@@ -591,40 +766,21 @@ static void reset_result(struct fpg_pgop *op, PGresult *res)
 	PQclear(res);
 }
 
-static void reset_done(struct fpg_pgop *op, const char *broken)
-{
-}
-
-void fpg_conn_push_reset(struct fpg_conn *c)
-{
-	if (!PQsendQueryParams(c->pg, "RESET ALL", 0, NULL, NULL, NULL, NULL,
-			       0) ||
-	    !send_setup_sql(c)) {
-		fpg_conn_fail(c, PQerrorMessage(c->pg));
-		return;
-	}
-	struct fpg_pgop *op =
-		fpg_conn_push_op(c, reset_result, reset_done, c, -1);
-	if (op)
-		op->release = true;
-}
-
 void fpg_conn_push_discard(struct fpg_conn *c)
 {
 	/* DISCARD ALL refuses to share its Sync with other statements. */
 	if (!PQsendQueryParams(c->pg, "DISCARD ALL", 0, NULL, NULL, NULL,
-			       NULL, 0) ||
-	    !fpg_conn_push_op(c, reset_result, reset_done, c, -1))
-		goto fail;
+			       NULL, 0)) {
+		fpg_conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	if (!fpg_conn_push_op(c, discard_result, ignore_done, c, -1, 0))
+		return;
 	/* It dropped every prepared statement: forget ours. */
 	fpg_stmt_cache_free(c->stmts);
 	c->stmts = fpg_stmt_cache_new(c->pool, c);
-	if (!c->stmts || !send_setup_sql(c) || !fpg_query_send_setup(c->pg) ||
-	    !fpg_conn_push_op(c, reset_result, reset_done, c, -1))
-		goto fail;
-	return;
-fail:
-	fpg_conn_fail(c, c->stmts ? PQerrorMessage(c->pg) : "out of memory");
+	if (!c->stmts)
+		fpg_conn_fail(c, "out of memory");
 }
 
 bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
@@ -633,6 +789,7 @@ bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
 	    PQexitPipelineMode(c->pg) != 1)
 		return false;
 	c->raw = ev;
+	c->dirty = !c->guest;
 	fpg_conn_raw_watch(c, EPOLLIN);
 	return true;
 }
@@ -660,19 +817,24 @@ bool fpg_conn_idle(const struct fpg_conn *c)
 	return c->inflight == 0 && !c->cancel_pending;
 }
 
+/*
+ * The settings are startup options (see conn_start); the setup runs the
+ * reset once, so that a session that cannot be reset never serves.
+ */
 static void start_setup(struct fpg_conn *c)
 {
 	PGconn *pg = c->pg;
 	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	new_mark(c->pool, c->mark, sizeof(c->mark));
 	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
-	    !send_setup_sql(c) || !fpg_query_send_setup(pg)) {
+	    !send_reset(c)) {
 		connect_failed(c, c->stmts ? PQerrorMessage(pg)
 					   : "out of memory");
 		return;
 	}
 	c->state = FPG_CONN_SETUP;
 	c->setup_failed = false;
-	fpg_conn_push_op(c, setup_result, setup_done, c, -1);
+	fpg_conn_push_op(c, setup_result, setup_done, c, -1, 0);
 }
 
 static void connect_poll(struct fpg_conn *c)
@@ -724,13 +886,37 @@ static void conn_event(struct fpg_evsrc *src, uint32_t events)
 		conn_read(c);
 }
 
+/*
+ * The session settings the encoder relies on, as startup options: RESET
+ * ALL (see send_reset) goes back to them. Options of the conninfo come
+ * first, so that ours win.
+ */
+static void startup_options(const struct fpg_pool *pool, char *out,
+			    size_t size)
+{
+	const char *user = NULL;
+	PQconninfoOption *info =
+		PQconninfoParse(pool->opts->db ? pool->opts->db : "", NULL);
+	for (PQconninfoOption *o = info; o && o->keyword; o++)
+		if (strcmp(o->keyword, "options") == 0 && o->val)
+			user = o->val;
+	snprintf(out, size,
+		 "%s%s-c DateStyle=ISO,MDY -c IntervalStyle=postgres"
+		 " -c bytea_output=hex -c statement_timeout=%u",
+		 user ? user : "", user ? " " : "",
+		 pool->opts->statement_timeout_ms);
+	PQconninfoFree(info);
+}
+
 static void conn_start(struct fpg_conn *c)
 {
 	struct fpg_pool *pool = c->pool;
+	char options[1024];
+	startup_options(pool, options, sizeof(options));
 	const char *keys[] = {"dbname", "client_encoding",
-			      "fallback_application_name", NULL};
+			      "fallback_application_name", "options", NULL};
 	const char *vals[] = {pool->opts->db ? pool->opts->db : "",
-			      "UTF8", "fasterpg", NULL};
+			      "UTF8", "fasterpg", options, NULL};
 	static _Atomic uint64_t next_id = 1;
 	c->id = atomic_fetch_add(&next_id, 1);
 	c->pg = PQconnectStartParams(keys, vals, 1);
@@ -821,7 +1007,20 @@ void fpg_conn_release(struct fpg_conn *c)
 {
 	if (!c->held)
 		return;
+	if (c->dirty && c->state == FPG_CONN_READY) {
+		/* COPY ran client SQL: the hold ends with the reset after it. */
+		c->dirty = false;
+		struct fpg_pgop *op = fpg_conn_push_op(
+			c, ignore_result, ignore_done, NULL, -1, FPG_OP_RESET);
+		if (op)
+			op->release = true;
+		return;
+	}
 	c->held = false;
+	if (c->tainted && c->inflight == 0) {
+		fpg_conn_fail(c, "session replaced");
+		return;
+	}
 	serve_waiters(c->pool);
 }
 
@@ -946,6 +1145,7 @@ bool fpg_conn_alive(const struct fpg_conn *c)
 void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 {
 	c->guest = false;
+	c->dirty = false;
 	c->on_idle = NULL;
 	c->pool = pool;
 	c->paused = c->held = false;

@@ -44,6 +44,24 @@ struct fpg_pgop {
 				    mode, -1 for none */
 	int queries_done;	 /* NULL results seen so far */
 	bool release;		 /* its end ends the connection's hold */
+	/* Ops that ran client SQL (FPG_OP_RESET): the session reset that
+	 * followed it, read by the pool (see fpg_conn_push_op). */
+	bool resets;		 /* a reset segment follows the op's Sync */
+	bool in_reset;		 /* the op's own Sync arrived */
+	int reset_query;	 /* statements of the reset seen so far */
+	bool opened_tx;		 /* the client SQL opened a transaction */
+	/* Set when on_done runs: the reset failed. reset_spanned: its
+	 * first check found a transaction left open before the op, so the
+	 * op's statement ran inside it and was never committed. */
+	bool reset_failed;
+	bool reset_spanned;
+};
+
+/* Flags of fpg_conn_push_op. */
+enum {
+	/* The op ran client SQL: reset the session right after its Sync
+	 * (see fpg_conn_push_op). */
+	FPG_OP_RESET = 1u << 0,
 };
 
 /*
@@ -83,29 +101,39 @@ void fpg_pool_cancel_wait(struct fpg_pool *pool, struct fpg_pool_waiter *wt);
  * connection, freed after on_done; if sending failed, on_done follows
  * with the reason). NULL only when no memory was left for the op: then
  * on_done has already been called.
+ *
+ * With FPG_OP_RESET (client SQL on a shared session), a reset segment
+ * follows the op's Sync, whatever the statements did or whether they
+ * failed: it releases session advisory locks, closes cursors, drops
+ * temporary objects, forgets sequence values, restores every setting
+ * to the pool's (RESET ALL; the pool's settings are startup options),
+ * and the role and session user to the login role. Its first statement
+ * checks a random mark that the previous reset set transaction-locally:
+ * if the mark is still there, a transaction opened by an earlier op
+ * spans this one, so this op's statements ran inside it, and the check
+ * fails, which aborts that transaction (nothing after it can commit
+ * it). The op's on_result sees only its own results; on_done sees
+ * op->reset_failed / op->reset_spanned / op->opened_tx. A connection
+ * whose reset failed, or whose client SQL opened a transaction, takes
+ * no new work and is replaced once its ops are over.
  */
 struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
 				  fpg_pgop_result_fn on_result,
 				  fpg_pgop_done_fn on_done, void *ctx,
-				  int single_row_query);
+				  int single_row_query, unsigned flags);
 
 /*
- * Queues RESET ALL and the session setup again on a held connection, and
- * ends the hold after it: for statements that may have changed session
- * settings (set_config(..., false)).
- */
-void fpg_conn_push_reset(struct fpg_conn *conn);
-
-/*
- * Queues DISCARD ALL and the session setup again: everything a
- * transaction session may have left (settings, temporary tables,
- * prepared statements) is gone before the connection is shared again.
+ * Queues DISCARD ALL: everything a transaction session may have left
+ * (settings, temporary tables, prepared statements, ...) is gone before
+ * the connection is shared again.
  */
 void fpg_conn_push_discard(struct fpg_conn *conn);
 
+
 /*
  * COPY cannot run in a pipeline: fpg_conn_raw_begin() takes a held, idle
- * connection out of pipeline mode and hands its socket events to ev (the
+ * connection out of pipeline mode (a pooled one is reset before its hold
+ * ends, as after an FPG_OP_RESET op) and hands its socket events to ev (the
  * caller then drives libpq itself, choosing the events it waits for with
  * fpg_conn_raw_watch) until fpg_conn_raw_end() puts it back. A broken
  * connection is failed as usual (fpg_conn_fail).
@@ -115,13 +143,20 @@ bool fpg_conn_raw_begin(struct fpg_conn *conn,
 void fpg_conn_raw_watch(struct fpg_conn *conn, uint32_t events);
 void fpg_conn_raw_end(struct fpg_conn *conn);
 
+/*
+ * Client SQL left the session in a state the pool did not make: conn
+ * takes no new work and is replaced once its ops are over.
+ */
+void fpg_conn_taint(struct fpg_conn *conn, const char *why);
+
 /* No op queued and no cancel pending. */
 bool fpg_conn_idle(const struct fpg_conn *conn);
 
 /* An exclusive waiter would get a connection at once. */
 bool fpg_pool_can_hold(struct fpg_pool *pool);
 
-/* Ends a hold taken by an exclusive waiter. */
+/* Ends a hold taken by an exclusive waiter (after a reset of the session
+ * if it ran COPY). */
 void fpg_conn_release(struct fpg_conn *conn);
 
 /*

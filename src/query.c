@@ -165,7 +165,7 @@ static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
 		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
 		return;
 	}
-	fpg_conn_push_op(conn, ignore_result, ignore_done, NULL, -1);
+	fpg_conn_push_op(conn, ignore_result, ignore_done, NULL, -1, 0);
 }
 
 /* Drops the least recently used ready statement. */
@@ -200,6 +200,16 @@ static void finish_err(struct fpg_query *q, enum fpg_errcode code,
 	finish(q, NULL, &err);
 }
 
+static void finish_empty(struct fpg_query *q)
+{
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_REQUEST, 400,
+		      "the SQL holds no statement (only comments or "
+		      "semicolons)");
+	err.reason = "empty_query";
+	finish(q, NULL, &err);
+}
+
 static void finish_pg_err(struct fpg_query *q, PGresult *res)
 {
 	struct fpg_error err;
@@ -224,19 +234,22 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		PQclear(res);
 		return;
 	}
-	if (op->queries_done < q->stmt_query &&
-	    PQresultStatus(res) != PGRES_FATAL_ERROR) {
+	ExecStatusType status = PQresultStatus(res);
+	if (op->queries_done < q->stmt_query && status != PGRES_FATAL_ERROR) {
 		PQclear(res); /* the timeout's set_config() */
 		return;
 	}
-	switch (PQresultStatus(res)) {
+	switch (status) {
 	case PGRES_SINGLE_TUPLE:
+		q->delivered = true;
 		q->ops->row(q, res, 0);
 		break;
 	case PGRES_TUPLES_OK:
 		/* Rows only arrive here if single-row mode was refused. */
-		for (int i = 0; i < PQntuples(res); i++)
+		for (int i = 0; i < PQntuples(res); i++) {
+			q->delivered = true;
 			q->ops->row(q, res, i);
+		}
 		/* fall through */
 	case PGRES_COMMAND_OK:
 		PQclear(q->final);
@@ -248,6 +261,10 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 			return;
 		}
 		break;
+	case PGRES_EMPTY_QUERY:
+		/* Only comments or semicolons: nothing ran. */
+		q->empty = true;
+		break;
 	case PGRES_COPY_IN:
 	case PGRES_COPY_OUT:
 	case PGRES_COPY_BOTH:
@@ -258,7 +275,15 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		PQclear(res);
 		fpg_conn_fail(q->conn, "COPY is not supported by /query");
 		return;
+	case PGRES_PIPELINE_ABORTED:
+		/* Skipped after an earlier error of the op: q->error says why. */
+		break;
+	case PGRES_BAD_RESPONSE:
+	case PGRES_NONFATAL_ERROR:
+	case PGRES_PIPELINE_SYNC:
 	default:
+		/* Not a reply we can trust for this statement. */
+		q->garbled = true;
 		break;
 	}
 	PQclear(res);
@@ -267,26 +292,55 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
 
 /*
- * After DDL changed a table, a statement prepared before fails with
- * 0A000 "cached plan must not change result type" before it runs: forget
- * it on this connection and run the request once more, prepared anew.
+ * A cached statement that no longer works on this connection is prepared
+ * anew and the request runs once more: after DDL changed a table (0A000
+ * "cached plan must not change result type", raised before it runs), or
+ * when client SQL deallocated it (26000). Deallocation is not something
+ * the pool did, so that connection is replaced afterwards.
  */
 static bool replan(struct fpg_query *q, const PGresult *error)
 {
 	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
 	const char *msg = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
-	/* (With a reset queued behind it, the hold is already arranged.) */
-	if (q->replanned || q->reset_after || !state ||
-	    strcmp(state, "0A000") != 0 || !msg ||
-	    !strstr(msg, "cached plan must not change result type"))
+	if (q->retried || !state || !msg || q->delivered)
+		return false;
+	bool stale = strcmp(state, "0A000") == 0 &&
+		     strstr(msg, "cached plan must not change result type");
+	bool gone = strcmp(state, "26000") == 0;
+	if (!stale && !gone)
 		return false;
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
 	struct fpg_stmt *st = cache_find(c, q->sql, q->sql_hash);
-	if (st && st->state == FPG_STMT_READY)
+	if (gone) {
+		fpg_conn_taint(q->conn, "client SQL deallocated a prepared "
+					"statement of the pool");
+		if (st && st->state == FPG_STMT_READY) {
+			cache_remove(c, st);
+			stmt_free(st);
+		}
+	} else if (st && st->state == FPG_STMT_READY) {
 		drop_stmt(q->conn, c, st);
-	q->replanned = true;
+	}
+	q->retried = true;
 	q->op = NULL;
 	on_conn(&q->waiter, q->conn);
+	return true;
+}
+
+/*
+ * The statement ran inside a transaction that an earlier statement left
+ * open on the connection, and that transaction was rolled back (see
+ * fpg_conn_push_op): nothing of it was committed, so it runs once more
+ * on another connection, unless rows already went to the client.
+ */
+static bool rerun_elsewhere(struct fpg_query *q)
+{
+	if (q->retried || q->delivered || q->conn_fixed)
+		return false;
+	q->retried = true;
+	q->op = NULL;
+	q->conn = NULL;
+	fpg_pool_acquire(q->pool, &q->waiter);
 	return true;
 }
 
@@ -296,8 +350,20 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	if (!q)
 		return;
 	PGresult *final = q->final, *error = q->error;
+	bool empty = q->empty, garbled = q->garbled;
 	q->final = q->error = NULL;
-	if (!broken && error) {
+	q->empty = q->garbled = false;
+	if (!broken && op->reset_spanned) {
+		PQclear(final);
+		PQclear(error);
+		if (!rerun_elsewhere(q))
+			finish_err(q, FPG_ERR_UNAVAILABLE, 503,
+				   "the statement ran inside a transaction that "
+				   "another statement left open on its "
+				   "connection, and was rolled back; retry it");
+		return;
+	}
+	if (!broken && error && !op->opened_tx) {
 		/* A replanned run keeps the held connection. */
 		bool release = op->release;
 		op->release = false;
@@ -312,13 +378,27 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	}
 	if (broken)
 		finish_broken(q, broken);
+	else if (op->opened_tx)
+		finish_err(q, FPG_ERR_REQUEST, 400,
+			   "the statement opened a transaction; statements "
+			   "of /query each commit on their own (use /tx for "
+			   "transactions)");
 	else if (error)
 		finish_pg_err(q, error);
+	else if (garbled || (!final && !empty))
+		finish_err(q, FPG_ERR_SYSTEM, 500,
+			   "PostgreSQL sent an unexpected reply");
+	else if (empty)
+		finish_empty(q);
 	else
 		finish(q, final, NULL);
 	PQclear(final);
 	PQclear(error);
 }
+
+/* The per-statement timeout, local to the statement's transaction. */
+static const char timeout_sql[] =
+	"SELECT pg_catalog.set_config('statement_timeout', $1, true)";
 
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		    struct fpg_stmt *st)
@@ -336,11 +416,12 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	PGconn *pg = fpg_conn_pg(conn);
 	q->stmt_query = 0;
 	if (q->timeout_ms) {
+		/* Unnamed: client SQL could replace a named one. */
 		char ms[16];
 		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
 		const char *v[1] = {ms};
-		if (!PQsendQueryPrepared(pg, "fpg_timeout", 1, v, NULL, NULL,
-					 0))
+		if (!PQsendQueryParams(pg, timeout_sql, 1, NULL, v, NULL, NULL,
+				       0))
 			goto fail;
 		q->stmt_query = 1;
 	}
@@ -348,15 +429,15 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 				 NULL, 0))
 		goto fail;
 	q->ops->columns(q, st->ncols, st->cols);
+	/* A transaction's session is the client's own; any other is reset
+	 * after every statement. */
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
-				 q->stmt_query);
+				 q->stmt_query,
+				 q->conn_fixed ? 0 : FPG_OP_RESET);
 	if (q->op && q->holds) {
-		/* The hold ends with the statement (or the reset after it),
-		 * even if q goes away. */
-		if (q->reset_after)
-			fpg_conn_push_reset(conn);
-		else
-			q->op->release = true;
+		/* The hold ends with the statement and its reset, even if q
+		 * goes away. */
+		q->op->release = true;
 		q->holds = false;
 	}
 	return;
@@ -491,7 +572,7 @@ static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
 		fpg_conn_fail(conn, why);
 		return true;
 	}
-	fpg_conn_push_op(conn, types_result, types_done, st, -1);
+	fpg_conn_push_op(conn, types_result, types_done, st, -1, 0);
 	return true;
 }
 
@@ -566,7 +647,7 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 	q->next_waiter = st->waiters;
 	st->waiters = q;
 	if (fresh)
-		fpg_conn_push_op(conn, prep_result, prep_done, st, -1);
+		fpg_conn_push_op(conn, prep_result, prep_done, st, -1, 0);
 }
 
 static void on_acquire_fail(struct fpg_pool_waiter *wt,
@@ -586,6 +667,7 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->waiter.exclusive = q->exclusive;
 	q->conn = NULL;
 	q->holds = false;
+	q->retried = q->delivered = q->empty = q->garbled = false;
 	q->waiter.deadline_ms =
 		fpg_pool_worker(pool)->now_ms +
 		fpg_pool_worker(pool)->opts->acquire_timeout_ms;
@@ -634,12 +716,4 @@ void fpg_query_cancel(struct fpg_query *q)
 {
 	if (q->exclusive && q->op && !q->done)
 		fpg_conn_cancel(q->conn);
-}
-
-bool fpg_query_send_setup(PGconn *pg)
-{
-	/* The per-statement timeout: local to the op's implicit transaction. */
-	return PQsendPrepare(pg, "fpg_timeout",
-			     "SELECT set_config('statement_timeout', $1, true)",
-			     1, NULL) == 1;
 }

@@ -54,7 +54,6 @@ struct fpg_query {
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
 	bool exclusive;		   /* run on a connection of its own (slow
 				      lane): it can be paused and cancelled */
-	bool reset_after;	   /* exclusive: reset the session after it */
 	struct fpg_conn *conn_fixed; /* run here (a transaction's), not on a
 					pooled connection */
 	const struct fpg_query_ops *ops;
@@ -75,8 +74,11 @@ struct fpg_query {
 					  (1 when a timeout query precedes) */
 	PGresult *final;	       /* kept until the Sync */
 	PGresult *error;	       /* first error, kept until the Sync */
+	bool empty;		       /* the SQL held no statement */
+	bool garbled;		       /* a reply that fits no statement */
+	bool delivered;		       /* a row went to ops->row */
 	bool done;
-	bool replanned;		       /* retried once after a stale plan */
+	bool retried;		       /* ran once more (stale plan, ...) */
 };
 
 /* Starts q on a connection of pool (see fpg_query_ops for what follows). */
@@ -99,9 +101,6 @@ void fpg_query_cancel(struct fpg_query *q);
 
 /* The hash the statement cache uses for sql (FNV-1a). */
 uint64_t fpg_query_hash(const char *sql);
-
-/* Sends what every new connection needs before its setup Sync. */
-bool fpg_query_send_setup(PGconn *pg) FPG_MUST_CHECK;
 
 /* A statement cache for conn of pool. Caller owns. */
 struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,

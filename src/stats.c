@@ -54,7 +54,7 @@ struct totals {
 	uint64_t latency[FPG_STATS_BUCKETS];
 	uint64_t latency_sum_us;
 	int64_t in_flight, open, connecting, busy, waiting;
-	uint64_t rows, bytes, connect_failures;
+	uint64_t rows, bytes, connect_failures, replaced;
 	uint64_t commits, rollbacks, expired, retries;
 };
 
@@ -74,6 +74,7 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->rows += FPG_STAT_GET(st->rows_sent);
 	t->bytes += FPG_STAT_GET(st->bytes_sent);
 	t->connect_failures += FPG_STAT_GET(st->pool_connect_failures);
+	t->replaced += FPG_STAT_GET(st->pool_sessions_replaced);
 	t->commits += FPG_STAT_GET(st->tx_commits);
 	t->rollbacks += FPG_STAT_GET(st->tx_rollbacks);
 	t->expired += FPG_STAT_GET(st->tx_expired);
@@ -106,11 +107,12 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 	fpg_buf_printf(out,
 		       "{\"pool\":{\"open\":%lld,\"idle\":%lld,\"busy\":%lld,"
 		       "\"connecting\":%lld,\"waiting\":%lld,"
-		       "\"connect_failures\":%llu},",
+		       "\"connect_failures\":%llu,\"sessions_replaced\":%llu},",
 		       (long long)t->open, (long long)(idle < 0 ? 0 : idle),
 		       (long long)t->busy, (long long)t->connecting,
 		       (long long)t->waiting,
-		       (unsigned long long)t->connect_failures);
+		       (unsigned long long)t->connect_failures,
+		       (unsigned long long)t->replaced);
 	fpg_buf_printf(out, "\"in_flight\":%lld,\"requests_total\":%llu,"
 			    "\"rows_sent\":%llu,\"bytes_sent\":%llu,",
 		       (long long)t->in_flight, (unsigned long long)count,
@@ -282,6 +284,10 @@ void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
 	prom_counter(out, "fasterpg_pool_connect_failures_total",
 		     "Failed connection attempts", "counter",
 		     t.connect_failures);
+	prom_counter(out, "fasterpg_pool_sessions_replaced_total",
+		     "Connections replaced because client SQL left their "
+		     "session in a state the pool could not reset",
+		     "counter", t.replaced);
 	prom_counter(out, "fasterpg_requests_in_flight",
 		     "Requests being served", "gauge",
 		     (uint64_t)(t.in_flight < 0 ? 0 : t.in_flight));

@@ -29,6 +29,8 @@ struct fpg_stats {
 	_Atomic int64_t pool_busy;	 /* open with requests in flight */
 	_Atomic int64_t pool_waiting;	 /* requests waiting for a connection */
 	_Atomic uint64_t pool_connect_failures;
+	_Atomic uint64_t pool_sessions_replaced; /* sessions not trusted any
+						    more after client SQL */
 	/* transactions, counted by the worker that ended them */
 	_Atomic uint64_t tx_commits;
 	_Atomic uint64_t tx_rollbacks;	 /* rolled back, or failed to commit */

@@ -374,7 +374,7 @@ static void begin_on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *held)
 		fpg_conn_fail(c, PQerrorMessage(pg));
 		return; /* on_idle hears of it when the pool reaps it */
 	}
-	fpg_conn_push_op(c, step_result, step_done, tx, -1);
+	fpg_conn_push_op(c, step_result, step_done, tx, -1, 0);
 }
 
 static void begin_fail(struct fpg_pool_waiter *wt, const struct fpg_error *err)
@@ -554,7 +554,7 @@ static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
 		fpg_conn_fail(tx->conn, PQerrorMessage(pg));
 		return;
 	}
-	if (fpg_conn_push_op(tx->conn, step_result, step_done, tx, -1))
+	if (fpg_conn_push_op(tx->conn, step_result, step_done, tx, -1, 0))
 		/* Whatever the session left behind stays out of the pool. */
 		fpg_conn_push_discard(tx->conn);
 }

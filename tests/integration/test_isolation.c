@@ -1,0 +1,474 @@
+/*
+ * Nothing one request does changes another request's answer, whatever
+ * its SQL hides (leading semicolons, comments that end at \r, DO blocks,
+ * functions), and an acknowledged write is committed while an
+ * unacknowledged one is not.
+ *
+ * The server under test has one worker with one PostgreSQL connection,
+ * so every request shares the session of the one before it; a second
+ * server with two connections takes the concurrent attack mix.
+ */
+#include <pthread.h>
+
+#include "it_common.h"
+
+static unsigned port;	   /* 1 worker, 1 connection */
+static unsigned pool_port; /* 1 worker, 2 connections */
+
+/* POST /query {"sql": sql} (JSON-escaped) on a fresh connection to p. */
+static struct http_resp *sql_on(unsigned p, const char *sql,
+				const char *extra)
+{
+	json_t *b = json_pack("{s:s}", "sql", sql);
+	char *body = json_dumps(b, JSON_COMPACT);
+	size_t n = strlen(body);
+	if (extra) {
+		/* extra: more members, e.g. "\"timeout_ms\":1000" */
+		char *more = it_fmt("%.*s,%s}", (int)(n - 1), body, extra);
+		free(body);
+		body = more;
+	}
+	struct http_resp *r = http_post_json(p, "/query", body);
+	free(body);
+	json_decref(b);
+	return r;
+}
+
+static struct http_resp *sql(const char *s)
+{
+	return sql_on(port, s, NULL);
+}
+
+/* Runs s and requires a 200. */
+static void ok(const char *s)
+{
+	struct http_resp *r = sql(s);
+	it_assert_resp(r, r->status == 200);
+	http_resp_free(r);
+}
+
+/* The first value of the first row of s's answer, as text (caller frees). */
+static char *scalar(const char *s)
+{
+	json_t *b = json_pack("{s:s,s:s}", "sql", s, "expect", "scalar");
+	char *body = json_dumps(b, JSON_COMPACT);
+	struct http_resp *r = http_post_json(port, "/query", body);
+	it_assert_resp(r, r->status == 200 && json_is_object(r->json));
+	json_t *v = json_object_get(r->json, "value");
+	char *out = json_is_string(v) ? strdup(json_string_value(v))
+					 : json_dumps(v, JSON_ENCODE_ANY);
+	http_resp_free(r);
+	free(body);
+	json_decref(b);
+	return out;
+}
+
+static void assert_scalar(const char *s, const char *want)
+{
+	char *got = scalar(s);
+	ck_assert_msg(strcmp(got, want) == 0, "%s -> %s, want %s", s, got,
+		      want);
+	free(got);
+}
+
+/* The server still answers a plain statement correctly. */
+static void assert_healthy(void)
+{
+	assert_scalar("SELECT 40 + 2", "42");
+}
+
+/* ---- empty statements ---- */
+
+START_TEST(empty_statements)
+{
+	static const char *const empties[] = {
+		";", ";;", "-- x", "/* c */", "--\r", "; -- x\r\n;", "/* a /* b */ */"};
+	static const char *const accepts[] = {
+		"application/json", "application/x-ndjson", "text/csv"};
+	for (size_t i = 0; i < sizeof(empties) / sizeof(*empties); i++) {
+		for (size_t a = 0; a < 3; a++) {
+			json_t *b = json_pack("{s:s}", "sql", empties[i]);
+			char *body = json_dumps(b, JSON_COMPACT);
+			char hdr[64];
+			snprintf(hdr, sizeof(hdr), "Accept: %s", accepts[a]);
+			const char *h[] = {hdr, NULL};
+			CURL *c = curl_easy_init();
+			struct http_resp *r =
+				it_request(c, port, "POST", "/query", body,
+					   strlen(body), h, 10, NULL);
+			it_assert_error(r, 400, "empty_query");
+			http_resp_free(r);
+			curl_easy_cleanup(c);
+			free(body);
+			json_decref(b);
+		}
+	}
+	/* In a transaction session and in a batch too. */
+	struct http_resp *r = http_post_json(port, "/tx", "{}");
+	it_assert_resp(r, r->status == 201);
+	const char *tok = json_string_value(json_object_get(r->json, "tx"));
+	char *path = it_fmt("/tx/%s/query", tok);
+	struct http_resp *e = http_post_json(port, path, "{\"sql\":\";\"}");
+	it_assert_error(e, 400, "empty_query");
+	http_resp_free(e);
+	e = http_post_json(port, path, "{\"sql\":\"select 7\"}");
+	it_assert_resp(e, e->status == 200);
+	http_resp_free(e);
+	free(path);
+	path = it_fmt("/tx/%s/rollback", tok);
+	http_resp_free(http_post_json(port, path, ""));
+	free(path);
+	http_resp_free(r);
+	r = http_post_json(port, "/tx",
+			   "{\"statements\":[{\"sql\":\"select 1\"},"
+			   "{\"sql\":\"-- nothing\\r\"}]}");
+	ck_assert_msg(r->status == 400 && strstr(r->body, "empty_query"),
+		      "batch with an empty statement: %ld %s", r->status,
+		      r->body);
+	http_resp_free(r);
+	assert_healthy();
+}
+END_TEST
+
+/* ---- transactions opened behind the filter's back ---- */
+
+static long count_rows(const char *table)
+{
+	char *q = it_fmt("SELECT count(*) FROM %s", table);
+	PGresult *res = it_pg(q, 0, NULL);
+	long n = strtol(PQgetvalue(res, 0, 0), NULL, 10);
+	PQclear(res);
+	free(q);
+	return n;
+}
+
+START_TEST(sneaked_begin_loses_no_write)
+{
+	static const char *const begins[] = {";BEGIN", "-- x\rBEGIN",
+					     ";START TRANSACTION", "/**/BEGIN"};
+	char sfx[32], table[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(table, sizeof(table), "iso_w_%s", sfx);
+	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
+	pgh_exec(ddl);
+	free(ddl);
+	for (size_t i = 0; i < sizeof(begins) / sizeof(*begins); i++) {
+		struct http_resp *r = sql(begins[i]);
+		ck_assert_msg(r->status >= 400 && r->status < 500,
+			      "%s answered %ld %s", begins[i], r->status,
+			      r->body);
+		http_resp_free(r);
+		/* One failing statement: it must not poison what follows. */
+		http_resp_free(sql("SELECT 1/0"));
+		for (int k = 0; k < 20; k++) {
+			char *ins = it_fmt("INSERT INTO %s VALUES (%d)", table, k);
+			ok(ins);
+			free(ins);
+		}
+	}
+	ck_assert_int_eq(count_rows(table), 80);
+	assert_healthy();
+}
+END_TEST
+
+/*
+ * Several clients at once on two shared connections: writers, and
+ * attackers that open transactions, commit them and fail statements.
+ * Afterwards the table holds exactly the acknowledged writes.
+ */
+struct mix {
+	unsigned p;
+	const char *table;
+	int base, n;
+	char *acked; /* acked[k]: write base + k answered 200 */
+};
+
+static void *mix_client(void *arg)
+{
+	struct mix *m = arg;
+	static const char *const attacks[] = {
+		";BEGIN", ";COMMIT", "-- x\rBEGIN", ";ROLLBACK", "SELECT 1/0",
+		"DO $$BEGIN PERFORM pg_advisory_lock(7); END$$"};
+	unsigned seed = (unsigned)m->base;
+	for (int k = 0; k < m->n; k++) {
+		struct http_resp *r;
+		if (rand_r(&seed) % 3 == 0) {
+			r = sql_on(m->p, attacks[rand_r(&seed) % 6], NULL);
+			http_resp_free(r);
+		}
+		char *ins = it_fmt("INSERT INTO %s VALUES (%d)", m->table,
+				   m->base + k);
+		r = sql_on(m->p, ins, NULL);
+		m->acked[k] = r->status == 200;
+		http_resp_free(r);
+		free(ins);
+	}
+	return NULL;
+}
+
+START_TEST(concurrent_attacks_keep_acknowledged_writes)
+{
+	enum { CLIENTS = 6, EACH = 60 };
+	char sfx[32], table[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(table, sizeof(table), "iso_c_%s", sfx);
+	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
+	pgh_exec(ddl);
+	free(ddl);
+	struct mix m[CLIENTS];
+	pthread_t t[CLIENTS];
+	for (int i = 0; i < CLIENTS; i++) {
+		m[i] = (struct mix){.p = pool_port, .table = table,
+				    .base = i * 1000 + (int)(it_seed() % 7),
+				    .n = EACH, .acked = calloc(EACH, 1)};
+		pthread_create(&t[i], NULL, mix_client, &m[i]);
+	}
+	for (int i = 0; i < CLIENTS; i++)
+		pthread_join(t[i], NULL);
+	char *q = it_fmt("SELECT v FROM %s", table);
+	PGresult *res = it_pg(q, 0, NULL);
+	free(q);
+	int acked = 0;
+	for (int i = 0; i < CLIENTS; i++)
+		for (int k = 0; k < EACH; k++) {
+			int v = m[i].base + k;
+			bool found = false;
+			for (int r = 0; r < PQntuples(res) && !found; r++)
+				found = atoi(PQgetvalue(res, r, 0)) == v;
+			ck_assert_msg(found == (m[i].acked[k] != 0),
+				      "write %d: answered %s but %s", v,
+				      m[i].acked[k] ? "200" : "an error",
+				      found ? "committed" : "not committed");
+			acked += m[i].acked[k];
+		}
+	ck_assert_int_eq(PQntuples(res), acked);
+	/* Most writes get through: attackers cost others little. */
+	ck_assert_msg(acked > CLIENTS * EACH * 3 / 4, "only %d of %d acked",
+		      acked, CLIENTS * EACH);
+	PQclear(res);
+	for (int i = 0; i < CLIENTS; i++)
+		free(m[i].acked);
+	/* No session lock stays behind on the pool's connections. */
+	res = it_pg("SELECT pg_try_advisory_lock(7)", 0, NULL);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+}
+END_TEST
+
+/* ---- session state set by functions and DO blocks ---- */
+
+START_TEST(settings_do_not_leak)
+{
+	/* search_path: a lower() of our own would answer "PWNED". */
+	pgh_exec("CREATE SCHEMA IF NOT EXISTS iso_evil;"
+		 "CREATE OR REPLACE FUNCTION iso_evil.lower(text) RETURNS text"
+		 " LANGUAGE sql AS $$SELECT 'PWNED'::text$$");
+	ok("SELECT set_config('search_path', 'iso_evil, pg_catalog', false)");
+	assert_scalar("SELECT lower('ABC')", "abc");
+	ok("DO $$BEGIN PERFORM set_config('search_path', 'iso_evil, "
+	   "pg_catalog', false); END$$");
+	assert_scalar("SELECT lower('ABC')", "abc");
+	assert_scalar("SELECT current_setting('search_path')",
+		      "\"$user\", public");
+
+	/* The server's statement timeout cannot be switched off. */
+	char *want = scalar("SELECT current_setting('statement_timeout')");
+	ok("SELECT set_config('statement_timeout', '0', false)");
+	char *got = scalar("SELECT current_setting('statement_timeout')");
+	ck_assert_str_eq(got, want);
+	free(got);
+	free(want);
+
+	/* Output formats the encoder relies on. */
+	ok("DO $$BEGIN PERFORM set_config('DateStyle', 'German', false); "
+	   "PERFORM set_config('extra_float_digits', '-15', false); "
+	   "PERFORM set_config('IntervalStyle', 'sql_standard', false); "
+	   "PERFORM set_config('bytea_output', 'escape', false); END$$");
+	assert_scalar("SELECT date '2026-11-27'", "2026-11-27");
+	assert_scalar("SELECT 0.1::float8 * 3", "0.30000000000000004");
+	assert_scalar("SELECT interval '1 day 2 hours'", "1 day 02:00:00");
+	assert_scalar("SELECT '\\x00ff'::bytea", "\\x00ff");
+
+	/* A client encoding other than UTF-8 would break the JSON. */
+	ok("SELECT set_config('client_encoding', 'LATIN1', false)");
+	assert_scalar("SELECT 'caf' || chr(233)", "caf\xc3\xa9");
+
+	/* A change made by a failing statement rolls back with it. */
+	struct http_resp *r = sql("SELECT set_config('search_path', 'iso_evil, "
+				  "pg_catalog', false), 1/0");
+	ck_assert_int_eq(r->status, 400);
+	http_resp_free(r);
+	assert_scalar("SELECT lower('ABC')", "abc");
+
+	/* Streaming (a held connection) is reset the same way. */
+	r = sql_on(port, "SELECT set_config('search_path', 'iso_evil, "
+			 "pg_catalog', false)",
+		   NULL);
+	http_resp_free(r);
+	json_t *b = json_pack("{s:s}", "sql", "SELECT lower('ABC') AS v");
+	char *body = json_dumps(b, JSON_COMPACT);
+	const char *h[] = {"Accept: application/x-ndjson", NULL};
+	CURL *c = curl_easy_init();
+	r = it_request(c, port, "POST", "/query?stream=true", body,
+		       strlen(body), h, 10, NULL);
+	it_assert_resp(r, r->status == 200 && strstr(r->body, "\"abc\""));
+	http_resp_free(r);
+	curl_easy_cleanup(c);
+	free(body);
+	json_decref(b);
+}
+END_TEST
+
+START_TEST(role_does_not_leak)
+{
+	pgh_exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE "
+		 "rolname = 'iso_other') THEN CREATE ROLE iso_other; END IF; "
+		 "END$$");
+	char *me = scalar("SELECT current_user");
+	ok("SELECT set_config('role', 'iso_other', false)");
+	char *now = scalar("SELECT current_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	ok("DO $$BEGIN PERFORM set_config('role', 'iso_other', false); "
+	   "END$$");
+	now = scalar("SELECT current_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	ok("SELECT set_config('session_authorization', 'iso_other', false)");
+	now = scalar("SELECT session_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	now = scalar("SELECT current_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	free(me);
+}
+END_TEST
+
+START_TEST(session_objects_do_not_leak)
+{
+	/* Temporary tables. */
+	ok("DO $$BEGIN CREATE TEMP TABLE iso_tmp AS SELECT 'secret' AS s; "
+	   "END$$");
+	struct http_resp *r = sql("SELECT s FROM iso_tmp");
+	it_assert_error(r, 400, "42P01");
+	http_resp_free(r);
+	/* Session advisory locks, also from a statement that then failed. */
+	ok("SELECT pg_advisory_lock(4242)");
+	r = sql("DO $$BEGIN PERFORM pg_advisory_lock(4343); RAISE 'no'; END$$");
+	ck_assert_int_ne(r->status, 200);
+	http_resp_free(r);
+	PGresult *res = it_pg("SELECT pg_try_advisory_lock(4242), "
+			      "pg_try_advisory_lock(4343)",
+			      0, NULL);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
+	ck_assert_str_eq(PQgetvalue(res, 0, 1), "t");
+	PQclear(res);
+	/* LISTEN. */
+	ok("DO $$BEGIN EXECUTE 'LISTEN iso_chan'; END$$");
+	assert_scalar("SELECT count(*) FROM pg_listening_channels()", "0");
+	/* Cursors kept past their transaction. */
+	ok("DO $$BEGIN EXECUTE 'DECLARE iso_cur CURSOR WITH HOLD FOR "
+	   "SELECT 1'; END$$");
+	assert_scalar("SELECT count(*) FROM pg_cursors WHERE name = 'iso_cur'", "0");
+	/* Sequence values of the session. */
+	pgh_exec("CREATE SEQUENCE IF NOT EXISTS iso_seq");
+	ok("SELECT nextval('iso_seq')");
+	r = sql("SELECT lastval()");
+	it_assert_error(r, 500, "55000");
+	http_resp_free(r);
+	/* Statements prepared from SQL: refused, however dressed up. */
+	static const char *const prepares[] = {
+		";PREPARE iso_p AS SELECT 1", "-- x\rPREPARE iso_p AS SELECT 1",
+		"/* a /* b */ */ ; PREPARE iso_p AS SELECT 1"};
+	for (size_t i = 0; i < 3; i++) {
+		r = sql(prepares[i]);
+		it_assert_error(r, 400, "bad_request");
+		http_resp_free(r);
+	}
+	assert_healthy();
+}
+END_TEST
+
+START_TEST(deallocate_all_recovers)
+{
+	static const char *const deallocs[] = {
+		";DEALLOCATE ALL",
+		"DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"};
+	for (size_t i = 0; i < 2; i++) {
+		/* Cached statements, with and without a timeout. */
+		assert_scalar("SELECT 6 * 7", "42");
+		struct http_resp *r =
+			sql_on(port, "SELECT 'x' AS v", "\"timeout_ms\":5000");
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+		http_resp_free(sql(deallocs[i]));
+		for (int k = 0; k < 3; k++) {
+			assert_scalar("SELECT 6 * 7", "42");
+			r = sql_on(port, "SELECT 'x' AS v", "\"timeout_ms\":5000");
+			it_assert_resp(r, r->status == 200 &&
+						  strstr(r->body, "\"x\""));
+			http_resp_free(r);
+		}
+	}
+}
+END_TEST
+
+static Suite *isolation_suite(void)
+{
+	Suite *s = suite_create("isolation");
+	struct {
+		const char *name;
+		const TTest *fn;
+	} cases[] = {
+	    {"empty_statements", empty_statements},
+	    {"sneaked_begin_loses_no_write", sneaked_begin_loses_no_write},
+	    {"concurrent_attacks_keep_acknowledged_writes",
+	     concurrent_attacks_keep_acknowledged_writes},
+	    {"settings_do_not_leak", settings_do_not_leak},
+	    {"role_does_not_leak", role_does_not_leak},
+	    {"session_objects_do_not_leak", session_objects_do_not_leak},
+	    {"deallocate_all_recovers", deallocate_all_recovers},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		TCase *tc = tcase_create(cases[i].name);
+		tcase_set_timeout(tc, 120);
+		tcase_add_test(tc, cases[i].fn);
+		suite_add_tcase(s, tc);
+	}
+	return s;
+}
+
+int main(void)
+{
+	pgh_start();
+	curl_global_init(CURL_GLOBAL_ALL);
+	srand(it_seed());
+
+	struct fpg_options o;
+	it_options(&o);
+	o.threads = 1;
+	o.pool_min = 1;
+	o.pool_max = 1;
+	struct fpg_server *srv = it_server_start(&o, &port);
+
+	it_options(&o);
+	o.threads = 1;
+	o.pool_min = 2;
+	o.pool_max = 2;
+	struct fpg_server *pooled = it_server_start(&o, &pool_port);
+
+	SRunner *sr = srunner_create(isolation_suite());
+	srunner_set_fork_status(sr, CK_NOFORK);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+
+	fpg_server_stop(pooled, 1000);
+	fpg_server_free(pooled);
+	fpg_server_stop(srv, 1000);
+	fpg_server_free(srv);
+	curl_global_cleanup();
+	pgh_stop();
+	return failed != 0;
+}
