@@ -8,7 +8,6 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 
 #include "error.h"
@@ -51,10 +50,12 @@ struct fpg_conn {
 	struct fpg_evsrc *raw;	/* out of pipeline mode: gets the events */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
-	char mark[24];		/* what the last reset set (see push_op) */
 	bool dirty;		/* ran client SQL outside an op (COPY) */
 	bool tainted;		/* session no longer trusted: no new work,
 				   replaced once its ops are over */
+	bool superuser;		/* logged in as one (can change session
+				   authorization) */
+	unsigned barriers;	/* FPG_OP_BARRIER ops queued */
 };
 
 struct fpg_pool {
@@ -73,8 +74,6 @@ struct fpg_pool {
 	char last_error[256];
 	uint64_t next_connect_ms; /* back-off: no connect before this */
 	unsigned backoff_ms;
-	unsigned char rnd[256];	  /* getrandom() bytes for reset marks */
-	size_t rnd_used;
 };
 
 #define CONNECT_TIMEOUT_MS 10000
@@ -196,7 +195,7 @@ static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 static bool shareable(const struct fpg_conn *c)
 {
 	return c->state == FPG_CONN_READY && !c->held && !c->cancel_pending &&
-	       !c->tainted;
+	       !c->tainted && !c->barriers;
 }
 
 /* The shared connection with the fewest ops queued, if it has room. */
@@ -280,6 +279,7 @@ static void fail_ops(struct fpg_conn *c, const char *why)
 		if (!c->head)
 			c->tail = NULL;
 		c->inflight--;
+		c->barriers -= op->barrier;
 		op->on_done(op, why);
 		free(op);
 	}
@@ -308,6 +308,7 @@ static void conn_close(struct fpg_conn *c)
 	c->corked = c->no_cork = c->want_write = false;
 	c->held = c->paused = c->cancel_pending = false;
 	c->dirty = c->tainted = false;
+	c->barriers = 0;
 	c->raw = NULL;
 	if (c->pg)
 		PQfinish(c->pg);
@@ -446,76 +447,49 @@ void fpg_pool_uncork(struct fpg_pool *pool)
 /* ---- resetting the session ---- */
 
 /*
- * The reset segment (see fpg_conn_push_op). Every name is qualified:
- * the client SQL before it may have changed search_path. The statements
- * are unnamed (parsed each time), because client SQL can DEALLOCATE and
- * PREPARE a named statement under any name, which would let it replace
- * the reset itself.
- *
- * RESET_CHECK fails (a cast of the mark to int4) when the mark of the
- * previous reset is still set: that reset ran inside a transaction that
- * is still open. Its other columns release session advisory locks and
- * report LISTEN registrations (harmless to the next op, which never
- * reads notifications, but they pile up in libpq: the connection is
- * replaced).
+ * The reset segment (see fpg_conn_push_op): utility statements, which
+ * client SQL cannot replace, then one prepared statement that releases
+ * session advisory locks and reports LISTEN registrations (harmless to
+ * the next op, which never reads notifications, but they would pile up
+ * in libpq: such a session is replaced). It is last, so that the
+ * utilities run even if client SQL deallocated it (the reset then fails
+ * and the connection is replaced). RESET ALL goes back to the startup
+ * options, which carry the pool's settings.
  */
-static const char reset_check_sql[] =
-	"SELECT CASE WHEN pg_catalog.current_setting('fasterpg.reset', true)"
-	" OPERATOR(pg_catalog.=) $1 THEN CAST(pg_catalog.current_setting("
-	"'fasterpg.reset', true) AS pg_catalog.int4) END,"
-	" pg_catalog.pg_advisory_unlock_all(),"
-	" EXISTS (SELECT FROM pg_catalog.pg_listening_channels())";
-static const char *const reset_utility_sql[] = {
-	"RESET ALL", /* to the startup options: the pool's settings */
+static const char *const reset_sql[] = {
+	"RESET ALL",
 	"DISCARD SEQUENCES",
 	"DISCARD TEMP",
 	"CLOSE ALL",
+	"RESET ROLE",
+	"RESET SESSION AUTHORIZATION", /* only a superuser login can change it */
 };
-static const char reset_final_sql[] =
-	"SELECT pg_catalog.set_config('session_authorization', $1, false),"
-	" pg_catalog.set_config('role', 'none', false),"
-	" pg_catalog.set_config('fasterpg.reset', $2, true)";
-#define RESET_QUERIES 6
+#define RESET_STMT "fpg_reset"
+static const char reset_stmt_sql[] =
+	"SELECT pg_catalog.pg_advisory_unlock_all(),"
+	" EXISTS (SELECT FROM pg_catalog.pg_listening_channels())";
 
-/* A new random mark: the client SQL must not be able to guess it. */
-static void new_mark(struct fpg_pool *pool, char *mark, size_t size)
+static size_t reset_utilities(const struct fpg_conn *c)
 {
-	uint64_t v;
-	if (pool->rnd_used == 0 || pool->rnd_used + sizeof(v) > sizeof(pool->rnd)) {
-		size_t got = 0;
-		while (got < sizeof(pool->rnd)) {
-			ssize_t n = getrandom(pool->rnd + got,
-					      sizeof(pool->rnd) - got, 0);
-			if (n > 0)
-				got += (size_t)n;
-		}
-		pool->rnd_used = 0;
-	}
-	memcpy(&v, pool->rnd + pool->rnd_used, sizeof(v));
-	pool->rnd_used += sizeof(v);
-	snprintf(mark, size, "fpg-%016llx", (unsigned long long)v);
+	size_t n = sizeof(reset_sql) / sizeof(*reset_sql);
+	return c->superuser ? n : n - 1;
 }
 
 /* Sends the reset statements (no Sync). */
 static bool send_reset(struct fpg_conn *c)
 {
 	PGconn *pg = c->pg;
-	char mark[sizeof(c->mark)];
-	new_mark(c->pool, mark, sizeof(mark));
-	const char *check[1] = {c->mark};
-	if (!PQsendQueryParams(pg, reset_check_sql, 1, NULL, check, NULL, NULL,
-			       0))
-		return false;
-	for (size_t i = 0; i < sizeof(reset_utility_sql) / sizeof(*reset_utility_sql); i++)
-		if (!PQsendQueryParams(pg, reset_utility_sql[i], 0, NULL, NULL,
-				       NULL, NULL, 0))
+	for (size_t i = 0; i < reset_utilities(c); i++)
+		if (!PQsendQueryParams(pg, reset_sql[i], 0, NULL, NULL, NULL,
+				       NULL, 0))
 			return false;
-	const char *final[2] = {PQuser(pg), mark};
-	if (!PQsendQueryParams(pg, reset_final_sql, 2, NULL, final, NULL, NULL,
-			       0))
-		return false;
-	memcpy(c->mark, mark, sizeof(mark));
-	return true;
+	return PQsendQueryPrepared(pg, RESET_STMT, 0, NULL, NULL, NULL, 0);
+}
+
+/* Prepares the reset's statement (after connecting, or DISCARD ALL). */
+static bool send_reset_prepare(struct fpg_conn *c)
+{
+	return PQsendPrepare(c->pg, RESET_STMT, reset_stmt_sql, 0, NULL);
 }
 
 /*
@@ -539,8 +513,8 @@ static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 {
 	switch (PQresultStatus(res)) {
 	case PGRES_TUPLES_OK:
-		if (op->reset_query == 0 && PQntuples(res) == 1 &&
-		    PQnfields(res) == 3 && strcmp(PQgetvalue(res, 0, 2), "t") == 0)
+		if (PQntuples(res) == 1 && PQnfields(res) == 2 &&
+		    strcmp(PQgetvalue(res, 0, 1), "t") == 0)
 			fpg_conn_taint(c, "the session listens for notifications");
 		/* fall through */
 	case PGRES_COMMAND_OK:
@@ -551,10 +525,7 @@ static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 			fpg_error_tidy(why, sizeof(why),
 				       PQresultErrorMessage(res));
 			op->reset_failed = true;
-			op->reset_spanned = op->reset_query == 0;
-			fpg_conn_taint(c, op->reset_spanned
-					 ? "a transaction was left open"
-					 : why);
+			fpg_conn_taint(c, why);
 		}
 		break;
 	}
@@ -595,6 +566,8 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	op->ctx = ctx;
 	op->single_row_query = single_row_query;
 	op->resets = (flags & FPG_OP_RESET) != 0;
+	op->barrier = (flags & FPG_OP_BARRIER) != 0;
+	c->barriers += op->barrier;
 	if (c->tail)
 		c->tail->next = op;
 	else
@@ -674,7 +647,7 @@ static void drain(struct fpg_conn *c)
 			continue;
 		}
 		if (op->resets && !op->reset_failed &&
-		    op->reset_query != RESET_QUERIES) {
+		    op->reset_query != (int)reset_utilities(c) + 1) {
 			op->reset_failed = true;
 			fpg_conn_taint(c, "the session reset was cut short");
 		}
@@ -682,6 +655,7 @@ static void drain(struct fpg_conn *c)
 		if (!c->head)
 			c->tail = NULL;
 		c->inflight--;
+		c->barriers -= op->barrier;
 		op->on_done(op, NULL);
 		if (op->release)
 			c->held = false;
@@ -779,8 +753,15 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 	/* It dropped every prepared statement: forget ours. */
 	fpg_stmt_cache_free(c->stmts);
 	c->stmts = fpg_stmt_cache_new(c->pool, c);
-	if (!c->stmts)
+	if (!c->stmts) {
 		fpg_conn_fail(c, "out of memory");
+		return;
+	}
+	if (!send_reset_prepare(c)) {
+		fpg_conn_fail(c, PQerrorMessage(c->pg));
+		return;
+	}
+	fpg_conn_push_op(c, discard_result, ignore_done, c, -1, 0);
 }
 
 bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
@@ -825,9 +806,10 @@ static void start_setup(struct fpg_conn *c)
 {
 	PGconn *pg = c->pg;
 	c->stmts = fpg_stmt_cache_new(c->pool, c);
-	new_mark(c->pool, c->mark, sizeof(c->mark));
+	const char *su = PQparameterStatus(pg, "is_superuser");
+	c->superuser = su && strcmp(su, "on") == 0;
 	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
-	    !send_reset(c)) {
+	    !send_reset_prepare(c) || !send_reset(c)) {
 		connect_failed(c, c->stmts ? PQerrorMessage(pg)
 					   : "out of memory");
 		return;

@@ -50,11 +50,8 @@ struct fpg_pgop {
 	bool in_reset;		 /* the op's own Sync arrived */
 	int reset_query;	 /* statements of the reset seen so far */
 	bool opened_tx;		 /* the client SQL opened a transaction */
-	/* Set when on_done runs: the reset failed. reset_spanned: its
-	 * first check found a transaction left open before the op, so the
-	 * op's statement ran inside it and was never committed. */
-	bool reset_failed;
-	bool reset_spanned;
+	bool reset_failed;	 /* set when on_done runs */
+	bool barrier;		 /* FPG_OP_BARRIER */
 };
 
 /* Flags of fpg_conn_push_op. */
@@ -62,6 +59,9 @@ enum {
 	/* The op ran client SQL: reset the session right after its Sync
 	 * (see fpg_conn_push_op). */
 	FPG_OP_RESET = 1u << 0,
+	/* No other work joins the connection's queue until this op ended:
+	 * for a statement whose kind is not known yet (see query.c). */
+	FPG_OP_BARRIER = 1u << 1,
 };
 
 /*
@@ -104,18 +104,17 @@ void fpg_pool_cancel_wait(struct fpg_pool *pool, struct fpg_pool_waiter *wt);
  *
  * With FPG_OP_RESET (client SQL on a shared session), a reset segment
  * follows the op's Sync, whatever the statements did or whether they
- * failed: it releases session advisory locks, closes cursors, drops
- * temporary objects, forgets sequence values, restores every setting
- * to the pool's (RESET ALL; the pool's settings are startup options),
- * and the role and session user to the login role. Its first statement
- * checks a random mark that the previous reset set transaction-locally:
- * if the mark is still there, a transaction opened by an earlier op
- * spans this one, so this op's statements ran inside it, and the check
- * fails, which aborts that transaction (nothing after it can commit
- * it). The op's on_result sees only its own results; on_done sees
- * op->reset_failed / op->reset_spanned / op->opened_tx. A connection
- * whose reset failed, or whose client SQL opened a transaction, takes
- * no new work and is replaced once its ops are over.
+ * failed: it restores every setting to the pool's (RESET ALL; the
+ * pool's settings are startup options), forgets sequence values, drops
+ * temporary objects, closes cursors, puts the role and session user back
+ * to the login role and releases session advisory locks. The op's
+ * on_result sees only its own results; on_done sees op->reset_failed
+ * and op->opened_tx (the command tag says the statement opened a
+ * transaction, so everything after it on the connection would run
+ * inside it: such statements are run behind FPG_OP_BARRIER until their
+ * kind is known). A connection whose reset failed, whose client SQL
+ * opened a transaction or changed prepared statements, takes no new
+ * work and is replaced once its ops are over.
  */
 struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *conn,
 				  fpg_pgop_result_fn on_result,

@@ -20,6 +20,18 @@ enum fpg_stmt_state {
 	FPG_STMT_READY,
 };
 
+/*
+ * What a statement does to its connection, known from the command tag
+ * of its first successful execution (a prepared statement's kind never
+ * changes). Until then it runs behind a barrier, so that nothing else
+ * can be queued inside a transaction it might open.
+ */
+enum fpg_stmt_kind {
+	FPG_STMT_UNTRIED,
+	FPG_STMT_PLAIN,
+	FPG_STMT_OPENS_TX,
+};
+
 struct fpg_stmt {
 	struct fpg_stmt *hnext;	      /* hash chain */
 	struct fpg_stmt *lru_prev, *lru_next; /* most recent first */
@@ -28,6 +40,7 @@ struct fpg_stmt {
 	uint64_t hash;
 	char name[24];
 	enum fpg_stmt_state state;
+	enum fpg_stmt_kind kind;
 	int nparams;
 	int ncols;
 	struct fpg_column *cols;      /* names in one block after the array */
@@ -227,6 +240,10 @@ static void finish_broken(struct fpg_query *q, const char *why)
 
 /* ---- executing ---- */
 
+static const char opened_tx_msg[] =
+	"the statement opens a transaction; statements of /query each "
+	"commit on their own (use /tx for transactions)";
+
 static void exec_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_query *q = op->ctx;
@@ -327,21 +344,12 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	return true;
 }
 
-/*
- * The statement ran inside a transaction that an earlier statement left
- * open on the connection, and that transaction was rolled back (see
- * fpg_conn_push_op): nothing of it was committed, so it runs once more
- * on another connection, unless rows already went to the client.
- */
-static bool rerun_elsewhere(struct fpg_query *q)
+static void learn_kind(struct fpg_query *q, bool opened_tx)
 {
-	if (q->retried || q->delivered || q->conn_fixed)
-		return false;
-	q->retried = true;
-	q->op = NULL;
-	q->conn = NULL;
-	fpg_pool_acquire(q->pool, &q->waiter);
-	return true;
+	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
+	struct fpg_stmt *st = c ? cache_find(c, q->sql, q->sql_hash) : NULL;
+	if (st && st->state == FPG_STMT_READY)
+		st->kind = opened_tx ? FPG_STMT_OPENS_TX : FPG_STMT_PLAIN;
 }
 
 static void exec_done(struct fpg_pgop *op, const char *broken)
@@ -353,16 +361,8 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	bool empty = q->empty, garbled = q->garbled;
 	q->final = q->error = NULL;
 	q->empty = q->garbled = false;
-	if (!broken && op->reset_spanned) {
-		PQclear(final);
-		PQclear(error);
-		if (!rerun_elsewhere(q))
-			finish_err(q, FPG_ERR_UNAVAILABLE, 503,
-				   "the statement ran inside a transaction that "
-				   "another statement left open on its "
-				   "connection, and was rolled back; retry it");
-		return;
-	}
+	if (!broken && (final || empty))
+		learn_kind(q, op->opened_tx);
 	if (!broken && error && !op->opened_tx) {
 		/* A replanned run keeps the held connection. */
 		bool release = op->release;
@@ -379,10 +379,7 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	if (broken)
 		finish_broken(q, broken);
 	else if (op->opened_tx)
-		finish_err(q, FPG_ERR_REQUEST, 400,
-			   "the statement opened a transaction; statements "
-			   "of /query each commit on their own (use /tx for "
-			   "transactions)");
+		finish_err(q, FPG_ERR_REQUEST, 400, opened_tx_msg);
 	else if (error)
 		finish_pg_err(q, error);
 	else if (garbled || (!final && !empty))
@@ -413,6 +410,10 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		finish_err(q, FPG_ERR_REQUEST, 400, msg);
 		return;
 	}
+	if (st->kind == FPG_STMT_OPENS_TX && !q->conn_fixed) {
+		finish_err(q, FPG_ERR_REQUEST, 400, opened_tx_msg);
+		return;
+	}
 	PGconn *pg = fpg_conn_pg(conn);
 	q->stmt_query = 0;
 	if (q->timeout_ms) {
@@ -431,9 +432,12 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	q->ops->columns(q, st->ncols, st->cols);
 	/* A transaction's session is the client's own; any other is reset
 	 * after every statement. */
+	unsigned flags = 0;
+	if (!q->conn_fixed)
+		flags = FPG_OP_RESET |
+			(st->kind == FPG_STMT_UNTRIED ? FPG_OP_BARRIER : 0);
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
-				 q->stmt_query,
-				 q->conn_fixed ? 0 : FPG_OP_RESET);
+				 q->stmt_query, flags);
 	if (q->op && q->holds) {
 		/* The hold ends with the statement and its reset, even if q
 		 * goes away. */
