@@ -59,6 +59,10 @@ struct fpg_options {
 	unsigned pipeline_depth; /* requests in flight per connection */
 	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
 	unsigned statement_timeout_ms; /* server maximum for a statement */
+	unsigned sql_precheck;	 /* 1: refuse BEGIN, SET, COPY, ... in
+				    /query with a friendly error before they
+				    reach PostgreSQL; 0: PostgreSQL sees
+				    them (the guarantees hold either way) */
 	size_t max_body_bytes;	 /* request body limit (413 beyond) */
 	size_t max_result_bytes; /* encoded bytes of one result; 0 = no limit */
 	uint64_t max_result_rows; /* rows of one result; 0 = no limit */

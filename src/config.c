@@ -49,6 +49,10 @@ static const struct opt_def opt_table[] = {
 	{"statement-timeout-ms", "FASTERPG_STATEMENT_TIMEOUT_MS", NULL,
 	 OPT_UINT, OFF(statement_timeout_ms), "30000", 0, 86400000,
 	 "maximum statement run time (0 = none); caps timeout_ms"},
+	{"sql-precheck", "FASTERPG_SQL_PRECHECK", NULL, OPT_UINT,
+	 OFF(sql_precheck), "1", 0, 1,
+	 "1: refuse transaction control, SET, COPY, ... in /query with a "
+	 "friendly error; 0: leave it to PostgreSQL"},
 	{"max-body-bytes", "FASTERPG_MAX_BODY_BYTES", NULL, OPT_SIZE,
 	 OFF(max_body_bytes), "1048576", 64, 1ULL << 32,
 	 "request body limit (413 beyond)"},

@@ -50,7 +50,9 @@ int fpg_error_status_for_sqlstate(const char *s)
 	/* admin/crash shutdown, cannot connect now: the server is going away */
 	if (strncmp(s, "57P0", 4) == 0)
 		return 503;
-	if (strncmp(s, "22", 2) == 0 || strncmp(s, "42", 2) == 0)
+	/* data exceptions, invalid statement names, syntax and access */
+	if (strncmp(s, "22", 2) == 0 || strncmp(s, "26", 2) == 0 ||
+	    strncmp(s, "42", 2) == 0)
 		return 400;
 	/* integrity violations; invalid transaction state (25P02: an
 	 * earlier error aborted the transaction) */

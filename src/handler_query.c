@@ -597,6 +597,20 @@ static bool stream_asked(struct fpg_request *req)
 }
 
 /*
+ * The friendly textual check (--sql-precheck): an early, clear error for
+ * what /query does not run. Correctness does not depend on it: the pool
+ * and the transaction sessions check what PostgreSQL says it did.
+ */
+static bool precheck(struct fpg_request *req, const char *sql, bool in_tx,
+		     struct fpg_error *err)
+{
+	if (!req->w->opts->sql_precheck)
+		return true;
+	return in_tx ? fpg_statement_check_in_tx(sql, err)
+		     : fpg_statement_check_autocommit(sql, err);
+}
+
+/*
  * Parses req's body and starts its statement: on a pooled connection, or
  * on tx_conn (a transaction's) when given.
  */
@@ -628,8 +642,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 	struct fpg_error err;
 	if (!fpg_statement_parse(&qr->st, req->body.data ? req->body.data : "",
 				 req->body.len, &err) ||
-	    !(tx_conn ? fpg_statement_check_in_tx(qr->st.sql, &err)
-		      : fpg_statement_check_autocommit(qr->st.sql, &err)))
+	    !precheck(req, qr->st.sql, tx_conn != NULL, &err))
 		return fpg_request_error(req, &err, NULL);
 	if (qr->st.expect != FPG_EXPECT_ALL && qr->format != FMT_JSON)
 		return fpg_request_fail(req, 400, "bad_request",
@@ -725,7 +738,7 @@ void fpg_query_run_batch_item(struct fpg_request *req, struct fpg_conn *conn,
 	qr->q.ctx = qr;
 	qr->q.conn_fixed = conn;
 	qr->q.exclusive = true;
-	if (!fpg_statement_check_in_tx(st->sql, &err)) {
+	if (!precheck(req, st->sql, true, &err)) {
 		finish_item(qr, NULL, &err);
 		return;
 	}

@@ -793,6 +793,16 @@ void fpg_conn_raw_end(struct fpg_conn *c)
 	update_events(c);
 }
 
+bool fpg_conn_shareable(const struct fpg_conn *c)
+{
+	return shareable(c);
+}
+
+bool fpg_conn_out_of_tx(const struct fpg_conn *c)
+{
+	return PQtransactionStatus(c->pg) == PQTRANS_IDLE;
+}
+
 bool fpg_conn_idle(const struct fpg_conn *c)
 {
 	return c->inflight == 0 && !c->cancel_pending;

@@ -148,6 +148,15 @@ void fpg_conn_raw_end(struct fpg_conn *conn);
  */
 void fpg_conn_taint(struct fpg_conn *conn, const char *why);
 
+/*
+ * The session is known to be outside a transaction block (false while
+ * libpq has more queued, when it cannot tell).
+ */
+bool fpg_conn_out_of_tx(const struct fpg_conn *conn);
+
+/* New work from anyone may join conn's queue (see FPG_OP_BARRIER). */
+bool fpg_conn_shareable(const struct fpg_conn *conn);
+
 /* No op queued and no cancel pending. */
 bool fpg_conn_idle(const struct fpg_conn *conn);
 

@@ -223,6 +223,17 @@ static void finish_empty(struct fpg_query *q)
 	finish(q, NULL, &err);
 }
 
+static void finish_tx_ended(struct fpg_query *q, const char *what)
+{
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_REQUEST, 409,
+		      "the statement ended the session's transaction: the "
+		      "statements before it were %s, and the session is over",
+		      what);
+	err.reason = "transaction_ended";
+	finish(q, NULL, &err);
+}
+
 static void finish_pg_err(struct fpg_query *q, PGresult *res)
 {
 	struct fpg_error err;
@@ -352,6 +363,26 @@ static void learn_kind(struct fpg_query *q, bool opened_tx)
 		st->kind = opened_tx ? FPG_STMT_OPENS_TX : FPG_STMT_PLAIN;
 }
 
+/*
+ * In a transaction session, what a statement that ended the session's
+ * transaction did to the statements before it, or NULL. The tag alone
+ * does not tell (ROLLBACK TO SAVEPOINT is "ROLLBACK" too): the session
+ * must also be out of its transaction.
+ */
+static const char *ended_tx(struct fpg_query *q, PGresult *final)
+{
+	const char *tag = PQcmdStatus(final);
+	if (!fpg_conn_out_of_tx(q->conn))
+		return NULL;
+	if (strcmp(tag, "COMMIT") == 0)
+		return "committed";
+	if (strcmp(tag, "ROLLBACK") == 0)
+		return "rolled back";
+	if (strcmp(tag, "PREPARE TRANSACTION") == 0)
+		return "prepared for two-phase commit";
+	return NULL;
+}
+
 static void exec_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_query *q = op->ctx;
@@ -387,6 +418,8 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 			   "PostgreSQL sent an unexpected reply");
 	else if (empty)
 		finish_empty(q);
+	else if (q->conn_fixed && ended_tx(q, final))
+		finish_tx_ended(q, ended_tx(q, final));
 	else
 		finish(q, final, NULL);
 	PQclear(final);
@@ -412,6 +445,14 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	}
 	if (st->kind == FPG_STMT_OPENS_TX && !q->conn_fixed) {
 		finish_err(q, FPG_ERR_REQUEST, 400, opened_tx_msg);
+		return;
+	}
+	if (!q->conn_fixed && !q->holds && !fpg_conn_shareable(conn)) {
+		/* The statement became ready behind another that may open a
+		 * transaction (or on a session about to be replaced): what
+		 * joins the queue now could run inside it. Go elsewhere. */
+		q->conn = NULL;
+		fpg_pool_acquire(q->pool, &q->waiter);
 		return;
 	}
 	PGconn *pg = fpg_conn_pg(conn);

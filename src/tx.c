@@ -79,6 +79,7 @@ static const char *const end_names[] = {
 	[FPG_TX_CONN_LOST] = "connection to PostgreSQL lost (rolled back)",
 	[FPG_TX_BEGIN_FAILED] = "BEGIN failed",
 	[FPG_TX_SHUTDOWN] = "server shutdown (rolled back)",
+	[FPG_TX_ENDED_BY_STATEMENT] = "a statement ended the transaction",
 };
 
 const char *fpg_tx_end_to_str(enum fpg_tx_end end)
@@ -318,6 +319,13 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 		}
 		if (w->now_ms >= tx->life_deadline_ms) {
 			finish_as(tx, false, FPG_TX_LIFETIME, NULL, NULL);
+			return;
+		}
+		/* Client SQL ended the transaction (COMMIT past the text
+		 * check): what follows would not be inside it. */
+		if (fpg_conn_out_of_tx(c)) {
+			finish_as(tx, false, FPG_TX_ENDED_BY_STATEMENT, NULL,
+				  NULL);
 			return;
 		}
 		park(tx, w);

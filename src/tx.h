@@ -56,6 +56,7 @@ enum fpg_tx_end {
 	FPG_TX_CONN_LOST,
 	FPG_TX_BEGIN_FAILED,
 	FPG_TX_SHUTDOWN,
+	FPG_TX_ENDED_BY_STATEMENT,
 };
 
 const char *fpg_tx_end_to_str(enum fpg_tx_end end);

@@ -4,16 +4,22 @@
  * functions), and an acknowledged write is committed while an
  * unacknowledged one is not.
  *
- * The server under test has one worker with one PostgreSQL connection,
- * so every request shares the session of the one before it; a second
- * server with two connections takes the concurrent attack mix.
+ * The servers under test have one worker with one PostgreSQL connection,
+ * so every request shares the session of the one before it; one more
+ * with two connections takes the concurrent attack mix. The friendly
+ * textual check is off on all but the first: the guarantees must not
+ * depend on it, so the attacks are sent as plainly as possible.
  */
 #include <pthread.h>
 
 #include "it_common.h"
 
 static unsigned port;	   /* 1 worker, 1 connection */
-static unsigned pool_port; /* 1 worker, 2 connections */
+static unsigned raw_port;  /* the same, without the SQL pre-check */
+static unsigned pool_port; /* 2 connections, without the pre-check */
+
+/* The server the next helpers talk to. */
+static unsigned cur;
 
 /* POST /query {"sql": sql} (JSON-escaped) on a fresh connection to p. */
 static struct http_resp *sql_on(unsigned p, const char *sql,
@@ -36,7 +42,7 @@ static struct http_resp *sql_on(unsigned p, const char *sql,
 
 static struct http_resp *sql(const char *s)
 {
-	return sql_on(port, s, NULL);
+	return sql_on(cur, s, NULL);
 }
 
 /* Runs s and requires a 200. */
@@ -52,7 +58,7 @@ static char *scalar(const char *s)
 {
 	json_t *b = json_pack("{s:s,s:s}", "sql", s, "expect", "scalar");
 	char *body = json_dumps(b, JSON_COMPACT);
-	struct http_resp *r = http_post_json(port, "/query", body);
+	struct http_resp *r = http_post_json(cur, "/query", body);
 	it_assert_resp(r, r->status == 200 && json_is_object(r->json));
 	json_t *v = json_object_get(r->json, "value");
 	char *out = json_is_string(v) ? strdup(json_string_value(v))
@@ -81,6 +87,7 @@ static void assert_healthy(void)
 
 START_TEST(empty_statements)
 {
+	cur = port;
 	static const char *const empties[] = {
 		";", ";;", "-- x", "/* c */", "--\r", "; -- x\r\n;", "/* a /* b */ */"};
 	static const char *const accepts[] = {
@@ -144,8 +151,9 @@ static long count_rows(const char *table)
 
 START_TEST(sneaked_begin_loses_no_write)
 {
-	static const char *const begins[] = {";BEGIN", "-- x\rBEGIN",
-					     ";START TRANSACTION", "/**/BEGIN"};
+	static const char *const begins[] = {"BEGIN", ";BEGIN", "-- x\rBEGIN",
+					     "START TRANSACTION READ ONLY"};
+	cur = raw_port;
 	char sfx[32], table[64];
 	it_suffix(sfx, sizeof(sfx));
 	snprintf(table, sizeof(table), "iso_w_%s", sfx);
@@ -168,6 +176,11 @@ START_TEST(sneaked_begin_loses_no_write)
 	}
 	ck_assert_int_eq(count_rows(table), 80);
 	assert_healthy();
+	/* The friendly check says so before PostgreSQL sees it. */
+	cur = port;
+	struct http_resp *r = sql(";BEGIN");
+	it_assert_error(r, 400, "bad_request");
+	http_resp_free(r);
 }
 END_TEST
 
@@ -187,13 +200,16 @@ static void *mix_client(void *arg)
 {
 	struct mix *m = arg;
 	static const char *const attacks[] = {
-		";BEGIN", ";COMMIT", "-- x\rBEGIN", ";ROLLBACK", "SELECT 1/0",
-		"DO $$BEGIN PERFORM pg_advisory_lock(7); END$$"};
+		"BEGIN", "COMMIT", "-- x\rBEGIN", "ROLLBACK", "SELECT 1/0",
+		"DO $$BEGIN PERFORM pg_advisory_lock(7); END$$",
+		"SET default_transaction_read_only = on",
+		"SET statement_timeout = 1", "LISTEN iso_mix",
+		"START TRANSACTION ISOLATION LEVEL SERIALIZABLE"};
 	unsigned seed = (unsigned)m->base;
 	for (int k = 0; k < m->n; k++) {
 		struct http_resp *r;
 		if (rand_r(&seed) % 3 == 0) {
-			r = sql_on(m->p, attacks[rand_r(&seed) % 6], NULL);
+			r = sql_on(m->p, attacks[rand_r(&seed) % 10], NULL);
 			http_resp_free(r);
 		}
 		char *ins = it_fmt("INSERT INTO %s VALUES (%d)", m->table,
@@ -255,15 +271,65 @@ START_TEST(concurrent_attacks_keep_acknowledged_writes)
 }
 END_TEST
 
+/* A statement that ends a transaction session's transaction ends the
+ * session, and the answer says what became of what ran before it. */
+START_TEST(commit_inside_a_session)
+{
+	char sfx[32], table[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(table, sizeof(table), "iso_t_%s", sfx);
+	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
+	pgh_exec(ddl);
+	free(ddl);
+	struct http_resp *r = http_post_json(raw_port, "/tx", "{}");
+	it_assert_resp(r, r->status == 201);
+	char *tok = strdup(json_string_value(json_object_get(r->json, "tx")));
+	http_resp_free(r);
+	char *path = it_fmt("/tx/%s/query", tok);
+	char *ins = it_fmt("{\"sql\":\"INSERT INTO %s VALUES (1)\"}", table);
+	r = http_post_json(raw_port, path, ins);
+	it_assert_resp(r, r->status == 200);
+	http_resp_free(r);
+	r = http_post_json(raw_port, path, "{\"sql\":\"COMMIT\"}");
+	it_assert_error(r, 409, "transaction_ended");
+	it_assert_resp(r, strstr(r->body, "committed") != NULL);
+	http_resp_free(r);
+	/* Nothing more runs outside the transaction it was meant for. */
+	r = http_post_json(raw_port, path, ins);
+	ck_assert_msg(r->status == 410, "after the end: %ld %s", r->status,
+		      r->body);
+	http_resp_free(r);
+	ck_assert_int_eq(count_rows(table), 1);
+	/* A batch: the answer says the first statement was committed. */
+	char *batch = it_fmt("{\"statements\":[{\"sql\":\"INSERT INTO %s "
+			     "VALUES (2)\"},{\"sql\":\"COMMIT\"},{\"sql\":"
+			     "\"INSERT INTO %s VALUES (3)\"}]}",
+			     table, table);
+	r = http_post_json(raw_port, "/tx", batch);
+	ck_assert_msg(r->status == 409 && strstr(r->body, "transaction_ended") &&
+			      strstr(r->body, "committed"),
+		      "batch with COMMIT: %ld %s", r->status, r->body);
+	http_resp_free(r);
+	ck_assert_int_eq(count_rows(table), 2);
+	free(batch);
+	free(ins);
+	free(path);
+	free(tok);
+}
+END_TEST
+
 /* ---- session state set by functions and DO blocks ---- */
 
 START_TEST(settings_do_not_leak)
 {
+	cur = raw_port;
 	/* search_path: a lower() of our own would answer "PWNED". */
 	pgh_exec("CREATE SCHEMA IF NOT EXISTS iso_evil;"
 		 "CREATE OR REPLACE FUNCTION iso_evil.lower(text) RETURNS text"
 		 " LANGUAGE sql AS $$SELECT 'PWNED'::text$$");
 	ok("SELECT set_config('search_path', 'iso_evil, pg_catalog', false)");
+	assert_scalar("SELECT lower('ABC')", "abc");
+	ok("SET search_path = iso_evil, pg_catalog");
 	assert_scalar("SELECT lower('ABC')", "abc");
 	ok("DO $$BEGIN PERFORM set_config('search_path', 'iso_evil, "
 	   "pg_catalog', false); END$$");
@@ -301,15 +367,15 @@ START_TEST(settings_do_not_leak)
 	assert_scalar("SELECT lower('ABC')", "abc");
 
 	/* Streaming (a held connection) is reset the same way. */
-	r = sql_on(port, "SELECT set_config('search_path', 'iso_evil, "
-			 "pg_catalog', false)",
+	r = sql_on(cur, "SELECT set_config('search_path', 'iso_evil, "
+			"pg_catalog', false)",
 		   NULL);
 	http_resp_free(r);
 	json_t *b = json_pack("{s:s}", "sql", "SELECT lower('ABC') AS v");
 	char *body = json_dumps(b, JSON_COMPACT);
 	const char *h[] = {"Accept: application/x-ndjson", NULL};
 	CURL *c = curl_easy_init();
-	r = it_request(c, port, "POST", "/query?stream=true", body,
+	r = it_request(c, cur, "POST", "/query?stream=true", body,
 		       strlen(body), h, 10, NULL);
 	it_assert_resp(r, r->status == 200 && strstr(r->body, "\"abc\""));
 	http_resp_free(r);
@@ -321,6 +387,7 @@ END_TEST
 
 START_TEST(role_does_not_leak)
 {
+	cur = raw_port;
 	pgh_exec("DO $$BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE "
 		 "rolname = 'iso_other') THEN CREATE ROLE iso_other; END IF; "
 		 "END$$");
@@ -332,6 +399,14 @@ START_TEST(role_does_not_leak)
 	ok("DO $$BEGIN PERFORM set_config('role', 'iso_other', false); "
 	   "END$$");
 	now = scalar("SELECT current_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	ok("SET ROLE iso_other");
+	now = scalar("SELECT current_user");
+	ck_assert_str_eq(now, me);
+	free(now);
+	ok("SET SESSION AUTHORIZATION iso_other");
+	now = scalar("SELECT session_user");
 	ck_assert_str_eq(now, me);
 	free(now);
 	ok("SELECT set_config('session_authorization', 'iso_other', false)");
@@ -347,6 +422,7 @@ END_TEST
 
 START_TEST(session_objects_do_not_leak)
 {
+	cur = raw_port;
 	/* Temporary tables. */
 	ok("DO $$BEGIN CREATE TEMP TABLE iso_tmp AS SELECT 'secret' AS s; "
 	   "END$$");
@@ -377,10 +453,22 @@ START_TEST(session_objects_do_not_leak)
 	r = sql("SELECT lastval()");
 	it_assert_error(r, 500, "55000");
 	http_resp_free(r);
-	/* Statements prepared from SQL: refused, however dressed up. */
+	ok("LISTEN iso_chan2");
+	assert_scalar("SELECT count(*) FROM pg_listening_channels()", "0");
+	ok("CREATE TEMP TABLE iso_tmp2 AS SELECT 1 AS s");
+	r = sql("SELECT s FROM iso_tmp2");
+	it_assert_error(r, 400, "42P01");
+	http_resp_free(r);
+	/* Statements prepared from SQL do not survive their request. */
+	ok("PREPARE iso_p AS SELECT 1");
+	r = sql("EXECUTE iso_p");
+	it_assert_error(r, 400, "26000");
+	http_resp_free(r);
+	/* The friendly check refuses them, however dressed up. */
+	cur = port;
 	static const char *const prepares[] = {
-		";PREPARE iso_p AS SELECT 1", "-- x\rPREPARE iso_p AS SELECT 1",
-		"/* a /* b */ */ ; PREPARE iso_p AS SELECT 1"};
+		";PREPARE iso_q AS SELECT 1", "-- x\rPREPARE iso_q AS SELECT 1",
+		"/* a /* b */ */ ; PREPARE iso_q AS SELECT 1"};
 	for (size_t i = 0; i < 3; i++) {
 		r = sql(prepares[i]);
 		it_assert_error(r, 400, "bad_request");
@@ -392,20 +480,21 @@ END_TEST
 
 START_TEST(deallocate_all_recovers)
 {
+	cur = raw_port;
 	static const char *const deallocs[] = {
-		";DEALLOCATE ALL",
+		"DEALLOCATE ALL", ";DEALLOCATE ALL",
 		"DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; END$$"};
-	for (size_t i = 0; i < 2; i++) {
+	for (size_t i = 0; i < 3; i++) {
 		/* Cached statements, with and without a timeout. */
 		assert_scalar("SELECT 6 * 7", "42");
 		struct http_resp *r =
-			sql_on(port, "SELECT 'x' AS v", "\"timeout_ms\":5000");
+			sql_on(cur, "SELECT 'x' AS v", "\"timeout_ms\":5000");
 		it_assert_resp(r, r->status == 200);
 		http_resp_free(r);
 		http_resp_free(sql(deallocs[i]));
 		for (int k = 0; k < 3; k++) {
 			assert_scalar("SELECT 6 * 7", "42");
-			r = sql_on(port, "SELECT 'x' AS v", "\"timeout_ms\":5000");
+			r = sql_on(cur, "SELECT 'x' AS v", "\"timeout_ms\":5000");
 			it_assert_resp(r, r->status == 200 &&
 						  strstr(r->body, "\"x\""));
 			http_resp_free(r);
@@ -425,6 +514,7 @@ static Suite *isolation_suite(void)
 	    {"sneaked_begin_loses_no_write", sneaked_begin_loses_no_write},
 	    {"concurrent_attacks_keep_acknowledged_writes",
 	     concurrent_attacks_keep_acknowledged_writes},
+	    {"commit_inside_a_session", commit_inside_a_session},
 	    {"settings_do_not_leak", settings_do_not_leak},
 	    {"role_does_not_leak", role_does_not_leak},
 	    {"session_objects_do_not_leak", session_objects_do_not_leak},
@@ -452,8 +542,9 @@ int main(void)
 	o.pool_max = 1;
 	struct fpg_server *srv = it_server_start(&o, &port);
 
-	it_options(&o);
-	o.threads = 1;
+	o.sql_precheck = 0;
+	struct fpg_server *raw = it_server_start(&o, &raw_port);
+
 	o.pool_min = 2;
 	o.pool_max = 2;
 	struct fpg_server *pooled = it_server_start(&o, &pool_port);
@@ -466,6 +557,8 @@ int main(void)
 
 	fpg_server_stop(pooled, 1000);
 	fpg_server_free(pooled);
+	fpg_server_stop(raw, 1000);
+	fpg_server_free(raw);
 	fpg_server_stop(srv, 1000);
 	fpg_server_free(srv);
 	curl_global_cleanup();
