@@ -567,6 +567,7 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	op->single_row_query = single_row_query;
 	op->resets = (flags & FPG_OP_RESET) != 0;
 	op->barrier = (flags & FPG_OP_BARRIER) != 0;
+	op->first_part = (flags & FPG_OP_TWO_PARTS) != 0;
 	c->barriers += op->barrier;
 	if (c->tail)
 		c->tail->next = op;
@@ -642,6 +643,10 @@ static void drain(struct fpg_conn *c)
 			continue;
 		}
 		PQclear(res);
+		if (op->first_part) {
+			op->first_part = false;
+			continue;
+		}
 		if (op->resets && !op->in_reset) {
 			op->in_reset = true;
 			continue;

@@ -52,6 +52,7 @@ struct fpg_pgop {
 	bool opened_tx;		 /* the client SQL opened a transaction */
 	bool reset_failed;	 /* set when on_done runs */
 	bool barrier;		 /* FPG_OP_BARRIER */
+	bool first_part;	 /* FPG_OP_TWO_PARTS, before the first Sync */
 };
 
 /* Flags of fpg_conn_push_op. */
@@ -62,6 +63,9 @@ enum {
 	/* No other work joins the connection's queue until this op ended:
 	 * for a statement whose kind is not known yet (see query.c). */
 	FPG_OP_BARRIER = 1u << 1,
+	/* The caller ended a first part of the op's statements with a
+	 * PQpipelineSync of its own: the op ends at the second Sync. */
+	FPG_OP_TWO_PARTS = 1u << 2,
 };
 
 /*

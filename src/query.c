@@ -263,8 +263,17 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		return;
 	}
 	ExecStatusType status = PQresultStatus(res);
-	if (op->queries_done < q->stmt_query && status != PGRES_FATAL_ERROR) {
-		PQclear(res); /* the timeout's set_config() */
+	if (op->queries_done != q->stmt_query) {
+		/* The timeout's set_config(). In a transaction session its
+		 * failure is the statement's (the statement did not run); on a
+		 * shared one it had a part of its own and the statement ran
+		 * with the server's timeout. */
+		if (status == PGRES_FATAL_ERROR && q->conn_fixed && !q->error &&
+		    op->queries_done < q->stmt_query) {
+			q->error = res;
+			return;
+		}
+		PQclear(res);
 		return;
 	}
 	switch (status) {
@@ -426,9 +435,16 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	PQclear(error);
 }
 
-/* The per-statement timeout, local to the statement's transaction. */
+/*
+ * The per-statement timeout. On a shared session it is set for the
+ * session in a part of the op of its own, so that the statement is the
+ * first of its transaction (VACUUM and the like refuse to run after
+ * another statement of a pipeline), and the reset after it puts the
+ * server's back. In a transaction session it is local to the
+ * transaction and set back right after the statement.
+ */
 static const char timeout_sql[] =
-	"SELECT pg_catalog.set_config('statement_timeout', $1, true)";
+	"SELECT pg_catalog.set_config('statement_timeout', $1, $2::bool)";
 
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		    struct fpg_stmt *st)
@@ -457,26 +473,36 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	}
 	PGconn *pg = fpg_conn_pg(conn);
 	q->stmt_query = 0;
-	if (q->timeout_ms) {
-		/* Unnamed: client SQL could replace a named one. */
-		char ms[16];
-		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
-		const char *v[1] = {ms};
-		if (!PQsendQueryParams(pg, timeout_sql, 1, NULL, v, NULL, NULL,
-				       0))
-			goto fail;
-		q->stmt_query = 1;
-	}
-	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
-				 NULL, 0))
-		goto fail;
-	q->ops->columns(q, st->ncols, st->cols);
-	/* A transaction's session is the client's own; any other is reset
-	 * after every statement. */
 	unsigned flags = 0;
 	if (!q->conn_fixed)
 		flags = FPG_OP_RESET |
 			(st->kind == FPG_STMT_UNTRIED ? FPG_OP_BARRIER : 0);
+	char ms[16], dflt[16];
+	if (q->timeout_ms) {
+		/* Unnamed: client SQL could replace a named one. */
+		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
+		const char *v[2] = {ms, q->conn_fixed ? "true" : "false"};
+		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
+				       0) ||
+		    (!q->conn_fixed && !PQpipelineSync(pg)))
+			goto fail;
+		q->stmt_query = 1;
+		flags |= q->conn_fixed ? 0 : FPG_OP_TWO_PARTS;
+	}
+	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
+				 NULL, 0))
+		goto fail;
+	if (q->timeout_ms && q->conn_fixed) {
+		snprintf(dflt, sizeof(dflt), "%u",
+			 fpg_pool_worker(q->pool)->opts->statement_timeout_ms);
+		const char *v[2] = {dflt, "true"};
+		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
+				       0))
+			goto fail;
+	}
+	q->ops->columns(q, st->ncols, st->cols);
+	/* A transaction's session is the client's own; any other is reset
+	 * after every statement. */
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
 				 q->stmt_query, flags);
 	if (q->op && q->holds) {

@@ -503,6 +503,49 @@ START_TEST(deallocate_all_recovers)
 }
 END_TEST
 
+/* timeout_ms applies to its statement alone, and VACUUM takes it. */
+START_TEST(timeouts_stay_with_their_statement)
+{
+	cur = port;
+	char *dflt = scalar("SELECT current_setting('statement_timeout')");
+	for (int k = 0; k < 2; k++) {
+		/* k = 1: the statement is known by now (fast lane). */
+		struct http_resp *r = sql_on(cur, "VACUUM pg_class",
+					     "\"timeout_ms\":60000");
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+		r = sql_on(cur, "SELECT current_setting('statement_timeout') AS t",
+			   "\"timeout_ms\":1234");
+		it_assert_resp(r, r->status == 200 && strstr(r->body, "1234ms"));
+		http_resp_free(r);
+		char *now = scalar("SELECT current_setting('statement_timeout')");
+		ck_assert_str_eq(now, dflt);
+		free(now);
+		r = sql_on(cur, "SELECT pg_sleep(2)", "\"timeout_ms\":100");
+		it_assert_error(r, 504, "57014");
+		http_resp_free(r);
+	}
+	/* In a transaction session: only the statement that asked. */
+	struct http_resp *r = http_post_json(cur, "/tx", "{}");
+	it_assert_resp(r, r->status == 201);
+	char *path = it_fmt("/tx/%s/query",
+			    json_string_value(json_object_get(r->json, "tx")));
+	http_resp_free(r);
+	r = http_post_json(cur, path,
+			   "{\"sql\":\"SELECT current_setting('statement_timeout')"
+			   " AS t\",\"timeout_ms\":777}");
+	it_assert_resp(r, r->status == 200 && strstr(r->body, "777ms"));
+	http_resp_free(r);
+	r = http_post_json(cur, path,
+			   "{\"sql\":\"SELECT current_setting('statement_timeout')"
+			   " AS t\"}");
+	it_assert_resp(r, r->status == 200 && strstr(r->body, dflt));
+	http_resp_free(r);
+	free(path);
+	free(dflt);
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -519,6 +562,8 @@ static Suite *isolation_suite(void)
 	    {"role_does_not_leak", role_does_not_leak},
 	    {"session_objects_do_not_leak", session_objects_do_not_leak},
 	    {"deallocate_all_recovers", deallocate_all_recovers},
+	    {"timeouts_stay_with_their_statement",
+	     timeouts_stay_with_their_statement},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
