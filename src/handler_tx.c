@@ -98,10 +98,10 @@ static bool parse_options(struct fpg_request *req, struct fpg_tx_options *o,
 	if (req->body.len == 0)
 		return true;
 	json_error_t jerr;
-	json_t *root = json_loadb(req->body.data, req->body.len,
-				  JSON_REJECT_DUPLICATES |
-					  JSON_DECODE_INT_AS_REAL,
-				  &jerr);
+	json_t *root = fpg_json_load(req->body.data, req->body.len,
+				     JSON_REJECT_DUPLICATES |
+					     JSON_DECODE_INT_AS_REAL,
+				     &jerr, NULL);
 	bool ok = false;
 	if (!root || !json_is_object(root)) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,

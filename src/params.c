@@ -1,7 +1,10 @@
 #include "params.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <math.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -10,6 +13,63 @@
 #include "error.h"
 
 #define MAX_PARAMS 65535
+
+/* ---- loading ---- */
+
+static bool overflows_double(const char *s, size_t n)
+{
+	char *t = strndup(s, n);
+	if (!t)
+		return true; /* the 0 that replaces it is then refused below */
+	errno = 0;
+	double v = strtod(t, NULL);
+	bool over = errno == ERANGE && (v == HUGE_VAL || v == -HUGE_VAL);
+	free(t);
+	return over;
+}
+
+json_t *fpg_json_load(const char *body, size_t len, size_t flags,
+		      json_error_t *jerr, unsigned *replaced)
+{
+	char *copy = NULL;
+	unsigned n = 0;
+	for (size_t i = 0; i < len; i++) {
+		if (body[i] == '"') {
+			for (i++; i < len && body[i] != '"'; i++)
+				if (body[i] == '\\')
+					i++;
+			continue;
+		}
+		if (body[i] != '-' && !(body[i] >= '0' && body[i] <= '9'))
+			continue;
+		size_t e = i;
+		bool exp = false;
+		while (e < len && strchr("0123456789+-.eE", body[e])) {
+			exp |= body[e] == 'e' || body[e] == 'E';
+			e++;
+		}
+		/* Only long numbers or exponents can be out of range. */
+		if ((e - i > 300 || exp) && overflows_double(body + i, e - i)) {
+			if (!copy && !(copy = malloc(len ? len : 1))) {
+				jerr->line = jerr->column = 0;
+				snprintf(jerr->text, sizeof(jerr->text),
+					 "out of memory");
+				return NULL;
+			}
+			if (n == 0)
+				memcpy(copy, body, len);
+			copy[i] = '0';
+			memset(copy + i + 1, ' ', e - i - 1);
+			n++;
+		}
+		i = e - 1;
+	}
+	json_t *root = json_loadb(copy ? copy : body, len, flags, jerr);
+	free(copy);
+	if (replaced)
+		*replaced = n;
+	return root;
+}
 
 /* ---- raw JSON scanning (the text is known to be valid JSON) ---- */
 
@@ -227,6 +287,13 @@ static bool parse_params(struct fpg_statement *st, const json_t *params,
 	st->nparams = (int)n;
 	const char *rs = NULL, *re = NULL, *p = NULL, *s = NULL, *e = NULL;
 	bool raw = find_member(body, body + len, "params", &rs, &re);
+	if (!raw && st->huge_numbers) {
+		/* jansson holds a 0 for them: only the raw text has them. */
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "numbers this large need \"params\" written "
+			      "without escapes in its name");
+		return false;
+	}
 	p = rs;
 	for (size_t i = 0; i < n; i++) {
 		bool have = raw && next_element(&p, re, &s, &e);
@@ -348,9 +415,9 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 	}
 	/* Integers as reals: jansson refuses integers beyond int64, and
 	 * numbers are taken from the raw text anyway. */
-	st->root = json_loadb(body, len,
-			      JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
-			      &jerr);
+	st->root = fpg_json_load(body, len,
+				 JSON_REJECT_DUPLICATES | JSON_DECODE_INT_AS_REAL,
+				 &jerr, &st->huge_numbers);
 	if (!st->root) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "invalid JSON at line %d, column %d: %s",

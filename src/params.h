@@ -35,7 +35,18 @@ struct fpg_statement {
 	enum fpg_expect expect;
 	bool big_numbers_string;
 	unsigned timeout_ms; /* 0 = not given */
+	unsigned huge_numbers; /* numbers jansson could not hold */
 };
+
+/*
+ * json_loadb() for request bodies: numbers beyond what a double holds
+ * (more than ~308 digits, 1e999) are kept out of jansson's sight, which
+ * would refuse them, as a 0 padded with blanks: the raw text, which
+ * parameters are taken from, keeps every digit. *replaced (optional)
+ * counts them. Returns a new reference or NULL with jerr filled.
+ */
+json_t *fpg_json_load(const char *body, size_t len, size_t flags,
+		      json_error_t *jerr, unsigned *replaced);
 
 /*
  * Parses and validates a statement body. On failure fills err with a 400

@@ -36,6 +36,37 @@ START_TEST(scalars_keep_their_text)
 }
 END_TEST
 
+/* Numbers beyond a double's range keep every digit (they were refused). */
+START_TEST(huge_numbers_keep_their_text)
+{
+	char big[2100];
+	memset(big, '7', 2000);
+	big[2000] = '\0';
+	char *body = malloc(4500);
+	snprintf(body, 4500,
+		 "{\"sql\":\"x\",\"params\":[%s, -%s.5, 1e999, [1E+400, 2],"
+		 " {\"k\": 9e9999}, \"1e999\"], \"rows\":\"array\"}",
+		 big, big);
+	ck_assert_msg(parse(body), "%s", err.message);
+	ck_assert_int_eq(st.nparams, 6);
+	ck_assert_str_eq(st.params[0], big);
+	ck_assert_int_eq(strlen(st.params[1]), 2003);
+	ck_assert(st.params[1][0] == '-' && strcmp(st.params[1] + 2001, ".5") == 0);
+	ck_assert_str_eq(st.params[2], "1e999");
+	ck_assert_str_eq(st.params[3], "{1E+400,2}");
+	ck_assert_str_eq(st.params[4], "{\"k\": 9e9999}");
+	ck_assert_str_eq(st.params[5], "1e999");
+	ck_assert_int_eq(st.rows, FPG_ROWS_ARRAY);
+	/* Still invalid JSON is still refused. */
+	ck_assert(!parse("{\"sql\":\"x\",\"params\":[1e999x]}"));
+	ck_assert(!parse("{\"sql\":\"x\",\"params\":[--1e999]}"));
+	/* Where the raw text cannot be found, no silent 0. */
+	ck_assert(!parse("{\"sql\":\"x\",\"par\\u0061ms\":[1e999]}"));
+	ck_assert_int_eq(err.http_status, 400);
+	free(body);
+}
+END_TEST
+
 START_TEST(objects_are_their_json_text)
 {
 	ck_assert(parse("{\"params\":[{\"a\": [1, 2.000000000000000000001]}],"
@@ -126,6 +157,7 @@ int main(void)
 	TCase *tc = tcase_create("convert");
 	tcase_add_checked_fixture(tc, NULL, teardown);
 	tcase_add_test(tc, scalars_keep_their_text);
+	tcase_add_test(tc, huge_numbers_keep_their_text);
 	tcase_add_test(tc, objects_are_their_json_text);
 	tcase_add_test(tc, arrays_become_array_literals);
 	tcase_add_test(tc, options_are_parsed);
