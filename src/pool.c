@@ -71,6 +71,7 @@ struct fpg_pool {
 	bool db_down;
 	bool has_broken;	  /* some connection waits for fpg_pool_reap */
 	bool has_corked;	  /* some connection waits for fpg_pool_uncork */
+	unsigned lent;		  /* connections out as transaction sessions */
 	char last_error[256];
 	uint64_t next_connect_ms; /* back-off: no connect before this */
 	unsigned backoff_ms;
@@ -217,12 +218,23 @@ static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 }
 
 /*
+ * Connections that may leave for transaction sessions at once: all but
+ * one (so that /query always keeps one), and so a client opening
+ * sessions takes at most the pool's connections from PostgreSQL, never
+ * more: a lent connection's slot stays empty until it comes back.
+ */
+static unsigned lendable(const struct fpg_pool *pool)
+{
+	return pool->nconns > 1 ? pool->nconns - 1 : 1;
+}
+
+/*
  * An idle connection for one request alone. At most pool_max - 1 are
- * held, so that short statements always keep a connection.
+ * held or lent, so that short statements always keep a connection.
  */
 static struct fpg_conn *pick_held(struct fpg_pool *pool)
 {
-	unsigned held = 0;
+	unsigned held = pool->lent;
 	struct fpg_conn *idle = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
@@ -240,10 +252,14 @@ bool fpg_pool_can_hold(struct fpg_pool *pool)
 	return pick_held(pool) != NULL;
 }
 
-static struct fpg_conn *pick(struct fpg_pool *pool, bool exclusive)
+static struct fpg_conn *pick(struct fpg_pool *pool,
+			     const struct fpg_pool_waiter *wt)
 {
-	struct fpg_conn *c = exclusive ? pick_held(pool) : pick_shared(pool);
-	if (c && exclusive)
+	if (wt->lend && pool->lent >= lendable(pool))
+		return NULL;
+	struct fpg_conn *c =
+		wt->exclusive ? pick_held(pool) : pick_shared(pool);
+	if (c && wt->exclusive)
 		c->held = true;
 	return c;
 }
@@ -252,11 +268,12 @@ static struct fpg_conn *pick(struct fpg_pool *pool, bool exclusive)
 static void serve_waiters(struct fpg_pool *pool)
 {
 	struct fpg_pool_waiter *wt = pool->wait_head;
-	bool shared_done = false, held_done = false;
+	bool shared_done = false, held_done = false, lend_done = false;
 	while (wt && !(shared_done && held_done)) {
 		struct fpg_pool_waiter *next = wt->next;
-		bool *done = wt->exclusive ? &held_done : &shared_done;
-		struct fpg_conn *c = *done ? NULL : pick(pool, wt->exclusive);
+		bool *done = wt->lend ? &lend_done
+			   : wt->exclusive ? &held_done : &shared_done;
+		struct fpg_conn *c = *done ? NULL : pick(pool, wt);
 		if (c) {
 			waiter_unlink(pool, wt);
 			wt->ready(wt, c);
@@ -959,7 +976,8 @@ static void maybe_grow(struct fpg_pool *pool, unsigned want)
 {
 	bool fresh_connect;
 	unsigned alive = count_alive(pool, &fresh_connect);
-	if (alive >= want || fresh_connect ||
+	if (alive >= want || alive + pool->lent >= pool->nconns ||
+	    fresh_connect ||
 	    pool->w->now_ms < pool->next_connect_ms || pool->w->draining)
 		return;
 	for (unsigned i = 0; i < pool->nconns; i++) {
@@ -972,7 +990,7 @@ static void maybe_grow(struct fpg_pool *pool, unsigned want)
 
 void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 {
-	struct fpg_conn *c = pick(pool, wt->exclusive);
+	struct fpg_conn *c = pick(pool, wt);
 	/* Busy connections are a sign of load: add one (up to pool-max). */
 	if (!c || c->inflight > 0 || wt->exclusive)
 		maybe_grow(pool, pool->nconns);
@@ -1089,6 +1107,7 @@ struct fpg_conn *fpg_conn_detach(struct fpg_conn *c, struct fpg_error *err)
 	for (unsigned i = 0; i < pool->nconns; i++)
 		if (pool->conns[i] == c)
 			pool->conns[i] = fresh;
+	pool->lent++;
 	c->held = false;
 	c->guest = true;
 	c->guest_next = pool->guests;
@@ -1141,6 +1160,7 @@ bool fpg_conn_alive(const struct fpg_conn *c)
 
 void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 {
+	pool->lent--;
 	c->guest = false;
 	c->dirty = false;
 	c->on_idle = NULL;

@@ -79,6 +79,8 @@ struct fpg_pool_waiter {
 	struct fpg_pool_waiter *prev, *next;
 	uint64_t deadline_ms;
 	bool exclusive;		 /* wants a connection of its own */
+	bool lend;		 /* ... for a transaction session (see
+				    fpg_conn_detach): a bounded share */
 	void (*ready)(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
 	void (*fail)(struct fpg_pool_waiter *wt, const struct fpg_error *err);
 	bool queued;
@@ -188,18 +190,20 @@ void fpg_conn_cancel(struct fpg_conn *conn);
 void fpg_pool_cancel_done(struct fpg_pool *pool, uint64_t conn_id);
 
 /*
- * Guests: a connection that left its pool for good (an open transaction)
+ * Guests: a connection that left its pool (an open transaction)
  * and is run, one statement at a time, by whichever worker serves it.
  *
- * fpg_conn_detach() takes a held connection out of its pool (the slot is
- * refilled later) and makes it a guest of that worker. on_idle (set with
+ * fpg_conn_detach() takes a held connection out of its pool (its slot
+ * stays empty until it comes back, so sessions never add connections to
+ * PostgreSQL; waiters with lend set get one only while fewer than
+ * pool_max - 1 are out) and makes it a guest of that worker. on_idle (set with
  * fpg_conn_set_idle) is called on the running worker each time the guest
  * has no op left (and no cancel pending), and once more if it breaks
  * (fpg_conn_alive() is then false). Between statements the owner parks it
  * with fpg_conn_guest_leave() (out of every epoll set: no thread touches
  * it) and the next worker takes it with fpg_conn_guest_enter(). At the
- * end it goes back with fpg_pool_adopt() on its home worker (closed if
- * broken or the pool is full), or fpg_conn_free().
+ * end it goes back with fpg_pool_adopt() on its home worker, broken or
+ * not (then it is closed); fpg_conn_free() only at shutdown.
  */
 struct fpg_conn *fpg_conn_detach(struct fpg_conn *conn,
 				 struct fpg_error *err) FPG_MUST_CHECK;

@@ -213,11 +213,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
 	count_end(w, end);
 	if (!c)
 		return;
-	if (!fpg_conn_alive(c)) {
-		fpg_conn_guest_leave(c);
-		fpg_conn_free(c);
-		return;
-	}
+	/* Home even when broken: the home pool counts what it lent. */
 	fpg_conn_guest_leave(c);
 	if (w == tx->home) {
 		fpg_pool_adopt(w->pool, c);
@@ -456,6 +452,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 	tx->done_ctx = ctx;
 	memset(&tx->waiter, 0, sizeof(tx->waiter));
 	tx->waiter.exclusive = true;
+	tx->waiter.lend = true;
 	tx->waiter.ready = begin_on_conn;
 	tx->waiter.fail = begin_fail;
 	tx->waiter.deadline_ms = w->now_ms + w->opts->acquire_timeout_ms;

@@ -17,6 +17,7 @@
 static unsigned port;	   /* 1 worker, 1 connection */
 static unsigned raw_port;  /* the same, without the SQL pre-check */
 static unsigned pool_port; /* 2 connections, without the pre-check */
+static unsigned share_port; /* 3 connections, short acquire timeout */
 
 /* The server the next helpers talk to. */
 static unsigned cur;
@@ -546,6 +547,62 @@ START_TEST(timeouts_stay_with_their_statement)
 }
 END_TEST
 
+/*
+ * Transaction sessions take connections from the pool, never its last
+ * one, and never more than the pool holds: a client opening sessions as
+ * fast as it can cannot take PostgreSQL's connections.
+ */
+START_TEST(sessions_are_a_bounded_share)
+{
+	enum { TRIES = 12 };
+	char *toks[TRIES];
+	int open = 0;
+	for (int i = 0; i < TRIES; i++) {
+		struct http_resp *r = http_post_json(share_port, "/tx", "{}");
+		toks[i] = NULL;
+		if (r->status == 201) {
+			toks[i] = strdup(json_string_value(
+				json_object_get(r->json, "tx")));
+			open++;
+		} else {
+			it_assert_error(r, 503, NULL);
+		}
+		http_resp_free(r);
+	}
+	ck_assert_int_eq(open, 2); /* pool_max 3: all but one */
+	/* /query still has its connection. */
+	for (int k = 0; k < 5; k++) {
+		struct http_resp *r = sql_on(share_port, "SELECT 1", NULL);
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+	}
+	PGresult *res = it_pg("SELECT count(*) FROM pg_stat_activity WHERE "
+			      "application_name = 'fasterpg-share'",
+			      0, NULL);
+	ck_assert_msg(atoi(PQgetvalue(res, 0, 0)) <= 3, "%s backends",
+		      PQgetvalue(res, 0, 0));
+	PQclear(res);
+	/* A session that ends gives its connection back. */
+	for (int i = 0; i < TRIES; i++) {
+		if (!toks[i])
+			continue;
+		char *path = it_fmt("/tx/%s/rollback", toks[i]);
+		struct http_resp *r = http_post_json(share_port, path, "");
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+		free(path);
+		free(toks[i]);
+	}
+	struct http_resp *r = http_post_json(share_port, "/tx", "{}");
+	it_assert_resp(r, r->status == 201);
+	char *path = it_fmt("/tx/%s/rollback",
+			    json_string_value(json_object_get(r->json, "tx")));
+	http_resp_free(r);
+	http_resp_free(http_post_json(share_port, path, ""));
+	free(path);
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -564,6 +621,7 @@ static Suite *isolation_suite(void)
 	    {"deallocate_all_recovers", deallocate_all_recovers},
 	    {"timeouts_stay_with_their_statement",
 	     timeouts_stay_with_their_statement},
+	    {"sessions_are_a_bounded_share", sessions_are_a_bounded_share},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
@@ -594,12 +652,24 @@ int main(void)
 	o.pool_max = 2;
 	struct fpg_server *pooled = it_server_start(&o, &pool_port);
 
+	char *share_db = it_fmt("%s application_name=fasterpg-share",
+				pgh_conninfo());
+	it_options(&o);
+	o.db = share_db;
+	o.threads = 1;
+	o.pool_max = 3;
+	o.acquire_timeout_ms = 300;
+	struct fpg_server *share = it_server_start(&o, &share_port);
+
 	SRunner *sr = srunner_create(isolation_suite());
 	srunner_set_fork_status(sr, CK_NOFORK);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 
+	fpg_server_stop(share, 1000);
+	fpg_server_free(share);
+	free(share_db);
 	fpg_server_stop(pooled, 1000);
 	fpg_server_free(pooled);
 	fpg_server_stop(raw, 1000);

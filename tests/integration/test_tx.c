@@ -1622,6 +1622,9 @@ int main(void)
 	fprintf(stderr, "test_tx: seed %u\n", seed);
 
 	it_options(&main_opts);
+	/* Sessions take pool connections (all but one per worker): room
+	 * for the tests that hold many at once. */
+	main_opts.pool_max = 12;
 	struct fpg_server *srv = it_server_start(&main_opts, &port);
 
 	double t0 = it_now();
