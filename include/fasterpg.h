@@ -60,6 +60,11 @@ struct fpg_options {
 	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
 	unsigned statement_timeout_ms; /* server maximum for a statement */
 	size_t max_body_bytes;	 /* request body limit (413 beyond) */
+	size_t max_inflated_bytes; /* a gzip/deflate COPY upload inflated, at
+				      most (413 beyond); 0 = no limit */
+	unsigned max_inflate_ratio; /* inflated:compressed of such an upload
+				       past its first MiB (413 beyond); 0 =
+				       no limit */
 	size_t max_result_bytes; /* encoded bytes of one result; 0 = no limit */
 	uint64_t max_result_rows; /* rows of one result; 0 = no limit */
 	size_t max_buffered_bytes; /* a shared-lane answer held for a slow
