@@ -52,7 +52,9 @@ struct fpg_error {
 struct fpg_options {
 	const char *listen_host; /* address to bind, "127.0.0.1" */
 	unsigned listen_port;	 /* 0 picks a free port (see fpg_server_port) */
-	const char *db;		 /* libpq conninfo or URI */
+	const char *db;		 /* libpq conninfo or URI (a word without
+				    "=" is a database name); one that does
+				    not parse fails fpg_server_new() */
 	unsigned threads;	 /* workers; 0 = online CPUs */
 	unsigned pool_min;	 /* connections per worker kept open */
 	unsigned pool_max;	 /* connections per worker at most */
