@@ -1677,6 +1677,24 @@ START_TEST(copy_in_tx_session)
 	assert_same_bytes("GET /tx/{token}/copy", &got, &want);
 	b_free(&got);
 	b_free(&want);
+	/* query= in the session: parsed first, sees the session's rows; one
+	 * without rows is refused and leaves the transaction usable. */
+	char *q = it_fmt("select count(*) from %s", t);
+	char *qpath = cpath(base, "query", q, NULL);
+	get_ok(qpath, "text/csv", &got);
+	ck_assert_str_eq(got.data, "3\n");
+	b_free(&got);
+	free(qpath);
+	free(q);
+	q = it_fmt("delete from %s", t);
+	qpath = cpath(base, "query", q, NULL);
+	struct cx nr = {.method = "GET", .path = qpath, .keep = true};
+	cx_run(&nr);
+	expect_error(&nr, 400, "bad_request");
+	cx_free(&nr);
+	free(qpath);
+	free(q);
+	ck_assert_int_eq(tx_count(tok, t), 3);
 	/* A second upload in the same session, in text. */
 	char *in_text = cpath(base, "table", t, "format", "text", NULL);
 	post_ok(in_text, "4\te\n", 4, 1);

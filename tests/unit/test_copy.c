@@ -332,8 +332,8 @@ START_TEST(query_backslash_left_to_postgres)
 END_TEST
 
 /*
- * Unbalanced parentheses hidden by a trailing line comment: the contract
- * (openapi.yaml: "balanced parentheses") says 400.
+ * Unbalanced parentheses hidden by a trailing line comment are plainly
+ * not one statement: 400 early, before any PostgreSQL work.
  */
 START_TEST(query_refused_unbalanced_before_line_comment)
 {
