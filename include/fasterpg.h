@@ -52,7 +52,9 @@ struct fpg_error {
 struct fpg_options {
 	const char *listen_host; /* address to bind, "127.0.0.1" */
 	unsigned listen_port;	 /* 0 picks a free port (see fpg_server_port) */
-	const char *db;		 /* libpq conninfo or URI */
+	const char *db;		 /* libpq conninfo or URI (a word without
+				    "=" is a database name); one that does
+				    not parse fails fpg_server_new() */
 	unsigned threads;	 /* workers; 0 = online CPUs */
 	unsigned pool_min;	 /* connections per worker kept open */
 	unsigned pool_max;	 /* connections per worker at most */
@@ -64,6 +66,11 @@ struct fpg_options {
 				    reach PostgreSQL; 0: PostgreSQL sees
 				    them (the guarantees hold either way) */
 	size_t max_body_bytes;	 /* request body limit (413 beyond) */
+	size_t max_inflated_bytes; /* a gzip/deflate COPY upload inflated, at
+				      most (413 beyond); 0 = no limit */
+	unsigned max_inflate_ratio; /* inflated:compressed of such an upload
+				       past its first MiB (413 beyond); 0 =
+				       no limit */
 	size_t max_result_bytes; /* encoded bytes of one result; 0 = no limit */
 	uint64_t max_result_rows; /* rows of one result; 0 = no limit */
 	size_t max_buffered_bytes; /* a shared-lane answer held for a slow

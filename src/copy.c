@@ -16,32 +16,70 @@ static void put_ident(struct fpg_buf *sql, const char *s, size_t n)
 	fpg_buf_putc(sql, '"');
 }
 
+/*
+ * An escape string literal: E'' reads a backslash the same way whatever
+ * standard_conforming_strings says, so doubling both backslashes and
+ * quotes closes the literal exactly where we do.
+ */
 static void put_literal(struct fpg_buf *sql, const char *s)
 {
-	fpg_buf_putc(sql, '\'');
+	fpg_buf_puts(sql, "E'");
 	for (; *s; s++) {
-		if (*s == '\'')
-			fpg_buf_putc(sql, '\'');
+		if (*s == '\'' || *s == '\\')
+			fpg_buf_putc(sql, *s);
 		fpg_buf_putc(sql, *s);
 	}
 	fpg_buf_putc(sql, '\'');
 }
 
-/* "schema.table" or "table"; each part quoted. */
+/*
+ * Takes one name from *p up to one of the stop characters (or the end)
+ * and writes it quoted: "a.b" (PostgreSQL's quoting, "" for a quote) is
+ * taken as written, dots and commas included; anything else is taken
+ * verbatim, case and all. *p is left on the stop character. False for an
+ * empty name or text after a closing quote.
+ */
+static bool put_name(struct fpg_buf *sql, const char **p, const char *stops)
+{
+	const char *s = *p;
+	if (*s != '"') {
+		size_t n = strcspn(s, stops);
+		put_ident(sql, s, n);
+		*p = s + n;
+		return n > 0;
+	}
+	size_t start = sql->len;
+	fpg_buf_putc(sql, '"');
+	for (s++;; s++) {
+		if (*s == '\0')
+			return false; /* no closing quote */
+		if (*s == '"' && s[1] != '"')
+			break;
+		if (*s == '"')
+			fpg_buf_putc(sql, *s++);
+		fpg_buf_putc(sql, *s);
+	}
+	fpg_buf_putc(sql, '"');
+	*p = s + 1;
+	return sql->len - start > 2 && (**p == '\0' || strchr(stops, **p));
+}
+
+/* T, schema.T, with "..." quoting for names holding a dot. */
 static bool put_table(struct fpg_buf *sql, const char *t,
 		      struct fpg_error *err)
 {
-	const char *dot = strchr(t, '.');
-	size_t n1 = dot ? (size_t)(dot - t) : strlen(t);
-	if (n1 == 0 || (dot && (dot[1] == '\0' || strchr(dot + 1, '.')))) {
-		fpg_error_set(err, FPG_ERR_REQUEST, 400,
-			      "\"table\" must be a table or schema.table");
-		return false;
-	}
-	put_ident(sql, t, n1);
-	if (dot) {
+	const char *p = t;
+	bool ok = put_name(sql, &p, ".");
+	if (ok && *p == '.') {
 		fpg_buf_putc(sql, '.');
-		put_ident(sql, dot + 1, strlen(dot + 1));
+		p++;
+		ok = put_name(sql, &p, ".");
+	}
+	if (!ok || *p != '\0') {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "\"table\" must be a table or schema.table "
+			      "(\"...\" quotes a name with a dot)");
+		return false;
 	}
 	return true;
 }
@@ -50,19 +88,17 @@ static bool put_columns(struct fpg_buf *sql, const char *cols,
 			struct fpg_error *err)
 {
 	fpg_buf_puts(sql, " (");
-	for (const char *p = cols;;) {
-		size_t n = strcspn(p, ",");
-		if (n == 0) {
+	for (const char *p = cols;; p++) {
+		if (!put_name(sql, &p, ",")) {
 			fpg_error_set(err, FPG_ERR_REQUEST, 400,
 				      "\"columns\" must be names separated "
-				      "by commas");
+				      "by commas (\"...\" quotes a name "
+				      "with a comma)");
 			return false;
 		}
-		put_ident(sql, p, n);
-		if (p[n] == '\0')
+		if (*p == '\0')
 			break;
 		fpg_buf_puts(sql, ", ");
-		p += n + 1;
 	}
 	fpg_buf_putc(sql, ')');
 	return true;
@@ -76,24 +112,28 @@ static bool ident_char(char c)
 }
 
 /*
- * query= goes inside COPY ( ... ) TO STDOUT: it must not be able to close
- * that parenthesis early (") TO PROGRAM ..."), nor hide the rest in an
- * open comment or string. Scans quotes, dollar quotes and comments.
+ * A friendly early 400 for a query= that is plainly not one statement
+ * (a semicolon, an unbalanced parenthesis, an open quote or comment).
+ * It is no security boundary: PostgreSQL parses the query on its own
+ * before it goes inside COPY ( ... ) (handler_copy.c). So it refuses
+ * only what it is sure of, and gives up (accepts) where the lexer's
+ * rules are more than it follows: a backslash in a string literal,
+ * whose meaning depends on E'' and standard_conforming_strings.
  */
-static bool query_is_enclosable(const char *q)
+static bool query_looks_single(const char *q)
 {
 	int depth = 0;
 	for (const char *p = q; *p; p++) {
 		if (*p == '\'' || *p == '"') {
 			char c = *p;
 			while (*++p && *p != c)
-				/* E'\'' ends where we cannot tell: refuse. */
 				if (*p == '\\')
-					return false;
+					return true;
 			if (!*p)
 				return false;
 		} else if (p[0] == '-' && p[1] == '-') {
-			while (*p && *p != '\n')
+			/* PostgreSQL ends it at a carriage return too. */
+			while (*p && *p != '\n' && *p != '\r')
 				p++;
 			if (!*p)
 				return depth == 0;
@@ -226,7 +266,7 @@ bool fpg_copy_build(fpg_copy_arg_fn arg, void *ctx, bool in,
 	}
 	fpg_buf_puts(sql, "COPY ");
 	if (query) {
-		if (!query_is_enclosable(query)) {
+		if (!query_looks_single(query)) {
 			fpg_error_set(err, FPG_ERR_REQUEST, 400,
 				      "\"query\" must be one statement with "
 				      "balanced parentheses, quotes and "

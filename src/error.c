@@ -4,6 +4,7 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <strings.h>
 
 void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 		   const char *fmt, ...)
@@ -20,11 +21,114 @@ void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 	va_end(ap);
 }
 
-void fpg_error_tidy(char *dst, size_t size, const char *msg)
+/* dst[0..size), filled as far as it goes and always terminated. */
+struct sink {
+	char *dst;
+	size_t size, n;
+};
+
+static void sink_put(struct sink *k, const char *s, size_t n)
+{
+	for (size_t i = 0; i < n && k->n + 1 < k->size; i++)
+		k->dst[k->n++] = s[i];
+	k->dst[k->n] = '\0';
+}
+
+/*
+ * At a key ending in "password" (password, sslpassword) followed by "="
+ * (blanks allowed): the length up to the value, else 0.
+ */
+static size_t password_key(const char *p)
+{
+	if (strncasecmp(p, "password", 8) != 0)
+		return 0;
+	size_t n = 8;
+	while (p[n] == ' ')
+		n++;
+	if (p[n] != '=')
+		return 0;
+	for (n++; p[n] == ' ';)
+		n++;
+	return n;
+}
+
+/*
+ * The length of a conninfo or URI-query value: 'quoted' (a backslash
+ * takes the next character) or up to a blank, a "&" or a quote.
+ */
+static size_t value_len(const char *p)
 {
 	size_t n = 0;
+	if (p[n] == '\'') {
+		for (n++; p[n] && p[n] != '\''; n++)
+			if (p[n] == '\\' && p[n + 1])
+				n++;
+		return p[n] ? n + 1 : n;
+	}
+	while (p[n] && !strchr(" \t\r\n&\"'", p[n]))
+		n++;
+	return n;
+}
+
+/*
+ * p just after a URI's "://": when its authority has "user:pw@", *user
+ * gets the user's length and the password's is returned; else 0. The
+ * last "@" counts, as a password may hold an unescaped one.
+ */
+static size_t uri_password(const char *p, size_t *user)
+{
+	size_t end = strcspn(p, "/?# \t\r\n\"'");
+	size_t at = end;
+	while (at > 0 && p[at - 1] != '@')
+		at--;
+	if (at == 0)
+		return 0;
+	const char *colon = memchr(p, ':', at - 1);
+	if (!colon)
+		return 0;
+	*user = (size_t)(colon - p);
+	return at - 1 - *user - 1;
+}
+
+void fpg_error_redact(char *dst, size_t size, const char *msg,
+		      bool echoes_input)
+{
+	struct sink k = {dst, size, 0};
+	const char *p = msg ? msg : "";
+	dst[0] = '\0';
+	while (*p) {
+		size_t n, user;
+		if (echoes_input && (strncmp(p, "\"=\"", 3) == 0 ||
+				     strncmp(p, "\"]\"", 3) == 0)) {
+			/* libpq's own words */
+			sink_put(&k, p, 3);
+			p += 3;
+		} else if (echoes_input && *p == '"') {
+			n = strcspn(p + 1, "\"");
+			sink_put(&k, "\"***\"", p[1 + n] ? 5 : 4);
+			p += 1 + n + (p[1 + n] ? 1 : 0);
+		} else if ((n = password_key(p))) {
+			sink_put(&k, p, n);
+			sink_put(&k, "***", 3);
+			p += n + value_len(p + n);
+		} else if (strncmp(p, "://", 3) == 0 &&
+			   (n = uri_password(p + 3, &user))) {
+			sink_put(&k, p, 3 + user);
+			sink_put(&k, ":***", 4);
+			p += 3 + user + 1 + n;
+		} else {
+			sink_put(&k, p++, 1);
+		}
+	}
+}
+
+void fpg_error_tidy(char *dst, size_t size, const char *msg)
+{
+	char clean[1024];
+	fpg_error_redact(clean, sizeof(clean), msg, false);
+	size_t n = 0;
 	bool blank = false;
-	for (const char *p = msg ? msg : ""; *p && n + 1 < size; p++) {
+	for (const char *p = clean; *p && n + 1 < size; p++) {
 		if (*p == '\n' || *p == '\t' || *p == '\r' || *p == ' ') {
 			blank = n > 0;
 			continue;

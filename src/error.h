@@ -4,6 +4,9 @@
  */
 #pragma once
 
+#include <stdbool.h>
+#include <stddef.h>
+
 #include <libpq-fe.h>
 
 #include "buf.h"
@@ -14,8 +17,21 @@ void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 		   const char *fmt, ...) FPG_PRINTF(4, 5);
 
 /*
+ * Copies msg (NULL: "") into dst (size >= 1, always terminated) with
+ * every password it may carry replaced by ***: the value of a conninfo
+ * or URI-query key ending in "password" (password=..., 'quoted' ones
+ * too, sslpassword=...) and the password of a URI's user:pw@. With
+ * echoes_input -- a libpq message about a conninfo that did not parse,
+ * which may quote any piece of it -- every "quoted" piece but libpq's
+ * own "=" and "]" is *** too.
+ */
+void fpg_error_redact(char *dst, size_t size, const char *msg,
+		      bool echoes_input);
+
+/*
  * Copies a libpq message into dst on one line: runs of newlines and tabs
- * become one space, trailing blanks go.
+ * become one space, trailing blanks go, passwords are redacted
+ * (fpg_error_redact).
  */
 void fpg_error_tidy(char *dst, size_t size, const char *msg);
 

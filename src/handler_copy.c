@@ -11,6 +11,11 @@
  * client. The PostgreSQL side (struct copy_pg) outlives a client that
  * leaves: it aborts the COPY (nothing is committed) and gives the
  * connection back once PostgreSQL has answered.
+ *
+ * GET /copy?query= is a GET, so any web page can make a browser send it:
+ * PostgreSQL itself checks that the text is one statement returning rows
+ * (CS_CHECK) before it goes inside COPY ( ... ), and outside a session
+ * the COPY runs in a read-only transaction.
  */
 #include <stdlib.h>
 #include <stdint.h>
@@ -30,13 +35,25 @@
 
 #define HIGH_MARK (256 * 1024)
 #define LOW_MARK (64 * 1024)
+/* Compressed uploads: the ratio is judged only past this many bytes. */
+#define RATIO_AFTER (1024 * 1024)
 
 enum copy_state {
 	CS_ACQUIRE,  /* waiting for a connection */
+	CS_CHECK,    /* query=: Parse + Describe sent, waiting for the Sync */
 	CS_STARTING, /* COPY sent, waiting for COPY_IN / COPY_OUT */
 	CS_IN,	     /* taking the upload */
 	CS_RESULTS,  /* reading the results up to the end */
 	CS_OUT,	     /* streaming the download */
+};
+
+/* Why the server ended a COPY itself (the answer it gives). */
+enum copy_refusal {
+	CR_NONE,
+	CR_NOT_GZIP,	   /* 400: the body did not inflate */
+	CR_INFLATED_SIZE,  /* 413: past max_inflated_bytes */
+	CR_INFLATE_RATIO,  /* 413: past max_inflate_ratio */
+	CR_NO_ROWS,	   /* 400: query= returns no rows */
 };
 
 struct copy_req;
@@ -57,11 +74,16 @@ struct copy_pg {
 	bool aborting;		     /* the client left: abort the COPY */
 	bool gz;		     /* the body is gzip/deflate: inflate */
 	bool gz_pending;	     /* inflate may hold more output */
-	bool gz_bad;		     /* the body did not inflate */
+	bool returns_rows;	     /* query=: Describe gave fields */
+	bool two_statements;	     /* sql is SET LOCAL ...; COPY ...: a
+					simple Query, one implicit
+					transaction */
+	enum copy_refusal refusal;
 	z_stream z;
 	PGresult *error;	     /* the first error */
 	char rows[24];		     /* COPY's command tag count */
 	char *sql;
+	char *query;		     /* query= to check first, or NULL */
 };
 
 /* The HTTP side. */
@@ -83,6 +105,7 @@ static void pg_free(struct copy_pg *p)
 		inflateEnd(&p->z);
 	PQclear(p->error);
 	free(p->sql);
+	free(p->query);
 	free(p);
 }
 
@@ -97,6 +120,10 @@ static void pg_finish(struct copy_pg *p)
 		fpg_conn_raw_end(c);
 		if (p->tx)
 			fpg_tx_release_if_idle(p->tx);
+		else if (p->query && fpg_conn_alive(c))
+			/* set_config(..., false) in the query would outlive
+			 * it on a shared connection. */
+			fpg_conn_push_reset(c);
 		else
 			fpg_conn_release(c);
 	}
@@ -153,8 +180,10 @@ static bool flush(struct copy_pg *p)
 static bool end_input(struct copy_pg *p)
 {
 	PGconn *pg = fpg_conn_pg(p->conn);
-	if (PQputCopyEnd(pg, p->aborting ? "the client went away" : NULL) <
-	    0) {
+	const char *why = p->refusal != CR_NONE ? "refused by fasterpg"
+			  : p->aborting		 ? "the client went away"
+						 : NULL;
+	if (PQputCopyEnd(pg, why) < 0) {
 		pg_fail(p, PQerrorMessage(pg));
 		return false;
 	}
@@ -163,10 +192,29 @@ static bool end_input(struct copy_pg *p)
 }
 
 /*
+ * A small compressed body can inflate to any size (a "bomb" of zeros
+ * inflates about 1000:1), and PostgreSQL holds a line it is given in
+ * memory: the inflated total and, once it is past RATIO_AFTER, its ratio
+ * to the compressed bytes taken are capped.
+ */
+static enum copy_refusal inflate_limit(const struct copy_pg *p)
+{
+	const struct fpg_options *o = p->w->opts;
+	uint64_t out = p->z.total_out, in = p->z.total_in;
+	if (o->max_inflated_bytes && out > o->max_inflated_bytes)
+		return CR_INFLATED_SIZE;
+	if (o->max_inflate_ratio && out > RATIO_AFTER &&
+	    out / o->max_inflate_ratio > in)
+		return CR_INFLATE_RATIO;
+	return CR_NONE;
+}
+
+/*
  * Inflates in[0..n) (or, with n = 0, what inflate still holds) into COPY
  * data until PostgreSQL pushes back; *used gets the input taken. A
  * compressed body keeps its back-pressure: output waits inside zlib, not
- * in our memory. False when p is gone.
+ * in our memory. A body that does not inflate or passes the limits
+ * aborts the COPY (nothing is committed). False when p is gone.
  */
 static bool inflate_some(struct copy_pg *p, const char *in, size_t n,
 			 size_t *used)
@@ -181,9 +229,11 @@ static bool inflate_some(struct copy_pg *p, const char *in, size_t n,
 		p->z.avail_out = sizeof(out);
 		int rc = inflate(&p->z, Z_NO_FLUSH);
 		size_t got = sizeof(out) - p->z.avail_out;
-		if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR) {
-			/* Not gzip: abort the COPY and say why. */
-			p->gz_bad = true;
+		if (rc != Z_OK && rc != Z_STREAM_END && rc != Z_BUF_ERROR)
+			p->refusal = CR_NOT_GZIP;
+		else
+			p->refusal = inflate_limit(p);
+		if (p->refusal != CR_NONE) {
 			p->gz_pending = false;
 			p->aborting = true;
 			if (used)
@@ -308,6 +358,15 @@ static void on_drained(struct fpg_request *req)
 
 /* ---- the PostgreSQL side's events ---- */
 
+/* Keeps the first error of the COPY (takes ownership of res). */
+static void keep_error(struct copy_pg *p, PGresult *res)
+{
+	if (!p->error)
+		p->error = res;
+	else
+		PQclear(res);
+}
+
 /* Reads results while libpq can; false when p is gone. */
 static bool read_results(struct copy_pg *p)
 {
@@ -337,10 +396,7 @@ static bool read_results(struct copy_pg *p)
 			PQclear(res);
 			break;
 		default:
-			if (!p->error)
-				p->error = res;
-			else
-				PQclear(res);
+			keep_error(p, res);
 			break;
 		}
 	}
@@ -357,6 +413,80 @@ static bool out_then_results(struct copy_pg *p)
 	return true;
 }
 
+/* Sends the COPY itself; false when p is gone. */
+static bool send_copy(struct copy_pg *p)
+{
+	PGconn *pg = fpg_conn_pg(p->conn);
+	int sent = p->two_statements
+			   ? PQsendQuery(pg, p->sql)
+			   : PQsendQueryParams(pg, p->sql, 0, NULL, NULL, NULL,
+					       NULL, 0);
+	if (!sent) {
+		pg_fail(p, PQerrorMessage(pg));
+		return false;
+	}
+	p->state = CS_STARTING;
+	return flush(p);
+}
+
+/*
+ * query= goes inside COPY ( ... ) only once PostgreSQL has parsed it
+ * alone: an unnamed Parse refuses several statements (and any text that
+ * leaves a quote, a comment or a parenthesis open, so the wrapped text
+ * closes exactly where ours does), and its Describe tells whether it
+ * returns rows. The three go as a pipeline of their own (one round trip,
+ * no waiting on the worker); the COPY follows out of pipeline mode.
+ */
+static bool send_check(struct copy_pg *p)
+{
+	PGconn *pg = fpg_conn_pg(p->conn);
+	if (PQenterPipelineMode(pg) != 1 ||
+	    !PQsendPrepare(pg, "", p->query, 0, NULL) ||
+	    !PQsendDescribePrepared(pg, "") || !PQpipelineSync(pg)) {
+		pg_fail(p, PQerrorMessage(pg));
+		return false;
+	}
+	p->state = CS_CHECK;
+	return flush(p);
+}
+
+/* Reads the check's results up to its Sync; false when p is gone. */
+static bool read_check(struct copy_pg *p)
+{
+	PGconn *pg = fpg_conn_pg(p->conn);
+	while (!PQisBusy(pg)) {
+		PGresult *res = PQgetResult(pg);
+		if (!res)
+			continue; /* the end of Parse's or Describe's results */
+		switch (PQresultStatus(res)) {
+		case PGRES_COMMAND_OK: /* Parse's, then Describe's */
+			p->returns_rows = PQnfields(res) > 0;
+			PQclear(res);
+			break;
+		case PGRES_PIPELINE_ABORTED: /* Describe after a failed Parse */
+			PQclear(res);
+			break;
+		case PGRES_PIPELINE_SYNC:
+			PQclear(res);
+			if (PQexitPipelineMode(pg) != 1) {
+				pg_fail(p, PQerrorMessage(pg));
+				return false;
+			}
+			if (!p->error && !p->returns_rows)
+				p->refusal = CR_NO_ROWS;
+			if (p->error || p->refusal != CR_NONE || p->aborting) {
+				pg_finish(p);
+				return false;
+			}
+			return send_copy(p);
+		default:
+			keep_error(p, res);
+			break;
+		}
+	}
+	return true;
+}
+
 static void pg_event(struct fpg_evsrc *src, uint32_t events)
 {
 	struct copy_pg *p = (struct copy_pg *)src;
@@ -367,6 +497,8 @@ static void pg_event(struct fpg_evsrc *src, uint32_t events)
 		pg_fail(p, PQerrorMessage(pg));
 		return;
 	}
+	if (p->state == CS_CHECK && !read_check(p))
+		return;
 	if (p->state == CS_STARTING && !read_results(p))
 		return;
 	out_then_results(p);
@@ -375,7 +507,6 @@ static void pg_event(struct fpg_evsrc *src, uint32_t events)
 static void pg_start(struct copy_pg *p, struct fpg_conn *conn)
 {
 	p->conn = conn;
-	p->state = CS_STARTING;
 	if (!fpg_conn_raw_begin(conn, &p->ev)) {
 		p->conn = NULL;
 		if (!p->tx)
@@ -385,12 +516,17 @@ static void pg_start(struct copy_pg *p, struct fpg_conn *conn)
 		pg_fail(p, "the connection is not idle");
 		return;
 	}
+	/* Literals are quoted for UTF-8, where no byte of a multi-byte
+	 * character is a quote; the pool sets it, a statement could not. */
 	PGconn *pg = fpg_conn_pg(conn);
-	if (!PQsendQueryParams(pg, p->sql, 0, NULL, NULL, NULL, NULL, 0)) {
-		pg_fail(p, PQerrorMessage(pg));
+	if (strcmp(pg_encoding_to_char(PQclientEncoding(pg)), "UTF8") != 0) {
+		pg_fail(p, "client_encoding is not UTF8");
 		return;
 	}
-	(void)flush(p);
+	if (p->query)
+		(void)send_check(p);
+	else
+		(void)send_copy(p);
 }
 
 static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
@@ -414,6 +550,35 @@ static void on_acquire_fail(struct fpg_pool_waiter *wt,
 
 /* ---- the HTTP side ---- */
 
+static int refuse(struct fpg_request *req, enum copy_refusal why)
+{
+	const struct fpg_options *o = req->w->opts;
+	switch (why) {
+	case CR_INFLATED_SIZE:
+		return fpg_request_fail(req, 413, "inflated_too_large",
+					"the body inflates past %zu bytes "
+					"(max-inflated-bytes); nothing was "
+					"copied",
+					o->max_inflated_bytes);
+	case CR_INFLATE_RATIO:
+		return fpg_request_fail(req, 413, "inflated_too_large",
+					"the body inflates more than %u:1 "
+					"(max-inflate-ratio); nothing was "
+					"copied",
+					o->max_inflate_ratio);
+	case CR_NO_ROWS:
+		return fpg_request_fail(req, 400, "bad_request",
+					"\"query\" must be one statement "
+					"that returns rows");
+	case CR_NOT_GZIP:
+	case CR_NONE:
+	default:
+		return fpg_request_fail(req, 400, "bad_request",
+					"the body is not valid gzip/deflate "
+					"data; nothing was copied");
+	}
+}
+
 /* The COPY ended: answer the request, if it is still there. */
 static void report(struct copy_pg *p)
 {
@@ -422,12 +587,8 @@ static void report(struct copy_pg *p)
 		return;
 	struct fpg_request *req = cr->req;
 	cr->pg = NULL;
-	if (p->gz_bad) {
-		fpg_request_complete(
-			req, fpg_request_fail(req, 400, "bad_request",
-					      "the body is not valid %s data; "
-					      "nothing was copied",
-					      "gzip/deflate"));
+	if (p->refusal != CR_NONE) {
+		fpg_request_complete(req, refuse(req, p->refusal));
 		return;
 	}
 	if (p->error) {
@@ -506,11 +667,20 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 					  "out of memory");
 		goto fail;
 	}
+	const char *query = in ? NULL : query_arg(req, "query");
+	/* Outside a session what query= runs cannot write (data-modifying
+	 * CTEs, functions): SET LOCAL holds for the implicit transaction of
+	 * the one simple Query that carries both statements. */
+	p->two_statements = query && !tx;
+	if (p->two_statements)
+		fpg_buf_puts(&sql, "SET LOCAL transaction_read_only = on;\n");
 	if (!fpg_copy_build(query_arg, req, in, &sql, &ctype, &err)) {
 		status = fpg_request_error(req, &err, NULL);
 		goto fail;
 	}
 	fpg_buf_putc(&sql, '\0');
+	if (query && !(p->query = strdup(query)))
+		sql.failed = true;
 	if (sql.failed) {
 		status = fpg_request_fail(req, 503, "out_of_memory",
 					  "out of memory");

@@ -361,9 +361,9 @@ static void connect_failed(struct fpg_conn *c, const char *why)
 	if (!any_ready(pool)) {
 		pool->db_down = true;
 		struct fpg_error err;
+		/* The reason is logged (connect_failed), not told. */
 		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
-			      "PostgreSQL is unavailable: %s",
-			      pool->last_error);
+			      "PostgreSQL is unavailable");
 		fail_waiters(pool, &err, false);
 	}
 	update_gauges(pool);
@@ -1000,9 +1000,9 @@ void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 	}
 	if (pool->db_down && !any_ready(pool)) {
 		struct fpg_error err;
+		/* The reason is logged (connect_failed), not told. */
 		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
-			      "PostgreSQL is unavailable: %s",
-			      pool->last_error);
+			      "PostgreSQL is unavailable");
 		wt->fail(wt, &err);
 		return;
 	}

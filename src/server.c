@@ -8,6 +8,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <libpq-fe.h>
+
 #include "cancel.h"
 #include "error.h"
 #include "log.h"
@@ -19,6 +21,33 @@ static bool copy_str(char **dst, const char **field)
 	*dst = strdup(*field);
 	*field = *dst;
 	return *dst != NULL;
+}
+
+/*
+ * A --db libpq cannot parse would only fail every connect, forever: it is
+ * a startup error. libpq reads it as a conninfo when it holds "=" or
+ * starts like a URI, else as a database name (expand_dbname), and so do
+ * we. libpq's message may quote any piece of it, password included.
+ */
+static bool check_db(const char *db, struct fpg_error *err)
+{
+	if (!db || (!strchr(db, '=') && strncmp(db, "postgresql://", 13) != 0 &&
+		    strncmp(db, "postgres://", 11) != 0))
+		return true;
+	char *msg = NULL;
+	PQconninfoOption *parsed = PQconninfoParse(db, &msg);
+	if (parsed) {
+		PQconninfoFree(parsed);
+		return true;
+	}
+	char redacted[200], why[200];
+	fpg_error_redact(redacted, sizeof(redacted),
+			 msg ? msg : "out of memory", true);
+	PQfreemem(msg);
+	fpg_error_tidy(why, sizeof(why), redacted);
+	fpg_error_set(err, FPG_ERR_CONFIG, 0,
+		      "db is not a valid conninfo or URI: %s", why);
+	return false;
 }
 
 static bool check_options(const struct fpg_options *o, struct fpg_error *err)
@@ -50,6 +79,8 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 			      "pipeline-depth and max-body-bytes must be > 0");
 		return false;
 	}
+	if (!check_db(o->db, err))
+		return false;
 	fpg_log_configure(level, strcmp(o->log_format, "json") == 0);
 	return true;
 }

@@ -14,6 +14,8 @@
 #include <pthread.h>
 #include <unistd.h>
 
+#include <zlib.h>
+
 #include "it_common.h"
 
 #if defined(__SANITIZE_ADDRESS__)
@@ -104,6 +106,8 @@ struct cx {
 	size_t abort_up_after;	  /* CURL_READFUNC_ABORT past these bytes */
 	bool expect100;		  /* send Expect: 100-continue */
 	const char *ctype;	  /* Content-Type of the body */
+	const char *encoding;	  /* Content-Encoding of the body, or NULL */
+	unsigned port;		  /* 0: the binary's server */
 	size_t abort_down_after;  /* the write callback returns 0 */
 	bool keep;		  /* keep the answer (else count lines) */
 	long timeout_s;
@@ -220,15 +224,21 @@ static void cx_run(struct cx *x)
 	if (!c)
 		abort();
 	char url[8192];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, x->path);
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s",
+		 x->port ? x->port : port, x->path);
 	struct curl_slist *list = NULL;
-	char ct[200];
+	char ct[200], ce[200];
 	bool post = strcmp(x->method, "POST") == 0;
 	x->line_start = true;
 	if (post) {
 		snprintf(ct, sizeof(ct), "Content-Type: %s",
 			 x->ctype ? x->ctype : "text/csv");
 		list = curl_slist_append(list, ct);
+		if (x->encoding) {
+			snprintf(ce, sizeof(ce), "Content-Encoding: %s",
+				 x->encoding);
+			list = curl_slist_append(list, ce);
+		}
 		list = curl_slist_append(list, x->expect100
 						   ? "Expect: 100-continue"
 						   : "Expect:");
@@ -1177,6 +1187,350 @@ START_TEST(query_injection_to_program)
 }
 END_TEST
 
+/*
+ * PostgreSQL ends a -- comment at a carriage return too: a text scan that
+ * read on to the newline took ") TO PROGRAM ..." for comment, and null=
+ * closed the block comment opened after it. PostgreSQL's own Parse of query= refuses
+ * all of these, whatever a scan would think of them.
+ */
+START_TEST(query_injection_cr_comment)
+{
+	char marker[128];
+	snprintf(marker, sizeof(marker), "/tmp/fpg_copy_cr_%d", (int)getpid());
+	unlink(marker);
+	char *texts[] = {
+	    it_fmt("SELECT 1 --\r) TO PROGRAM 'touch %s' /*", marker),
+	    it_fmt("SELECT 1 --\r) TO '%s' /*", marker),
+	    it_fmt("select E'\\'' ) to program 'touch %s' --'", marker),
+	    it_fmt("select '\\' ) to program 'touch %s' --'", marker),
+	    it_fmt("select E'\\';' ; copy (select 1) to program 'touch %s'",
+		   marker),
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char *path = cpath("/copy", "query", texts[i], "null", "*/ --",
+				   NULL);
+		struct cx x = {.method = "GET", .path = path, .keep = true};
+		cx_run(&x);
+		usleep(100 * 1000);
+		bool ran = access(marker, F_OK) == 0;
+		unlink(marker);
+		ck_assert_msg(!ran, "GET /copy?query=%s wrote %s: %s", texts[i],
+			      marker, cx_desc(&x));
+		expect_error(&x, 400, NULL);
+		cx_free(&x);
+		free(path);
+		free(texts[i]);
+	}
+	wait_quiet(1.0, "after the CR comment injection");
+}
+END_TEST
+
+/* query= must be one statement that returns rows, as PostgreSQL sees it. */
+START_TEST(query_checked_by_postgres)
+{
+	char sfx[32], t[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(t, sizeof(t), "qc_%s", sfx);
+	execf("create table %s (a int)", t);
+	char *no_rows = it_fmt("insert into %s values (1)", t);
+	struct {
+		const char *q;
+		const char *code;
+	} cases[] = {
+	    {no_rows, "bad_request"},	 /* parsed, never run */
+	    {"", "bad_request"},
+	    {"-- nothing", "bad_request"},
+	    {"select E'\\';' ; select 2", "42601"}, /* two statements */
+	    {"select from_nowhere", "42703"},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *path = cpath("/copy", "query", cases[i].q, NULL);
+		struct cx x = {.method = "GET", .path = path, .keep = true};
+		cx_run(&x);
+		expect_error(&x, 400, cases[i].code);
+		cx_free(&x);
+		free(path);
+	}
+	ck_assert_int_eq(scalar_ll("select count(*) from %s", t), 0);
+	/* Backslashes in string literals are PostgreSQL's to read. */
+	struct it_buf out = {0};
+	char *path = cpath("/copy", "query",
+			   "select E'it\\'s' as a, 'a\\b' as b -- \\", NULL);
+	get_ok(path, "text/csv", &out);
+	ck_assert_msg(strcmp(out.data, "it's,a\\b\n") == 0, "got [%s]",
+		      out.data);
+	b_free(&out);
+	free(path);
+	free(no_rows);
+	execf("drop table %s", t);
+	wait_quiet(1.0, "after the query checks");
+}
+END_TEST
+
+/*
+ * GET /copy?query= runs read-only: data-modifying CTEs and functions that
+ * write fail, and nothing is left behind. The connection is fine after.
+ */
+START_TEST(query_read_only)
+{
+	char sfx[32], t[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(t, sizeof(t), "ro_%s", sfx);
+	execf("create table %s (a int)", t);
+	execf("create function %s_w() returns int language plpgsql as "
+	      "$$begin insert into %s values (2); return 1; end$$",
+	      t, t);
+	execf("create sequence %s_s", t);
+	char *texts[] = {
+	    it_fmt("with x as (insert into %s values (1) returning a) "
+		   "select * from x",
+		   t),
+	    it_fmt("select %s_w()", t),
+	    it_fmt("select nextval('%s_s')", t),
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char *path = cpath("/copy", "query", texts[i], NULL);
+		struct cx x = {.method = "GET", .path = path, .keep = true};
+		cx_run(&x);
+		json_t *e = expect_error(&x, 409, NULL);
+		const char *code = json_string_value(json_object_get(e, "code"));
+		ck_assert_msg(strcmp(code, "25006") == 0, "%s: %s", texts[i],
+			      cx_desc(&x));
+		cx_free(&x);
+		free(path);
+		free(texts[i]);
+	}
+	ck_assert_int_eq(scalar_ll("select count(*) from %s", t), 0);
+	ck_assert_int_eq(
+	    scalar_ll("select count(*) from %s_s where is_called", t), 0);
+	/* The same connections still serve, and still read-write. */
+	struct it_buf out = {0};
+	char *path = cpath("/copy", "query", "select 41 + 1", NULL);
+	get_ok(path, "text/csv", &out);
+	ck_assert_str_eq(out.data, "42\n");
+	b_free(&out);
+	free(path);
+	path = cpath("/copy", "table", t, NULL);
+	post_ok(path, "7\n", 2, 1);
+	free(path);
+	execf("drop function %s_w()", t);
+	execf("drop sequence %s_s", t);
+	execf("drop table %s", t);
+	wait_quiet(1.0, "after read-only queries");
+}
+END_TEST
+
+/* Option values that try to end the statement are only data. */
+START_TEST(hostile_option_values)
+{
+	char sfx[32], t[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(t, sizeof(t), "hv_%s", sfx);
+	execf("create table %s (a int, b text)", t);
+	execf("insert into %s values (1, null)", t);
+	static const char *nulls[] = {
+	    "\\' ) to program 'id' --", "*/ --", "/*", "'", "\\", "$$", ";",
+	    "a b", "E'x'",
+	};
+	/* The delimiter too: a quote, doubled inside the literal. */
+	char *qpath = cpath("/copy", "table", t, "delimiter", "'", NULL);
+	struct it_buf qout = {0};
+	get_ok(qpath, "text/csv", &qout);
+	ck_assert_msg(strcmp(qout.data, "1'\n") == 0, "got [%s]", qout.data);
+	b_free(&qout);
+	free(qpath);
+	for (size_t i = 0; i < sizeof(nulls) / sizeof(nulls[0]); i++) {
+		char *path = cpath("/copy", "table", t, "null", nulls[i],
+				   "delimiter", "|", NULL);
+		struct it_buf out = {0};
+		get_ok(path, "text/csv", &out);
+		char *want = it_fmt("1|%s\n", nulls[i]);
+		ck_assert_msg(strcmp(out.data, want) == 0, "null=[%s]: got [%s]",
+			      nulls[i], out.data);
+		free(want);
+		b_free(&out);
+		free(path);
+	}
+	execf("drop table %s", t);
+	wait_quiet(1.0, "after hostile option values");
+}
+END_TEST
+
+/* table= with a dot in a name ("..." quoting), and schema.table. */
+START_TEST(table_names_with_dots)
+{
+	char sfx[32];
+	it_suffix(sfx, sizeof(sfx));
+	execf("create schema \"s.%s\"", sfx);
+	execf("create table \"s.%s\".\"t.x\" (a int)", sfx);
+	execf("create table \"my.%s\" (a int)", sfx);
+	execf("create table \"s.%s\".plain (a int)", sfx);
+	struct {
+		char *table;
+		char *sql; /* the same table for PostgreSQL */
+	} cases[] = {
+	    {it_fmt("\"my.%s\"", sfx), it_fmt("\"my.%s\"", sfx)},
+	    {it_fmt("\"s.%s\".\"t.x\"", sfx),
+	     it_fmt("\"s.%s\".\"t.x\"", sfx)},
+	    {it_fmt("\"s.%s\".plain", sfx), it_fmt("\"s.%s\".plain", sfx)},
+	    {it_fmt("public.\"my.%s\"", sfx), it_fmt("\"my.%s\"", sfx)},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		char *in = cpath("/copy", "table", cases[i].table, NULL);
+		post_ok(in, "1\n2\n", 4, 2);
+		struct it_buf out = {0};
+		get_ok(in, "text/csv", &out);
+		ck_assert_msg(strcmp(out.data, "1\n2\n") == 0 ||
+				  (i == 3 && strcmp(out.data,
+						    "1\n2\n1\n2\n") == 0),
+			      "%s: got [%s]", cases[i].table, out.data);
+		b_free(&out);
+		free(in);
+		char *sql = cases[i].sql;
+		char *count = it_fmt("select count(*) from %s", sql);
+		ck_assert_int_eq(scalar_ll("%s", count), i == 3 ? 4 : 2);
+		if (i != 0)
+			execf("truncate %s", sql);
+		free(count);
+		free(sql);
+		free(cases[i].table);
+	}
+	execf("drop schema \"s.%s\" cascade", sfx);
+	execf("drop table \"my.%s\"", sfx);
+	wait_quiet(1.0, "after dotted names");
+}
+END_TEST
+
+/* ---- gzip/deflate uploads and decompression bombs ---- */
+
+/* src[0..n) compressed with gzip (level 1: fast); malloc'd, *out_n. */
+static char *gzip_bytes(const char *src, size_t n, size_t *out_n)
+{
+	z_stream z = {0};
+	if (deflateInit2(&z, 1, Z_DEFLATED, 16 + MAX_WBITS, 8,
+			 Z_DEFAULT_STRATEGY) != Z_OK)
+		abort();
+	size_t cap = deflateBound(&z, (uLong)n);
+	char *out = malloc(cap);
+	if (!out)
+		abort();
+	z.next_in = (unsigned char *)(uintptr_t)src;
+	z.avail_in = (uInt)n;
+	z.next_out = (unsigned char *)out;
+	z.avail_out = (uInt)cap;
+	if (deflate(&z, Z_FINISH) != Z_STREAM_END)
+		abort();
+	*out_n = z.total_out;
+	deflateEnd(&z);
+	return out;
+}
+
+/* rows rows "1,\n" (valid ones): a bomb that gzip takes 200:1. */
+static char *ones(size_t rows)
+{
+	char *b = malloc(rows * 3);
+	if (!b)
+		abort();
+	for (size_t i = 0; i < rows * 3; i++)
+		b[i] = "1,\n"[i % 3];
+	return b;
+}
+
+/* Rows "id,random digits\n": gzip takes it about 2:1. */
+static char *digit_rows(size_t n, size_t *rows)
+{
+	char *b = malloc(n);
+	if (!b)
+		abort();
+	size_t i = 0;
+	*rows = 0;
+	while (i + 64 <= n) {
+		i += (size_t)sprintf(b + i, "%zu,", *rows + 1);
+		while (i % 64 != 63)
+			b[i++] = (char)('0' + rand() % 10);
+		b[i++] = '\n';
+		++*rows;
+	}
+	return b;
+}
+
+static void post_gz_expect_413(unsigned p, const char *path, const char *gz,
+			       size_t n)
+{
+	struct cx x = {.method = "POST", .path = path, .body = gz,
+		       .body_len = n, .encoding = "gzip", .keep = true,
+		       .port = p};
+	cx_run(&x);
+	json_t *e = expect_error(&x, 413, "inflated_too_large");
+	ck_assert_msg(strstr(json_string_value(json_object_get(e, "message")),
+			     "max-infl"),
+		      "%s", cx_desc(&x));
+	cx_free(&x);
+}
+
+START_TEST(gzip_bombs_refused)
+{
+	char sfx[32], t[64];
+	it_suffix(sfx, sizeof(sfx));
+	snprintf(t, sizeof(t), "gz_%s", sfx);
+	execf("create table %s (a int, b text)", t);
+	char *in = cpath("/copy", "table", t, NULL);
+	/* A genuine gzip upload works. */
+	size_t rows, gn;
+	char *plain = digit_rows(3 * 1024 * 1024, &rows);
+	char *gz = gzip_bytes(plain, rows * 64, &gn);
+	struct cx ok = {.method = "POST", .path = in, .body = gz,
+			.body_len = gn, .encoding = "gzip", .keep = true};
+	cx_run(&ok);
+	ck_assert_msg(ok.status == 200 && ok.json &&
+			  json_integer_value(json_object_get(
+			      ok.json, "row_count")) == (json_int_t)rows,
+		      "%s", cx_desc(&ok));
+	cx_free(&ok);
+	execf("truncate %s", t);
+	/* 66 MiB of "1,\n" in about 300 KiB: past 100:1 (the default). */
+	size_t bn;
+	const size_t bomb_rows = 22 * 1024 * 1024; /* 66 MiB */
+	char *bomb_src = ones(bomb_rows);
+	char *bomb = gzip_bytes(bomb_src, bomb_rows * 3, &bn);
+	free(bomb_src);
+	fprintf(stderr, "  bomb: 66 MiB in %zu bytes\n", bn);
+	post_gz_expect_413(0, in, bomb, bn);
+	ck_assert_int_eq(scalar_ll("select count(*) from %s", t), 0);
+	/* A server with a 2 MiB inflated limit and no ratio limit. */
+	struct fpg_options o;
+	it_options(&o);
+	o.threads = 1;
+	o.max_inflated_bytes = 2 * 1024 * 1024;
+	o.max_inflate_ratio = 0;
+	unsigned p2;
+	struct fpg_server *srv = it_server_start(&o, &p2);
+	post_gz_expect_413(p2, in, gz, gn); /* 3 MiB inflated */
+	post_gz_expect_413(p2, in, bomb, bn);
+	ck_assert_int_eq(scalar_ll("select count(*) from %s", t), 0);
+	/* Within the limit, the same server copies. */
+	char *small = gzip_bytes(plain, 1024 * 64, &gn);
+	struct cx ok2 = {.method = "POST", .path = in, .body = small,
+			 .body_len = gn, .encoding = "gzip", .keep = true,
+			 .port = p2};
+	cx_run(&ok2);
+	ck_assert_msg(ok2.status == 200 && ok2.json &&
+			  json_integer_value(json_object_get(
+			      ok2.json, "row_count")) == 1024,
+		      "%s", cx_desc(&ok2));
+	cx_free(&ok2);
+	fpg_server_stop(srv, 1000);
+	fpg_server_free(srv);
+	free(small);
+	free(bomb);
+	free(gz);
+	free(plain);
+	free(in);
+	execf("drop table %s", t);
+	wait_quiet(2.0, "after the bombs");
+}
+END_TEST
+
 /* ---- e. the client leaves mid-upload ---- */
 
 START_TEST(disconnect_mid_upload)
@@ -1323,6 +1677,24 @@ START_TEST(copy_in_tx_session)
 	assert_same_bytes("GET /tx/{token}/copy", &got, &want);
 	b_free(&got);
 	b_free(&want);
+	/* query= in the session: parsed first, sees the session's rows; one
+	 * without rows is refused and leaves the transaction usable. */
+	char *q = it_fmt("select count(*) from %s", t);
+	char *qpath = cpath(base, "query", q, NULL);
+	get_ok(qpath, "text/csv", &got);
+	ck_assert_str_eq(got.data, "3\n");
+	b_free(&got);
+	free(qpath);
+	free(q);
+	q = it_fmt("delete from %s", t);
+	qpath = cpath(base, "query", q, NULL);
+	struct cx nr = {.method = "GET", .path = qpath, .keep = true};
+	cx_run(&nr);
+	expect_error(&nr, 400, "bad_request");
+	cx_free(&nr);
+	free(qpath);
+	free(q);
+	ck_assert_int_eq(tx_count(tok, t), 3);
 	/* A second upload in the same session, in text. */
 	char *in_text = cpath(base, "table", t, "format", "text", NULL);
 	post_ok(in_text, "4\te\n", 4, 1);
@@ -1448,6 +1820,12 @@ static Suite *copy_suite(void)
 	    {"errors_leave_table_unchanged", errors_leave_table_unchanged},
 	    {"bad_arguments_400", bad_arguments_400},
 	    {"query_injection_to_program", query_injection_to_program},
+	    {"query_injection_cr_comment", query_injection_cr_comment},
+	    {"query_checked_by_postgres", query_checked_by_postgres},
+	    {"query_read_only", query_read_only},
+	    {"hostile_option_values", hostile_option_values},
+	    {"table_names_with_dots", table_names_with_dots},
+	    {"gzip_bombs_refused", gzip_bombs_refused},
 	    {"disconnect_mid_upload", disconnect_mid_upload},
 	    {"disconnect_mid_download", disconnect_mid_download},
 	    {"copy_in_tx_session", copy_in_tx_session},

@@ -1,8 +1,12 @@
 /*
  * The embedding API of include/fasterpg.h: defaults, option validation,
  * several servers in one process, start/stop/free cycles (ASan checks
- * for leaks), and a stopped server's port refusing connections.
+ * for leaks), a stopped server's port refusing connections, and a --db
+ * password that shows nowhere: not in errors, answers or the log.
  */
+#include <arpa/inet.h>
+#include <netinet/in.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_common.h"
@@ -256,6 +260,172 @@ START_TEST(stop_with_request_in_flight)
 }
 END_TEST
 
+/* ---- secrets ---- */
+
+#define SECRET "s3cret-pw"
+
+/* The server's log: stderr (fd 2) goes to a file until capture_end(). */
+struct capture {
+	int saved;
+	char path[64];
+};
+
+static void capture_start(struct capture *c)
+{
+	snprintf(c->path, sizeof(c->path), "/tmp/fpg_embed_log_XXXXXX");
+	int fd = mkstemp(c->path);
+	ck_assert_int_ge(fd, 0);
+	fflush(stderr);
+	c->saved = dup(2);
+	dup2(fd, 2);
+	close(fd);
+}
+
+/* Restores stderr; returns what was logged (malloc'd). */
+static char *capture_end(struct capture *c)
+{
+	fflush(stderr);
+	dup2(c->saved, 2);
+	close(c->saved);
+	struct it_buf b = {0};
+	FILE *f = fopen(c->path, "r");
+	char chunk[4096];
+	size_t n;
+	while (f && (n = fread(chunk, 1, sizeof(chunk), f)) > 0)
+		it_buf_put(&b, chunk, n);
+	if (f)
+		fclose(f);
+	unlink(c->path);
+	it_buf_put(&b, "", 0);
+	return b.data;
+}
+
+/* A TCP port on 127.0.0.1 that nothing listens on (just closed). */
+static unsigned closed_port(void)
+{
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+	struct sockaddr_in a = {.sin_family = AF_INET,
+				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
+	socklen_t len = sizeof(a);
+	ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
+		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
+	close(fd);
+	return ntohs(a.sin_port);
+}
+
+/*
+ * A --db libpq cannot parse fails fpg_server_new (it used to be retried
+ * forever), and neither the error nor the log shows its password, even
+ * where libpq's message quotes the text (a URI, a token).
+ */
+START_TEST(bad_conninfo_is_a_startup_error)
+{
+	static const char *bad[] = {
+	    "host=127.0.0.1 password=" SECRET " bogus",
+	    "host=127.0.0.1 password=" SECRET " nosuch=1",
+	    "host=127.0.0.1 password='" SECRET,
+	    "host=127.0.0.1 password=" SECRET " tail" SECRET,
+	    "postgresql://postgres:" SECRET "@[::1/postgres",
+	    "postgresql://postgres:" SECRET "@127.0.0.1:1/db?x",
+	    "postgresql://127.0.0.1/db?password=" SECRET "&%zz",
+	    "postgres://postgres:" SECRET "%zz@127.0.0.1/db",
+	};
+	struct fpg_error errs[sizeof(bad) / sizeof(bad[0])];
+	bool made[sizeof(bad) / sizeof(bad[0])];
+	struct capture cap;
+	capture_start(&cap);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fpg_options o;
+		it_options(&o);
+		o.db = bad[i];
+		o.log_level = "debug";
+		memset(&errs[i], 0, sizeof(errs[i]));
+		struct fpg_server *srv = fpg_server_new(&o, &errs[i]);
+		made[i] = srv != NULL;
+		fpg_server_free(srv);
+	}
+	char *log = capture_end(&cap);
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		ck_assert_msg(!made[i], "db [%s] was accepted", bad[i]);
+		ck_assert_int_eq(errs[i].code, FPG_ERR_CONFIG);
+		ck_assert_msg(strstr(errs[i].message, "db is not a valid"),
+			      "%s", errs[i].message);
+		ck_assert_msg(!strstr(errs[i].message, SECRET) &&
+				  !strstr(errs[i].message, "s3cret"),
+			      "db [%s]: the error shows the password: %s",
+			      bad[i], errs[i].message);
+	}
+	ck_assert_msg(!strstr(log, "s3cret"), "logged: %s", log);
+	free(log);
+	/* A word without "=" is a database name, as libpq reads it. */
+	struct fpg_options o;
+	it_options(&o);
+	o.db = "some_database";
+	struct fpg_error err = {0};
+	struct fpg_server *srv = fpg_server_new(&o, &err);
+	ck_assert_msg(srv, "db some_database: %s", err.message);
+	fpg_server_free(srv);
+}
+END_TEST
+
+/*
+ * PostgreSQL unreachable with a password in --db: clients get a generic
+ * 503 and never the password; the log keeps the reason, not the
+ * password.
+ */
+START_TEST(password_never_leaks_when_unreachable)
+{
+	unsigned closed = closed_port();
+	char *dbs[] = {
+	    it_fmt("host=127.0.0.1 port=%u user=postgres password=" SECRET
+		   " connect_timeout=2",
+		   closed),
+	    it_fmt("postgresql://postgres:" SECRET "@127.0.0.1:%u/postgres",
+		   closed),
+	};
+	for (size_t i = 0; i < sizeof(dbs) / sizeof(dbs[0]); i++) {
+		struct fpg_options o;
+		it_options(&o);
+		o.db = dbs[i];
+		o.log_level = "debug";
+		o.acquire_timeout_ms = 2000;
+		struct capture cap;
+		capture_start(&cap);
+		unsigned p;
+		struct fpg_server *srv = it_server_start(&o, &p);
+		struct http_resp *rs[] = {
+		    it_query(p, "{\"sql\":\"select 1\"}"),
+		    http_get(p, "/readyz"),
+		    http_get(p, "/copy?query=select%201"),
+		    http_get(p, "/stats"),
+		    http_get(p, "/metrics"),
+		};
+		fpg_server_free(srv);
+		char *log = capture_end(&cap);
+		for (size_t k = 0; k < sizeof(rs) / sizeof(rs[0]); k++) {
+			ck_assert_msg(!strstr(rs[k]->body, "s3cret"),
+				      "db [%s]: answer %zu shows the password: "
+				      "%s",
+				      dbs[i], k, rs[k]->body);
+			if (k > 2)
+				continue;
+			ck_assert_msg(rs[k]->status == 503 &&
+					  strstr(rs[k]->body,
+						 "\"message\":\"PostgreSQL is "
+						 "unavailable\""),
+				      "answer %zu: %ld %s", k, rs[k]->status,
+				      rs[k]->body);
+		}
+		ck_assert_msg(strstr(log, "connect failed"), "log: %s", log);
+		ck_assert_msg(!strstr(log, "s3cret"), "logged: %s", log);
+		for (size_t k = 0; k < sizeof(rs) / sizeof(rs[0]); k++)
+			http_resp_free(rs[k]);
+		free(log);
+		free(dbs[i]);
+	}
+}
+END_TEST
+
 static Suite *embed_suite(void)
 {
 	Suite *s = suite_create("embed");
@@ -270,6 +440,10 @@ static Suite *embed_suite(void)
 	    {"two_servers_one_process", two_servers_one_process},
 	    {"start_stop_free_cycles", start_stop_free_cycles},
 	    {"stop_with_request_in_flight", stop_with_request_in_flight},
+	    {"bad_conninfo_is_a_startup_error",
+	     bad_conninfo_is_a_startup_error},
+	    {"password_never_leaks_when_unreachable",
+	     password_never_leaks_when_unreachable},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);

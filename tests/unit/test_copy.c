@@ -1,14 +1,18 @@
 /*
  * fpg_copy_build (src/copy.c) without a database: the exact COPY statement
- * for the query arguments of /copy, and the arguments it must refuse
- * (400) -- above all query= texts that could close COPY's parenthesis
- * early or hide the server's suffix in a comment or a string.
+ * for the query arguments of /copy, the arguments it must refuse (400),
+ * query= texts it refuses early (PostgreSQL's own Parse is the boundary,
+ * see it_copy), and a fuzz of hostile names and option values whose
+ * statement is read back with PostgreSQL's lexing rules: every value must
+ * come back whole, as one identifier or one string literal, and nothing
+ * of it may end the statement.
  */
 #include <check.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "buf.h"
 #include "copy.h"
@@ -104,7 +108,7 @@ START_TEST(table_quoting)
 {
 	expect_sql(A("table", "we\"ird"), true,
 		   "COPY \"we\"\"ird\" FROM STDIN WITH (FORMAT csv)", NULL);
-	expect_sql(A("table", "\""), true,
+	expect_sql(A("table", "\"\"\"\""), true,
 		   "COPY \"\"\"\" FROM STDIN WITH (FORMAT csv)", NULL);
 	expect_sql(A("table", "Mixed Case"), false,
 		   "COPY \"Mixed Case\" TO STDOUT WITH (FORMAT csv)", NULL);
@@ -123,6 +127,39 @@ START_TEST(schema_table)
 	expect_sql(A("table", "my\"s.my\"t"), false,
 		   "COPY \"my\"\"s\".\"my\"\"t\" TO STDOUT WITH (FORMAT csv)",
 		   NULL);
+}
+END_TEST
+
+/* "..." quotes a part holding a dot, as PostgreSQL's own quoting does. */
+START_TEST(table_quoted_parts)
+{
+	expect_sql(A("table", "\"my.table\""), true,
+		   "COPY \"my.table\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "\"a.b\".\"c\""), false,
+		   "COPY \"a.b\".\"c\" TO STDOUT WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "s.\"x.y\""), true,
+		   "COPY \"s\".\"x.y\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "\"s.1\".t"), true,
+		   "COPY \"s.1\".\"t\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "\"we\"\"ird.\"\"\""), true,
+		   "COPY \"we\"\"ird.\"\"\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "\"Mixed Case\""), true,
+		   "COPY \"Mixed Case\" FROM STDIN WITH (FORMAT csv)", NULL);
+	expect_sql(A("table", "t", "columns", "\"a,b\",c,\"d\"\"\""), true,
+		   "COPY \"t\" (\"a,b\", \"c\", \"d\"\"\") FROM STDIN WITH "
+		   "(FORMAT csv)",
+		   NULL);
+	static const char *bad[] = {
+	    "\"",	"\"\"",	  "\"a",	 "\"a\"b",	 "\"a\".",
+	    "\"a\".\"b", "\"a\".\"\"", "\"a.b\".c.d", "s.\"t\"x", "\"a\"\"",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		expect_refused(A("table", bad[i]), true);
+		/* A column name is unquoted up to a comma, dots and all. */
+		if (bad[i][0] == '"')
+			expect_refused(A("table", "t", "columns", bad[i]),
+				       true);
+	}
 }
 END_TEST
 
@@ -161,23 +198,32 @@ START_TEST(options)
 		     "NULL"),
 		   true,
 		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, HEADER true, "
-		   "DELIMITER ';', NULL 'NULL')",
+		   "DELIMITER E';', NULL E'NULL')",
 		   NULL);
 	expect_sql(A("table", "t", "format", "text", "delimiter", "|"), false,
-		   "COPY \"t\" TO STDOUT WITH (FORMAT text, DELIMITER '|')",
+		   "COPY \"t\" TO STDOUT WITH (FORMAT text, DELIMITER E'|')",
 		   NULL);
 	/* Literals with quotes inside. */
 	expect_sql(A("table", "t", "delimiter", "'"), true,
-		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, DELIMITER '''')",
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, DELIMITER E'''')",
 		   NULL);
 	expect_sql(A("table", "t", "null", "it's ''x"), true,
-		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, NULL 'it''s "
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, NULL E'it''s "
 		   "''''x')",
 		   NULL);
+	/* Backslashes are doubled: E'' reads them the same whatever
+	 * standard_conforming_strings says. */
+	expect_sql(A("table", "t", "null", "\\' ) to program 'x' --"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT csv, NULL "
+		   "E'\\\\'' ) to program ''x'' --')",
+		   NULL);
+	expect_sql(A("table", "t", "format", "text", "delimiter", "\t"), true,
+		   "COPY \"t\" FROM STDIN WITH (FORMAT text, DELIMITER E'\t')",
+		   NULL);
 	expect_sql(A("table", "t", "null", ""), false,
-		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL '')", NULL);
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL E'')", NULL);
 	expect_sql(A("table", "t", "null", "\\N"), false,
-		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL '\\N')", NULL);
+		   "COPY \"t\" TO STDOUT WITH (FORMAT csv, NULL E'\\\\N')", NULL);
 }
 END_TEST
 
@@ -241,10 +287,9 @@ START_TEST(query_refused)
 	    "select 1) to program 'x' --",
 	    "select 1) to program 'x' /*",
 	    "select 1 --\n) to program 'x'",
+	    "select 1 --\r) to program 'x'",
 	    "select 1 /* unterminated",
 	    "select 1 /* /* nested */ still open",
-	    "select E'\\'' ) to program 'x' --'",
-	    "select '\\' ) to program 'x' --'",
 	    "select 'unterminated",
 	    "select \"unterminated",
 	    "select $$unterminated",
@@ -264,8 +309,31 @@ START_TEST(query_refused)
 END_TEST
 
 /*
- * Unbalanced parentheses hidden by a trailing line comment: the contract
- * (openapi.yaml: "balanced parentheses") says 400.
+ * A backslash in a string literal means what E'' and
+ * standard_conforming_strings make of it: the early check gives up and
+ * leaves it to PostgreSQL's Parse (it_copy shows these refused there).
+ */
+START_TEST(query_backslash_left_to_postgres)
+{
+	static const char *texts[] = {
+	    "select E'it\\'s'",
+	    "select E'\\'' ) to program 'x' --'",
+	    "select '\\' ) to program 'x' --'",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+		char *want = NULL;
+		if (asprintf(&want, "COPY (\n%s\n) TO STDOUT WITH (FORMAT csv)",
+			     texts[i]) < 0)
+			ck_abort();
+		expect_sql(A("query", texts[i]), false, want, NULL);
+		free(want);
+	}
+}
+END_TEST
+
+/*
+ * Unbalanced parentheses hidden by a trailing line comment are plainly
+ * not one statement: 400 early, before any PostgreSQL work.
  */
 START_TEST(query_refused_unbalanced_before_line_comment)
 {
@@ -295,6 +363,189 @@ START_TEST(query_refused_dollar_after_identifier)
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
 		expect_refused(A("query", bad[i]), false);
 		expect_refused(A("query", bad[i], "null", " --"), false);
+	}
+}
+END_TEST
+
+/* ---- fuzz: hostile names and values, read back as PostgreSQL lexes ---- */
+
+enum tok_kind { TK_END, TK_WORD, TK_IDENT, TK_STRING, TK_PUNCT, TK_BAD };
+
+struct tok {
+	enum tok_kind kind;
+	char text[512]; /* the word, the decoded name or string, the char */
+};
+
+/*
+ * The next token of a built statement by PostgreSQL's rules for what the
+ * builder may write: words, "..." names ("" a quote), E'...' strings (a
+ * backslash takes the next character, '' a quote) and ( ) , . -- anything
+ * else (a comment, a semicolon, a bare quote) is TK_BAD.
+ */
+static const char *next_tok(const char *p, struct tok *t)
+{
+	size_t n = 0;
+	while (*p == ' ')
+		p++;
+	t->text[0] = '\0';
+	if (*p == '\0') {
+		t->kind = TK_END;
+		return p;
+	}
+	if (*p == '"' || (p[0] == 'E' && p[1] == '\'')) {
+		char q = *p == '"' ? '"' : '\'';
+		t->kind = q == '"' ? TK_IDENT : TK_STRING;
+		p += q == '"' ? 1 : 2;
+		for (;; p++) {
+			if (*p == '\0' || n + 1 >= sizeof(t->text)) {
+				t->kind = TK_BAD;
+				return p;
+			}
+			if (q == '\'' && *p == '\\' && p[1])
+				p++;
+			else if (*p == q && p[1] == q)
+				p++;
+			else if (*p == q)
+				break;
+			t->text[n++] = *p;
+		}
+		t->text[n] = '\0';
+		return p + 1;
+	}
+	if ((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) {
+		t->kind = TK_WORD;
+		while (((*p >= 'A' && *p <= 'Z') || (*p >= 'a' && *p <= 'z')) &&
+		       n + 1 < sizeof(t->text))
+			t->text[n++] = *p++;
+		t->text[n] = '\0';
+		return p;
+	}
+	t->kind = strchr("(),.", *p) ? TK_PUNCT : TK_BAD;
+	t->text[0] = *p;
+	t->text[1] = '\0';
+	return p + 1;
+}
+
+/* One hostile piece: PostgreSQL's token enders and openers, or a byte. */
+static void add_piece(char *out, size_t cap, const char *avoid)
+{
+	static const char *pieces[] = {
+	    "\r", "\n", "*/", "/*", "--", "'", "\"", "\\", "$$", ";", ")", "(",
+	    ".", ",", " ", "E'", "U&", "a", "Z", "\xc3\xa9", "\\'", "''", "\t",
+	};
+	size_t l = strlen(out);
+	char one[2] = {(char)(1 + rand() % 255), '\0'};
+	const char *pc = rand() % 3 == 0 ? one
+					 : pieces[(size_t)rand() %
+						  (sizeof(pieces) /
+						   sizeof(pieces[0]))];
+	if (strpbrk(pc, avoid) || l + strlen(pc) + 1 > cap)
+		return;
+	strcat(out, pc);
+}
+
+static void hostile(char *out, size_t cap, const char *avoid, bool empty_ok)
+{
+	out[0] = '\0';
+	int n = rand() % 12 + (empty_ok ? 0 : 1);
+	for (int i = 0; i < n || (!empty_ok && !out[0]); i++)
+		add_piece(out, cap, avoid);
+}
+
+/* The name spelled for table=/columns=: quoted ("" for ") or as it is. */
+static void spell(char *out, size_t cap, const char *name, bool quote)
+{
+	size_t l = 0;
+	if (quote)
+		out[l++] = '"';
+	for (const char *s = name; *s && l + 3 < cap; s++) {
+		if (quote && *s == '"')
+			out[l++] = '"';
+		out[l++] = *s;
+	}
+	if (quote)
+		out[l++] = '"';
+	out[l] = '\0';
+}
+
+static void expect_tok(const char **p, enum tok_kind kind, const char *text,
+		       const char *sql)
+{
+	struct tok t;
+	*p = next_tok(*p, &t);
+	ck_assert_msg(t.kind == kind && (!text || strcmp(t.text, text) == 0),
+		      "in [%s]: token %d [%s], want %d [%s]", sql, t.kind,
+		      t.text, kind, text ? text : "");
+}
+
+START_TEST(fuzz_hostile_values)
+{
+	unsigned seed = (unsigned)time(NULL);
+	if (getenv("FPG_TEST_SEED"))
+		seed = (unsigned)strtoul(getenv("FPG_TEST_SEED"), NULL, 10);
+	srand(seed);
+	fprintf(stderr, "fuzz_hostile_values: seed %u\n", seed);
+	for (int round = 0; round < 20000; round++) {
+		char schema[64], table[64], col[64], null[64], delim[2];
+		char s_sp[160], t_sp[160], c_sp[160], tsp[330];
+		/* Unquoted names are taken up to a dot (a comma), and one
+		 * starting with a quote is a quoted one. */
+		bool qs = rand() % 2, qt = rand() % 2, qc = rand() % 2;
+		bool with_schema = rand() % 2;
+		hostile(schema, sizeof(schema), qs ? "" : ".", false);
+		hostile(table, sizeof(table), qt ? "" : ".", false);
+		hostile(col, sizeof(col), qc ? "" : ",", false);
+		if (!qs && schema[0] == '"')
+			schema[0] = 'x';
+		if (!qt && table[0] == '"')
+			table[0] = 'x';
+		if (!qc && col[0] == '"')
+			col[0] = 'x';
+		hostile(null, sizeof(null), "\r\n", true);
+		do
+			delim[0] = (char)(1 + rand() % 127);
+		while (strchr("\r\n\\", delim[0]));
+		delim[1] = '\0';
+		spell(s_sp, sizeof(s_sp), schema, qs);
+		spell(t_sp, sizeof(t_sp), table, qt);
+		spell(c_sp, sizeof(c_sp), col, qc);
+		snprintf(tsp, sizeof(tsp), "%s%s%s", with_schema ? s_sp : "",
+			 with_schema ? "." : "", t_sp);
+		bool in = rand() % 2;
+		struct built b =
+		    build(A("table", tsp, "columns", c_sp, "null", null,
+			    "delimiter", delim, "header", "true"),
+			  in);
+		ck_assert_msg(b.ok, "seed %u: table=[%s] columns=[%s] null=[%s] "
+				    "delimiter=[%s] refused: %s",
+			      seed, tsp, c_sp, null, delim, b.err.message);
+		const char *p = b.sql;
+		expect_tok(&p, TK_WORD, "COPY", b.sql);
+		if (with_schema) {
+			expect_tok(&p, TK_IDENT, schema, b.sql);
+			expect_tok(&p, TK_PUNCT, ".", b.sql);
+		}
+		expect_tok(&p, TK_IDENT, table, b.sql);
+		expect_tok(&p, TK_PUNCT, "(", b.sql);
+		expect_tok(&p, TK_IDENT, col, b.sql);
+		expect_tok(&p, TK_PUNCT, ")", b.sql);
+		expect_tok(&p, TK_WORD, in ? "FROM" : "TO", b.sql);
+		expect_tok(&p, TK_WORD, in ? "STDIN" : "STDOUT", b.sql);
+		expect_tok(&p, TK_WORD, "WITH", b.sql);
+		expect_tok(&p, TK_PUNCT, "(", b.sql);
+		expect_tok(&p, TK_WORD, "FORMAT", b.sql);
+		expect_tok(&p, TK_WORD, "csv", b.sql);
+		expect_tok(&p, TK_PUNCT, ",", b.sql);
+		expect_tok(&p, TK_WORD, "HEADER", b.sql);
+		expect_tok(&p, TK_WORD, "true", b.sql);
+		expect_tok(&p, TK_PUNCT, ",", b.sql);
+		expect_tok(&p, TK_WORD, "DELIMITER", b.sql);
+		expect_tok(&p, TK_STRING, delim, b.sql);
+		expect_tok(&p, TK_PUNCT, ",", b.sql);
+		expect_tok(&p, TK_WORD, "NULL", b.sql);
+		expect_tok(&p, TK_STRING, null, b.sql);
+		expect_tok(&p, TK_PUNCT, ")", b.sql);
+		expect_tok(&p, TK_END, NULL, b.sql);
 	}
 }
 END_TEST
@@ -353,14 +604,17 @@ int main(void)
 	tcase_add_test(tc, table_plain);
 	tcase_add_test(tc, table_quoting);
 	tcase_add_test(tc, schema_table);
+	tcase_add_test(tc, table_quoted_parts);
 	tcase_add_test(tc, columns);
 	tcase_add_test(tc, options);
 	tcase_add_test(tc, query_out);
 	tcase_add_test(tc, query_accepted);
 	tcase_add_test(tc, query_refused);
+	tcase_add_test(tc, query_backslash_left_to_postgres);
 	tcase_add_test(tc, query_refused_unbalanced_before_line_comment);
 	tcase_add_test(tc, query_refused_dollar_after_identifier);
 	tcase_add_test(tc, args_refused);
+	tcase_add_test(tc, fuzz_hostile_values);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

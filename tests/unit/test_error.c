@@ -1,4 +1,4 @@
-/* SQLSTATE -> HTTP status, error JSON, message tidying. */
+/* SQLSTATE -> HTTP status, error JSON, message tidying, redaction. */
 #include <check.h>
 #include <jansson.h>
 #include <string.h>
@@ -61,6 +61,68 @@ START_TEST(tidy)
 }
 END_TEST
 
+static void expect_redacted(const char *msg, bool echoes, const char *want)
+{
+	char out[256];
+	fpg_error_redact(out, sizeof(out), msg, echoes);
+	ck_assert_msg(strcmp(out, want) == 0, "[%s]:\n got  [%s]\n want [%s]",
+		      msg, out, want);
+}
+
+START_TEST(redact_passwords)
+{
+	/* conninfo: plain, quoted (escapes, blanks), spaced, any case */
+	expect_redacted("host=h password=s3cret user=u", false,
+			"host=h password=*** user=u");
+	expect_redacted("password='a b\\' c' dbname=d", false,
+			"password=*** dbname=d");
+	expect_redacted("host=h password = s3cret", false,
+			"host=h password = ***");
+	expect_redacted("PASSWORD=s3cret sslpassword=k3y", false,
+			"PASSWORD=*** sslpassword=***");
+	expect_redacted("password=", false, "password=***");
+	expect_redacted("password='unterminated", false, "password=***");
+	/* URIs: user info, and password= in the query */
+	expect_redacted("postgresql://user:s3cret@host:5432/db", false,
+			"postgresql://user:***@host:5432/db");
+	expect_redacted("postgres://u:p@ss@h/db?sslmode=require", false,
+			"postgres://u:***@h/db?sslmode=require");
+	expect_redacted("postgresql://h/db?user=u&password=s3cret&x=1", false,
+			"postgresql://h/db?user=u&password=***&x=1");
+	expect_redacted("bad URI: \"postgresql://u:s3cret@[::1\"", false,
+			"bad URI: \"postgresql://u:***@[::1\"");
+	/* Nothing to hide stays as it is. */
+	expect_redacted("postgresql://user@host/db", false,
+			"postgresql://user@host/db");
+	expect_redacted("http://host:8080/x", false, "http://host:8080/x");
+	expect_redacted("connection to server at \"h\" (::1), port 5432 "
+			"failed: FATAL:  password authentication failed for "
+			"user \"u\"",
+			false,
+			"connection to server at \"h\" (::1), port 5432 "
+			"failed: FATAL:  password authentication failed for "
+			"user \"u\"");
+	expect_redacted(NULL, false, "");
+	/* A message about a conninfo that did not parse may quote any of
+	 * it: every quoted piece goes. */
+	expect_redacted("missing \"=\" after \"b\" in connection info "
+			"string",
+			true,
+			"missing \"=\" after \"***\" in connection info "
+			"string");
+	expect_redacted("invalid percent-encoded token: \"s3%zz", true,
+			"invalid percent-encoded token: \"***");
+	/* Truncated, still terminated. */
+	char small[12];
+	fpg_error_redact(small, sizeof(small), "password=s3cret and more",
+			 false);
+	ck_assert_str_eq(small, "password=**");
+	/* tidy redacts too */
+	fpg_error_tidy(small, sizeof(small), "password=x\ny");
+	ck_assert_str_eq(small, "password=**");
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("error");
@@ -68,6 +130,7 @@ int main(void)
 	tcase_add_test(tc, status_map);
 	tcase_add_test(tc, json_without_pg_result);
 	tcase_add_test(tc, tidy);
+	tcase_add_test(tc, redact_passwords);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
