@@ -120,12 +120,8 @@ static void pg_finish(struct copy_pg *p)
 		fpg_conn_raw_end(c);
 		if (p->tx)
 			fpg_tx_release_if_idle(p->tx);
-		else if (p->query && fpg_conn_alive(c))
-			/* set_config(..., false) in the query would outlive
-			 * it on a shared connection. */
-			fpg_conn_push_reset(c);
 		else
-			fpg_conn_release(c);
+			fpg_conn_release(c); /* after a reset of the session */
 	}
 	report(p);
 	pg_free(p);
