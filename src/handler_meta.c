@@ -75,6 +75,8 @@ int fpg_handle_readyz(struct fpg_request *req)
 	rr->q.ops = &ready_ops;
 	rr->q.ctx = rr;
 	rr->q.timeout_ms = 5000;
+	/* Readiness is a quick answer, even while PostgreSQL is frozen. */
+	rr->q.deadline_ms = 2000;
 	fpg_query_submit(req->w->pool, &rr->q);
 	return 0;
 }

@@ -56,6 +56,7 @@ struct fpg_conn {
 	bool superuser;		/* logged in as one (can change session
 				   authorization) */
 	unsigned barriers;	/* FPG_OP_BARRIER ops queued */
+	uint64_t head_since_ms;	/* when the op at the head began to run */
 };
 
 struct fpg_pool {
@@ -199,13 +200,25 @@ static bool shareable(const struct fpg_conn *c)
 	       !c->tainted && !c->barriers;
 }
 
+/*
+ * A connection whose op at the head has run this long is stuck on a slow
+ * statement: whatever joins its queue would wait for it, past its
+ * acquire deadline. New work goes elsewhere, or waits for a connection.
+ */
+#define STALL_MS 50
+
+static bool stalled(const struct fpg_conn *c, uint64_t now_ms)
+{
+	return c->inflight && now_ms - c->head_since_ms > STALL_MS;
+}
+
 /* The shared connection with the fewest ops queued, if it has room. */
 static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 {
 	struct fpg_conn *best = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
-		if (!shareable(c))
+		if (!shareable(c) || stalled(c, pool->w->now_ms))
 			continue;
 		if (!best || c->inflight < best->inflight)
 			best = c;
@@ -586,10 +599,12 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	op->barrier = (flags & FPG_OP_BARRIER) != 0;
 	op->first_part = (flags & FPG_OP_TWO_PARTS) != 0;
 	c->barriers += op->barrier;
-	if (c->tail)
+	if (c->tail) {
 		c->tail->next = op;
-	else
+	} else {
 		c->head = op;
+		c->head_since_ms = c->pool->w->now_ms;
+	}
 	c->tail = op;
 	if (c->inflight++ == 0)
 		update_gauges(c->pool);
@@ -678,6 +693,7 @@ static void drain(struct fpg_conn *c)
 			c->tail = NULL;
 		c->inflight--;
 		c->barriers -= op->barrier;
+		c->head_since_ms = c->pool->w->now_ms;
 		op->on_done(op, NULL);
 		if (op->release)
 			c->held = false;

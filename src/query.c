@@ -196,6 +196,7 @@ static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
 static void finish(struct fpg_query *q, PGresult *res,
 		   const struct fpg_error *err)
 {
+	fpg_worker_timer_disarm(fpg_pool_worker(q->pool), &q->deadline);
 	if (q->holds)
 		fpg_conn_release(q->conn);
 	q->holds = false;
@@ -728,6 +729,38 @@ static void on_acquire_fail(struct fpg_pool_waiter *wt,
 	finish(q, NULL, err);
 }
 
+/*
+ * PostgreSQL did not answer in time (frozen, or the statement queued
+ * behind slow ones on a shared connection): the client hears so now.
+ * On a connection of its own the statement is cancelled; on a shared one
+ * it may still run, and its results are dropped.
+ */
+static void on_deadline(struct fpg_timer *t)
+{
+	struct fpg_query *q = FPG_CONTAINER_OF(t, struct fpg_query, deadline);
+	if (q->done)
+		return;
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 504,
+		      "no answer from PostgreSQL within %u ms; the statement "
+		      "was cancelled or may still complete",
+		      q->deadline_ms);
+	err.reason = "deadline_exceeded";
+	fpg_query_abandon(q);
+	q->ops->finish(q, NULL, &err);
+}
+
+static unsigned deadline_of(const struct fpg_query *q,
+			    const struct fpg_options *o)
+{
+	if (q->deadline_ms)
+		return q->deadline_ms;
+	unsigned stmt = q->timeout_ms ? q->timeout_ms : o->statement_timeout_ms;
+	if (!stmt)
+		return 0; /* no statement timeout: none here either */
+	return o->acquire_timeout_ms + stmt + 1000;
+}
+
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
@@ -739,9 +772,12 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->conn = NULL;
 	q->holds = false;
 	q->retried = q->delivered = q->empty = q->garbled = false;
-	q->waiter.deadline_ms =
-		fpg_pool_worker(pool)->now_ms +
-		fpg_pool_worker(pool)->opts->acquire_timeout_ms;
+	struct fpg_worker *w = fpg_pool_worker(pool);
+	q->waiter.deadline_ms = w->now_ms + w->opts->acquire_timeout_ms;
+	q->deadline_ms = deadline_of(q, w->opts);
+	q->deadline.fire = on_deadline;
+	if (q->deadline_ms)
+		fpg_worker_timer_arm(w, &q->deadline, q->deadline_ms);
 	if (q->conn_fixed)
 		on_conn(&q->waiter, q->conn_fixed);
 	else
@@ -753,6 +789,7 @@ void fpg_query_abandon(struct fpg_query *q)
 	if (q->done || !q->pool)
 		return;
 	q->done = true;
+	fpg_worker_timer_disarm(fpg_pool_worker(q->pool), &q->deadline);
 	fpg_pool_cancel_wait(q->pool, &q->waiter);
 	if (q->stmt) {
 		struct fpg_query **pp = &q->stmt->waiters;

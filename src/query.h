@@ -14,6 +14,7 @@
 
 #include "fasterpg.h"
 #include "pool.h"
+#include "worker.h"
 
 struct fpg_query;
 struct fpg_stmt;
@@ -52,6 +53,9 @@ struct fpg_query {
 	int nparams;
 	const char *const *params; /* text values, NULL = SQL NULL */
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
+	unsigned deadline_ms;	   /* the answer is due within this long,
+				      else 504 (0: acquire timeout + the
+				      statement's timeout + 1 s) */
 	bool exclusive;		   /* run on a connection of its own (slow
 				      lane): it can be paused and cancelled */
 	struct fpg_conn *conn_fixed; /* run here (a transaction's), not on a
@@ -64,6 +68,7 @@ struct fpg_query {
 
 	/* Private to query.c. */
 	struct fpg_pool *pool;
+	struct fpg_timer deadline;
 	struct fpg_pool_waiter waiter;
 	struct fpg_stmt *stmt;	       /* while waiting for its Describe */
 	struct fpg_query *next_waiter; /* in stmt's waiter list */

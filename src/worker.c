@@ -143,40 +143,62 @@ static void on_wake(struct fpg_evsrc *src, uint32_t events)
 	read_mailbox(w);
 }
 
+static void timer_push(struct fpg_timer **head, struct fpg_timer *t)
+{
+	t->next = *head;
+	t->pprev = head;
+	if (*head)
+		(*head)->pprev = &t->next;
+	*head = t;
+}
+
 void fpg_worker_timer_arm(struct fpg_worker *w, struct fpg_timer *t,
 			  unsigned delay_ms)
 {
 	fpg_worker_timer_disarm(w, t);
 	t->due_ms = w->now_ms + delay_ms;
 	t->armed = true;
-	t->next = w->timers;
-	w->timers = t;
+	timer_push(&w->timers, t);
+}
+
+static void timer_unlink(struct fpg_timer *t)
+{
+	*t->pprev = t->next;
+	if (t->next)
+		t->next->pprev = t->pprev;
+	t->next = NULL;
+	t->pprev = NULL;
 }
 
 void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t)
 {
-	if (!t->armed)
+	if (!t->armed && !t->firing)
 		return;
-	struct fpg_timer **pp = &w->timers;
-	while (*pp != t)
-		pp = &(*pp)->next;
-	*pp = t->next;
-	t->armed = false;
+	timer_unlink(t);
+	t->armed = t->firing = false;
 }
 
+/*
+ * One pass moves the due timers to a list of their own, then they fire
+ * one by one: a fire() that disarms (or frees) a timer still waiting its
+ * turn takes it off that list.
+ */
 static void fire_timers(struct fpg_worker *w)
 {
-	struct fpg_timer **pp = &w->timers;
-	while (*pp) {
-		struct fpg_timer *t = *pp;
-		if (t->due_ms > w->now_ms) {
-			pp = &t->next;
+	struct fpg_timer *t = w->timers, *next;
+	for (; t; t = next) {
+		next = t->next;
+		if (t->due_ms > w->now_ms)
 			continue;
-		}
-		*pp = t->next;
+		timer_unlink(t);
 		t->armed = false;
+		t->firing = true;
+		timer_push(&w->firing, t);
+	}
+	while ((t = w->firing)) {
+		timer_unlink(t);
+		t->firing = false;
 		t->fire(t);
-		pp = &w->timers; /* fire() may have changed the list */
 	}
 }
 

@@ -48,12 +48,16 @@ struct fpg_mailbox_item;
 #define FPG_CONTAINER_OF(ptr, type, member)                                \
 	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
 
-/* A one-shot timer of the worker's tick (20 ms resolution). */
+/*
+ * A one-shot timer of the worker's tick (20 ms resolution). Arming and
+ * disarming cost O(1): every request in flight has one armed.
+ */
 struct fpg_timer {
-	struct fpg_timer *next;
+	struct fpg_timer *next, **pprev;
 	uint64_t due_ms;
 	void (*fire)(struct fpg_timer *t);
 	bool armed;
+	bool firing;		/* due, in the tick's list to fire */
 };
 
 /* Something with a file descriptor in the worker's epoll set. */
@@ -86,6 +90,7 @@ struct fpg_worker {
 	struct fpg_request *requests; /* live requests */
 	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
 	struct fpg_timer *timers;   /* armed timers, unordered */
+	struct fpg_timer *firing;   /* due this tick, not fired yet */
 	pthread_mutex_t mailbox_lock; /* guards mailbox */
 	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
 	bool mailbox_ready;	    /* mailbox_lock initialised */

@@ -1623,8 +1623,9 @@ int main(void)
 
 	it_options(&main_opts);
 	/* Sessions take pool connections (all but one per worker): room
-	 * for the tests that hold many at once. */
-	main_opts.pool_max = 12;
+	 * for the tests that hold many at once: all 20 of the hopping test
+	 * may land on one worker. */
+	main_opts.pool_max = 24;
 	struct fpg_server *srv = it_server_start(&main_opts, &port);
 
 	double t0 = it_now();
