@@ -75,6 +75,10 @@ struct fpg_options {
 	uint64_t max_result_rows; /* rows of one result; 0 = no limit */
 	size_t max_buffered_bytes; /* a shared-lane answer held for a slow
 				      client at most; past it rows are dropped */
+	size_t max_buffered_total; /* answers waiting for their clients, all
+				      requests together (split between the
+				      workers); past it shared-lane answers
+				      are dropped as above */
 	unsigned max_connections; /* HTTP connections per worker */
 	unsigned max_transactions; /* open transaction sessions, server-wide */
 	unsigned tx_idle_timeout_ms; /* default idle timeout of a session */

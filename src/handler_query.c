@@ -64,6 +64,7 @@ struct query_req {
 	fpg_batch_done_fn batch_done;
 	void *batch_ctx;
 	size_t out_start;	/* where this item's answer starts in out */
+	size_t accounted;	/* of w->buffered, ours */
 	struct fpg_batch_item **running; /* cleared when the item ends */
 };
 
@@ -291,6 +292,25 @@ static bool row_allowed(struct query_req *qr)
 }
 
 /*
+ * Keeps the worker's count of answer bytes waiting for clients up to
+ * date with ours: max-buffered-total caps them all together.
+ */
+static void account(struct query_req *qr)
+{
+	struct fpg_worker *w = qr->req->w;
+	size_t now = fpg_buf_pending(&qr->req->out);
+	w->buffered = w->buffered - qr->accounted + now;
+	qr->accounted = now;
+}
+
+/* This worker's share of max-buffered-total is used up. */
+static bool worker_full(const struct fpg_worker *w)
+{
+	unsigned n = w->opts->threads ? w->opts->threads : 1;
+	return w->buffered > w->opts->max_buffered_total / n;
+}
+
+/*
  * After a row was written (pending_before bytes were pending): a row
  * that crosses max-result-bytes is taken back; a shared connection's
  * answer may not pile up past max-buffered-bytes.
@@ -308,12 +328,16 @@ static void check_size(struct query_req *qr, size_t pending_before)
 			 o->max_result_bytes);
 		start_dropping(qr, 413, "result_too_large", msg);
 	} else if ((!qr->q.exclusive || qr->batch_done) &&
-		   fpg_buf_pending(out) > o->max_buffered_bytes) {
+		   (fpg_buf_pending(out) > o->max_buffered_bytes ||
+		    worker_full(qr->req->w))) {
 		snprintf(msg, sizeof(msg),
 			 "the client read more slowly than the result came "
-			 "and %zu bytes piled up; ask with ?stream=true or "
-			 "Accept: application/x-ndjson to stream it",
-			 o->max_buffered_bytes);
+			 "and %zu bytes piled up (max-buffered-%s); ask with "
+			 "?stream=true or Accept: application/x-ndjson to "
+			 "stream it",
+			 fpg_buf_pending(out),
+			 fpg_buf_pending(out) > o->max_buffered_bytes
+				 ? "bytes" : "total, all clients together");
 		start_dropping(qr, 507, "result_not_read", msg);
 	}
 }
@@ -367,6 +391,7 @@ static void on_row(struct fpg_query *q, const PGresult *res, int row)
 	put_row(qr, res, row);
 	qr->bytes += fpg_buf_pending(&req->out) - before;
 	check_size(qr, before);
+	account(qr);
 	size_t pending = fpg_buf_pending(&req->out);
 	if (qr->batch_done)
 		return; /* a batch answers once it is whole */
@@ -387,6 +412,7 @@ static void on_row(struct fpg_query *q, const PGresult *res, int row)
 static void on_drained(struct fpg_request *req)
 {
 	struct query_req *qr = (struct query_req *)req->handler;
+	account(qr);
 	if (qr->paused && fpg_buf_pending(&req->out) < LOW_MARK) {
 		qr->paused = false;
 		fpg_query_pause(&qr->q, false);
@@ -470,6 +496,7 @@ static void put_trailer(struct query_req *qr, PGresult *res)
 
 static void free_query_req(struct query_req *qr)
 {
+	qr->req->w->buffered -= qr->accounted;
 	fpg_statement_deinit(&qr->st);
 	fpg_buf_deinit(&qr->keys);
 	free(qr->types);

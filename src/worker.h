@@ -80,6 +80,8 @@ struct fpg_worker {
 	struct fpg_typecache *types;
 	struct fpg_tx_table *tx_table; /* sessions this worker began */
 	struct fpg_stats stats;	    /* read by any thread (atomics) */
+	size_t buffered;	    /* answer bytes waiting for clients
+				       (handler_query.c) */
 	atomic_bool stop_requested; /* set by any thread */
 	bool draining;		    /* no longer accepting; finishing */
 	uint64_t drain_deadline_ms;

@@ -1089,6 +1089,45 @@ START_TEST(limit_cut_exactly)
 }
 END_TEST
 
+/* All answers together: one stalled client is cut by the server-wide
+ * cap although its own (16 MiB) is far away. */
+START_TEST(limit_buffered_total)
+{
+	unsigned p;
+	struct fpg_options o;
+	it_options(&o);
+	o.threads = 1;
+	o.max_buffered_total = 1024 * 1024;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	char *body = body_json("select g, md5(g::text) as h /* total */"
+			       " from generate_series(1,500000) g",
+			       NULL);
+	struct st_req rq = {.port = p, .body = body, .mode = ST_JSON,
+			    .first_sleep_ms = 1500};
+	struct st_sink s;
+	st_run(&rq, &s);
+	ck_assert_msg(s.curl_code == 0 && s.status == 200, "%s", st_desc(&s));
+	char *text = NULL;
+	json_t *f = st_json_frame(&s, &text);
+	ck_assert_msg(f && err_code_of(f) &&
+			  strcmp(err_code_of(f), "result_not_read") == 0 &&
+			  strstr(text, "all clients together"),
+		      "a stalled client: %.1000s (%s)", text, st_desc(&s));
+	ck_assert_msg(s.rows < 500000, "%s", st_desc(&s));
+	json_decref(f);
+	free(text);
+	st_free(&s);
+	free(body);
+	double t0 = it_now();
+	while (active_backends() > 0 && it_now() - t0 < 10)
+		usleep(50 * 1000);
+	/* The count went back down: a large answer fits again. */
+	expect_usable(p, "after the total cap");
+	fpg_server_stop(srv, 1000);
+	fpg_server_free(srv);
+}
+END_TEST
+
 START_TEST(limit_buffered_slow_client)
 {
 	unsigned p;
@@ -1227,6 +1266,7 @@ static Suite *stream_suite(void)
 	    {"limit_bytes", limit_bytes},
 	    {"limit_cut_exactly", limit_cut_exactly},
 	    {"limit_buffered_slow_client", limit_buffered_slow_client},
+	    {"limit_buffered_total", limit_buffered_total},
 	    {"random_sizes_and_formats", random_sizes_and_formats},
 	};
 	const char *only = getenv("FPG_TEST_ONLY");
