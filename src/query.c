@@ -48,6 +48,8 @@ struct fpg_stmt {
 	PGresult *error;	      /* the Parse failed */
 	uint32_t missing[MAX_TYPE_LOOKUP];
 	size_t nmissing;
+	uint32_t composite[MAX_TYPE_LOOKUP]; /* column types holding one */
+	size_t ncomposite;
 };
 
 struct fpg_stmt_cache {
@@ -191,6 +193,19 @@ static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
 		drop_stmt(conn, c, st);
 }
 
+/* "{16385,16390}" for the lookup's $1. */
+#define OID_LITERAL_SIZE (MAX_TYPE_LOOKUP * 11 + 3)
+static void oid_literal(char *lit, const uint32_t *oids, size_t n)
+{
+	size_t len = 0;
+	lit[len++] = '{';
+	for (size_t i = 0; i < n; i++)
+		len += (size_t)snprintf(lit + len, OID_LITERAL_SIZE - len,
+					"%s%u", i ? "," : "", oids[i]);
+	lit[len++] = '}';
+	lit[len] = '\0';
+}
+
 /* ---- finishing ---- */
 
 static void finish(struct fpg_query *q, PGresult *res,
@@ -264,6 +279,16 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		return;
 	}
 	ExecStatusType status = PQresultStatus(res);
+	if (op->queries_done == q->typecheck_query &&
+	    status == PGRES_TUPLES_OK) {
+		struct fpg_error err;
+		if (!fpg_typecache_refresh(fpg_pool_worker(q->pool)->types,
+					   res, &err))
+			fpg_log_warn("query", NULL, "type refresh failed: %s",
+				     err.message);
+		PQclear(res);
+		return;
+	}
 	if (op->queries_done != q->stmt_query) {
 		/* The timeout's set_config(). In a transaction session its
 		 * failure is the statement's (the statement did not run); on a
@@ -478,7 +503,18 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	if (!q->conn_fixed)
 		flags = FPG_OP_RESET |
 			(st->kind == FPG_STMT_UNTRIED ? FPG_OP_BARRIER : 0);
-	char ms[16], dflt[16];
+	char ms[16], dflt[16], lit[OID_LITERAL_SIZE];
+	q->typecheck_query = -1;
+	if (st->ncomposite) {
+		/* Ahead of the rows, so they are encoded as the catalog
+		 * says now. */
+		oid_literal(lit, st->composite, st->ncomposite);
+		const char *v[1] = {lit};
+		if (!PQsendQueryParams(pg, fpg_typecache_lookup_sql, 1, NULL, v,
+				       NULL, NULL, 0))
+			goto fail;
+		q->typecheck_query = q->stmt_query++;
+	}
 	if (q->timeout_ms) {
 		/* Unnamed: client SQL could replace a named one. */
 		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
@@ -487,7 +523,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 				       0) ||
 		    (!q->conn_fixed && !PQpipelineSync(pg)))
 			goto fail;
-		q->stmt_query = 1;
+		q->stmt_query++;
 		flags |= q->conn_fixed ? 0 : FPG_OP_TWO_PARTS;
 	}
 	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
@@ -598,8 +634,24 @@ static void types_result(struct fpg_pgop *op, PGresult *res)
 	PQclear(res);
 }
 
+/*
+ * ALTER TYPE changes a composite type under the same OID, which the
+ * worker's descriptions would not notice: statements returning one look
+ * their types up again with every run (see execute).
+ */
+static void note_composites(struct fpg_stmt *st)
+{
+	const struct fpg_typecache *tc =
+		fpg_pool_worker(st->cache->pool)->types;
+	st->ncomposite = 0;
+	for (int i = 0; i < st->ncols && st->ncomposite < MAX_TYPE_LOOKUP; i++)
+		if (fpg_typecache_has_composite(tc, st->cols[i].type))
+			st->composite[st->ncomposite++] = st->cols[i].type;
+}
+
 static void stmt_ready(struct fpg_stmt *st, struct fpg_conn *conn)
 {
+	note_composites(st);
 	st->state = FPG_STMT_READY;
 	release_waiters(st, conn, NULL);
 }
@@ -626,14 +678,8 @@ static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
 					     MAX_TYPE_LOOKUP);
 	if (st->nmissing == 0)
 		return false;
-	char lit[MAX_TYPE_LOOKUP * 11 + 3];
-	size_t len = 0;
-	lit[len++] = '{';
-	for (size_t i = 0; i < st->nmissing; i++)
-		len += (size_t)snprintf(lit + len, sizeof(lit) - len, "%s%u",
-					i ? "," : "", st->missing[i]);
-	lit[len++] = '}';
-	lit[len] = '\0';
+	char lit[OID_LITERAL_SIZE];
+	oid_literal(lit, st->missing, st->nmissing);
 	const char *v[1] = {lit};
 	PGconn *pg = fpg_conn_pg(conn);
 	st->state = FPG_STMT_TYPING;

@@ -76,7 +76,8 @@ struct fpg_query {
 	bool holds;		       /* holds conn, no op will release it */
 	struct fpg_pgop *op;	       /* while executing */
 	int stmt_query;		       /* index of the statement in its op
-					  (1 when a timeout query precedes) */
+					  (after a type check or timeout) */
+	int typecheck_query;	       /* index of the type lookup, or -1 */
 	PGresult *final;	       /* kept until the Sync */
 	PGresult *error;	       /* first error, kept until the Sync */
 	bool empty;		       /* the SQL held no statement */

@@ -310,10 +310,26 @@ static bool grow(struct fpg_typecache *tc)
 	return true;
 }
 
-/* Takes ownership of t (unless it is a built-in) even on failure. */
+/*
+ * Takes ownership of t (unless it is a built-in) even on failure. A
+ * loaded description of the same OID is replaced (the catalog changed);
+ * a built-in one stays.
+ */
 static bool insert(struct fpg_typecache *tc, struct fpg_type *t,
 		   struct fpg_error *err)
 {
+	for (size_t i = hash_oid(t->oid) & tc->mask; tc->slots[i];
+	     i = (i + 1) & tc->mask) {
+		if (tc->slots[i]->oid != t->oid)
+			continue;
+		if (is_builtin(tc->slots[i])) {
+			free_type(t);
+		} else {
+			free_type(unconst(tc->slots[i]));
+			tc->slots[i] = t;
+		}
+		return true;
+	}
 	if ((tc->count + 1) * 2 > tc->mask + 1 && !grow(tc)) {
 		free_type(t);
 		fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
@@ -444,29 +460,33 @@ bool fpg_typecache_add(struct fpg_typecache *tc, const struct fpg_type *t,
  */
 const char fpg_typecache_lookup_sql[] =
     "WITH RECURSIVE closure(oid) AS ("
-    " SELECT unnest($1::pg_catalog.oid[])"
+    " SELECT pg_catalog.unnest($1::pg_catalog.oid[])"
     " UNION"
     " SELECT r.oid FROM closure c"
-    " JOIN pg_catalog.pg_type t ON t.oid = c.oid"
+    " JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) c.oid"
     " CROSS JOIN LATERAL ("
-    "  SELECT t.typelem WHERE t.typelem <> 0"
-    "  UNION ALL SELECT t.typbasetype WHERE t.typbasetype <> 0"
+    "  SELECT t.typelem WHERE t.typelem OPERATOR(pg_catalog.<>) 0"
+    "  UNION ALL SELECT t.typbasetype"
+    "   WHERE t.typbasetype OPERATOR(pg_catalog.<>) 0"
     "  UNION ALL SELECT a.atttypid FROM pg_catalog.pg_attribute a"
-    "   WHERE a.attrelid = t.typrelid AND t.typrelid <> 0"
-    "   AND a.attnum > 0 AND NOT a.attisdropped"
+    "   WHERE a.attrelid OPERATOR(pg_catalog.=) t.typrelid"
+    "   AND t.typrelid OPERATOR(pg_catalog.<>) 0"
+    "   AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
     " ) r(oid)"
     ")"
     " SELECT t.oid, t.typname, t.typtype,"
-    " CASE WHEN t.typelem = 0 OR t.typsubscript <>"
+    " CASE WHEN t.typelem OPERATOR(pg_catalog.=) 0"
+    "  OR t.typsubscript OPERATOR(pg_catalog.<>)"
     "  'pg_catalog.array_subscript_handler'::pg_catalog.regproc THEN ''"
-    "  WHEN e.typarray = t.oid THEN 'a' ELSE 'v' END,"
+    "  WHEN e.typarray OPERATOR(pg_catalog.=) t.oid THEN 'a' ELSE 'v' END,"
     " t.typelem, e.typdelim, t.typbasetype, a.attname, a.atttypid"
     " FROM closure c"
-    " JOIN pg_catalog.pg_type t ON t.oid = c.oid"
-    " LEFT JOIN pg_catalog.pg_type e ON e.oid = t.typelem"
-    " LEFT JOIN pg_catalog.pg_attribute a ON t.typrelid <> 0"
-    "  AND a.attrelid = t.typrelid AND a.attnum > 0"
-    "  AND NOT a.attisdropped"
+    " JOIN pg_catalog.pg_type t ON t.oid OPERATOR(pg_catalog.=) c.oid"
+    " LEFT JOIN pg_catalog.pg_type e ON e.oid OPERATOR(pg_catalog.=) t.typelem"
+    " LEFT JOIN pg_catalog.pg_attribute a"
+    "  ON t.typrelid OPERATOR(pg_catalog.<>) 0"
+    "  AND a.attrelid OPERATOR(pg_catalog.=) t.typrelid"
+    "  AND a.attnum OPERATOR(pg_catalog.>) 0 AND NOT a.attisdropped"
     " ORDER BY t.oid, a.attnum";
 
 enum {
@@ -605,9 +625,9 @@ static bool add_unknown(struct fpg_typecache *tc, uint32_t oid,
 	return insert(tc, t, err);
 }
 
-bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
-			const uint32_t *requested, size_t nrequested,
-			struct fpg_error *err)
+static bool load(struct fpg_typecache *tc, const PGresult *res,
+		 const uint32_t *requested, size_t nrequested, bool refresh,
+		 struct fpg_error *err)
 {
 	struct pending_domain *doms = NULL;
 	size_t ndoms = 0;
@@ -629,7 +649,8 @@ bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
 		end = first + 1;
 		while (end < nrows && get_oid(res, end, COL_OID) == oid)
 			end++;
-		if (fpg_typecache_get(tc, oid))
+		const struct fpg_type *known = fpg_typecache_get(tc, oid);
+		if (known && (!refresh || is_builtin(known)))
 			continue;
 		if (PQgetvalue(res, first, COL_TYPTYPE)[0] == 'd') {
 			doms[ndoms].oid = oid;
@@ -656,4 +677,36 @@ bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
 out:
 	free(doms);
 	return ok;
+}
+
+bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
+			const uint32_t *requested, size_t nrequested,
+			struct fpg_error *err)
+{
+	return load(tc, res, requested, nrequested, false, err);
+}
+
+bool fpg_typecache_refresh(struct fpg_typecache *tc, const PGresult *res,
+			   struct fpg_error *err)
+{
+	return load(tc, res, NULL, 0, true, err);
+}
+
+/* depth bounds a type that contains itself through an array. */
+static bool has_composite(const struct fpg_typecache *tc, uint32_t oid,
+			  int depth)
+{
+	const struct fpg_type *t = fpg_typecache_get(tc, oid);
+	if (!t || depth > 8)
+		return false;
+	if (t->kind == FPG_TYPE_COMPOSITE)
+		return true;
+	return (t->kind == FPG_TYPE_ARRAY || t->kind == FPG_TYPE_VECTOR) &&
+	       t->elem && has_composite(tc, t->elem, depth + 1);
+}
+
+bool fpg_typecache_has_composite(const struct fpg_typecache *tc,
+				 uint32_t oid)
+{
+	return has_composite(tc, oid, 0);
 }

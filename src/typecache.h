@@ -95,6 +95,20 @@ bool fpg_typecache_load(struct fpg_typecache *tc, const PGresult *res,
 			struct fpg_error *err) FPG_MUST_CHECK;
 
 /*
+ * Replaces the loaded descriptions of the types in res (a result of
+ * fpg_typecache_lookup_sql) with what the catalog says now: ALTER TYPE
+ * renames, adds and drops attributes of a composite type under the same
+ * OID. Descriptions handed out before are freed: callers hold none across
+ * a call.
+ */
+bool fpg_typecache_refresh(struct fpg_typecache *tc, const PGresult *res,
+			   struct fpg_error *err) FPG_MUST_CHECK;
+
+/* The values of oid hold a composite (directly or in an array). */
+bool fpg_typecache_has_composite(const struct fpg_typecache *tc,
+				 uint32_t oid);
+
+/*
  * Adds one description, deep-copied: t and its strings stay the caller's.
  * An OID the cache already knows is left as it is. For tests, and for
  * callers that know a type without asking the catalog. A domain is added

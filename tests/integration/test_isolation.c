@@ -603,6 +603,56 @@ START_TEST(sessions_are_a_bounded_share)
 }
 END_TEST
 
+/* ALTER TYPE under the same OID: answers follow the catalog, as to_json. */
+START_TEST(type_changes_are_seen)
+{
+	cur = raw_port;
+	char sfx[32];
+	it_suffix(sfx, sizeof(sfx));
+	char *ddl = it_fmt("CREATE TYPE iso_ty_%s AS (a int, b text);"
+			   "CREATE TABLE iso_tt_%s (v iso_ty_%s, w iso_ty_%s[]);"
+			   "INSERT INTO iso_tt_%s VALUES (ROW(1, 'x'), "
+			   "ARRAY[ROW(2, 'y')::iso_ty_%s])",
+			   sfx, sfx, sfx, sfx, sfx, sfx);
+	pgh_exec(ddl);
+	free(ddl);
+	static const char *const alters[] = {
+		"", "ALTER TYPE iso_ty_%s RENAME ATTRIBUTE a TO renamed",
+		"ALTER TYPE iso_ty_%s ADD ATTRIBUTE c int",
+		"ALTER TYPE iso_ty_%s DROP ATTRIBUTE b",
+		"ALTER TYPE iso_ty_%s ADD ATTRIBUTE d int[]"};
+	char *sel = it_fmt("SELECT v, w FROM iso_tt_%s", sfx);
+	char *want_sql = it_fmt("SELECT to_json(v)::text, to_json(w)::text "
+				"FROM iso_tt_%s",
+				sfx);
+	for (size_t i = 0; i < sizeof(alters) / sizeof(*alters); i++) {
+		if (*alters[i]) {
+			char *alter = it_fmt(alters[i], sfx);
+			pgh_exec(alter);
+			free(alter);
+		}
+		struct http_resp *r = sql(sel);
+		it_assert_resp(r, r->status == 200);
+		json_t *row = json_array_get(json_object_get(r->json, "rows"), 0);
+		PGresult *want = it_pg(want_sql, 0, NULL);
+		for (int c = 0; c < 2; c++) {
+			json_t *w = json_loads(PQgetvalue(want, 0, c), 0, NULL);
+			json_t *got = json_object_get(row, c ? "w" : "v");
+			ck_assert_msg(json_equal(got, w),
+				      "after \"%s\": column %d is %s, to_json "
+				      "says %s",
+				      alters[i], c, json_dumps(got, JSON_COMPACT),
+				      PQgetvalue(want, 0, c));
+			json_decref(w);
+		}
+		PQclear(want);
+		http_resp_free(r);
+	}
+	free(sel);
+	free(want_sql);
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -622,6 +672,7 @@ static Suite *isolation_suite(void)
 	    {"timeouts_stay_with_their_statement",
 	     timeouts_stay_with_their_statement},
 	    {"sessions_are_a_bounded_share", sessions_are_a_bounded_share},
+	    {"type_changes_are_seen", type_changes_are_seen},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
