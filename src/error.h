@@ -1,6 +1,6 @@
 /*
  * struct fpg_error helpers and the PostgreSQL SQLSTATE -> HTTP status map
- * (DESIGN §2 "HTTP status for errors").
+ * (docs/api.md, "Errors").
  */
 #pragma once
 

@@ -1,5 +1,5 @@
 /*
- * COPY over HTTP (DESIGN §2 "COPY"): POST /copy streams the request body
+ * COPY over HTTP (docs/api.md, "COPY"): POST /copy streams the request body
  * into COPY ... FROM STDIN as it arrives, GET /copy streams COPY ... TO
  * STDOUT to the client; /tx/{token}/copy does the same inside a session.
  *

@@ -1,7 +1,7 @@
 /*
  * POST /query and DELETE /query/{request_id}: one statement with bound
  * parameters; rows are encoded straight from libpq's results into the
- * response, as JSON, NDJSON or CSV (DESIGN §2).
+ * response, as JSON, NDJSON or CSV (docs/api.md).
  *
  * Lanes. By default a statement shares a pipelined connection (the fast
  * lane); the first FIRST_CHUNK bytes of its answer are held back so that

@@ -1,5 +1,5 @@
 /*
- * Transaction sessions over HTTP (DESIGN §2 "Transactions keyed by
+ * Transaction sessions over HTTP (docs/api.md "Transactions"; keyed by
  * token"): POST /tx begins one, POST /tx/{token}/query runs a statement in
  * it (the /query contract), /commit and /rollback (or DELETE /tx/{token})
  * end it. The sessions themselves live in tx.c.

@@ -1,5 +1,5 @@
 /*
- * /copy and /tx/{token}/copy end to end (DESIGN §2 "COPY"): byte-exact
+ * /copy and /tx/{token}/copy end to end (docs/api.md "COPY"): byte-exact
  * round trips in csv, text and binary with awkward values, the format
  * options both ways, 1,000,000 rows each way with the server's RSS
  * sampled, errors that leave the table as it was (with the COPY line in

@@ -1,6 +1,6 @@
 /*
  * Every bad request gets a clear JSON error with the right status
- * (DESIGN §2, "HTTP status for errors"), and the keep-alive connection
+ * (docs/api.md, "Errors"), and the keep-alive connection
  * that carried it still serves the next, good request: each test sends
  * the bad request and then `select 1` on the same curl handle and checks
  * that curl did not have to open a new connection.

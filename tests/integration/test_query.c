@@ -642,7 +642,7 @@ END_TEST
  * text of each of our row objects, and each must equal, byte for byte,
  * to_json(t)::text of the same row computed by PostgreSQL. to_json of a
  * row writes {"col":value,...} with no whitespace and the same
- * per-column rules as DESIGN §2, so no normalisation is needed (json
+ * per-column rules as docs/api.md, so no normalisation is needed (json
  * values keep their own spacing on both sides, jsonb is printed by
  * jsonb_out on both sides). Column names and type names are compared
  * with the query's row description and pg_type.typname.

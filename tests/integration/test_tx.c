@@ -1,5 +1,5 @@
 /*
- * Transaction sessions end to end (DESIGN §2 "Transactions keyed by
+ * Transaction sessions end to end (docs/api.md "Transactions"; keyed by
  * token", §3 "Transactions"): POST /tx, /tx/{token}/query, commit,
  * rollback, DELETE; visibility, isolation levels, serialization failures,
  * read-only sessions, idle timeout, busy tokens, forged tokens, sessions
