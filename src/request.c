@@ -693,11 +693,11 @@ static int check_origin(struct fpg_request *req)
 	if (strcmp(req->method, "POST") == 0)
 		return fpg_request_fail(
 			req, 415, "unsupported_media_type",
-			"POST %s needs a Content-Type such as application/json "
-			"(not a form's: none, text/plain, "
-			"application/x-www-form-urlencoded, "
+			"POST %s needs a Content-Type such as %s (not a form's: "
+			"none, text/plain, application/x-www-form-urlencoded, "
 			"multipart/form-data) or an X-Requested-With header",
-			req->route->path);
+			req->route->path,
+			req->route->stream_body ? "text/csv" : "application/json");
 	return fpg_request_fail(req, 403, "cross_site_request",
 				"%s %s runs SQL: send an X-Requested-With "
 				"header (any value), which a web page cannot "
