@@ -80,7 +80,8 @@ struct fpg_options {
 				      for others) */
 	unsigned header_timeout_ms; /* a request line and headers must have
 				       arrived this long after their first
-				       byte, or the connection is closed */
+				       byte, or the connection is closed;
+				       0 = no deadline */
 	size_t min_upload_rate;	 /* bytes/s a request body must arrive at,
 				    over each 5 s the server waits for it;
 				    0 = no minimum */
