@@ -89,6 +89,17 @@ struct fpg_options {
 					  pieces, response chunks */
 	const char *cors_origin; /* Access-Control-Allow-Origin for browsers
 				    ("*" or an origin); NULL = no CORS */
+	const char *allowed_hosts; /* Host header values served, comma
+				      separated, "*" = any; NULL = localhost,
+				      loopback and the listen address (421
+				      for others) */
+	unsigned header_timeout_ms; /* a request line and headers must have
+				       arrived this long after their first
+				       byte, or the connection is closed;
+				       0 = no deadline */
+	size_t min_upload_rate;	 /* bytes/s a request body must arrive at,
+				    over each 5 s the server waits for it;
+				    0 = no minimum */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
 };

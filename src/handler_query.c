@@ -643,12 +643,14 @@ static bool precheck(struct fpg_request *req, const char *sql, bool in_tx,
  */
 static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 {
+	/* Required, not assumed: a body without a type is what a web
+	 * page may send to any server without asking (CSRF). */
 	const char *ctype = fpg_request_header(req, "Content-Type");
-	if (ctype && !media_is(ctype, "application/json"))
+	if (!ctype || !media_is(ctype, "application/json"))
 		return fpg_request_fail(req, 415, "unsupported_media_type",
 					"send the body as application/json "
 					"(got %.64s)",
-					ctype);
+					ctype ? ctype : "no Content-Type");
 	int format = negotiate(fpg_request_header(req, "Accept"));
 	if (format < 0)
 		return fpg_request_fail(req, 406, "not_acceptable",
@@ -716,12 +718,23 @@ int fpg_query_run_in_tx(struct fpg_request *req, struct fpg_conn *conn,
 	return status;
 }
 
+/*
+ * The id alone is no proof: ids are logged, sent back, and chosen by
+ * clients (two may pick the same). Only the client that sent the request
+ * knows its X-Cancel-Key; an unknown id and a wrong key answer alike.
+ */
 int fpg_handle_query_cancel(struct fpg_request *req)
 {
 	const char *id = req->path_param;
-	if (fpg_request_cancel_everywhere(req, id) == 0)
+	if (!req->cancel_key[0])
+		return fpg_request_fail(req, 400, "bad_request",
+					"send the X-Cancel-Key header that "
+					"the request to cancel was sent with");
+	if (fpg_request_cancel_everywhere(req, id, req->cancel_key) == 0)
 		return fpg_request_fail(req, 404, "not_found",
-					"no running request has id %.64s", id);
+					"no running request has id %.64s and "
+					"this X-Cancel-Key",
+					id);
 	fpg_buf_puts(&req->out, "{\"status\":\"cancelling\",\"request_id\":");
 	fpg_buf_json_str(&req->out, id, strlen(id));
 	fpg_buf_puts(&req->out, "}\n");

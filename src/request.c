@@ -4,9 +4,13 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <sys/epoll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
 
 #include "error.h"
+#include "guard.h"
 #include "log.h"
 #include "router.h"
 #include "server.h"
@@ -31,26 +35,310 @@ static bool valid_request_id(const char *s)
 	return true;
 }
 
-static uint64_t next_random(struct fpg_worker *w)
+/* X-Cancel-Key: a client's secret, 16-128 base64/base64url/hex chars. */
+static bool valid_cancel_key(const char *s)
 {
-	uint64_t x = w->rng; /* xorshift64* */
-	x ^= x >> 12;
-	x ^= x << 25;
-	x ^= x >> 27;
-	w->rng = x;
-	return x * 2685821657736338717ULL;
+	size_t n = strlen(s);
+	if (n < 16 || n > 128)
+		return false;
+	for (; *s; s++) {
+		char c = *s;
+		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
+		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
+		      c == '.' || c == '~' || c == '+' || c == '/' || c == '='))
+			return false;
+	}
+	return true;
 }
 
-static void set_request_id(struct fpg_request *req)
+/*
+ * A generated id names the request in logs and answers only; it is drawn
+ * from the CSPRNG all the same, so that one client cannot learn from its
+ * own ids which ids others get.
+ */
+static bool set_request_id(struct fpg_request *req)
 {
 	const char *given = MHD_lookup_connection_value(
 		req->conn, MHD_HEADER_KIND, "X-Request-Id");
 	if (given && valid_request_id(given)) {
 		snprintf(req->id, sizeof(req->id), "%s", given);
-		return;
+		return true;
 	}
-	snprintf(req->id, sizeof(req->id), "%016llx",
-		 (unsigned long long)next_random(req->w));
+	unsigned char r[8];
+	if (!fpg_worker_random(req->w, r, sizeof(r)))
+		return false;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
+	return true;
+}
+
+/* Kept only when valid: route() refuses the request otherwise. */
+static void set_cancel_key(struct fpg_request *req)
+{
+	const char *key = MHD_lookup_connection_value(
+		req->conn, MHD_HEADER_KIND, "X-Cancel-Key");
+	if (!key)
+		return;
+	if (valid_cancel_key(key))
+		snprintf(req->cancel_key, sizeof(req->cancel_key), "%s", key);
+	else
+		req->cancel_key_bad = true;
+}
+
+/* ---- slow clients ---- */
+
+/* A body must bring min-upload-rate bytes/s over each window this long. */
+#define UPLOAD_WINDOW_MS 5000
+
+static void fifo_push(struct fpg_fifo *f, struct fpg_fifo_link *l,
+		      uint64_t now_ms)
+{
+	l->since_ms = now_ms;
+	l->next = NULL;
+	l->prev = f->tail;
+	if (f->tail)
+		f->tail->next = l;
+	else
+		f->head = l;
+	f->tail = l;
+	l->linked = true;
+	f->n++;
+}
+
+static void fifo_remove(struct fpg_fifo *f, struct fpg_fifo_link *l)
+{
+	if (!l->linked)
+		return;
+	if (l->prev)
+		l->prev->next = l->next;
+	else
+		f->head = l->next;
+	if (l->next)
+		l->next->prev = l->prev;
+	else
+		f->tail = l->prev;
+	l->prev = l->next = NULL;
+	l->linked = false;
+	f->n--;
+}
+
+static void put_error_object(struct fpg_buf *out, const char *code,
+			     const char *msg)
+{
+	fpg_buf_puts(out, "{\"error\":{\"code\":");
+	fpg_buf_json_str(out, code, strlen(code));
+	fpg_buf_puts(out, ",\"message\":");
+	fpg_buf_json_str(out, msg, strlen(msg));
+	fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,\"position\":null}}");
+}
+
+/*
+ * Ends a connection from outside libmicrohttpd's callbacks, which it has
+ * no call for: shutdown() (not close(): the descriptor stays MHD's) makes
+ * MHD's next read see the end, and MHD closes and reports it as usual.
+ * The short answer before it is best effort; nothing else is being
+ * written then (no response is queued while headers or a body come in).
+ * id is the request's, or NULL while there is none yet.
+ */
+static void cut(struct fpg_client *cl, const char *id, int status,
+		const char *reason, const char *code, const char *msg)
+{
+	struct fpg_buf body;
+	fpg_buf_init(&body);
+	put_error_object(&body, code, msg);
+	char head[300];
+	int n = snprintf(head, sizeof(head),
+			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+			 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+			 "%s%s%sConnection: close\r\n\r\n",
+			 status, reason, fpg_buf_pending(&body),
+			 id ? "X-Request-Id: " : "", id ? id : "",
+			 id ? "\r\n" : "");
+	if (!body.failed && n > 0 && (size_t)n < sizeof(head)) {
+		struct iovec iov[2] = {
+			{.iov_base = head, .iov_len = (size_t)n},
+			{.iov_base = body.data + body.off,
+			 .iov_len = fpg_buf_pending(&body)},
+		};
+		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
+		(void)sendmsg(cl->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
+	}
+	fpg_buf_deinit(&body);
+	(void)shutdown(cl->fd, SHUT_RDWR);
+}
+
+/*
+ * A connection starts waiting for a request's headers. At most half of
+ * the connection slots may be waiting: past that the one waiting longest
+ * is closed. Honest clients send their headers in one packet, so the
+ * oldest waiting connection is the likeliest to be trickling them, and
+ * new connections (and those busy with a request) always find a slot.
+ */
+static void pending_start(struct fpg_client *cl)
+{
+	struct fpg_worker *w = cl->w;
+	fifo_push(&w->pending_clients, &cl->pending, w->now_ms);
+	unsigned cap = w->opts->max_connections / 2;
+	if (w->pending_clients.n <= (cap ? cap : 1))
+		return;
+	struct fpg_client *old = FPG_CONTAINER_OF(w->pending_clients.head,
+						  struct fpg_client, pending);
+	fifo_remove(&w->pending_clients, &old->pending);
+	FPG_STAT_ADD(w->stats.http_evicted, 1);
+	cut(old, NULL, 503, "Service Unavailable", "too_many_connections",
+	    "too many connections are waiting to send their headers; this "
+	    "one waited longest");
+}
+
+/* Unread bytes in the socket: a stale edge (the bytes of a request MHD
+ * has read and finished since) is not the start of a new one. */
+static bool bytes_waiting(int fd)
+{
+	char c;
+	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
+}
+
+/*
+ * Bytes came on a connection that has no request. Its header deadline
+ * starts now, unless the edge may be stale: epoll reports bytes at the
+ * next loop turn, and MHD_run() may have read them (and served their
+ * request) in the turn before. That is only possible when a request of
+ * this connection began or ended in the previous turn; then the end of
+ * this turn tells: if MHD began no request in it, unread bytes in the
+ * socket are a new request's. Deciding then, not with a recv() now,
+ * spares a system call per keep-alive request: under load the next
+ * request is read in the same turn.
+ */
+static void bytes_came(struct fpg_client *cl)
+{
+	struct fpg_worker *w = cl->w;
+	if (cl->pending.linked || cl->unsure.linked)
+		return;
+	if (cl->active_turn + 1 < w->turn)
+		pending_start(cl);
+	else
+		fifo_push(&w->unsure_clients, &cl->unsure, w->now_ms);
+}
+
+void fpg_request_settle_clients(struct fpg_worker *w)
+{
+	struct fpg_fifo_link *l;
+	while ((l = w->unsure_clients.head)) {
+		struct fpg_client *cl =
+			FPG_CONTAINER_OF(l, struct fpg_client, unsure);
+		fifo_remove(&w->unsure_clients, l);
+		if (!cl->req && cl->active_turn != w->turn &&
+		    bytes_waiting(cl->fd))
+			pending_start(cl);
+	}
+}
+
+static void upload_start(struct fpg_request *req)
+{
+	if (!req->w->opts->min_upload_rate || req->body_done ||
+	    req->client_gone || !req->client)
+		return;
+	req->upload_bytes = 0;
+	fifo_push(&req->w->uploads, &req->upload, req->w->now_ms);
+}
+
+static void upload_stop(struct fpg_request *req)
+{
+	fifo_remove(&req->w->uploads, &req->upload);
+}
+
+/* A window ended: enough bytes start the next one, too few end it. */
+static void check_uploads(struct fpg_worker *w)
+{
+	uint64_t min = (uint64_t)w->opts->min_upload_rate * UPLOAD_WINDOW_MS /
+		       1000;
+	struct fpg_fifo_link *l;
+	while ((l = w->uploads.head) &&
+	       w->now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
+		struct fpg_request *req =
+			FPG_CONTAINER_OF(l, struct fpg_request, upload);
+		fifo_remove(&w->uploads, l);
+		if (!req->client)
+			continue; /* closed already; MHD reports it soon */
+		if (req->upload_bytes >= min) {
+			upload_start(req);
+			continue;
+		}
+		/* debug: a flood of these is an attack, not news */
+		fpg_log_debug("request", req->id,
+			      "body too slow (%zu bytes in %u ms): closing",
+			      req->upload_bytes, UPLOAD_WINDOW_MS);
+		FPG_STAT_ADD(w->stats.http_slow_bodies, 1);
+		cut(req->client, req->id, 408, "Request Timeout", "request_timeout",
+		    "the request body came more slowly than min-upload-rate");
+	}
+}
+
+void fpg_request_tick(struct fpg_worker *w)
+{
+	unsigned limit = w->opts->header_timeout_ms;
+	struct fpg_fifo_link *l;
+	while (limit && (l = w->pending_clients.head) &&
+	       w->now_ms - l->since_ms >= limit) {
+		struct fpg_client *cl =
+			FPG_CONTAINER_OF(l, struct fpg_client, pending);
+		fifo_remove(&w->pending_clients, l);
+		FPG_STAT_ADD(w->stats.http_header_timeouts, 1);
+		cut(cl, NULL, 408, "Request Timeout", "request_timeout",
+		    "the request headers took longer than header-timeout-ms");
+	}
+	check_uploads(w);
+}
+
+struct header_scan {
+	unsigned content_length, transfer_encoding, host;
+	bool control_bytes;
+};
+
+static bool has_control_bytes(const char *s)
+{
+	for (; *s; s++)
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return true;
+	return false;
+}
+
+static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
+				   const char *key, const char *value)
+{
+	struct header_scan *f = cls;
+	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
+		f->content_length++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
+		f->transfer_encoding++;
+	else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
+		f->host++;
+	if (has_control_bytes(key) || (value && has_control_bytes(value)))
+		f->control_bytes = true;
+	return MHD_YES;
+}
+
+/*
+ * What libmicrohttpd lets through but a proxy in front may read another
+ * way: two Content-Length headers, or one with Transfer-Encoding (MHD
+ * takes one of them; the bytes in between would be read as a request of
+ * their own: request smuggling), two Host headers (which one did
+ * --allowed-hosts check?), and control bytes in headers (RFC 9110 5.5).
+ * Returns why the request is refused, or NULL.
+ */
+static const char *header_problem(struct MHD_Connection *conn)
+{
+	struct header_scan f = {0};
+	MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &f);
+	if (f.content_length > 1 || f.transfer_encoding > 1 ||
+	    (f.content_length && f.transfer_encoding))
+		return "the body's length is ambiguous (two Content-Length "
+		       "headers, or one with Transfer-Encoding)";
+	if (f.host > 1)
+		return "two Host headers";
+	if (f.control_bytes)
+		return "a header holds control characters";
+	return NULL;
 }
 
 static struct fpg_request *request_new(struct fpg_worker *w,
@@ -65,16 +353,23 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	req->url = url;
 	req->method = method;
 	req->start_us = fpg_now_us();
+	if (!set_request_id(req)) {
+		free(req);
+		return NULL;
+	}
+	set_cancel_key(req);
+	req->header_problem = header_problem(conn);
 	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
 		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	if (ci && ci->socket_context) {
 		req->client = ci->socket_context;
 		req->client->req = req;
+		req->client->active_turn = w->turn;
+		fifo_remove(&w->pending_clients, &req->client->pending);
 	}
 	req->content_type = "application/json";
 	fpg_buf_init(&req->body);
 	fpg_buf_init(&req->out);
-	set_request_id(req);
 	req->route = fpg_router_match(method, url, &req->route_status,
 				      req->allow_buf, sizeof(req->allow_buf),
 				      &req->path_param);
@@ -86,6 +381,7 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	w->requests = req;
 	pthread_mutex_unlock(&w->requests_lock);
 	FPG_STAT_ADD(w->stats.in_flight, 1);
+	upload_start(req); /* ends at once when there is no body */
 	return req;
 }
 
@@ -116,6 +412,7 @@ static void suspend(struct fpg_request *req)
 	}
 	MHD_suspend_connection(req->conn);
 	req->suspended = true;
+	upload_stop(req);
 }
 
 static void resume(struct fpg_request *req)
@@ -125,11 +422,14 @@ static void resume(struct fpg_request *req)
 	req->suspended = false;
 	MHD_resume_connection(req->conn);
 	req->w->resumed = true;
+	upload_start(req);
 }
 
 static void client_event(struct fpg_evsrc *src, uint32_t events)
 {
 	struct fpg_client *cl = (struct fpg_client *)src;
+	if ((events & EPOLLIN) && !cl->req && !cl->hung_up)
+		bytes_came(cl);
 	if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
 		return;
 	cl->hung_up = true;
@@ -153,6 +453,8 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 		if (!cl)
 			return;
 		fpg_worker_unwatch(w, cl->fd);
+		fifo_remove(&w->pending_clients, &cl->pending);
+		fifo_remove(&w->unsure_clients, &cl->unsure);
 		if (cl->req)
 			cl->req->client = NULL;
 		free(cl);
@@ -169,11 +471,16 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 	cl->ev.on_event = client_event;
 	cl->w = w;
 	cl->fd = ci->connect_fd;
-	if (!fpg_worker_watch(w, cl->fd, EPOLLRDHUP | EPOLLET, &cl->ev)) {
+	/* EPOLLIN too: the first byte of a keep-alive connection's next
+	 * request starts its header deadline (one event per packet burst,
+	 * in the epoll_wait that reports it to MHD as well). */
+	if (!fpg_worker_watch(w, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
+			      &cl->ev)) {
 		free(cl);
 		return;
 	}
 	*socket_context = cl;
+	pending_start(cl);
 }
 
 /* ---- responses ---- */
@@ -235,16 +542,6 @@ void fpg_request_stream_end(struct fpg_request *req, bool failed)
 	req->complete = true;
 	req->stream_failed = failed;
 	resume(req);
-}
-
-static void put_error_object(struct fpg_buf *out, const char *code,
-			     const char *msg)
-{
-	fpg_buf_puts(out, "{\"error\":{\"code\":");
-	fpg_buf_json_str(out, code, strlen(code));
-	fpg_buf_puts(out, ",\"message\":");
-	fpg_buf_json_str(out, msg, strlen(msg));
-	fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,\"position\":null}}");
 }
 
 int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
@@ -337,6 +634,9 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	if (req->allow)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_ALLOW,
 					req->allow);
+	if (req->header_problem)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
+					"close");
 	const char *cors = req->w->opts->cors_origin;
 	if (cors) {
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
@@ -352,7 +652,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 			MHD_add_response_header(
 				resp, "Access-Control-Allow-Headers",
 				"Content-Type, Accept, Content-Encoding, "
-				"X-Request-Id");
+				"X-Request-Id, X-Cancel-Key, "
+				"X-Requested-With");
 			MHD_add_response_header(resp, "Access-Control-Max-Age",
 						"600");
 		}
@@ -369,15 +670,61 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	return ret;
 }
 
+/*
+ * What a route needs before its handler runs, whatever the handler: a
+ * Host this server answers to (else a page on a DNS-rebound name could
+ * read the answers), and for routes that run SQL, a request that no web
+ * page can send without a CORS preflight. Returns 0 when it may run.
+ */
+static int check_origin(struct fpg_request *req)
+{
+	const char *host = fpg_request_header(req, MHD_HTTP_HEADER_HOST);
+	if (!fpg_hosts_allow(&req->w->srv->hosts, host))
+		return fpg_request_fail(req, 421, "misdirected_request",
+					"this server does not answer to the "
+					"host %.100s (see --allowed-hosts)",
+					host);
+	if (!req->route || req->route->cross_site_ok)
+		return 0;
+	if (fpg_guard_preflighted(req->method,
+				  fpg_request_header(req, "Content-Type"),
+				  fpg_request_header(req, "X-Requested-With")))
+		return 0;
+	if (strcmp(req->method, "POST") == 0)
+		return fpg_request_fail(
+			req, 415, "unsupported_media_type",
+			"POST %s needs a Content-Type such as %s (not a form's: "
+			"none, text/plain, application/x-www-form-urlencoded, "
+			"multipart/form-data) or an X-Requested-With header",
+			req->route->path,
+			req->route->stream_body ? "text/csv" : "application/json");
+	return fpg_request_fail(req, 403, "cross_site_request",
+				"%s %s runs SQL: send an X-Requested-With "
+				"header (any value), which a web page cannot "
+				"send without asking first",
+				req->method, req->route->path);
+}
+
 static void route(struct fpg_request *req)
 {
 	int status = req->route_status;
 	req->routed = true;
-	if (req->body_too_large) {
+	int refused = check_origin(req);
+	if (req->header_problem) {
+		status = fpg_request_fail(req, 400, "bad_request", "%s",
+					  req->header_problem);
+	} else if (refused) {
+		status = refused;
+	} else if (req->body_too_large) {
 		status = fpg_request_fail(
 			req, 413, "body_too_large",
 			"the request body exceeds %zu bytes (max-body-bytes)",
 			req->w->opts->max_body_bytes);
+	} else if (req->cancel_key_bad) {
+		status = fpg_request_fail(req, 400, "bad_request",
+					  "X-Cancel-Key must be 16 to 128 "
+					  "characters of A-Z a-z 0-9 - _ . ~ "
+					  "+ / =");
 	} else if (!req->route && status == 405 && req->w->opts->cors_origin &&
 		   strcmp(req->method, "OPTIONS") == 0) {
 		/* A browser's preflight: the answer is in the headers. */
@@ -437,6 +784,21 @@ void fpg_request_resume_upload(struct fpg_request *req)
 	resume(req);
 }
 
+/* A piece of a body that the handler gets whole, once it is in. */
+static void collect_body(struct fpg_request *req, const char *data,
+			 size_t *size)
+{
+	size_t n = *size;
+	if (!req->body_too_large &&
+	    req->body.len + n > req->w->opts->max_body_bytes) {
+		req->body_too_large = true;
+		fpg_buf_deinit(&req->body);
+	}
+	if (!req->body_too_large)
+		fpg_buf_append(&req->body, data, n);
+	*size = 0;
+}
+
 enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 				   const char *url, const char *method,
 				   const char *version,
@@ -448,24 +810,29 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 	if (!req) {
 		req = request_new(w, conn, url, method);
 		*con_cls = req;
-		return req ? MHD_YES : MHD_NO;
+		if (!req)
+			return MHD_NO;
+		if (!req->header_problem)
+			return MHD_YES;
+		/* Answered before the body is read: libmicrohttpd then
+		 * closes the connection instead of reading it. */
+		route(req);
+		return queue_response(req);
 	}
 	if (req->client_gone)
 		return MHD_NO;
-	if (*upload_data_size && req->route && req->route->stream_body)
-		return stream_upload(req, upload_data, upload_data_size);
 	if (*upload_data_size) {
-		size_t n = *upload_data_size;
-		if (!req->body_too_large &&
-		    req->body.len + n > w->opts->max_body_bytes) {
-			req->body_too_large = true;
-			fpg_buf_deinit(&req->body);
-		}
-		if (!req->body_too_large)
-			fpg_buf_append(&req->body, upload_data, n);
-		*upload_data_size = 0;
-		return MHD_YES;
+		size_t offered = *upload_data_size;
+		enum MHD_Result ret = MHD_YES;
+		if (req->route && req->route->stream_body)
+			ret = stream_upload(req, upload_data, upload_data_size);
+		else
+			collect_body(req, upload_data, upload_data_size);
+		req->upload_bytes += offered - *upload_data_size;
+		return ret;
 	}
+	req->body_done = true;
+	upload_stop(req);
 	if (req->queued)
 		return MHD_YES;
 	if (!req->routed)
@@ -487,8 +854,11 @@ static void request_free(struct fpg_request *req)
 	struct fpg_worker *w = req->w;
 	stop_handler(req);
 	unqueue_flush(req);
-	if (req->client)
+	upload_stop(req);
+	if (req->client) {
 		req->client->req = NULL;
+		req->client->active_turn = w->turn;
+	}
 	pthread_mutex_lock(&w->requests_lock);
 	if (req->prev)
 		req->prev->next = req->next;
@@ -526,38 +896,62 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 	request_free(req);
 }
 
-void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id)
+/* Compares without an early exit: the time taken tells nothing of key. */
+static bool same_key(const char *a, const char *key)
+{
+	size_t n = strlen(key);
+	if (strlen(a) != n)
+		return false;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < n; i++)
+		diff |= (unsigned char)(a[i] ^ key[i]);
+	return diff == 0;
+}
+
+/* r may be cancelled by whoever knows id and key (key non-empty). */
+static bool cancel_matches(const struct fpg_request *r, const char *id,
+			   const char *key)
+{
+	return r->cancel_key[0] && strcmp(r->id, id) == 0 &&
+	       same_key(r->cancel_key, key);
+}
+
+void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id,
+			      const char *key)
 {
 	/* Requests are freed only by MHD, never inside cancel(). */
 	for (struct fpg_request *req = w->requests; req; req = req->next) {
-		if (strcmp(req->id, id) == 0 && req->handler &&
+		if (cancel_matches(req, id, key) && req->handler &&
 		    req->handler->cancel)
 			req->handler->cancel(req);
 	}
 }
 
 unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
-				       const char *id)
+				       const char *id, const char *key)
 {
 	struct fpg_server *srv = self->w->srv;
 	unsigned found = 0;
 	for (unsigned i = 0; i < srv->nworkers; i++) {
 		struct fpg_worker *w = &srv->workers[i];
 		unsigned here = 0;
-		/* Only ids are read here: the owner does the rest. */
+		/* Only ids and keys are read here (set before a request is
+		 * linked, never changed): the owner does the rest. */
 		pthread_mutex_lock(&w->requests_lock);
 		for (struct fpg_request *r = w->requests; r; r = r->next)
-			if (r != self && strcmp(r->id, id) == 0)
+			if (r != self && cancel_matches(r, id, key))
 				here++;
 		pthread_mutex_unlock(&w->requests_lock);
 		if (!here)
 			continue;
 		found += here;
 		if (w == self->w) {
-			fpg_request_cancel_by_id(w, id);
+			fpg_request_cancel_by_id(w, id, key);
 		} else {
 			struct fpg_msg msg = {.type = FPG_MSG_CANCEL_REQUEST};
 			snprintf(msg.id, sizeof(msg.id), "%s", id);
+			snprintf(msg.cancel_key, sizeof(msg.cancel_key), "%s",
+				 key);
 			fpg_worker_post(w, &msg);
 		}
 	}

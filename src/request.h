@@ -36,6 +36,13 @@ struct fpg_client {
 	int fd;
 	bool hung_up;		  /* the peer closed (or half-closed) */
 	struct fpg_request *req;  /* the request being served, or NULL */
+	/* linked while waiting for a request's headers: from accept, or
+	 * from the first byte after a keep-alive pause */
+	struct fpg_fifo_link pending;
+	/* linked from its socket's EPOLLIN edge to the end of the loop turn
+	 * when that edge may be stale (see client_event) */
+	struct fpg_fifo_link unsure;
+	uint64_t active_turn;	  /* last loop turn a request began or ended */
 };
 
 /*
@@ -69,6 +76,11 @@ struct fpg_request {
 	const char *url;	  /* borrowed from MHD, valid while alive */
 	const char *path_param;	  /* the "{}" segment of url, or NULL */
 	char id[65];		  /* X-Request-Id */
+	char cancel_key[129];	  /* X-Cancel-Key, "" when none was sent:
+				     DELETE /query/{id} must show it */
+	bool cancel_key_bad;	  /* one was sent, but not a valid one */
+	const char *header_problem; /* static; set: refused unread, and the
+				       connection closed (see request.c) */
 	uint64_t start_us;
 	struct fpg_buf body;	  /* request body, up to max_body_bytes */
 	bool body_too_large;
@@ -94,6 +106,13 @@ struct fpg_request {
 	struct fpg_client *client; /* its connection's watch, or NULL */
 	struct fpg_request *flush_next; /* in the worker's flush list */
 	bool flush_queued;	  /* in the worker's flush list */
+
+	/* the body: linked in the worker's uploads while it is read (since
+	 * = the current rate window's start); unlinked while suspended, when
+	 * the server does not read and a slow rate is not the client's */
+	struct fpg_fifo_link upload;
+	size_t upload_bytes;	  /* body bytes taken in the window */
+	bool body_done;		  /* MHD has passed the whole body */
 
 	struct fpg_handler_state *handler; /* owned by the handler, or NULL */
 };
@@ -146,16 +165,18 @@ const char *fpg_request_header(struct fpg_request *req, const char *name);
 
 /*
  * Cancels the statements of the worker's live requests whose id is id
- * (the owning worker only; others post FPG_MSG_CANCEL_REQUEST).
+ * and whose X-Cancel-Key is key (the owning worker only; others post
+ * FPG_MSG_CANCEL_REQUEST). A request sent without a key matches nothing.
  */
-void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id);
+void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id,
+			      const char *key);
 
 /*
- * Finds live requests with this id on every worker and has them
+ * Finds live requests with this id and key on every worker and has them
  * cancelled. Returns how many were found. Any worker thread.
  */
 unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
-				       const char *id);
+				       const char *id, const char *key);
 
 /*
  * Resumes the streams that got rows this loop turn but not enough to be
@@ -163,6 +184,20 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
  * a loop turn. The worker calls it before MHD_run().
  */
 void fpg_request_flush_streams(struct fpg_worker *w);
+
+/*
+ * Closes the connections that took longer than header-timeout-ms for a
+ * request's headers, and the requests whose body came more slowly than
+ * min-upload-rate over the last window. The worker's tick calls it.
+ */
+void fpg_request_tick(struct fpg_worker *w);
+
+/*
+ * After MHD_run(): for the connections whose socket had bytes just after
+ * a request, decides whether they are a new request's start (see
+ * client_event in request.c).
+ */
+void fpg_request_settle_clients(struct fpg_worker *w);
 
 /* Ends every live request of the worker (shutdown): they are closed. */
 void fpg_request_kill_all(struct fpg_worker *w);

@@ -7,21 +7,21 @@
 #include "stats.h"
 
 static const struct fpg_route routes[] = {
-	{"POST", "/query", fpg_handle_query, false},
-	{"DELETE", "/query/{}", fpg_handle_query_cancel, false},
-	{"POST", "/copy", fpg_handle_copy_in, true},
-	{"GET", "/copy", fpg_handle_copy_out, false},
-	{"POST", "/tx", fpg_handle_tx_begin, false},
-	{"POST", "/tx/{}/query", fpg_handle_tx_query, false},
-	{"POST", "/tx/{}/copy", fpg_handle_tx_copy_in, true},
-	{"GET", "/tx/{}/copy", fpg_handle_tx_copy_out, false},
-	{"POST", "/tx/{}/commit", fpg_handle_tx_commit, false},
-	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback, false},
-	{"DELETE", "/tx/{}", fpg_handle_tx_rollback, false},
-	{"GET", "/healthz", fpg_handle_healthz, false},
-	{"GET", "/readyz", fpg_handle_readyz, false},
-	{"GET", "/stats", fpg_handle_stats, false},
-	{"GET", "/metrics", fpg_handle_metrics, false},
+	{"POST", "/query", fpg_handle_query, false, false},
+	{"DELETE", "/query/{}", fpg_handle_query_cancel, false, false},
+	{"POST", "/copy", fpg_handle_copy_in, true, false},
+	{"GET", "/copy", fpg_handle_copy_out, false, false},
+	{"POST", "/tx", fpg_handle_tx_begin, false, false},
+	{"POST", "/tx/{}/query", fpg_handle_tx_query, false, false},
+	{"POST", "/tx/{}/copy", fpg_handle_tx_copy_in, true, false},
+	{"GET", "/tx/{}/copy", fpg_handle_tx_copy_out, false, false},
+	{"POST", "/tx/{}/commit", fpg_handle_tx_commit, false, false},
+	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback, false, false},
+	{"DELETE", "/tx/{}", fpg_handle_tx_rollback, false, false},
+	{"GET", "/healthz", fpg_handle_healthz, false, true},
+	{"GET", "/readyz", fpg_handle_readyz, false, true},
+	{"GET", "/stats", fpg_handle_stats, false, true},
+	{"GET", "/metrics", fpg_handle_metrics, false, true},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -14,6 +14,9 @@ struct fpg_route {
 	fpg_handler_fn handler;
 	bool stream_body;	/* the handler takes the body as it comes
 				   (its upload callbacks), not collected */
+	bool cross_site_ok;	/* read-only and runs no SQL: a web page may
+				   send it without a preflight (see guard.h);
+				   every other route refuses such requests */
 };
 
 /*

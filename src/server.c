@@ -136,11 +136,14 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->listen_host, &srv->opts.listen_host) ||
 	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
 	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
-	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin)) {
+	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
+	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	if (!check_options(&srv->opts, err))
+	if (!check_options(&srv->opts, err) ||
+	    !fpg_hosts_parse(&srv->hosts, srv->opts.allowed_hosts,
+			     srv->opts.listen_host, err))
 		goto fail;
 	unsigned n = srv->opts.threads;
 	if (n == 0) {
@@ -237,5 +240,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->log_level);
 	free(srv->log_format);
 	free(srv->cors_origin);
+	free(srv->allowed_hosts);
+	fpg_hosts_deinit(&srv->hosts);
 	free(srv);
 }

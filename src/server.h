@@ -8,6 +8,7 @@
 
 #include "config.h"
 #include "fasterpg.h"
+#include "guard.h"
 #include "worker.h"
 
 struct fpg_server {
@@ -17,6 +18,8 @@ struct fpg_server {
 	char *log_level;
 	char *log_format;
 	char *cors_origin;
+	char *allowed_hosts;
+	struct fpg_hosts hosts;	 /* from allowed_hosts; read-only once built */
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;

@@ -56,6 +56,7 @@ struct totals {
 	int64_t in_flight, open, connecting, busy, waiting;
 	uint64_t rows, bytes, connect_failures, replaced;
 	uint64_t commits, rollbacks, expired, retries;
+	uint64_t header_timeouts, slow_bodies, evicted;
 };
 
 static void add_worker(struct totals *t, struct fpg_stats *st)
@@ -79,6 +80,9 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->rollbacks += FPG_STAT_GET(st->tx_rollbacks);
 	t->expired += FPG_STAT_GET(st->tx_expired);
 	t->retries += FPG_STAT_GET(st->tx_retries);
+	t->header_timeouts += FPG_STAT_GET(st->http_header_timeouts);
+	t->slow_bodies += FPG_STAT_GET(st->http_slow_bodies);
+	t->evicted += FPG_STAT_GET(st->http_evicted);
 }
 
 static double percentile_ms(const struct totals *t, uint64_t count, double p)
@@ -125,6 +129,11 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 		       (unsigned long long)t->rollbacks,
 		       (unsigned long long)t->expired,
 		       (unsigned long long)t->retries);
+	fpg_buf_printf(out, "\"slow_clients_closed\":{\"header_timeout\":%llu,"
+			    "\"slow_body\":%llu,\"evicted\":%llu},",
+		       (unsigned long long)t->header_timeouts,
+		       (unsigned long long)t->slow_bodies,
+		       (unsigned long long)t->evicted);
 	fpg_buf_puts(out, "\"requests\":{");
 	bool first_route = true;
 	for (unsigned r = 0; r < nroutes && r < FPG_STATS_ROUTES; r++) {
@@ -312,4 +321,17 @@ void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
 	prom_counter(out, "fasterpg_transaction_retries_total",
 		     "Batch retries after serialization failures or deadlocks",
 		     "counter", t.retries);
+	fpg_buf_printf(out,
+		       "# HELP fasterpg_slow_clients_closed_total HTTP "
+		       "connections closed for being too slow, by reason\n"
+		       "# TYPE fasterpg_slow_clients_closed_total counter\n"
+		       "fasterpg_slow_clients_closed_total"
+		       "{reason=\"header_timeout\"} %llu\n"
+		       "fasterpg_slow_clients_closed_total"
+		       "{reason=\"slow_body\"} %llu\n"
+		       "fasterpg_slow_clients_closed_total"
+		       "{reason=\"evicted\"} %llu\n",
+		       (unsigned long long)t.header_timeouts,
+		       (unsigned long long)t.slow_bodies,
+		       (unsigned long long)t.evicted);
 }

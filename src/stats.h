@@ -36,6 +36,10 @@ struct fpg_stats {
 	_Atomic uint64_t tx_rollbacks;	 /* rolled back, or failed to commit */
 	_Atomic uint64_t tx_expired;	 /* idle timeout or lifetime */
 	_Atomic uint64_t tx_retries;	 /* batch retries */
+	/* slow HTTP clients closed (request.c) */
+	_Atomic uint64_t http_header_timeouts; /* headers past the deadline */
+	_Atomic uint64_t http_slow_bodies;     /* body below min-upload-rate */
+	_Atomic uint64_t http_evicted;	       /* too many waiting for headers */
 };
 
 #define FPG_STAT_ADD(field, n)                                             \

@@ -69,6 +69,28 @@ void fpg_worker_unwatch(struct fpg_worker *w, int fd)
 	(void)epoll_ctl(w->epfd, EPOLL_CTL_DEL, fd, NULL);
 }
 
+bool fpg_worker_random(struct fpg_worker *w, void *out, size_t n)
+{
+	if (n > sizeof(w->random_pool))
+		return false;
+	if (w->random_left < n) {
+		/* Up to 256 bytes, getrandom() returns them all and is not
+		 * interrupted by signals (getrandom(2)). */
+		ssize_t got = getrandom(w->random_pool, sizeof(w->random_pool), 0);
+		if (got != (ssize_t)sizeof(w->random_pool)) {
+			fpg_log_error("worker", NULL, "getrandom: %s",
+				      got < 0 ? strerror(errno) : "short read");
+			return false;
+		}
+		w->random_left = sizeof(w->random_pool);
+	}
+	w->random_left -= (unsigned)n;
+	memcpy(out, w->random_pool + w->random_left, n);
+	/* Handed out bytes must not stay behind for a later reader. */
+	memset(w->random_pool + w->random_left, 0, n);
+	return true;
+}
+
 struct fpg_mailbox_item {
 	struct fpg_mailbox_item *next;
 	struct fpg_msg msg;
@@ -104,7 +126,7 @@ static void handle_msg(struct fpg_worker *w, const struct fpg_msg *msg)
 		fpg_pool_cancel_done(w->pool, msg->conn_id);
 		break;
 	case FPG_MSG_CANCEL_REQUEST:
-		fpg_request_cancel_by_id(w, msg->id);
+		fpg_request_cancel_by_id(w, msg->id, msg->cancel_key);
 		break;
 	case FPG_MSG_CONN_RETURN:
 		fpg_tx_conn_returned(w, msg->conn);
@@ -210,6 +232,7 @@ static void on_timer(struct fpg_evsrc *src, uint32_t events)
 		return;
 	fpg_pool_tick(w->pool);
 	fpg_tx_tick(w);
+	fpg_request_tick(w);
 	fire_timers(w);
 }
 
@@ -270,6 +293,10 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_CONNECTION_LIMIT, w->opts->max_connections,
 		MHD_OPTION_CONNECTION_TIMEOUT, w->opts->http_idle_timeout_s,
+		/* Refuse ambiguous framing (e.g. whitespace before a header's
+		 * colon, HTTP/1.1 without Host) instead of guessing, so that
+		 * a proxy in front and we cannot read one request two ways. */
+		MHD_OPTION_STRICT_FOR_CLIENT, (int)1,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		w->opts->http_connection_memory,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
@@ -308,9 +335,6 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 	pthread_mutex_init(&w->mailbox_lock, NULL);
 	pthread_mutex_init(&w->requests_lock, NULL);
 	w->mailbox_ready = true;
-	if (getrandom(&w->rng, sizeof(w->rng), 0) != sizeof(w->rng) ||
-	    w->rng == 0)
-		w->rng = fpg_now_us() | 1;
 	w->epfd = epoll_create1(EPOLL_CLOEXEC);
 	w->wakefd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
 	w->timerfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
@@ -366,6 +390,7 @@ static void begin_drain(struct fpg_worker *w)
 static void run_once(struct fpg_worker *w, int timeout)
 {
 	struct epoll_event evs[64];
+	w->turn++;
 	int n = epoll_wait(w->epfd, evs, 64, timeout);
 	w->now_ms = fpg_now_ms();
 	for (int i = 0; i < n; i++) {
@@ -376,6 +401,7 @@ static void run_once(struct fpg_worker *w, int timeout)
 	fpg_request_flush_streams(w);
 	w->resumed = false;
 	MHD_run(w->mhd);
+	fpg_request_settle_clients(w);
 	fpg_pool_reap(w->pool);
 	fpg_pool_uncork(w->pool);
 }

@@ -37,6 +37,7 @@ struct fpg_msg {
 	enum fpg_msg_type type;
 	uint64_t conn_id;	/* CANCEL_DONE: the connection */
 	char id[65];		/* CANCEL_REQUEST: the request id */
+	char cancel_key[129];	/* CANCEL_REQUEST: and its X-Cancel-Key */
 	struct fpg_conn *conn;	/* CONN_RETURN: parked, now the receiver's */
 };
 
@@ -58,6 +59,22 @@ struct fpg_timer {
 	void (*fire)(struct fpg_timer *t);
 	bool armed;
 	bool firing;		/* due, in the tick's list to fire */
+};
+
+/*
+ * An intrusive first-in first-out list with O(1) removal: when every
+ * entry waits for the same length of time, the oldest (the head) is the
+ * only one a deadline check needs to look at.
+ */
+struct fpg_fifo_link {
+	struct fpg_fifo_link *prev, *next;
+	uint64_t since_ms;	/* when it was appended */
+	bool linked;
+};
+
+struct fpg_fifo {
+	struct fpg_fifo_link *head, *tail;
+	unsigned n;
 };
 
 /* Something with a file descriptor in the worker's epoll set. */
@@ -91,12 +108,21 @@ struct fpg_worker {
 					  other workers read ids to cancel */
 	struct fpg_request *requests; /* live requests */
 	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
+	/* slow clients (request.c): connections waiting for a request's
+	 * headers, and requests whose body is being read */
+	struct fpg_fifo pending_clients; /* of fpg_client.pending */
+	struct fpg_fifo unsure_clients;	 /* of fpg_client.unsure */
+	struct fpg_fifo uploads;	   /* of fpg_request.upload */
+	uint64_t turn;		    /* loop turns so far (run_once) */
 	struct fpg_timer *timers;   /* armed timers, unordered */
 	struct fpg_timer *firing;   /* due this tick, not fired yet */
 	pthread_mutex_t mailbox_lock; /* guards mailbox */
 	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
 	bool mailbox_ready;	    /* mailbox_lock initialised */
-	uint64_t rng;		    /* xorshift state for request ids */
+	/* getrandom() bytes not yet handed out (see fpg_worker_random):
+	 * one system call serves many request ids, and no lock is shared */
+	unsigned char random_pool[256];
+	unsigned random_left;	    /* unused bytes at the end of the pool */
 	/* What earlier answers of a statement (by SQL hash) were like:
 	 * small ones share a pipelined connection, large or unknown ones get
 	 * a connection of their own when one is free (direct-mapped). */
@@ -132,6 +158,14 @@ void fpg_worker_post(struct fpg_worker *w, const struct fpg_msg *msg);
 void fpg_worker_timer_arm(struct fpg_worker *w, struct fpg_timer *t,
 			  unsigned delay_ms);
 void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t);
+
+/*
+ * Fills out with n (at most 256) bytes from the kernel's CSPRNG, drawn in
+ * 256-byte batches. The worker's thread only. False when getrandom()
+ * fails (it does not on Linux >= 3.17 once the pool is seeded).
+ */
+bool fpg_worker_random(struct fpg_worker *w, void *out,
+		       size_t n) FPG_MUST_CHECK;
 
 /* epoll registration of fd for src (events as for epoll_ctl). */
 bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,

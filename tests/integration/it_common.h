@@ -178,8 +178,8 @@ static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
 /*
  * One request on handle c (created by the caller with curl_easy_init and
  * reused, so the TCP connection is kept alive between calls). body NULL
- * sends none; content_type NULL sends application/json when there is a
- * body. *new_conns (optional) gets how many connections curl had to open.
+ * sends none; without a Content-Type in headers, application/json is
+ * sent with a body or a POST. *new_conns (optional) gets how many connections curl had to open.
  * The result is freed with http_resp_free().
  */
 IT_UNUSED static struct http_resp *
@@ -199,7 +199,7 @@ it_request(CURL *c, unsigned port, const char *method, const char *path,
 		if (strncasecmp(*h, "Content-Type:", 13) == 0)
 			has_ctype = true;
 	}
-	if (body && !has_ctype)
+	if ((body || strcmp(method, "POST") == 0) && !has_ctype)
 		list = curl_slist_append(list, "Content-Type: application/json");
 	list = curl_slist_append(list, "Expect:");
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);

@@ -31,7 +31,8 @@ struct st_req {
 	const char *path;	/* "/query" when NULL */
 	const char *accept;	/* Accept header or NULL */
 	const char *body;	/* JSON body */
-	const char *request_id; /* X-Request-Id or NULL */
+	const char *request_id; /* X-Request-Id or NULL; X-Cancel-Key is
+				   then st_cancel_key(request_id) */
 	enum st_mode mode;
 	curl_off_t max_recv_speed; /* bytes/s, 0 = unlimited */
 	size_t abort_after_bytes;  /* return 0 from the callback; 0 = never */
@@ -72,6 +73,18 @@ struct st_sink {
 	char *first_row, *last_row;
 	struct it_buf head, tail;
 };
+
+/*
+ * The X-Cancel-Key these tests send with request id: derived from it so
+ * that a test can cancel by id alone (a real client keeps a random one).
+ * Static storage: valid until the next call.
+ */
+IT_UNUSED static const char *st_cancel_key(const char *id)
+{
+	static _Thread_local char key[200];
+	snprintf(key, sizeof(key), "key-of-%s", id);
+	return key;
+}
 
 static char *st_dup(const char *p, size_t n)
 {
@@ -234,7 +247,7 @@ IT_UNUSED static void st_run(const struct st_req *rq, struct st_sink *s)
 	CURL *c = curl_easy_init();
 	if (!c)
 		abort();
-	char url[512], hacc[256], hid[256];
+	char url[512], hacc[256], hid[256], hkey[256];
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", rq->port,
 		 rq->path ? rq->path : "/query");
 	struct curl_slist *list = NULL;
@@ -247,6 +260,9 @@ IT_UNUSED static void st_run(const struct st_req *rq, struct st_sink *s)
 	if (rq->request_id) {
 		snprintf(hid, sizeof(hid), "X-Request-Id: %s", rq->request_id);
 		list = curl_slist_append(list, hid);
+		snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s",
+			 st_cancel_key(rq->request_id));
+		list = curl_slist_append(list, hkey);
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");

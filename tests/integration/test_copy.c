@@ -245,6 +245,9 @@ static void cx_run(struct cx *x)
 		if (x->chunked || x->gen)
 			list = curl_slist_append(list,
 						 "Transfer-Encoding: chunked");
+	} else {
+		/* GET /copy runs SQL: no web page may send it unasked. */
+		list = curl_slist_append(list, "X-Requested-With: it_copy");
 	}
 	curl_easy_setopt(c, CURLOPT_URL, url);
 	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");

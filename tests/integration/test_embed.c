@@ -396,7 +396,9 @@ START_TEST(password_never_leaks_when_unreachable)
 		struct http_resp *rs[] = {
 		    it_query(p, "{\"sql\":\"select 1\"}"),
 		    http_get(p, "/readyz"),
-		    http_get(p, "/copy?query=select%201"),
+		    http_request(p, "GET", "/copy?query=select%201", NULL,
+				 (const char *const[]){"X-Requested-With: t",
+						       NULL}),
 		    http_get(p, "/stats"),
 		    http_get(p, "/metrics"),
 		};

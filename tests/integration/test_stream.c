@@ -208,12 +208,14 @@ static void bg_join(struct bg *b)
 	pthread_join(b->th, NULL);
 }
 
-/* DELETE /query/{id}; returns the response (caller frees). */
+/* DELETE /query/{id} with its key; returns the response (caller frees). */
 static struct http_resp *cancel_id(unsigned p, const char *id)
 {
-	char path[300];
+	char path[300], key[300];
 	snprintf(path, sizeof(path), "/query/%s", id);
-	return http_request(p, "DELETE", path, NULL, NULL);
+	snprintf(key, sizeof(key), "X-Cancel-Key: %s", st_cancel_key(id));
+	const char *const hdrs[] = {key, NULL};
+	return http_request(p, "DELETE", path, NULL, hdrs);
 }
 
 /* ---- 1. 1,000,000 rows in every format ---- */

@@ -60,7 +60,7 @@ static struct http_resp *treq_on(unsigned p, const char *method,
 	CURL *c = curl_easy_init();
 	if (!r || !c)
 		abort();
-	if (body)
+	if (body || strcmp(method, "POST") == 0)
 		list = curl_slist_append(list, "Content-Type: application/json");
 	list = curl_slist_append(list, "Expect:");
 	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", p, path);

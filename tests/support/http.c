@@ -78,8 +78,13 @@ static bool has_header(const char *const *hdrs, const char *name)
 	return false;
 }
 
-/* Returns the header list, or NULL with *oom set when allocation fails. */
-static struct curl_slist *build_headers(const char *const *extra, bool *oom)
+/*
+ * Returns the header list, or NULL with *oom set when allocation fails.
+ * A POST gets Content-Type: application/json unless extra names one, as
+ * the server requires a type a web form cannot send.
+ */
+static struct curl_slist *build_headers(const char *method,
+					const char *const *extra, bool *oom)
 {
 	struct curl_slist *list = NULL;
 	struct curl_slist *next;
@@ -87,6 +92,12 @@ static struct curl_slist *build_headers(const char *const *extra, bool *oom)
 	*oom = false;
 	for (const char *const *h = extra; h && *h; h++) {
 		next = curl_slist_append(list, *h);
+		if (!next)
+			goto fail;
+		list = next;
+	}
+	if (strcmp(method, "POST") == 0 && !has_header(extra, "Content-Type")) {
+		next = curl_slist_append(list, "Content-Type: application/json");
 		if (!next)
 			goto fail;
 		list = next;
@@ -159,7 +170,7 @@ struct http_resp *http_request(unsigned port, const char *method,
 
 	if (!r)
 		return NULL;
-	struct curl_slist *hdrs = build_headers(extra_headers, &oom);
+	struct curl_slist *hdrs = build_headers(method, extra_headers, &oom);
 	if (oom)
 		r->curl_code = CURLE_OUT_OF_MEMORY;
 	else

@@ -1,0 +1,54 @@
+/*
+ * Checks that keep web pages from using the server through a browser:
+ * the Host header against --allowed-hosts (DNS rebinding), and whether a
+ * request is one that a browser sends only after a CORS preflight (CSRF).
+ * Pure functions of their arguments: no MHD, unit-tested alone.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fasterpg.h"
+
+/* The hosts a request's Host header may name (see fpg_hosts_parse). */
+struct fpg_hosts {
+	bool any;	  /* "*": every host */
+	bool ip_literals; /* any IPv4 or [IPv6] address */
+	size_t n;
+	char **entries; /* lower case, "name" or "name:port", IPv6 in [] */
+};
+
+/*
+ * Builds the allowed set from list, a comma-separated list of hosts,
+ * each with an optional ":port" (without one, any port matches), or "*".
+ * NULL or "" means the default: localhost, 127.0.0.1, [::1] and
+ * listen_host; when listen_host is a wildcard address (0.0.0.0, ::)
+ * every IP address literal too. An address literal cannot come from DNS
+ * rebinding, which needs a name the attacker controls.
+ * On failure *out holds nothing and err says which entry is wrong.
+ * Release with fpg_hosts_deinit().
+ */
+bool fpg_hosts_parse(struct fpg_hosts *out, const char *list,
+		     const char *listen_host,
+		     struct fpg_error *err) FPG_MUST_CHECK;
+
+void fpg_hosts_deinit(struct fpg_hosts *h);
+
+/*
+ * Whether host, a Host header value ("name", "name:port", "[v6]:port"),
+ * is allowed. A missing header (NULL: HTTP/1.0) is: browsers always send
+ * one.
+ */
+bool fpg_hosts_allow(const struct fpg_hosts *h, const char *host);
+
+/*
+ * Whether a browser would send this request only after a CORS preflight
+ * (which fails unless --cors-origin allows the page): a method other than
+ * GET, HEAD and POST; an X-Requested-With header (requested_with, any
+ * value, NULL when absent); or, for POST, a Content-Type that is not one
+ * of the three a form can send (application/x-www-form-urlencoded,
+ * multipart/form-data, text/plain). content_type is NULL when absent.
+ */
+bool fpg_guard_preflighted(const char *method, const char *content_type,
+			   const char *requested_with);

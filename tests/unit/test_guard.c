@@ -1,0 +1,144 @@
+/* guard.c: --allowed-hosts matching and the CORS-preflight test. */
+#include <check.h>
+#include <stdlib.h>
+
+#include "guard.h"
+
+static struct fpg_hosts parse_ok(const char *list, const char *listen)
+{
+	struct fpg_hosts h;
+	struct fpg_error err = {0};
+	ck_assert_msg(fpg_hosts_parse(&h, list, listen, &err), "%s: %s",
+		      list ? list : "(default)", err.message);
+	return h;
+}
+
+START_TEST(default_hosts)
+{
+	struct fpg_hosts h = parse_ok(NULL, "127.0.0.1");
+	const char *ok[] = {"localhost",      "localhost:8080", "LOCALHOST",
+			    "localhost.",     "127.0.0.1",	"127.0.0.1:1",
+			    "[::1]",	      "[::1]:8080",	NULL};
+	for (const char **p = ok; *p; p++)
+		ck_assert_msg(fpg_hosts_allow(&h, *p), "%s refused", *p);
+	const char *bad[] = {"evil.example",   "evil.example:8080",
+			     "localhost.evil", "10.0.0.1",
+			     "127.0.0.1.nip.io", "",
+			     "localhost:",     "localhost:80:80",
+			     "[::1",	       "::1",
+			     "local host",     "localhost:8x",
+			     NULL};
+	for (const char **p = bad; *p; p++)
+		ck_assert_msg(!fpg_hosts_allow(&h, *p), "%s allowed", *p);
+	/* HTTP/1.0 without Host: browsers always send one. */
+	ck_assert(fpg_hosts_allow(&h, NULL));
+	fpg_hosts_deinit(&h);
+
+	/* A named listen host joins the list. */
+	h = parse_ok("", "gw.internal");
+	ck_assert(fpg_hosts_allow(&h, "gw.internal:8080"));
+	ck_assert(!fpg_hosts_allow(&h, "10.1.2.3"));
+	fpg_hosts_deinit(&h);
+}
+END_TEST
+
+START_TEST(wildcard_listen_allows_addresses)
+{
+	const char *listens[] = {"0.0.0.0", "::"};
+	for (int i = 0; i < 2; i++) {
+		struct fpg_hosts h = parse_ok(NULL, listens[i]);
+		ck_assert(fpg_hosts_allow(&h, "10.1.2.3:8080"));
+		ck_assert(fpg_hosts_allow(&h, "[fe80::1]:8080"));
+		ck_assert(fpg_hosts_allow(&h, "localhost"));
+		/* a name could be an attacker's, rebound to us */
+		ck_assert(!fpg_hosts_allow(&h, "rebind.example"));
+		ck_assert(!fpg_hosts_allow(&h, "[not-v6]"));
+		fpg_hosts_deinit(&h);
+	}
+}
+END_TEST
+
+START_TEST(explicit_list)
+{
+	struct fpg_hosts h =
+	    parse_ok(" api.example.com , db.example.com:8443,[::1]", "::");
+	ck_assert(fpg_hosts_allow(&h, "api.example.com"));
+	ck_assert(fpg_hosts_allow(&h, "API.example.com:443"));
+	ck_assert(fpg_hosts_allow(&h, "db.example.com:8443"));
+	ck_assert(!fpg_hosts_allow(&h, "db.example.com:8444"));
+	ck_assert(!fpg_hosts_allow(&h, "db.example.com"));
+	ck_assert(fpg_hosts_allow(&h, "[::1]:1"));
+	/* the list replaces the defaults */
+	ck_assert(!fpg_hosts_allow(&h, "localhost"));
+	ck_assert(!fpg_hosts_allow(&h, "10.0.0.1"));
+	fpg_hosts_deinit(&h);
+
+	h = parse_ok("*", "127.0.0.1");
+	ck_assert(fpg_hosts_allow(&h, "anything.example:1"));
+	fpg_hosts_deinit(&h);
+
+	const char *bad[] = {"a b", "x:port", "a,,b", ",", "[::1", "h:123456"};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		struct fpg_error err = {0};
+		ck_assert_msg(!fpg_hosts_parse(&h, bad[i], "127.0.0.1", &err),
+			      "%s accepted", bad[i]);
+		ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
+		ck_assert_ptr_null(h.entries);
+	}
+}
+END_TEST
+
+START_TEST(preflighted)
+{
+	/* methods a form cannot use */
+	ck_assert(fpg_guard_preflighted("DELETE", NULL, NULL));
+	ck_assert(fpg_guard_preflighted("PUT", "text/plain", NULL));
+	/* a custom header always needs a preflight */
+	ck_assert(fpg_guard_preflighted("GET", NULL, "x"));
+	ck_assert(fpg_guard_preflighted("POST", "text/plain", ""));
+	/* what a page can send unasked */
+	ck_assert(!fpg_guard_preflighted("GET", NULL, NULL));
+	ck_assert(!fpg_guard_preflighted("HEAD", NULL, NULL));
+	ck_assert(!fpg_guard_preflighted("POST", NULL, NULL));
+	const char *simple[] = {"text/plain",
+				"TEXT/Plain; charset=utf-8",
+				"  text/plain  ;x=y",
+				"application/x-www-form-urlencoded",
+				"multipart/form-data; boundary=xyz",
+				NULL};
+	for (const char **p = simple; *p; p++)
+		ck_assert_msg(!fpg_guard_preflighted("POST", *p, NULL), "%s",
+			      *p);
+	const char *other[] = {"application/json",
+			       "application/json; charset=utf-8",
+			       "text/csv",
+			       "application/octet-stream",
+			       "text/plainx",
+			       "",
+			       NULL};
+	for (const char **p = other; *p; p++)
+		ck_assert_msg(fpg_guard_preflighted("POST", *p, NULL), "%s",
+			      *p);
+	/* a GET cannot carry a Content-Type without a preflight... but it
+	 * proves nothing either: only the custom header counts */
+	ck_assert(!fpg_guard_preflighted("GET", "application/json", NULL));
+}
+END_TEST
+
+int main(void)
+{
+	Suite *s = suite_create("guard");
+	TCase *tc = tcase_create("hosts");
+	tcase_add_test(tc, default_hosts);
+	tcase_add_test(tc, wildcard_listen_allows_addresses);
+	tcase_add_test(tc, explicit_list);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("preflight");
+	tcase_add_test(tc, preflighted);
+	suite_add_tcase(s, tc);
+	SRunner *sr = srunner_create(s);
+	srunner_run_all(sr, CK_NORMAL);
+	int failed = srunner_ntests_failed(sr);
+	srunner_free(sr);
+	return failed ? 1 : 0;
+}
