@@ -477,49 +477,59 @@ void fpg_pool_uncork(struct fpg_pool *pool)
 /* ---- resetting the session ---- */
 
 /*
- * The reset segment (see fpg_conn_push_op): utility statements, which
- * client SQL cannot replace, then one prepared statement that releases
- * session advisory locks and reports LISTEN registrations (harmless to
- * the next op, which never reads notifications, but they would pile up
- * in libpq: such a session is replaced). It is last, so that the
- * utilities run even if client SQL deallocated it (the reset then fails
- * and the connection is replaced). RESET ALL goes back to the startup
- * options, which carry the pool's settings.
+ * The reset segment (see fpg_conn_push_op), prepared once per connection
+ * (parsing them with every statement cost PostgreSQL about twice as
+ * much). Client SQL can deallocate a prepared statement and prepare
+ * another under its name, but only a plannable one (SELECT, INSERT, ...),
+ * whose command tag differs from every tag below: each result's tag is
+ * checked, and a session whose reset did not run as sent is replaced.
+ * The last one releases session advisory locks and reports LISTEN
+ * registrations (harmless to the next op, which never reads
+ * notifications, but they would pile up in libpq: such a session is
+ * replaced). RESET ALL goes back to the startup options, which carry the
+ * pool's settings.
  */
-static const char *const reset_sql[] = {
-	"RESET ALL",
-	"DISCARD SEQUENCES",
-	"DISCARD TEMP",
-	"CLOSE ALL",
-	"RESET ROLE",
-	"RESET SESSION AUTHORIZATION", /* only a superuser login can change it */
+static const struct {
+	const char *name, *sql, *tag;
+} reset_stmts[] = {
+	{"fpg_reset_all", "RESET ALL", "RESET"},
+	{"fpg_reset_seq", "DISCARD SEQUENCES", "DISCARD SEQUENCES"},
+	{"fpg_reset_temp", "DISCARD TEMP", "DISCARD TEMP"},
+	{"fpg_reset_cursors", "CLOSE ALL", "CLOSE CURSOR ALL"},
+	{"fpg_reset_role", "RESET ROLE", "RESET"},
+	{"fpg_reset_locks",
+	 "SELECT pg_catalog.pg_advisory_unlock_all(),"
+	 " EXISTS (SELECT FROM pg_catalog.pg_listening_channels())",
+	 "SELECT 1"},
+	/* only a superuser login can change it: last, sent for those only */
+	{"fpg_reset_auth", "RESET SESSION AUTHORIZATION", "RESET"},
 };
-#define RESET_STMT "fpg_reset"
-static const char reset_stmt_sql[] =
-	"SELECT pg_catalog.pg_advisory_unlock_all(),"
-	" EXISTS (SELECT FROM pg_catalog.pg_listening_channels())";
+#define RESET_LOCKS 5 /* the index of fpg_reset_locks */
 
-static size_t reset_utilities(const struct fpg_conn *c)
+static size_t reset_count(const struct fpg_conn *c)
 {
-	size_t n = sizeof(reset_sql) / sizeof(*reset_sql);
+	size_t n = sizeof(reset_stmts) / sizeof(*reset_stmts);
 	return c->superuser ? n : n - 1;
 }
 
 /* Sends the reset statements (no Sync). */
 static bool send_reset(struct fpg_conn *c)
 {
-	PGconn *pg = c->pg;
-	for (size_t i = 0; i < reset_utilities(c); i++)
-		if (!PQsendQueryParams(pg, reset_sql[i], 0, NULL, NULL, NULL,
-				       NULL, 0))
+	for (size_t i = 0; i < reset_count(c); i++)
+		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name, 0, NULL,
+					 NULL, NULL, 0))
 			return false;
-	return PQsendQueryPrepared(pg, RESET_STMT, 0, NULL, NULL, NULL, 0);
+	return true;
 }
 
-/* Prepares the reset's statement (after connecting, or DISCARD ALL). */
+/* Prepares the reset (after connecting, or DISCARD ALL). */
 static bool send_reset_prepare(struct fpg_conn *c)
 {
-	return PQsendPrepare(c->pg, RESET_STMT, reset_stmt_sql, 0, NULL);
+	for (size_t i = 0; i < reset_count(c); i++)
+		if (!PQsendPrepare(c->pg, reset_stmts[i].name,
+				   reset_stmts[i].sql, 0, NULL))
+			return false;
+	return true;
 }
 
 /*
@@ -541,10 +551,22 @@ void fpg_conn_taint(struct fpg_conn *c, const char *why)
 static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 			 PGresult *res)
 {
-	switch (PQresultStatus(res)) {
+	size_t i = (size_t)op->reset_query;
+	ExecStatusType st = PQresultStatus(res);
+	if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) &&
+	    (i >= reset_count(c) ||
+	     strcmp(PQcmdStatus(res), reset_stmts[i].tag) != 0)) {
+		/* Not what was sent: client SQL replaced it. */
+		if (!op->reset_failed) {
+			op->reset_failed = true;
+			fpg_conn_taint(c, "a statement of the reset was replaced");
+		}
+		st = PGRES_COMMAND_OK;
+	}
+	switch (st) {
 	case PGRES_TUPLES_OK:
-		if (PQntuples(res) == 1 && PQnfields(res) == 2 &&
-		    strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+		if (i == RESET_LOCKS && PQntuples(res) == 1 &&
+		    PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
 			fpg_conn_taint(c, "the session listens for notifications");
 		/* fall through */
 	case PGRES_COMMAND_OK:
@@ -684,7 +706,7 @@ static void drain(struct fpg_conn *c)
 			continue;
 		}
 		if (op->resets && !op->reset_failed &&
-		    op->reset_query != (int)reset_utilities(c) + 1) {
+		    op->reset_query != (int)reset_count(c)) {
 			op->reset_failed = true;
 			fpg_conn_taint(c, "the session reset was cut short");
 		}
