@@ -397,7 +397,9 @@ bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
 	const char *rs, *re, *p, *s, *e;
 	*list = NULL;
 	*n = 0;
-	if (!find_member(body, body + len, key, &rs, &re) || *rs != '[') {
+	/* rs == re: the body ends right after the key's colon. */
+	if (!find_member(body, body + len, key, &rs, &re) || rs == re ||
+	    *rs != '[') {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "\"%s\" must be an array of statements", key);
 		return false;

@@ -120,6 +120,26 @@ START_TEST(autocommit_check)
 }
 END_TEST
 
+/*
+ * A batch body that ends right after "statements": was read one byte past
+ * its end (fuzz/fuzz_statement; ASan: heap-buffer-overflow). The byte
+ * after it here is '[', which made it look like an empty array.
+ */
+START_TEST(batch_body_ends_after_key)
+{
+	static const char body[] = "{\"statements\":[";
+	struct fpg_statement *list = NULL;
+	unsigned n = 0;
+	struct fpg_error e;
+	memset(&e, 0, sizeof(e));
+	ck_assert(!fpg_statement_list_parse(body, sizeof(body) - 2,
+					    "statements", 10, &list, &n, &e));
+	ck_assert_int_eq(e.http_status, 400);
+	ck_assert_msg(strstr(e.message, "must be an array"), "%s", e.message);
+	fpg_statement_list_free(list, n);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("params");
@@ -135,6 +155,7 @@ int main(void)
 	tcase_add_loop_test(bad, bad_bodies_are_400, 0,
 			    sizeof(bad_bodies) / sizeof(bad_bodies[0]));
 	tcase_add_test(bad, autocommit_check);
+	tcase_add_test(bad, batch_body_ends_after_key);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
