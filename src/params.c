@@ -453,7 +453,8 @@ static const char *skip_noise(const char *p)
 		while (isspace((unsigned char)*p) || *p == '(')
 			p++;
 		if (p[0] == '-' && p[1] == '-') {
-			while (*p && *p != '\n')
+			/* PostgreSQL ends a line comment at \r too. */
+			while (*p && *p != '\n' && *p != '\r')
 				p++;
 		} else if (p[0] == '/' && p[1] == '*') {
 			/* block comments nest in PostgreSQL */

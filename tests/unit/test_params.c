@@ -140,6 +140,22 @@ START_TEST(batch_body_ends_after_key)
 }
 END_TEST
 
+/*
+ * PostgreSQL ends a "--" comment at \r as well as \n: "--\rBEGIN" is a
+ * BEGIN, which the checks took for a comment only (fuzz/fuzz_sqlcheck).
+ */
+START_TEST(line_comment_ends_at_cr)
+{
+	struct fpg_error e;
+	ck_assert(!fpg_statement_check_autocommit("--\rBEGIN", &e));
+	ck_assert(
+	    !fpg_statement_check_autocommit("-- x\rSET search_path = x", &e));
+	ck_assert(!fpg_statement_check_in_tx("--\rCOMMIT", &e));
+	ck_assert(fpg_statement_check_in_tx("ROLLBACK --\rTO s", &e));
+	ck_assert(fpg_statement_check_autocommit("-- BEGIN\n\rSELECT 1", &e));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("params");
@@ -156,6 +172,7 @@ int main(void)
 			    sizeof(bad_bodies) / sizeof(bad_bodies[0]));
 	tcase_add_test(bad, autocommit_check);
 	tcase_add_test(bad, batch_body_ends_after_key);
+	tcase_add_test(bad, line_comment_ends_at_cr);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
