@@ -346,6 +346,13 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 			      "object with \"sql\"");
 		return false;
 	}
+	/* jansson skips NUL bytes between tokens, the raw scan for numbers
+	 * does not: it would give parameters the text of others. */
+	if (memchr(body, '\0', len)) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "invalid JSON: the body holds a NUL byte");
+		return false;
+	}
 	/* Integers as reals: jansson refuses integers beyond int64, and
 	 * numbers are taken from the raw text anyway. */
 	st->root = json_loadb(body, len,

@@ -156,6 +156,22 @@ START_TEST(line_comment_ends_at_cr)
 }
 END_TEST
 
+/*
+ * jansson skips a NUL byte between tokens; the raw scan took it for the
+ * end of a value, and the parameters after it got their neighbours' text
+ * (true went as "null", false as "true"; fuzz/fuzz_statement).
+ */
+START_TEST(nul_byte_is_400)
+{
+	static const char body[] =
+	    "{\"sql\":\"x\",\"params\":[1\0,null,true,false]}";
+	fpg_statement_deinit(&st);
+	memset(&err, 0, sizeof(err));
+	ck_assert(!fpg_statement_parse(&st, body, sizeof(body) - 1, &err));
+	ck_assert_int_eq(err.http_status, 400);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("params");
@@ -173,6 +189,7 @@ int main(void)
 	tcase_add_test(bad, autocommit_check);
 	tcase_add_test(bad, batch_body_ends_after_key);
 	tcase_add_test(bad, line_comment_ends_at_cr);
+	tcase_add_test(bad, nul_byte_is_400);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
