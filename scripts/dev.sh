@@ -8,18 +8,23 @@
 #                                   FASTERPG_DB says where one is, run fasterpg
 #   scripts/dev.sh stop-db          stop the local cluster
 #   scripts/dev.sh test             unit + integration tests, plain and with
-#                                   ASan/UBSan; last line "N passed, M failed"
+#                                   ASan/UBSan, then each fuzz target for a
+#                                   short while over its corpus (clang);
+#                                   last line "N passed, M failed"
 #
 # Environment: FASTERPG_PG_PORT (local cluster port, default 5433),
-# PG_BINDIR (PostgreSQL server binaries), CI (non-empty: -Dwerror=true).
+# PG_BINDIR (PostgreSQL server binaries), CI (non-empty: -Dwerror=true),
+# FUZZ_SECONDS (time per fuzz target in test, default 20).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
+# clang and libclang-rt-14-dev (libFuzzer, a Recommends of clang-14 that
+# --no-install-recommends skips) build the fuzz targets.
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
 	libpq-dev zlib1g-dev check libcurl4-openssl-dev postgresql-15 postgresql-client-15
-	wrk curl)
+	wrk curl clang libclang-rt-14-dev)
 
 LOCAL_DIR="$ROOT/.fasterpg"
 LOCAL_PGDATA="$LOCAL_DIR/pgdata"
@@ -294,6 +299,62 @@ test_build() {
 	run_suite "$dir" integration "${test_opts[@]}"
 }
 
+FUZZ_TARGETS=(fuzz_statement fuzz_sqlcheck fuzz_copy fuzz_router fuzz_encode)
+
+# fuzz_target NAME: runs build-fuzz's target for FUZZ_SECONDS over its
+# committed corpus. New inputs go to a scratch corpus (listed first, so the
+# committed one is only read), a crash to build-fuzz/artifacts/.
+fuzz_target() {
+	local name=$1 dir=build-fuzz/fuzz-run/$1 rc=0
+	rm -rf "$dir"
+	mkdir -p "$dir" build-fuzz/artifacts
+	log "== fuzz: $name, ${FUZZ_SECONDS:-20} s"
+	"build-fuzz/fuzz/$name" -max_total_time="${FUZZ_SECONDS:-20}" \
+		-timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
+		-artifact_prefix="build-fuzz/artifacts/$name-" \
+		"$dir" "fuzz/corpus/$name" >"$dir.log" 2>&1 || rc=$?
+	if [ "$rc" -eq 0 ]; then
+		grep '^stat::number_of_executed_units' "$dir.log" >&2 || true
+		PASSED=$((PASSED + 1))
+	else
+		tail -n 60 "$dir.log" >&2
+		log "fuzz: $name failed (exit $rc; log $dir.log)"
+		FAILED=$((FAILED + 1))
+	fi
+}
+
+# Builds fuzz/ with clang (-Dfuzz=true) in build-fuzz and runs each target
+# (one test each); a build failure counts as one failed test.
+fuzz_all() {
+	local targets=() t
+	if ! command -v clang >/dev/null 2>&1; then
+		log "fuzz: clang not found (run '$0 deps')"
+		FAILED=$((FAILED + 1))
+		return
+	fi
+	for t in "${FUZZ_TARGETS[@]}"; do
+		targets+=("fuzz/$t")
+	done
+	log "== configuring build-fuzz: CC=clang -Dfuzz=true $(werror_opt)"
+	if [ -f build-fuzz/meson-private/coredata.dat ]; then
+		meson configure build-fuzz -Dfuzz=true "$(werror_opt)"
+	else
+		CC=clang meson setup build-fuzz -Dfuzz=true "$(werror_opt)"
+	fi || {
+		log "build-fuzz: configure failed"
+		FAILED=$((FAILED + 1))
+		return
+	}
+	if ! meson compile -C build-fuzz "${targets[@]}"; then
+		log "build-fuzz: build failed"
+		FAILED=$((FAILED + 1))
+		return
+	fi
+	for t in "${FUZZ_TARGETS[@]}"; do
+		fuzz_target "$t"
+	done
+}
+
 cmd_test() {
 	cmd_deps
 	test_build build-test -- -Dcassert=true
@@ -301,6 +362,7 @@ cmd_test() {
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		test_build build-asan --timeout-multiplier 3 -- -Dcassert=true \
 		-Db_sanitize=address,undefined -Db_lundef=false
+	fuzz_all
 	echo "$PASSED passed, $FAILED failed"
 	[ "$FAILED" -eq 0 ]
 }
@@ -308,7 +370,7 @@ cmd_test() {
 # ---------------------------------------------------------------- main
 
 usage() {
-	sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 cmd=${1:-}

@@ -150,15 +150,19 @@ static bool query_looks_single(const char *q)
 					return false;
 			} while (d > 0);
 			p--;
-		} else if (*p == '$' && !ident_char(p == q ? ' ' : p[-1]) &&
-			   !isdigit((unsigned char)p[1])) {
-			/* A dollar quote, unless the $ ends an identifier
-			 * (a_$x) or is a parameter ($1): as PostgreSQL reads. */
+		} else if (*p == '$' && !isdigit((unsigned char)p[1])) {
+			/* $tag$, the tag's bytes as PostgreSQL's (any byte
+			 * >= 0x80 included), unless it is a parameter ($1). */
 			const char *e = p + 1;
-			while (isalnum((unsigned char)*e) || *e == '_')
+			while (ident_char(*e) && *e != '$')
 				e++;
 			if (*e != '$')
 				continue;
+			/* After an identifier's byte it belongs to the
+			 * identifier (a_$x$), after a number's it opens a
+			 * quote (1$x$): we cannot tell which, refuse. */
+			if (p != q && ident_char(p[-1]))
+				return false;
 			size_t tag = (size_t)(e - p + 1);
 			const char *end = e + 1;
 			while ((end = strchr(end, '$')) &&

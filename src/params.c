@@ -413,6 +413,13 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 			      "object with \"sql\"");
 		return false;
 	}
+	/* jansson skips NUL bytes between tokens, the raw scan for numbers
+	 * does not: it would give parameters the text of others. */
+	if (memchr(body, '\0', len)) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "invalid JSON: the body holds a NUL byte");
+		return false;
+	}
 	/* Integers as reals: jansson refuses integers beyond int64, and
 	 * numbers are taken from the raw text anyway. */
 	st->root = fpg_json_load(body, len,
@@ -464,7 +471,9 @@ bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
 	const char *rs, *re, *p, *s, *e;
 	*list = NULL;
 	*n = 0;
-	if (!find_member(body, body + len, key, &rs, &re) || *rs != '[') {
+	/* rs == re: the body ends right after the key's colon. */
+	if (!find_member(body, body + len, key, &rs, &re) || rs == re ||
+	    *rs != '[') {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "\"%s\" must be an array of statements", key);
 		return false;

@@ -77,18 +77,22 @@ const struct fpg_route *fpg_router_match(const char *method, const char *path,
 					 size_t allow_size, const char **param)
 {
 	size_t used = 0;
+	bool path_found = false; /* not used > 0: allow may be too small */
 	allow[0] = '\0';
 	for (size_t i = 0; i < N_ROUTES; i++) {
 		if (!path_matches(routes[i].path, path, param))
 			continue;
 		if (strcmp(routes[i].method, method) == 0)
 			return &routes[i];
+		path_found = true;
 		int n = snprintf(allow + used, allow_size - used, "%s%s",
 				 used ? ", " : "", routes[i].method);
 		if (n > 0 && (size_t)n < allow_size - used)
 			used += (size_t)n;
+		else
+			allow[used] = '\0'; /* no cut-off method name */
 	}
-	*status = used ? 405 : 404;
+	*status = path_found ? 405 : 404;
 	*param = NULL;
 	return NULL;
 }

@@ -550,6 +550,49 @@ START_TEST(fuzz_hostile_values)
 }
 END_TEST
 
+/*
+ * Texts that PostgreSQL lexes differently from a scan that stops line
+ * comments only at \n and takes dollar-quote tags as ASCII only (found by
+ * fuzz/fuzz_copy). For PostgreSQL, \r ends a "--" comment, a tag may hold
+ * any byte >= 0x80 ($\xc3\xa9$ is a tag), and $x$ right after a number
+ * opens a quote (1$x$). Each text below closes COPY's parenthesis for
+ * PostgreSQL and then opens a block comment; with null= starting with the
+ * comment's end and then "--", the first two ran COPY (select 1) TO
+ * PROGRAM 'x' on a real PostgreSQL 15.
+ */
+START_TEST(query_refused_postgres_lexer)
+{
+	static const char *bad[] = {
+	    "select 1 --\r) to program 'x' /*",
+	    "select 1 --\r) to program 'x' --",
+	    "select $\xc3\xa9$'$\xc3\xa9$) to program 'x' /*'",
+	    "select $a\xc3\xa9$'$a\xc3\xa9$) to program 'x' /*'",
+	    "select 1$a$'$a$) to program 'x' /*'",
+	    "select 1$$'$$) to program 'x' /*'",
+	    "select $1$a$'$a$) to program 'x' /*'",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		expect_refused(A("query", bad[i]), false);
+		expect_refused(A("query", bad[i], "null", "*/ --"), false);
+	}
+	/* ... while these stay what they are */
+	static const char *ok[] = {
+	    "select $\xc3\xa9$ ) $\xc3\xa9$",
+	    "select 1 --\r, 2",
+	    "select a$b from t",
+	    "select $1, $2",
+	};
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
+		char *want = NULL;
+		if (asprintf(&want, "COPY (\n%s\n) TO STDOUT WITH (FORMAT csv)",
+			     ok[i]) < 0)
+			ck_abort();
+		expect_sql(A("query", ok[i]), false, want, NULL);
+		free(want);
+	}
+}
+END_TEST
+
 START_TEST(args_refused)
 {
 	/* table and query, neither, query with columns or for an upload */
@@ -613,6 +656,7 @@ int main(void)
 	tcase_add_test(tc, query_backslash_left_to_postgres);
 	tcase_add_test(tc, query_refused_unbalanced_before_line_comment);
 	tcase_add_test(tc, query_refused_dollar_after_identifier);
+	tcase_add_test(tc, query_refused_postgres_lexer);
 	tcase_add_test(tc, args_refused);
 	tcase_add_test(tc, fuzz_hostile_values);
 	suite_add_tcase(s, tc);

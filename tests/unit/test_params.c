@@ -151,6 +151,58 @@ START_TEST(autocommit_check)
 }
 END_TEST
 
+/*
+ * A batch body that ends right after "statements": was read one byte past
+ * its end (fuzz/fuzz_statement; ASan: heap-buffer-overflow). The byte
+ * after it here is '[', which made it look like an empty array.
+ */
+START_TEST(batch_body_ends_after_key)
+{
+	static const char body[] = "{\"statements\":[";
+	struct fpg_statement *list = NULL;
+	unsigned n = 0;
+	struct fpg_error e;
+	memset(&e, 0, sizeof(e));
+	ck_assert(!fpg_statement_list_parse(body, sizeof(body) - 2,
+					    "statements", 10, &list, &n, &e));
+	ck_assert_int_eq(e.http_status, 400);
+	ck_assert_msg(strstr(e.message, "must be an array"), "%s", e.message);
+	fpg_statement_list_free(list, n);
+}
+END_TEST
+
+/*
+ * PostgreSQL ends a "--" comment at \r as well as \n: "--\rBEGIN" is a
+ * BEGIN, which the checks took for a comment only (fuzz/fuzz_sqlcheck).
+ */
+START_TEST(line_comment_ends_at_cr)
+{
+	struct fpg_error e;
+	ck_assert(!fpg_statement_check_autocommit("--\rBEGIN", &e));
+	ck_assert(
+	    !fpg_statement_check_autocommit("-- x\rSET search_path = x", &e));
+	ck_assert(!fpg_statement_check_in_tx("--\rCOMMIT", &e));
+	ck_assert(fpg_statement_check_in_tx("ROLLBACK --\rTO s", &e));
+	ck_assert(fpg_statement_check_autocommit("-- BEGIN\n\rSELECT 1", &e));
+}
+END_TEST
+
+/*
+ * jansson skips a NUL byte between tokens; the raw scan took it for the
+ * end of a value, and the parameters after it got their neighbours' text
+ * (true went as "null", false as "true"; fuzz/fuzz_statement).
+ */
+START_TEST(nul_byte_is_400)
+{
+	static const char body[] =
+	    "{\"sql\":\"x\",\"params\":[1\0,null,true,false]}";
+	fpg_statement_deinit(&st);
+	memset(&err, 0, sizeof(err));
+	ck_assert(!fpg_statement_parse(&st, body, sizeof(body) - 1, &err));
+	ck_assert_int_eq(err.http_status, 400);
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("params");
@@ -167,6 +219,9 @@ int main(void)
 	tcase_add_loop_test(bad, bad_bodies_are_400, 0,
 			    sizeof(bad_bodies) / sizeof(bad_bodies[0]));
 	tcase_add_test(bad, autocommit_check);
+	tcase_add_test(bad, batch_body_ends_after_key);
+	tcase_add_test(bad, line_comment_ends_at_cr);
+	tcase_add_test(bad, nul_byte_is_400);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);

@@ -1,0 +1,1 @@
+/* c */ SET search_path = x

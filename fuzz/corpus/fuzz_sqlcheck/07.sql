@@ -1,0 +1,1 @@
+-- comment at the end
