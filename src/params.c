@@ -604,8 +604,15 @@ bool fpg_statement_check_in_tx(const char *sql, struct fpg_error *err)
 	for (int i = 0; words[i]; i++) {
 		if (n != strlen(words[i]) || strncasecmp(p, words[i], n) != 0)
 			continue;
-		/* ROLLBACK TO [SAVEPOINT] x stays inside the transaction. */
+		/* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x stays inside
+		 * the transaction. */
 		const char *rest = skip_noise(p + n);
+		if (i == 5 && strncasecmp(rest, "WORK", 4) == 0 &&
+		    !isalpha((unsigned char)rest[4]))
+			rest = skip_noise(rest + 4);
+		else if (i == 5 && strncasecmp(rest, "TRANSACTION", 11) == 0 &&
+			 !isalpha((unsigned char)rest[11]))
+			rest = skip_noise(rest + 11);
 		if (i == 5 && strncasecmp(rest, "TO", 2) == 0 &&
 		    !isalpha((unsigned char)rest[2]))
 			return true;

@@ -187,6 +187,18 @@ START_TEST(line_comment_ends_at_cr)
 }
 END_TEST
 
+/* ROLLBACK's optional noise word before TO (it was refused). */
+START_TEST(rollback_work_to_savepoint)
+{
+	struct fpg_error e;
+	ck_assert(fpg_statement_check_in_tx("ROLLBACK WORK TO SAVEPOINT a", &e));
+	ck_assert(fpg_statement_check_in_tx("rollback transaction to a", &e));
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK WORK", &e));
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK TRANSACTION", &e));
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK WORKTO a", &e));
+}
+END_TEST
+
 /*
  * jansson skips a NUL byte between tokens; the raw scan took it for the
  * end of a value, and the parameters after it got their neighbours' text
@@ -221,6 +233,7 @@ int main(void)
 	tcase_add_test(bad, autocommit_check);
 	tcase_add_test(bad, batch_body_ends_after_key);
 	tcase_add_test(bad, line_comment_ends_at_cr);
+	tcase_add_test(bad, rollback_work_to_savepoint);
 	tcase_add_test(bad, nul_byte_is_400);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
