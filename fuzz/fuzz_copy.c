@@ -396,9 +396,11 @@ static void expect_value(struct cursor *c, enum tok_kind kind, const char *s,
 			 size_t n)
 {
 	const struct token *t = next(c);
-	/* plain '...' and "...", as the builder writes them */
+	/* "..." names and E'...' strings, as the builder writes them */
+	const char *open = c->lx->s + t->off;
 	CHECK(t->kind == kind &&
-	      c->lx->s[t->off] == (kind == TOK_QIDENT ? '"' : '\'') &&
+	      (kind == TOK_QIDENT ? open[0] == '"'
+				  : open[0] == 'E' && open[1] == '\'') &&
 	      val_is(t, s, n));
 }
 
@@ -422,28 +424,60 @@ static void expect_query(struct cursor *c, const char *query)
 	}
 }
 
+/*
+ * One name of table= or columns= as the builder reads it: "..." with ""
+ * for a quote (dots and commas inside), else the text up to a stop.
+ */
+static const char *name_part(const char *p, const char *stops,
+			     struct fpg_buf *out)
+{
+	fpg_buf_reset(out);
+	if (*p != '"') {
+		size_t n = strcspn(p, stops);
+		fpg_buf_append(out, p, n);
+		return p + n;
+	}
+	for (p++; *p; p++) {
+		if (*p == '"' && p[1] != '"')
+			return p + 1;
+		if (*p == '"')
+			p++;
+		fpg_buf_putc(out, *p);
+	}
+	return p;
+}
+
+static void expect_name(struct cursor *c, const char **p, const char *stops,
+			struct fpg_buf *name)
+{
+	*p = name_part(*p, stops, name);
+	expect_value(c, TOK_QIDENT, name->data ? name->data : "", name->len);
+}
+
 static void expect_target(struct cursor *c, const struct args *a)
 {
-	const char *table = a->v[ARG_TABLE], *dot = strchr(table, '.');
-	expect_value(c, TOK_QIDENT, table,
-		     dot ? (size_t)(dot - table) : strlen(table));
-	if (dot) {
+	struct fpg_buf name;
+	fpg_buf_init(&name);
+	const char *p = a->v[ARG_TABLE];
+	expect_name(c, &p, ".", &name);
+	if (*p == '.') {
+		p++;
 		expect_char(c, '.');
-		expect_value(c, TOK_QIDENT, dot + 1, strlen(dot + 1));
+		expect_name(c, &p, ".", &name);
 	}
 	const char *col = a->v[ARG_COLUMNS];
-	if (!col)
-		return;
-	expect_char(c, '(');
-	for (;;) {
-		size_t n = strcspn(col, ",");
-		expect_value(c, TOK_QIDENT, col, n);
-		if (!col[n])
-			break;
-		expect_char(c, ',');
-		col += n + 1;
+	if (col) {
+		expect_char(c, '(');
+		for (;;) {
+			expect_name(c, &col, ",", &name);
+			if (!*col)
+				break;
+			expect_char(c, ',');
+			col++;
+		}
+		expect_char(c, ')');
 	}
-	expect_char(c, ')');
+	fpg_buf_deinit(&name);
 }
 
 static void expect_options(struct cursor *c, const struct args *a)
@@ -496,6 +530,15 @@ static void check_statement(const struct args *a, bool in, const char *sql,
 	}
 	CHECK(known);
 
+	/*
+	 * A query= with a backslash: the builder's check gives up on string
+	 * literals it cannot read for sure (E'' and standard_conforming_strings
+	 * decide) and leaves the query to PostgreSQL, which parses it alone as
+	 * one statement before it is wrapped (handler_copy.c): that, not this
+	 * builder, is what keeps those inside the parentheses.
+	 */
+	if (a->v[ARG_QUERY] && strchr(a->v[ARG_QUERY], '\\'))
+		return;
 	struct lexer lx;
 	if (!lex(&lx, sql)) {
 		lexer_free(&lx);

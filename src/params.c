@@ -521,14 +521,16 @@ void fpg_statement_list_free(struct fpg_statement *list, unsigned n)
 /* ---- autocommit check ---- */
 
 /*
- * Skips whitespace, semicolons, comments and opening parentheses. Only
+ * Skips whitespace, comments, opening parentheses (and semicolons, when
+ * asked). Only
  * for friendly early errors: what a statement does is PostgreSQL's to
  * say (the pool checks what it did, see fpg_conn_push_op).
  */
-static const char *skip_noise(const char *p)
+static const char *skip_noise_before(const char *p, bool semicolons)
 {
 	for (;;) {
-		while (isspace((unsigned char)*p) || *p == '(' || *p == ';')
+		while (isspace((unsigned char)*p) || *p == '(' ||
+		       (semicolons && *p == ';'))
 			p++;
 		if (p[0] == '-' && p[1] == '-') {
 			/* PostgreSQL ends these at \r too */
@@ -549,6 +551,18 @@ static const char *skip_noise(const char *p)
 			return p;
 		}
 	}
+}
+
+/* Before a statement's first word: empty statements too. */
+static const char *skip_noise(const char *p)
+{
+	return skip_noise_before(p, true);
+}
+
+/* Between words of one statement: a semicolon ends it. */
+static const char *skip_gap(const char *p)
+{
+	return skip_noise_before(p, false);
 }
 
 bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
@@ -606,13 +620,13 @@ bool fpg_statement_check_in_tx(const char *sql, struct fpg_error *err)
 			continue;
 		/* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x stays inside
 		 * the transaction. */
-		const char *rest = skip_noise(p + n);
+		const char *rest = skip_gap(p + n);
 		if (i == 5 && strncasecmp(rest, "WORK", 4) == 0 &&
 		    !isalpha((unsigned char)rest[4]))
-			rest = skip_noise(rest + 4);
+			rest = skip_gap(rest + 4);
 		else if (i == 5 && strncasecmp(rest, "TRANSACTION", 11) == 0 &&
 			 !isalpha((unsigned char)rest[11]))
-			rest = skip_noise(rest + 11);
+			rest = skip_gap(rest + 11);
 		if (i == 5 && strncasecmp(rest, "TO", 2) == 0 &&
 		    !isalpha((unsigned char)rest[2]))
 			return true;

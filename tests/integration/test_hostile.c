@@ -856,8 +856,8 @@ static void make_bad_body(struct it_buf *b, int i)
 		static const char *const nums[] = {
 		    "{\"sql\":\"select 1\",\"timeout_ms\":1e400}",
 		    "{\"sql\":\"select 1\",\"timeout_ms\":-1e400}",
-		    "{\"sql\":\"select 1\",\"timeout_ms\":"
-		    "99999999999999999999999999999}",
+		    ("{\"sql\":\"select 1\",\"timeout_ms\":"
+		     "99999999999999999999999999999}"),
 		    "{\"sql\":\"select 1\",\"timeout_ms\":NaN}",
 		    "{\"sql\":\"select 1\",\"timeout_ms\":Infinity}",
 		    "{\"sql\":\"select 1\",\"timeout_ms\":0x10}",

@@ -196,6 +196,9 @@ START_TEST(rollback_work_to_savepoint)
 	ck_assert(!fpg_statement_check_in_tx("ROLLBACK WORK", &e));
 	ck_assert(!fpg_statement_check_in_tx("ROLLBACK TRANSACTION", &e));
 	ck_assert(!fpg_statement_check_in_tx("ROLLBACK WORKTO a", &e));
+	/* a semicolon ends the ROLLBACK (fuzz/fuzz_sqlcheck) */
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK;/**/TO s", &e));
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK WORK; TO s", &e));
 }
 END_TEST
 
