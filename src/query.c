@@ -558,6 +558,30 @@ fail:;
 
 /* ---- preparing ---- */
 
+/*
+ * 42P05: client SQL prepared a statement under the name the pool was
+ * about to give this one (the names are visible in pg_prepared_statements).
+ */
+static bool name_taken(const PGresult *error)
+{
+	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
+	return state && strcmp(state, "42P05") == 0;
+}
+
+/* Once, on another connection: nothing of q ran yet. */
+static bool retry_elsewhere(struct fpg_query *q)
+{
+	if (q->retried || q->conn_fixed)
+		return false;
+	q->retried = true;
+	if (q->holds)
+		fpg_conn_release(q->conn);
+	q->holds = false;
+	q->conn = NULL;
+	fpg_pool_acquire(q->pool, &q->waiter);
+	return true;
+}
+
 static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
 			    const char *broken)
 {
@@ -569,9 +593,9 @@ static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
 		q->stmt = NULL;
 		if (broken)
 			finish_broken(q, broken);
-		else if (st->error)
+		else if (st->error && !(name_taken(st->error) && retry_elsewhere(q)))
 			finish_pg_err(q, st->error);
-		else
+		else if (!st->error)
 			execute(q, conn, st);
 		q = next;
 	}
@@ -704,6 +728,9 @@ static void prep_done(struct fpg_pgop *op, const char *broken)
 	}
 	if (st->error) {
 		/* Not prepared: forget it, so a later try parses again. */
+		if (name_taken(st->error))
+			fpg_conn_taint(conn, "client SQL prepared a statement "
+					     "under the pool's next name");
 		cache_remove(st->cache, st);
 		release_waiters(st, conn, NULL);
 		stmt_free(st);

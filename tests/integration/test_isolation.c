@@ -653,6 +653,53 @@ START_TEST(type_changes_are_seen)
 }
 END_TEST
 
+/*
+ * Client SQL can put its own statement under the name of one of the
+ * reset's, but only a plannable one, whose tag gives it away: that
+ * session is replaced before anyone else uses it.
+ */
+START_TEST(replaced_reset_is_noticed)
+{
+	cur = raw_port;
+	pgh_exec("CREATE SCHEMA IF NOT EXISTS iso_evil;"
+		 "CREATE OR REPLACE FUNCTION iso_evil.lower(text) RETURNS text"
+		 " LANGUAGE sql AS $$SELECT 'PWNED'::text$$");
+	static const char *const names[] = {"fpg_reset_all", "fpg_reset_role",
+					    "fpg_reset_temp"};
+	for (size_t i = 0; i < 3; i++) {
+		char *tamper = it_fmt(
+			"DO $$BEGIN EXECUTE 'DEALLOCATE %s'; "
+			"EXECUTE 'PREPARE %s AS SELECT 1'; "
+			"PERFORM set_config('search_path', 'iso_evil, "
+			"pg_catalog', false); END$$",
+			names[i], names[i]);
+		ok(tamper);
+		free(tamper);
+		assert_scalar("SELECT lower('ABC')", "abc");
+		assert_scalar("SELECT current_setting('search_path')",
+			      "\"$user\", public");
+	}
+}
+END_TEST
+
+/* A statement prepared from SQL under the name the pool would use next
+ * costs nobody an answer: the request runs on another connection. */
+START_TEST(taken_statement_name)
+{
+	cur = raw_port;
+	for (int i = 0; i < 3; i++) {
+		ok("DO $$BEGIN EXECUTE format('PREPARE %I AS SELECT 1', 'fpg_' "
+		   "|| (SELECT coalesce(max(substr(name, 5)::int), -1) + 1 FROM "
+		   "pg_prepared_statements WHERE name ~ '^fpg_[0-9]+$')); END$$");
+		char *q = it_fmt("SELECT %d + %d", i, 40);
+		char *want = it_fmt("%d", i + 40);
+		assert_scalar(q, want);
+		free(q);
+		free(want);
+	}
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -673,6 +720,8 @@ static Suite *isolation_suite(void)
 	     timeouts_stay_with_their_statement},
 	    {"sessions_are_a_bounded_share", sessions_are_a_bounded_share},
 	    {"type_changes_are_seen", type_changes_are_seen},
+	    {"replaced_reset_is_noticed", replaced_reset_is_noticed},
+	    {"taken_statement_name", taken_statement_name},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
