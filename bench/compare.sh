@@ -7,6 +7,9 @@
 #
 #   bench/compare.sh [REV] [SECONDS] [CONCURRENCY] [ROUNDS]
 #                                  (defaults HEAD~1, 10, 32, 3)
+#
+# TREE_ARGS adds options for the working tree's build only, e.g.
+# TREE_ARGS=--statement-cache=0 bench/compare.sh HEAD.
 set -euo pipefail
 
 REV=${1:-HEAD~1}
@@ -39,8 +42,10 @@ ticks() {
 backends() { pgrep -P "$(head -1 "$TMP/data/postmaster.pid")" | tr '\n' ' '; }
 
 declare -A RPS FCPU PCPU
-run_one() { # BIN LABEL
-	"$1" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn &
+run_one() { # BIN LABEL [OPTIONS...]
+	local bin=$1 label=$2
+	shift 2
+	"$bin" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn "$@" &
 	local fp=$!
 	for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
 	BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d2s -s "$ROOT/bench/query.lua" "http://127.0.0.1:$HTTPPORT/query" >/dev/null
@@ -60,15 +65,16 @@ run_one() { # BIN LABEL
 	rps=$(echo "$out" | awk '/^wrk:/ { print $2 }')
 	us_f=$(awk -v t=$((f1 - f0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
 	us_p=$(awk -v t=$((p1 - p0)) -v n="$n" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.1f", t / hz * 1e6 / n }')
-	echo "$2: $rps req/s, fasterpg $us_f us/req, PostgreSQL $us_p us/req $(echo "$out" | grep -E 'Non-2xx' || true)"
-	RPS[$2]="${RPS[$2]:-} $rps"
-	FCPU[$2]="${FCPU[$2]:-} $us_f"
-	PCPU[$2]="${PCPU[$2]:-} $us_p"
+	echo "$label: $rps req/s, fasterpg $us_f us/req, PostgreSQL $us_p us/req $(echo "$out" | grep -E 'Non-2xx' || true)"
+	RPS[$label]="${RPS[$label]:-} $rps"
+	FCPU[$label]="${FCPU[$label]:-} $us_f"
+	PCPU[$label]="${PCPU[$label]:-} $us_p"
 }
 
 for _ in $(seq "$ROUNDS"); do
 	run_one "$OLD/build-bench/fasterpg" "base"
-	run_one "$ROOT/build-bench/fasterpg" "tree"
+	# shellcheck disable=SC2086 # TREE_ARGS are words
+	run_one "$ROOT/build-bench/fasterpg" "tree" ${TREE_ARGS:-}
 done
 med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 for l in base tree; do

@@ -61,6 +61,12 @@ struct fpg_options {
 	unsigned pipeline_depth; /* requests in flight per connection */
 	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
 	unsigned statement_timeout_ms; /* server maximum for a statement */
+	unsigned statement_cache; /* 1: prepared statements are kept per
+				     connection (fast); 0: none outlives
+				     its request (each request has a
+				     connection of its own and the reset
+				     ends with DEALLOCATE ALL), which also
+				     undoes PREPARE run by functions */
 	unsigned sql_precheck;	 /* 1: refuse BEGIN, SET, COPY, ... in
 				    /query with a friendly error before they
 				    reach PostgreSQL; 0: PostgreSQL sees

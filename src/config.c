@@ -49,6 +49,10 @@ static const struct opt_def opt_table[] = {
 	{"statement-timeout-ms", "FASTERPG_STATEMENT_TIMEOUT_MS", NULL,
 	 OPT_UINT, OFF(statement_timeout_ms), "30000", 0, 86400000,
 	 "maximum statement run time (0 = none); caps timeout_ms"},
+	{"statement-cache", "FASTERPG_STATEMENT_CACHE", NULL, OPT_UINT,
+	 OFF(statement_cache), "1", 0, 1,
+	 "1: keep prepared statements per connection; 0: none outlives its "
+	 "request (slower; also undoes PREPARE run inside functions)"},
 	{"sql-precheck", "FASTERPG_SQL_PRECHECK", NULL, OPT_UINT,
 	 OFF(sql_precheck), "1", 0, 1,
 	 "1: refuse transaction control, SET, COPY, ... in /query with a "

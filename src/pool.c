@@ -256,7 +256,9 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 		else if (!idle && shareable(c) && c->inflight == 0)
 			idle = c;
 	}
-	unsigned max = pool->nconns > 1 ? pool->nconns - 1 : 1;
+	/* Without a statement cache every request holds one: all may. */
+	unsigned max = !pool->opts->statement_cache ? pool->nconns
+		       : pool->nconns > 1 ? pool->nconns - 1 : 1;
 	return held < max ? idle : NULL;
 }
 
@@ -506,30 +508,57 @@ static const struct {
 };
 #define RESET_LOCKS 5 /* the index of fpg_reset_locks */
 
+/*
+ * Without a statement cache (--statement-cache=0) no prepared statement
+ * outlives its request: the reset is parsed each time and ends with
+ * this, which drops what client SQL prepared, even inside a function.
+ */
+static const char deallocate_sql[] = "DEALLOCATE ALL";
+
+static bool cached(const struct fpg_conn *c)
+{
+	return c->pool->opts->statement_cache != 0;
+}
+
 static size_t reset_count(const struct fpg_conn *c)
 {
 	size_t n = sizeof(reset_stmts) / sizeof(*reset_stmts);
-	return c->superuser ? n : n - 1;
+	return (c->superuser ? n : n - 1) + !cached(c);
 }
 
 /* Sends the reset statements (no Sync). */
 static bool send_reset(struct fpg_conn *c)
 {
-	for (size_t i = 0; i < reset_count(c); i++)
-		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name, 0, NULL,
-					 NULL, NULL, 0))
+	size_t n = reset_count(c) - !cached(c);
+	for (size_t i = 0; i < n; i++)
+		if (!(cached(c) ? PQsendQueryPrepared(c->pg,
+						      reset_stmts[i].name, 0,
+						      NULL, NULL, NULL, 0)
+				: PQsendQueryParams(c->pg, reset_stmts[i].sql,
+						    0, NULL, NULL, NULL, NULL,
+						    0)))
 			return false;
-	return true;
+	return cached(c) || PQsendQueryParams(c->pg, deallocate_sql, 0, NULL,
+					      NULL, NULL, NULL, 0);
 }
 
 /* Prepares the reset (after connecting, or DISCARD ALL). */
 static bool send_reset_prepare(struct fpg_conn *c)
 {
-	for (size_t i = 0; i < reset_count(c); i++)
+	size_t n = reset_count(c) - !cached(c);
+	for (size_t i = 0; cached(c) && i < n; i++)
 		if (!PQsendPrepare(c->pg, reset_stmts[i].name,
 				   reset_stmts[i].sql, 0, NULL))
 			return false;
 	return true;
+}
+
+/* The tag result i of the reset must have. */
+static const char *reset_tag(const struct fpg_conn *c, size_t i)
+{
+	if (!cached(c) && i == reset_count(c) - 1)
+		return "DEALLOCATE ALL";
+	return reset_stmts[i].tag;
 }
 
 /*
@@ -555,7 +584,7 @@ static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 	ExecStatusType st = PQresultStatus(res);
 	if ((st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) &&
 	    (i >= reset_count(c) ||
-	     strcmp(PQcmdStatus(res), reset_stmts[i].tag) != 0)) {
+	     strcmp(PQcmdStatus(res), reset_tag(c, i)) != 0)) {
 		/* Not what was sent: client SQL replaced it. */
 		if (!op->reset_failed) {
 			op->reset_failed = true;
@@ -655,6 +684,20 @@ struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *c)
 	return c->stmts;
 }
 
+/*
+ * The connection's prepared statements are gone: a new, empty cache.
+ * Without a statement cache, the request that held the connection keeps
+ * no statement of it past this point (a retry prepares anew, after the
+ * DEALLOCATE ALL).
+ */
+static void forget_statements(struct fpg_conn *c)
+{
+	fpg_stmt_cache_free(c->stmts);
+	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	if (!c->stmts)
+		fpg_conn_fail(c, "out of memory");
+}
+
 /* Hands results to the op at the head until libpq needs more input. */
 static void drain(struct fpg_conn *c)
 {
@@ -716,6 +759,8 @@ static void drain(struct fpg_conn *c)
 		c->inflight--;
 		c->barriers -= op->barrier;
 		c->head_since_ms = c->pool->w->now_ms;
+		if (op->resets && !cached(c))
+			forget_statements(c); /* DEALLOCATE ALL dropped them */
 		op->on_done(op, NULL);
 		if (op->release)
 			c->held = false;
@@ -811,12 +856,9 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 	if (!fpg_conn_push_op(c, discard_result, ignore_done, c, -1, 0))
 		return;
 	/* It dropped every prepared statement: forget ours. */
-	fpg_stmt_cache_free(c->stmts);
-	c->stmts = fpg_stmt_cache_new(c->pool, c);
-	if (!c->stmts) {
-		fpg_conn_fail(c, "out of memory");
+	forget_statements(c);
+	if (!c->stmts)
 		return;
-	}
 	if (!send_reset_prepare(c)) {
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return;

@@ -373,6 +373,8 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	if (!stale && !gone)
 		return false;
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
+	if (!c)
+		return false;
 	struct fpg_stmt *st = cache_find(c, q->sql, q->sql_hash);
 	if (gone) {
 		fpg_conn_taint(q->conn, "client SQL deallocated a prepared "
@@ -838,6 +840,10 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
 	q->sql_hash = fpg_query_hash(q->sql);
+	/* Without a statement cache, a request's statements must not meet
+	 * another's on its connection: each holds one (see pool.c). */
+	if (!fpg_pool_worker(pool)->opts->statement_cache && !q->conn_fixed)
+		q->exclusive = true;
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;

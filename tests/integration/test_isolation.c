@@ -18,6 +18,7 @@ static unsigned port;	   /* 1 worker, 1 connection */
 static unsigned raw_port;  /* the same, without the SQL pre-check */
 static unsigned pool_port; /* 2 connections, without the pre-check */
 static unsigned share_port; /* 3 connections, short acquire timeout */
+static unsigned nocache_port; /* --statement-cache=0, no pre-check */
 
 /* The server the next helpers talk to. */
 static unsigned cur;
@@ -223,7 +224,7 @@ static void *mix_client(void *arg)
 	return NULL;
 }
 
-START_TEST(concurrent_attacks_keep_acknowledged_writes)
+static void attack_mix(unsigned p)
 {
 	enum { CLIENTS = 6, EACH = 60 };
 	char sfx[32], table[64];
@@ -235,7 +236,7 @@ START_TEST(concurrent_attacks_keep_acknowledged_writes)
 	struct mix m[CLIENTS];
 	pthread_t t[CLIENTS];
 	for (int i = 0; i < CLIENTS; i++) {
-		m[i] = (struct mix){.p = pool_port, .table = table,
+		m[i] = (struct mix){.p = p, .table = table,
 				    .base = i * 1000 + (int)(it_seed() % 7),
 				    .n = EACH, .acked = calloc(EACH, 1)};
 		pthread_create(&t[i], NULL, mix_client, &m[i]);
@@ -269,6 +270,17 @@ START_TEST(concurrent_attacks_keep_acknowledged_writes)
 	res = it_pg("SELECT pg_try_advisory_lock(7)", 0, NULL);
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
 	PQclear(res);
+}
+
+START_TEST(concurrent_attacks_keep_acknowledged_writes)
+{
+	attack_mix(pool_port);
+}
+END_TEST
+
+START_TEST(concurrent_attacks_without_statement_cache)
+{
+	attack_mix(nocache_port);
 }
 END_TEST
 
@@ -700,6 +712,49 @@ START_TEST(taken_statement_name)
 }
 END_TEST
 
+/*
+ * Without a statement cache, what SQL prepares does not outlive its
+ * request, even from inside a DO block, and the rest holds as well.
+ */
+START_TEST(no_statement_cache_undoes_prepare)
+{
+	cur = nocache_port;
+	pgh_exec("CREATE SCHEMA IF NOT EXISTS iso_evil;"
+		 "CREATE OR REPLACE FUNCTION iso_evil.lower(text) RETURNS text"
+		 " LANGUAGE sql AS $$SELECT 'PWNED'::text$$");
+	ok("DO $$BEGIN EXECUTE 'PREPARE iso_np AS SELECT 1'; END$$");
+	struct http_resp *r = sql("EXECUTE iso_np");
+	it_assert_error(r, 400, "26000");
+	http_resp_free(r);
+	ok("PREPARE iso_np2 AS SELECT 2");
+	r = sql("EXECUTE iso_np2");
+	it_assert_error(r, 400, "26000");
+	http_resp_free(r);
+	/* Replacing everything prepared changes nothing for the next. */
+	ok("DO $$BEGIN EXECUTE 'DEALLOCATE ALL'; EXECUTE 'PREPARE fpg_0 AS "
+	   "SELECT 666'; PERFORM set_config('search_path', 'iso_evil, "
+	   "pg_catalog', false); END$$");
+	for (int i = 0; i < 3; i++) {
+		assert_scalar("SELECT lower('ABC')", "abc");
+		assert_scalar("SELECT 6 * 7", "42");
+		r = sql_on(cur, "SELECT 'x' AS v", "\"timeout_ms\":5000");
+		it_assert_resp(r, r->status == 200 && strstr(r->body, "\"x\""));
+		http_resp_free(r);
+	}
+	ok("SELECT pg_advisory_lock(4545)");
+	PGresult *res = it_pg("SELECT pg_try_advisory_lock(4545)", 0, NULL);
+	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
+	PQclear(res);
+	r = sql("BEGIN");
+	ck_assert_int_eq(r->status, 400);
+	http_resp_free(r);
+	assert_scalar("SELECT 40 + 2", "42");
+	assert_scalar("SELECT count(*) FROM pg_prepared_statements WHERE "
+		      "from_sql",
+		      "0");
+}
+END_TEST
+
 static Suite *isolation_suite(void)
 {
 	Suite *s = suite_create("isolation");
@@ -711,6 +766,8 @@ static Suite *isolation_suite(void)
 	    {"sneaked_begin_loses_no_write", sneaked_begin_loses_no_write},
 	    {"concurrent_attacks_keep_acknowledged_writes",
 	     concurrent_attacks_keep_acknowledged_writes},
+	    {"concurrent_attacks_without_statement_cache",
+	     concurrent_attacks_without_statement_cache},
 	    {"commit_inside_a_session", commit_inside_a_session},
 	    {"settings_do_not_leak", settings_do_not_leak},
 	    {"role_does_not_leak", role_does_not_leak},
@@ -722,6 +779,8 @@ static Suite *isolation_suite(void)
 	    {"type_changes_are_seen", type_changes_are_seen},
 	    {"replaced_reset_is_noticed", replaced_reset_is_noticed},
 	    {"taken_statement_name", taken_statement_name},
+	    {"no_statement_cache_undoes_prepare",
+	     no_statement_cache_undoes_prepare},
 	};
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		TCase *tc = tcase_create(cases[i].name);
@@ -761,12 +820,21 @@ int main(void)
 	o.acquire_timeout_ms = 300;
 	struct fpg_server *share = it_server_start(&o, &share_port);
 
+	it_options(&o);
+	o.threads = 1;
+	o.pool_max = 2;
+	o.sql_precheck = 0;
+	o.statement_cache = 0;
+	struct fpg_server *nocache = it_server_start(&o, &nocache_port);
+
 	SRunner *sr = srunner_create(isolation_suite());
 	srunner_set_fork_status(sr, CK_NOFORK);
 	srunner_run_all(sr, CK_NORMAL);
 	int failed = srunner_ntests_failed(sr);
 	srunner_free(sr);
 
+	fpg_server_stop(nocache, 1000);
+	fpg_server_free(nocache);
 	fpg_server_stop(share, 1000);
 	fpg_server_free(share);
 	free(share_db);
