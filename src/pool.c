@@ -256,9 +256,7 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 		else if (!idle && shareable(c) && c->inflight == 0)
 			idle = c;
 	}
-	/* Without a statement cache every request holds one: all may. */
-	unsigned max = !pool->opts->statement_cache ? pool->nconns
-		       : pool->nconns > 1 ? pool->nconns - 1 : 1;
+	unsigned max = pool->nconns > 1 ? pool->nconns - 1 : 1;
 	return held < max ? idle : NULL;
 }
 
@@ -510,8 +508,9 @@ static const struct {
 
 /*
  * Without a statement cache (--statement-cache=0) no prepared statement
- * outlives its request: the reset is parsed each time and ends with
- * this, which drops what client SQL prepared, even inside a function.
+ * outlives its request: the pool's statements are all unnamed (parsed
+ * with every run), and the reset ends with this, which drops whatever
+ * client SQL prepared, even inside a function.
  */
 static const char deallocate_sql[] = "DEALLOCATE ALL";
 
@@ -684,12 +683,7 @@ struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *c)
 	return c->stmts;
 }
 
-/*
- * The connection's prepared statements are gone: a new, empty cache.
- * Without a statement cache, the request that held the connection keeps
- * no statement of it past this point (a retry prepares anew, after the
- * DEALLOCATE ALL).
- */
+/* The connection's prepared statements are gone: a new, empty cache. */
 static void forget_statements(struct fpg_conn *c)
 {
 	fpg_stmt_cache_free(c->stmts);
@@ -759,8 +753,6 @@ static void drain(struct fpg_conn *c)
 		c->inflight--;
 		c->barriers -= op->barrier;
 		c->head_since_ms = c->pool->w->now_ms;
-		if (op->resets && !cached(c))
-			forget_statements(c); /* DEALLOCATE ALL dropped them */
 		op->on_done(op, NULL);
 		if (op->release)
 			c->held = false;

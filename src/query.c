@@ -173,8 +173,11 @@ static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
 {
 	char sql[64];
 	snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
+	bool named = st->name[0] != '\0';
 	cache_remove(c, st);
 	stmt_free(st);
+	if (!named)
+		return; /* described only: nothing to deallocate */
 	if (!PQsendQueryParams(fpg_conn_pg(conn), sql, 0, NULL, NULL, NULL,
 			       NULL, 0)) {
 		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
@@ -271,6 +274,28 @@ static const char opened_tx_msg[] =
 	"the statement opens a transaction; statements of /query each "
 	"commit on their own (use /tx for transactions)";
 
+/*
+ * Unnamed statements (--statement-cache=0) are parsed again with every
+ * run, so a table changed since the statement was described shows in the
+ * run's own columns: those are the ones the answer uses.
+ */
+static void columns_from(struct fpg_query *q, const PGresult *res)
+{
+	int n = PQnfields(res);
+	struct fpg_column *cols = calloc((size_t)(n ? n : 1), sizeof(*cols));
+	q->columns_pending = false;
+	if (!cols) {
+		q->garbled = true;
+		return;
+	}
+	for (int i = 0; i < n; i++) {
+		cols[i].name = PQfname(res, i);
+		cols[i].type = PQftype(res, i);
+	}
+	q->ops->columns(q, n, cols);
+	free(cols);
+}
+
 static void exec_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_query *q = op->ctx;
@@ -302,6 +327,10 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		PQclear(res);
 		return;
 	}
+	if (q->columns_pending &&
+	    (status == PGRES_SINGLE_TUPLE || status == PGRES_TUPLES_OK ||
+	     status == PGRES_COMMAND_OK))
+		columns_from(q, res);
 	switch (status) {
 	case PGRES_SINGLE_TUPLE:
 		q->delivered = true;
@@ -528,8 +557,13 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		q->stmt_query++;
 		flags |= q->conn_fixed ? 0 : FPG_OP_TWO_PARTS;
 	}
-	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
-				 NULL, 0))
+	/* Without a statement cache (--statement-cache=0) the statement is
+	 * not kept under a name: it is parsed again with each run, and
+	 * DEALLOCATE ALL in the reset can meet none of ours. */
+	if (!(st->name[0] ? PQsendQueryPrepared(pg, st->name, q->nparams,
+						q->params, NULL, NULL, 0)
+			  : PQsendQueryParams(pg, q->sql, q->nparams, NULL,
+					      q->params, NULL, NULL, 0)))
 		goto fail;
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
@@ -539,7 +573,9 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 				       0))
 			goto fail;
 	}
-	q->ops->columns(q, st->ncols, st->cols);
+	q->columns_pending = !st->name[0];
+	if (st->name[0])
+		q->ops->columns(q, st->ncols, st->cols);
 	/* A transaction's session is the client's own; any other is reset
 	 * after every statement. */
 	q->op = fpg_conn_push_op(conn, exec_result, exec_done, q,
@@ -757,7 +793,9 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 	st->hash = h;
 	st->cache = c;
 	st->state = FPG_STMT_PREPARING;
-	snprintf(st->name, sizeof(st->name), "fpg_%u", c->next_id++);
+	/* Unnamed (described, never kept) without a statement cache. */
+	if (fpg_pool_worker(c->pool)->opts->statement_cache)
+		snprintf(st->name, sizeof(st->name), "fpg_%u", c->next_id++);
 	PGconn *pg = fpg_conn_pg(conn);
 	if (!PQsendPrepare(pg, st->name, st->sql, 0, NULL) ||
 	    !PQsendDescribePrepared(pg, st->name)) {
@@ -840,10 +878,6 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
 	q->sql_hash = fpg_query_hash(q->sql);
-	/* Without a statement cache, a request's statements must not meet
-	 * another's on its connection: each holds one (see pool.c). */
-	if (!fpg_pool_worker(pool)->opts->statement_cache && !q->conn_fixed)
-		q->exclusive = true;
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;

@@ -83,6 +83,8 @@ struct fpg_query {
 	bool empty;		       /* the SQL held no statement */
 	bool garbled;		       /* a reply that fits no statement */
 	bool delivered;		       /* a row went to ops->row */
+	bool columns_pending;	       /* ops->columns waits for the run's
+					  first result (unnamed statement) */
 	bool done;
 	bool retried;		       /* ran once more (stale plan, ...) */
 };
