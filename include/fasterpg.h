@@ -63,10 +63,10 @@ struct fpg_options {
 	unsigned statement_timeout_ms; /* server maximum for a statement */
 	unsigned statement_cache; /* 1: prepared statements are kept per
 				     connection (fast); 0: none outlives
-				     its request (each request has a
-				     connection of its own and the reset
-				     ends with DEALLOCATE ALL), which also
-				     undoes PREPARE run by functions */
+				     its request (statements are parsed
+				     with each run and the reset ends with
+				     DEALLOCATE ALL), which also undoes
+				     PREPARE run by functions */
 	unsigned sql_precheck;	 /* 1: refuse BEGIN, SET, COPY, ... in
 				    /query with a friendly error before they
 				    reach PostgreSQL; 0: PostgreSQL sees
