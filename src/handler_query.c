@@ -303,11 +303,11 @@ static void account(struct query_req *qr)
 	qr->accounted = now;
 }
 
-/* This worker's share of max-buffered-total is used up. */
+/* This worker's share of max-buffered-total is used up (the server
+ * resolved threads = 0 to the worker count). */
 static bool worker_full(const struct fpg_worker *w)
 {
-	unsigned n = w->opts->threads ? w->opts->threads : 1;
-	return w->buffered > w->opts->max_buffered_total / n;
+	return w->buffered > w->opts->max_buffered_total / w->opts->threads;
 }
 
 /*

@@ -173,11 +173,11 @@ static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
 {
 	char sql[64];
 	snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
-	bool named = st->name[0] != '\0';
+	bool named = st->name[0] != '\0'; /* else described only */
 	cache_remove(c, st);
 	stmt_free(st);
 	if (!named)
-		return; /* described only: nothing to deallocate */
+		return;
 	if (!PQsendQueryParams(fpg_conn_pg(conn), sql, 0, NULL, NULL, NULL,
 			       NULL, 0)) {
 		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
@@ -456,6 +456,7 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 		return;
 	PGresult *final = q->final, *error = q->error;
 	bool empty = q->empty, garbled = q->garbled;
+	const char *ended;
 	q->final = q->error = NULL;
 	q->empty = q->garbled = false;
 	if (!broken && (final || empty))
@@ -484,8 +485,8 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 			   "PostgreSQL sent an unexpected reply");
 	else if (empty)
 		finish_empty(q);
-	else if (q->conn_fixed && ended_tx(q, final))
-		finish_tx_ended(q, ended_tx(q, final));
+	else if (q->conn_fixed && (ended = ended_tx(q, final)))
+		finish_tx_ended(q, ended);
 	else
 		finish(q, final, NULL);
 	PQclear(final);

@@ -150,6 +150,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
 		n = cpus > 0 ? (unsigned)cpus : 1;
 	}
+	/* Workers divide server-wide budgets by it (max-buffered-total). */
+	srv->opts.threads = n;
 	srv->canceller = fpg_canceller_new(err);
 	if (!srv->canceller)
 		goto fail;
