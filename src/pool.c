@@ -819,12 +819,12 @@ static void setup_done(struct fpg_pgop *op, const char *broken)
 	/* serve_waiters runs in drain() right after this returns */
 }
 
-static void ignore_result(struct fpg_pgop *op, PGresult *res)
+void fpg_pgop_ignore_result(struct fpg_pgop *op, PGresult *res)
 {
 	PQclear(res);
 }
 
-static void ignore_done(struct fpg_pgop *op, const char *broken)
+void fpg_pgop_ignore_done(struct fpg_pgop *op, const char *broken)
 {
 }
 
@@ -845,7 +845,8 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
-	if (!fpg_conn_push_op(c, discard_result, ignore_done, c, -1, 0))
+	if (!fpg_conn_push_op(c, discard_result, fpg_pgop_ignore_done, c, -1,
+			      0))
 		return;
 	/* It dropped every prepared statement: forget ours. */
 	forget_statements(c);
@@ -855,7 +856,7 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
-	fpg_conn_push_op(c, discard_result, ignore_done, c, -1, 0);
+	fpg_conn_push_op(c, discard_result, fpg_pgop_ignore_done, c, -1, 0);
 }
 
 bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
@@ -1098,7 +1099,8 @@ void fpg_conn_release(struct fpg_conn *c)
 		/* COPY ran client SQL: the hold ends with the reset after it. */
 		c->dirty = false;
 		struct fpg_pgop *op = fpg_conn_push_op(
-			c, ignore_result, ignore_done, NULL, -1, FPG_OP_RESET);
+			c, fpg_pgop_ignore_result, fpg_pgop_ignore_done, NULL,
+			-1, FPG_OP_RESET);
 		if (op)
 			op->release = true;
 		return;

@@ -55,6 +55,10 @@ struct fpg_pgop {
 	bool first_part;	 /* FPG_OP_TWO_PARTS, before the first Sync */
 };
 
+/* An op's callbacks for results nobody reads (DEALLOCATE, resets). */
+void fpg_pgop_ignore_result(struct fpg_pgop *op, PGresult *res);
+void fpg_pgop_ignore_done(struct fpg_pgop *op, const char *broken);
+
 /* Flags of fpg_conn_push_op. */
 enum {
 	/* The op ran client SQL: reset the session right after its Sync

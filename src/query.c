@@ -155,14 +155,6 @@ static void cache_insert(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 	c->count++;
 }
 
-static void ignore_result(struct fpg_pgop *op, PGresult *res)
-{
-	PQclear(res);
-}
-
-static void ignore_done(struct fpg_pgop *op, const char *broken)
-{
-}
 
 /*
  * Forgets a ready statement. Its DEALLOCATE queues behind every execution
@@ -183,7 +175,8 @@ static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
 		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
 		return;
 	}
-	fpg_conn_push_op(conn, ignore_result, ignore_done, NULL, -1, 0);
+	fpg_conn_push_op(conn, fpg_pgop_ignore_result, fpg_pgop_ignore_done,
+			 NULL, -1, 0);
 }
 
 /* Drops the least recently used ready statement. */
