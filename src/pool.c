@@ -509,10 +509,12 @@ static const struct {
 /*
  * Without a statement cache (--statement-cache=0) no prepared statement
  * outlives its request: the pool's statements are all unnamed (parsed
- * with every run), and the reset ends with this, which drops whatever
- * client SQL prepared, even inside a function.
+ * with every run), and the reset is this one statement, which also drops
+ * whatever client SQL prepared, even inside a function. It does all the
+ * above (and UNLISTEN *) for about what one of them costs, but it would
+ * drop a statement cache too.
  */
-static const char deallocate_sql[] = "DEALLOCATE ALL";
+static const char discard_sql[] = "DISCARD ALL";
 
 static bool cached(const struct fpg_conn *c)
 {
@@ -522,30 +524,28 @@ static bool cached(const struct fpg_conn *c)
 static size_t reset_count(const struct fpg_conn *c)
 {
 	size_t n = sizeof(reset_stmts) / sizeof(*reset_stmts);
-	return (c->superuser ? n : n - 1) + !cached(c);
+	if (!cached(c))
+		return 1;
+	return c->superuser ? n : n - 1;
 }
 
 /* Sends the reset statements (no Sync). */
 static bool send_reset(struct fpg_conn *c)
 {
-	size_t n = reset_count(c) - !cached(c);
-	for (size_t i = 0; i < n; i++)
-		if (!(cached(c) ? PQsendQueryPrepared(c->pg,
-						      reset_stmts[i].name, 0,
-						      NULL, NULL, NULL, 0)
-				: PQsendQueryParams(c->pg, reset_stmts[i].sql,
-						    0, NULL, NULL, NULL, NULL,
-						    0)))
+	if (!cached(c))
+		return PQsendQueryParams(c->pg, discard_sql, 0, NULL, NULL,
+					 NULL, NULL, 0);
+	for (size_t i = 0; i < reset_count(c); i++)
+		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name, 0, NULL,
+					 NULL, NULL, 0))
 			return false;
-	return cached(c) || PQsendQueryParams(c->pg, deallocate_sql, 0, NULL,
-					      NULL, NULL, NULL, 0);
+	return true;
 }
 
 /* Prepares the reset (after connecting, or DISCARD ALL). */
 static bool send_reset_prepare(struct fpg_conn *c)
 {
-	size_t n = reset_count(c) - !cached(c);
-	for (size_t i = 0; cached(c) && i < n; i++)
+	for (size_t i = 0; cached(c) && i < reset_count(c); i++)
 		if (!PQsendPrepare(c->pg, reset_stmts[i].name,
 				   reset_stmts[i].sql, 0, NULL))
 			return false;
@@ -555,9 +555,7 @@ static bool send_reset_prepare(struct fpg_conn *c)
 /* The tag result i of the reset must have. */
 static const char *reset_tag(const struct fpg_conn *c, size_t i)
 {
-	if (!cached(c) && i == reset_count(c) - 1)
-		return "DEALLOCATE ALL";
-	return reset_stmts[i].tag;
+	return cached(c) ? reset_stmts[i].tag : discard_sql;
 }
 
 /*
@@ -593,7 +591,7 @@ static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 	}
 	switch (st) {
 	case PGRES_TUPLES_OK:
-		if (i == RESET_LOCKS && PQntuples(res) == 1 &&
+		if (cached(c) && i == RESET_LOCKS && PQntuples(res) == 1 &&
 		    PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
 			fpg_conn_taint(c, "the session listens for notifications");
 		/* fall through */
