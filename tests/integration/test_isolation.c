@@ -752,6 +752,16 @@ START_TEST(no_statement_cache_undoes_prepare)
 	assert_scalar("SELECT count(*) FROM pg_prepared_statements WHERE "
 		      "from_sql",
 		      "0");
+	/* The one DISCARD ALL also drops temporary tables and listens. */
+	ok("DO $$BEGIN EXECUTE 'CREATE TEMP TABLE iso_np_t (a int)';"
+	   " EXECUTE 'LISTEN iso_np_ch'; END$$");
+	for (int i = 0; i < 3; i++) {
+		assert_scalar("SELECT count(*) FROM pg_class WHERE relname = "
+			      "'iso_np_t'",
+			      "0");
+		assert_scalar("SELECT count(*) FROM pg_listening_channels()",
+			      "0");
+	}
 }
 END_TEST
 
