@@ -5,13 +5,13 @@
 
 #include "error.h"
 #include "log.h"
-#include "worker.h"
+#include "loop.h"
 
 struct job {
 	struct job *next;
 	PGcancel *pgcancel;
-	struct fpg_worker *w;
-	uint64_t conn_id;
+	struct fpg_loop *reply_to;
+	struct fpg_msg *done;
 };
 
 struct fpg_canceller {
@@ -41,9 +41,7 @@ static void *canceller_main(void *arg)
 		if (!PQcancel(j->pgcancel, errbuf, sizeof(errbuf)))
 			fpg_log_warn("cancel", NULL, "cancel failed: %s", errbuf);
 		PQfreeCancel(j->pgcancel);
-		struct fpg_msg msg = {.type = FPG_MSG_CANCEL_DONE,
-				      .conn_id = j->conn_id};
-		fpg_worker_post(j->w, &msg);
+		fpg_loop_post(j->reply_to, j->done);
 		free(j);
 
 		pthread_mutex_lock(&c->lock);
@@ -74,20 +72,18 @@ struct fpg_canceller *fpg_canceller_new(struct fpg_error *err)
 }
 
 void fpg_canceller_submit(struct fpg_canceller *c, PGcancel *pgcancel,
-			  struct fpg_worker *w, uint64_t conn_id)
+			  struct fpg_loop *reply_to, struct fpg_msg *done)
 {
 	struct job *j = calloc(1, sizeof(*j));
 	if (!j) {
 		/* Without the cancel the statement runs to its timeout. */
 		PQfreeCancel(pgcancel);
-		struct fpg_msg msg = {.type = FPG_MSG_CANCEL_DONE,
-				      .conn_id = conn_id};
-		fpg_worker_post(w, &msg);
+		fpg_loop_post(reply_to, done);
 		return;
 	}
 	j->pgcancel = pgcancel;
-	j->w = w;
-	j->conn_id = conn_id;
+	j->reply_to = reply_to;
+	j->done = done;
 	pthread_mutex_lock(&c->lock);
 	if (c->tail)
 		c->tail->next = j;
@@ -111,6 +107,7 @@ void fpg_canceller_free(struct fpg_canceller *c)
 	while (j) {
 		struct job *next = j->next;
 		PQfreeCancel(j->pgcancel);
+		j->done->handle(j->done, false);
 		free(j);
 		j = next;
 	}

@@ -729,7 +729,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 		p->waiter.ready = on_conn;
 		p->waiter.fail = on_acquire_fail;
 		p->waiter.deadline_ms =
-			req->w->now_ms + req->w->opts->acquire_timeout_ms;
+			req->w->loop.now_ms + req->w->opts->acquire_timeout_ms;
 		fpg_pool_acquire(req->w->pool, &p->waiter);
 	}
 	return 0;

@@ -193,7 +193,7 @@ static void began(void *ctx, struct fpg_tx *tx, const struct fpg_error *err)
 		       "\"expires_in_ms\":%llu}\n",
 		       token, fpg_tx_idle_timeout_ms(tx),
 		       (unsigned long long)fpg_tx_expires_in_ms(
-			       tx, req->w->now_ms));
+			       tx, req->w->loop.now_ms));
 	fpg_request_complete(req, 201);
 }
 
@@ -252,7 +252,7 @@ static void batch_cleanup(struct fpg_request *req)
 {
 	struct batch *b = (struct batch *)req->handler;
 	fpg_batch_item_abandon(b->item);
-	fpg_worker_timer_disarm(req->w, &b->retry_timer);
+	fpg_loop_timer_disarm(&req->w->loop, &b->retry_timer);
 	if (b->holding)
 		fpg_tx_finish(b->tx, false, NULL, NULL); /* nobody waits */
 	else if (b->tx_waiting)
@@ -301,7 +301,7 @@ static void batch_fail(struct batch *b)
 		if (base > 1000)
 			base = 1000;
 		unsigned jitter = (unsigned)(random() % (base + 1));
-		fpg_worker_timer_arm(req->w, &b->retry_timer,
+		fpg_loop_timer_arm(&req->w->loop, &b->retry_timer,
 				     base / 2 + jitter);
 		return;
 	}

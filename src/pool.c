@@ -13,9 +13,8 @@
 #include "error.h"
 #include "log.h"
 #include "cancel.h"
-#include "query.h"
-#include "server.h"
-#include "worker.h"
+#include "loop.h"
+#include "stats.h"
 
 enum fpg_conn_state {
 	FPG_CONN_DOWN,	     /* no PGconn; may be (re)opened */
@@ -50,17 +49,20 @@ struct fpg_conn {
 	struct fpg_evsrc *raw;	/* out of pipeline mode: gets the events */
 	uint64_t connect_started_ms;
 	struct fpg_stmt_cache *stmts; /* prepared statements on this conn */
+	void (*stmts_free)(struct fpg_stmt_cache *); /* (parked: no pool) */
 	bool dirty;		/* ran client SQL outside an op (COPY) */
 	bool tainted;		/* session no longer trusted: no new work,
 				   replaced once its ops are over */
 	bool superuser;		/* logged in as one (can change session
 				   authorization) */
+	struct fpg_msg home_msg; /* a guest going home (fpg_conn_send_home) */
+	struct fpg_pool *home;	/* ... to this pool */
 	unsigned barriers;	/* FPG_OP_BARRIER ops queued */
 	uint64_t head_since_ms;	/* when the op at the head began to run */
 };
 
 struct fpg_pool {
-	struct fpg_worker *w;
+	struct fpg_pool_deps d;
 	const struct fpg_options *opts;
 	struct fpg_conn **conns; /* pool_max slots, each allocated */
 	unsigned nconns;
@@ -112,7 +114,7 @@ static void update_gauges(struct fpg_pool *pool)
 			connecting++;
 		}
 	}
-	struct fpg_stats *st = &pool->w->stats;
+	struct fpg_stats *st = pool->d.stats;
 	atomic_store_explicit(&st->pool_open, open, memory_order_relaxed);
 	atomic_store_explicit(&st->pool_connecting, connecting,
 			      memory_order_relaxed);
@@ -125,7 +127,7 @@ static void set_events(struct fpg_conn *c, uint32_t events)
 {
 	if (c->events == events || c->fd < 0)
 		return;
-	if (fpg_worker_rewatch(c->pool->w, c->fd, events, &c->ev))
+	if (fpg_loop_rewatch(c->pool->d.loop, c->fd, events, &c->ev))
 		c->events = events;
 }
 
@@ -149,7 +151,7 @@ static void track_socket(struct fpg_conn *c, uint32_t events)
 	int fd = PQsocket(c->pg);
 	c->fd = fd;
 	c->events = 0;
-	if (fd >= 0 && fpg_worker_rewatch(c->pool->w, fd, events, &c->ev))
+	if (fd >= 0 && fpg_loop_rewatch(c->pool->d.loop, fd, events, &c->ev))
 		c->events = events;
 }
 
@@ -184,7 +186,7 @@ static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 	struct fpg_pool_waiter *wt = pool->wait_head;
 	while (wt) {
 		struct fpg_pool_waiter *next = wt->next;
-		if (!expired_only || wt->deadline_ms <= pool->w->now_ms) {
+		if (!expired_only || wt->deadline_ms <= pool->d.loop->now_ms) {
 			waiter_unlink(pool, wt);
 			wt->fail(wt, err);
 		}
@@ -218,7 +220,7 @@ static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 	struct fpg_conn *best = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
-		if (!shareable(c) || stalled(c, pool->w->now_ms))
+		if (!shareable(c) || stalled(c, pool->d.loop->now_ms))
 			continue;
 		if (!best || c->inflight < best->inflight)
 			best = c;
@@ -332,7 +334,7 @@ static void conn_close(struct fpg_conn *c)
 {
 	forget_closed_socket(c);
 	if (c->fd >= 0 && c->pool)
-		fpg_worker_unwatch(c->pool->w, c->fd);
+		fpg_loop_unwatch(c->pool->d.loop, c->fd);
 	c->fd = -1;
 	c->events = 0;
 	c->corked = c->no_cork = c->want_write = false;
@@ -343,7 +345,8 @@ static void conn_close(struct fpg_conn *c)
 	if (c->pg)
 		PQfinish(c->pg);
 	c->pg = NULL;
-	fpg_stmt_cache_free(c->stmts);
+	if (c->stmts)
+		c->stmts_free(c->stmts);
 	c->stmts = NULL;
 	c->state = FPG_CONN_DOWN;
 }
@@ -362,15 +365,15 @@ static void connect_failed(struct fpg_conn *c, const char *why)
 	struct fpg_pool *pool = c->pool;
 	fpg_error_tidy(pool->last_error, sizeof(pool->last_error), why);
 	fpg_log_warn("pool", NULL, "worker %u: connect failed: %s",
-		     pool->w->id, pool->last_error);
-	FPG_STAT_ADD(pool->w->stats.pool_connect_failures, 1);
+		     pool->d.worker_id, pool->last_error);
+	FPG_STAT_ADD(pool->d.stats->pool_connect_failures, 1);
 	fail_ops(c, why);
 	conn_close(c);
 	pool->backoff_ms = pool->backoff_ms ? pool->backoff_ms * 2
 					    : BACKOFF_MIN_MS;
 	if (pool->backoff_ms > BACKOFF_MAX_MS)
 		pool->backoff_ms = BACKOFF_MAX_MS;
-	pool->next_connect_ms = pool->w->now_ms + pool->backoff_ms;
+	pool->next_connect_ms = pool->d.loop->now_ms + pool->backoff_ms;
 	if (!any_ready(pool)) {
 		pool->db_down = true;
 		struct fpg_error err;
@@ -408,7 +411,7 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 static void reap_one(struct fpg_conn *c)
 {
 	fpg_log_warn("pool", NULL, "worker %u: connection lost: %s",
-		     c->pool->w->id, c->broken);
+		     c->pool->d.worker_id, c->broken);
 	fail_ops(c, c->broken);
 	conn_close(c);
 }
@@ -570,8 +573,8 @@ void fpg_conn_taint(struct fpg_conn *c, const char *why)
 		return;
 	c->tainted = true;
 	fpg_log_warn("pool", NULL, "worker %u: connection to be replaced: %s",
-		     c->pool->w->id, why);
-	FPG_STAT_ADD(c->pool->w->stats.pool_sessions_replaced, 1);
+		     c->pool->d.worker_id, why);
+	FPG_STAT_ADD(c->pool->d.stats->pool_sessions_replaced, 1);
 }
 
 static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
@@ -651,7 +654,7 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 		c->tail->next = op;
 	} else {
 		c->head = op;
-		c->head_since_ms = c->pool->w->now_ms;
+		c->head_since_ms = c->pool->d.loop->now_ms;
 	}
 	c->tail = op;
 	if (c->inflight++ == 0)
@@ -684,8 +687,8 @@ struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *c)
 /* The connection's prepared statements are gone: a new, empty cache. */
 static void forget_statements(struct fpg_conn *c)
 {
-	fpg_stmt_cache_free(c->stmts);
-	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	c->stmts_free(c->stmts);
+	c->stmts = c->pool->d.stmts_new(c->pool, c);
 	if (!c->stmts)
 		fpg_conn_fail(c, "out of memory");
 }
@@ -750,7 +753,7 @@ static void drain(struct fpg_conn *c)
 			c->tail = NULL;
 		c->inflight--;
 		c->barriers -= op->barrier;
-		c->head_since_ms = c->pool->w->now_ms;
+		c->head_since_ms = c->pool->d.loop->now_ms;
 		op->on_done(op, NULL);
 		if (op->release)
 			c->held = false;
@@ -812,7 +815,7 @@ static void setup_done(struct fpg_pgop *op, const char *broken)
 	c->pool->db_down = false;
 	c->pool->backoff_ms = 0;
 	fpg_log_debug("pool", NULL, "worker %u: connection ready",
-		      c->pool->w->id);
+		      c->pool->d.worker_id);
 	update_gauges(c->pool);
 	/* serve_waiters runs in drain() right after this returns */
 }
@@ -908,7 +911,7 @@ bool fpg_conn_idle(const struct fpg_conn *c)
 static void start_setup(struct fpg_conn *c)
 {
 	PGconn *pg = c->pg;
-	c->stmts = fpg_stmt_cache_new(c->pool, c);
+	c->stmts = c->pool->d.stmts_new(c->pool, c);
 	const char *su = PQparameterStatus(pg, "is_superuser");
 	c->superuser = su && strcmp(su, "on") == 0;
 	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
@@ -1005,7 +1008,7 @@ static void conn_start(struct fpg_conn *c)
 	static _Atomic uint64_t next_id = 1;
 	c->id = atomic_fetch_add(&next_id, 1);
 	c->pg = PQconnectStartParams(keys, vals, 1);
-	c->connect_started_ms = pool->w->now_ms;
+	c->connect_started_ms = pool->d.loop->now_ms;
 	c->state = FPG_CONN_CONNECTING;
 	c->fd = -1;
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
@@ -1032,7 +1035,7 @@ static unsigned count_alive(const struct fpg_pool *pool, bool *fresh_connect)
 			n++;
 		if ((c->state == FPG_CONN_CONNECTING ||
 		     c->state == FPG_CONN_SETUP) &&
-		    pool->w->now_ms - c->connect_started_ms < 1000)
+		    pool->d.loop->now_ms - c->connect_started_ms < 1000)
 			*fresh_connect = true;
 	}
 	return n;
@@ -1049,7 +1052,7 @@ static void maybe_grow(struct fpg_pool *pool, unsigned want)
 	unsigned alive = count_alive(pool, &fresh_connect);
 	if (alive >= want || alive + pool->lent >= pool->nconns ||
 	    fresh_connect ||
-	    pool->w->now_ms < pool->next_connect_ms || pool->w->draining)
+	    pool->d.loop->now_ms < pool->next_connect_ms || *pool->d.draining)
 		return;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		if (pool->conns[i]->state == FPG_CONN_DOWN) {
@@ -1122,6 +1125,26 @@ void fpg_conn_pause(struct fpg_conn *c, bool pause)
 		drain(c);
 }
 
+/*
+ * The canceller's word that a cancel was sent: by id, since the
+ * connection may have been replaced meanwhile.
+ */
+struct cancel_done {
+	struct fpg_msg msg;
+	struct fpg_pool *pool;
+	uint64_t conn_id;
+};
+
+static void cancel_sent(struct fpg_pool *pool, uint64_t conn_id);
+
+static void cancel_done(struct fpg_msg *msg, bool live)
+{
+	struct cancel_done *done = FPG_CONTAINER_OF(msg, struct cancel_done, msg);
+	if (live)
+		cancel_sent(done->pool, done->conn_id);
+	free(done);
+}
+
 void fpg_conn_cancel(struct fpg_conn *c)
 {
 	if (!(c->held || c->guest) || c->cancel_pending ||
@@ -1130,14 +1153,23 @@ void fpg_conn_cancel(struct fpg_conn *c)
 	PGcancel *pc = PQgetCancel(c->pg);
 	if (!pc)
 		return;
+	struct cancel_done *done = malloc(sizeof(*done));
+	if (!done) {
+		/* Without the cancel the statement runs to its timeout. */
+		PQfreeCancel(pc);
+		return;
+	}
+	done->msg.handle = cancel_done;
+	done->pool = c->pool;
+	done->conn_id = c->id;
 	c->cancel_pending = true;
-	struct fpg_worker *w = c->pool->w;
-	fpg_canceller_submit(fpg_server_canceller(w->srv), pc, w, c->id);
+	fpg_canceller_submit(c->pool->d.canceller, pc, c->pool->d.loop,
+			     &done->msg);
 	/* What the statement still sends must be read to end it. */
 	fpg_conn_pause(c, false);
 }
 
-void fpg_pool_cancel_done(struct fpg_pool *pool, uint64_t conn_id)
+static void cancel_sent(struct fpg_pool *pool, uint64_t conn_id)
 {
 	struct fpg_conn *c = NULL;
 	for (unsigned i = 0; i < pool->nconns && !c; i++)
@@ -1163,6 +1195,7 @@ static struct fpg_conn *conn_new(struct fpg_pool *pool)
 	if (c) {
 		c->ev.on_event = conn_event;
 		c->pool = pool;
+		c->stmts_free = pool->d.stmts_free;
 		c->fd = -1;
 	}
 	return c;
@@ -1207,7 +1240,7 @@ void fpg_conn_guest_leave(struct fpg_conn *c)
 	c->guest_next = NULL;
 	uncork(c);
 	if (c->fd >= 0)
-		fpg_worker_unwatch(pool->w, c->fd);
+		fpg_loop_unwatch(pool->d.loop, c->fd);
 	c->events = 0;
 	c->pool = NULL;
 }
@@ -1258,6 +1291,27 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 	free(c);
 }
 
+static void arrive_home(struct fpg_msg *msg, bool live)
+{
+	struct fpg_conn *c = FPG_CONTAINER_OF(msg, struct fpg_conn, home_msg);
+	if (live)
+		fpg_pool_adopt(c->home, c);
+	else
+		fpg_conn_free(c);
+}
+
+void fpg_conn_send_home(struct fpg_conn *c, struct fpg_pool *home,
+			struct fpg_pool *here)
+{
+	if (home == here) {
+		fpg_pool_adopt(home, c);
+		return;
+	}
+	c->home = home;
+	c->home_msg.handle = arrive_home;
+	fpg_loop_post(home->d.loop, &c->home_msg);
+}
+
 void fpg_conn_free(struct fpg_conn *c)
 {
 	if (!c)
@@ -1269,7 +1323,7 @@ void fpg_conn_free(struct fpg_conn *c)
 
 void fpg_pool_tick(struct fpg_pool *pool)
 {
-	uint64_t now = pool->w->now_ms;
+	uint64_t now = pool->d.loop->now_ms;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
 		if ((c->state == FPG_CONN_CONNECTING ||
@@ -1289,19 +1343,20 @@ void fpg_pool_tick(struct fpg_pool *pool)
 	}
 }
 
-struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool)
+const struct fpg_pool_deps *fpg_pool_deps(const struct fpg_pool *pool)
 {
-	return pool->w;
+	return &pool->d;
 }
 
-struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err)
+struct fpg_pool *fpg_pool_new(const struct fpg_pool_deps *deps,
+			      struct fpg_error *err)
 {
 	struct fpg_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		goto nomem;
-	pool->w = w;
-	pool->opts = w->opts;
-	pool->nconns = w->opts->pool_max;
+	pool->d = *deps;
+	pool->opts = deps->opts;
+	pool->nconns = deps->opts->pool_max;
 	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
 	if (!pool->conns)
 		goto nomem;

@@ -17,8 +17,12 @@
 
 #include "fasterpg.h"
 
-struct fpg_worker;
+struct fpg_canceller;
 struct fpg_evsrc;
+struct fpg_loop;
+struct fpg_stats;
+struct fpg_stmt_cache;
+struct fpg_typecache;
 struct fpg_conn;
 struct fpg_pool;
 struct fpg_pgop;
@@ -90,7 +94,25 @@ struct fpg_pool_waiter {
 	bool queued;
 };
 
-struct fpg_pool *fpg_pool_new(struct fpg_worker *w, struct fpg_error *err);
+/* What a pool is given: borrowed, every one outlives the pool. */
+struct fpg_pool_deps {
+	struct fpg_loop *loop;		 /* the owning thread's */
+	const struct fpg_options *opts;
+	struct fpg_stats *stats;	 /* the worker's counters */
+	struct fpg_canceller *canceller;
+	struct fpg_typecache *types;	 /* for the pool's users (query.c) */
+	const bool *draining;		 /* no new connections once set */
+	unsigned worker_id;		 /* for logs */
+	/* The statement cache every connection carries (query.c's): made
+	 * when a session starts, freed when it ends or was discarded. */
+	struct fpg_stmt_cache *(*stmts_new)(struct fpg_pool *pool,
+					    struct fpg_conn *conn);
+	void (*stmts_free)(struct fpg_stmt_cache *cache);
+};
+
+/* A pool; deps is copied. Caller owns (fpg_pool_free). */
+struct fpg_pool *fpg_pool_new(const struct fpg_pool_deps *deps,
+			      struct fpg_error *err);
 
 /* Closes every connection (ops get on_done with broken set). NULL ok. */
 void fpg_pool_free(struct fpg_pool *pool);
@@ -190,9 +212,6 @@ void fpg_conn_pause(struct fpg_conn *conn, bool pause);
  */
 void fpg_conn_cancel(struct fpg_conn *conn);
 
-/* The canceller reports a cancel sent (worker mailbox). */
-void fpg_pool_cancel_done(struct fpg_pool *pool, uint64_t conn_id);
-
 /*
  * Guests: a connection that left its pool (an open transaction)
  * and is run, one statement at a time, by whichever worker serves it.
@@ -220,6 +239,14 @@ bool fpg_conn_alive(const struct fpg_conn *conn);
 void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *conn);
 void fpg_conn_free(struct fpg_conn *conn);
 
+/*
+ * fpg_pool_adopt() on home's thread, for a parked guest: at once when
+ * home is here (the caller's pool), else through home's loop (closed
+ * instead if that loop ends first).
+ */
+void fpg_conn_send_home(struct fpg_conn *conn, struct fpg_pool *home,
+			struct fpg_pool *here);
+
 /* The libpq connection, for sending statements before fpg_conn_push_op. */
 PGconn *fpg_conn_pg(struct fpg_conn *conn);
 
@@ -238,8 +265,8 @@ void fpg_pool_reap(struct fpg_pool *pool);
 /* The statement cache attached to the connection (see query.c). */
 struct fpg_stmt_cache *fpg_conn_stmts(struct fpg_conn *conn);
 
-/* The worker owning the pool. */
-struct fpg_worker *fpg_pool_worker(struct fpg_pool *pool);
+/* What the pool was given. */
+const struct fpg_pool_deps *fpg_pool_deps(const struct fpg_pool *pool);
 
 /* Periodic work: reconnects, minimum size, waiter deadlines. */
 void fpg_pool_tick(struct fpg_pool *pool);

@@ -8,7 +8,8 @@
 #include "error.h"
 #include "log.h"
 #include "typecache.h"
-#include "worker.h"
+#include "loop.h"
+#include "pool.h"
 
 #define STMT_BUCKETS 256
 #define STMT_MAX 256	/* prepared statements kept per connection */
@@ -207,7 +208,7 @@ static void oid_literal(char *lit, const uint32_t *oids, size_t n)
 static void finish(struct fpg_query *q, PGresult *res,
 		   const struct fpg_error *err)
 {
-	fpg_worker_timer_disarm(fpg_pool_worker(q->pool), &q->deadline);
+	fpg_loop_timer_disarm(fpg_pool_deps(q->pool)->loop, &q->deadline);
 	if (q->holds)
 		fpg_conn_release(q->conn);
 	q->holds = false;
@@ -300,7 +301,7 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 	if (op->queries_done == q->typecheck_query &&
 	    status == PGRES_TUPLES_OK) {
 		struct fpg_error err;
-		if (!fpg_typecache_refresh(fpg_pool_worker(q->pool)->types,
+		if (!fpg_typecache_refresh(fpg_pool_deps(q->pool)->types,
 					   res, &err))
 			fpg_log_warn("query", NULL, "type refresh failed: %s",
 				     err.message);
@@ -561,7 +562,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		goto fail;
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
-			 fpg_pool_worker(q->pool)->opts->statement_timeout_ms);
+			 fpg_pool_deps(q->pool)->opts->statement_timeout_ms);
 		const char *v[2] = {dflt, "true"};
 		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
 				       0))
@@ -676,7 +677,7 @@ static void prep_result(struct fpg_pgop *op, PGresult *res)
 static void types_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_stmt *st = op->ctx;
-	struct fpg_worker *w = fpg_pool_worker(st->cache->pool);
+	const struct fpg_pool_deps *w = fpg_pool_deps(st->cache->pool);
 	struct fpg_error err;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
 	    !fpg_typecache_load(w->types, res, st->missing, st->nmissing,
@@ -698,7 +699,7 @@ static void types_result(struct fpg_pgop *op, PGresult *res)
 static void note_composites(struct fpg_stmt *st)
 {
 	const struct fpg_typecache *tc =
-		fpg_pool_worker(st->cache->pool)->types;
+		fpg_pool_deps(st->cache->pool)->types;
 	st->ncomposite = 0;
 	for (int i = 0; i < st->ncols && st->ncomposite < MAX_TYPE_LOOKUP; i++)
 		if (fpg_typecache_has_composite(tc, st->cols[i].type))
@@ -725,7 +726,7 @@ static void types_done(struct fpg_pgop *op, const char *broken)
 /* Looks up column types the worker's cache does not know yet. */
 static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
 {
-	struct fpg_worker *w = fpg_pool_worker(st->cache->pool);
+	const struct fpg_pool_deps *w = fpg_pool_deps(st->cache->pool);
 	uint32_t oids[MAX_TYPE_LOOKUP];
 	size_t n = 0;
 	for (int i = 0; i < st->ncols && n < MAX_TYPE_LOOKUP; i++)
@@ -788,7 +789,7 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 	st->cache = c;
 	st->state = FPG_STMT_PREPARING;
 	/* Unnamed (described, never kept) without a statement cache. */
-	if (fpg_pool_worker(c->pool)->opts->statement_cache)
+	if (fpg_pool_deps(c->pool)->opts->statement_cache)
 		snprintf(st->name, sizeof(st->name), "fpg_%u", c->next_id++);
 	PGconn *pg = fpg_conn_pg(conn);
 	if (!PQsendPrepare(pg, st->name, st->sql, 0, NULL) ||
@@ -879,12 +880,12 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->conn = NULL;
 	q->holds = false;
 	q->retried = q->delivered = q->empty = q->garbled = false;
-	struct fpg_worker *w = fpg_pool_worker(pool);
-	q->waiter.deadline_ms = w->now_ms + w->opts->acquire_timeout_ms;
-	q->deadline_ms = deadline_of(q, w->opts);
+	const struct fpg_pool_deps *d = fpg_pool_deps(pool);
+	q->waiter.deadline_ms = d->loop->now_ms + d->opts->acquire_timeout_ms;
+	q->deadline_ms = deadline_of(q, d->opts);
 	q->deadline.fire = on_deadline;
 	if (q->deadline_ms)
-		fpg_worker_timer_arm(w, &q->deadline, q->deadline_ms);
+		fpg_loop_timer_arm(d->loop, &q->deadline, q->deadline_ms);
 	if (q->conn_fixed)
 		on_conn(&q->waiter, q->conn_fixed);
 	else
@@ -896,7 +897,7 @@ void fpg_query_abandon(struct fpg_query *q)
 	if (q->done || !q->pool)
 		return;
 	q->done = true;
-	fpg_worker_timer_disarm(fpg_pool_worker(q->pool), &q->deadline);
+	fpg_loop_timer_disarm(fpg_pool_deps(q->pool)->loop, &q->deadline);
 	fpg_pool_cancel_wait(q->pool, &q->waiter);
 	if (q->stmt) {
 		struct fpg_query **pp = &q->stmt->waiters;

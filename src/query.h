@@ -14,7 +14,7 @@
 
 #include "fasterpg.h"
 #include "pool.h"
-#include "worker.h"
+#include "loop.h"
 
 struct fpg_query;
 struct fpg_stmt;

@@ -177,7 +177,7 @@ static void cut(struct fpg_client *cl, const char *id, int status,
 static void pending_start(struct fpg_client *cl)
 {
 	struct fpg_worker *w = cl->w;
-	fifo_push(&w->pending_clients, &cl->pending, w->now_ms);
+	fifo_push(&w->pending_clients, &cl->pending, w->loop.now_ms);
 	unsigned cap = w->opts->max_connections / 2;
 	if (w->pending_clients.n <= (cap ? cap : 1))
 		return;
@@ -214,10 +214,10 @@ static void bytes_came(struct fpg_client *cl)
 	struct fpg_worker *w = cl->w;
 	if (cl->pending.linked || cl->unsure.linked)
 		return;
-	if (cl->active_turn + 1 < w->turn)
+	if (cl->active_turn + 1 < w->loop.turn)
 		pending_start(cl);
 	else
-		fifo_push(&w->unsure_clients, &cl->unsure, w->now_ms);
+		fifo_push(&w->unsure_clients, &cl->unsure, w->loop.now_ms);
 }
 
 void fpg_request_settle_clients(struct fpg_worker *w)
@@ -227,7 +227,7 @@ void fpg_request_settle_clients(struct fpg_worker *w)
 		struct fpg_client *cl =
 			FPG_CONTAINER_OF(l, struct fpg_client, unsure);
 		fifo_remove(&w->unsure_clients, l);
-		if (!cl->req && cl->active_turn != w->turn &&
+		if (!cl->req && cl->active_turn != w->loop.turn &&
 		    bytes_waiting(cl->fd))
 			pending_start(cl);
 	}
@@ -239,7 +239,7 @@ static void upload_start(struct fpg_request *req)
 	    req->client_gone || !req->client)
 		return;
 	req->upload_bytes = 0;
-	fifo_push(&req->w->uploads, &req->upload, req->w->now_ms);
+	fifo_push(&req->w->uploads, &req->upload, req->w->loop.now_ms);
 }
 
 static void upload_stop(struct fpg_request *req)
@@ -254,7 +254,7 @@ static void check_uploads(struct fpg_worker *w)
 		       1000;
 	struct fpg_fifo_link *l;
 	while ((l = w->uploads.head) &&
-	       w->now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
+	       w->loop.now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
 		struct fpg_request *req =
 			FPG_CONTAINER_OF(l, struct fpg_request, upload);
 		fifo_remove(&w->uploads, l);
@@ -279,7 +279,7 @@ void fpg_request_tick(struct fpg_worker *w)
 	unsigned limit = w->opts->header_timeout_ms;
 	struct fpg_fifo_link *l;
 	while (limit && (l = w->pending_clients.head) &&
-	       w->now_ms - l->since_ms >= limit) {
+	       w->loop.now_ms - l->since_ms >= limit) {
 		struct fpg_client *cl =
 			FPG_CONTAINER_OF(l, struct fpg_client, pending);
 		fifo_remove(&w->pending_clients, l);
@@ -364,7 +364,7 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	if (ci && ci->socket_context) {
 		req->client = ci->socket_context;
 		req->client->req = req;
-		req->client->active_turn = w->turn;
+		req->client->active_turn = w->loop.turn;
 		fifo_remove(&w->pending_clients, &req->client->pending);
 	}
 	req->content_type = "application/json";
@@ -452,7 +452,7 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
 		if (!cl)
 			return;
-		fpg_worker_unwatch(w, cl->fd);
+		fpg_loop_unwatch(&w->loop, cl->fd);
 		fifo_remove(&w->pending_clients, &cl->pending);
 		fifo_remove(&w->unsure_clients, &cl->unsure);
 		if (cl->req)
@@ -474,7 +474,7 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 	/* EPOLLIN too: the first byte of a keep-alive connection's next
 	 * request starts its header deadline (one event per packet burst,
 	 * in the epoll_wait that reports it to MHD as well). */
-	if (!fpg_worker_watch(w, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
+	if (!fpg_loop_watch(&w->loop, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
 			      &cl->ev)) {
 		free(cl);
 		return;
@@ -857,7 +857,7 @@ static void request_free(struct fpg_request *req)
 	upload_stop(req);
 	if (req->client) {
 		req->client->req = NULL;
-		req->client->active_turn = w->turn;
+		req->client->active_turn = w->loop.turn;
 	}
 	pthread_mutex_lock(&w->requests_lock);
 	if (req->prev)
@@ -916,8 +916,9 @@ static bool cancel_matches(const struct fpg_request *r, const char *id,
 	       same_key(r->cancel_key, key);
 }
 
-void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id,
-			      const char *key)
+/* Cancels w's requests that id and key name. w's thread. */
+static void cancel_by_id(struct fpg_worker *w, const char *id,
+			 const char *key)
 {
 	/* Requests are freed only by MHD, never inside cancel(). */
 	for (struct fpg_request *req = w->requests; req; req = req->next) {
@@ -925,6 +926,22 @@ void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id,
 		    req->handler->cancel)
 			req->handler->cancel(req);
 	}
+}
+
+/* A cancel for requests that another worker serves. */
+struct cancel_msg {
+	struct fpg_msg msg;
+	struct fpg_worker *w;
+	char id[sizeof(((struct fpg_request *)0)->id)];
+	char key[sizeof(((struct fpg_request *)0)->cancel_key)];
+};
+
+static void cancel_msg_handle(struct fpg_msg *msg, bool live)
+{
+	struct cancel_msg *m = FPG_CONTAINER_OF(msg, struct cancel_msg, msg);
+	if (live)
+		cancel_by_id(m->w, m->id, m->key);
+	free(m);
 }
 
 unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
@@ -946,14 +963,19 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 			continue;
 		found += here;
 		if (w == self->w) {
-			fpg_request_cancel_by_id(w, id, key);
-		} else {
-			struct fpg_msg msg = {.type = FPG_MSG_CANCEL_REQUEST};
-			snprintf(msg.id, sizeof(msg.id), "%s", id);
-			snprintf(msg.cancel_key, sizeof(msg.cancel_key), "%s",
-				 key);
-			fpg_worker_post(w, &msg);
+			cancel_by_id(w, id, key);
+			continue;
 		}
+		struct cancel_msg *m = malloc(sizeof(*m));
+		if (!m) {
+			found -= here;
+			continue;
+		}
+		m->msg.handle = cancel_msg_handle;
+		m->w = w;
+		snprintf(m->id, sizeof(m->id), "%s", id);
+		snprintf(m->key, sizeof(m->key), "%s", key);
+		fpg_loop_post(&w->loop, &m->msg);
 	}
 	return found;
 }

@@ -164,14 +164,6 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 const char *fpg_request_header(struct fpg_request *req, const char *name);
 
 /*
- * Cancels the statements of the worker's live requests whose id is id
- * and whose X-Cancel-Key is key (the owning worker only; others post
- * FPG_MSG_CANCEL_REQUEST). A request sent without a key matches nothing.
- */
-void fpg_request_cancel_by_id(struct fpg_worker *w, const char *id,
-			      const char *key);
-
-/*
  * Finds live requests with this id and key on every worker and has them
  * cancelled. Returns how many were found. Any worker thread.
  */

@@ -168,9 +168,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_worker *w = &srv->workers[i];
 		w->opts = &srv->opts;
-		w->epfd = w->wakefd = w->timerfd = -1;
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, srv, i, &port, err))
+		if (!fpg_worker_init(w, srv, srv->canceller, i, &port, err))
 			goto fail;
 	}
 	srv->port = port;
@@ -205,10 +204,6 @@ struct fpg_worker *fpg_server_worker(struct fpg_server *srv, unsigned i)
 	return i < srv->nworkers ? &srv->workers[i] : NULL;
 }
 
-struct fpg_canceller *fpg_server_canceller(struct fpg_server *srv)
-{
-	return srv->canceller;
-}
 
 unsigned fpg_server_port(const struct fpg_server *srv)
 {

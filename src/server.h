@@ -32,5 +32,3 @@ struct fpg_server {
 /* Worker i, or NULL. */
 struct fpg_worker *fpg_server_worker(struct fpg_server *srv, unsigned i);
 
-/* The server's canceller thread (see cancel.h). */
-struct fpg_canceller *fpg_server_canceller(struct fpg_server *srv);

@@ -207,7 +207,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
 	pthread_mutex_lock(&tx->table->lock);
 	tx->state = TX_ENDED;
 	tx->end = end;
-	tx->ended_ms = w->now_ms;
+	tx->ended_ms = w->loop.now_ms;
 	pthread_mutex_unlock(&tx->table->lock);
 	atomic_fetch_sub(&w->srv->tx_open, 1);
 	count_end(w, end);
@@ -215,17 +215,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
 		return;
 	/* Home even when broken: the home pool counts what it lent. */
 	fpg_conn_guest_leave(c);
-	if (w == tx->home) {
-		fpg_pool_adopt(w->pool, c);
-	} else {
-		struct fpg_msg msg = {.type = FPG_MSG_CONN_RETURN, .conn = c};
-		fpg_worker_post(tx->home, &msg);
-	}
-}
-
-void fpg_tx_conn_returned(struct fpg_worker *w, struct fpg_conn *conn)
-{
-	fpg_pool_adopt(w->pool, conn);
+	fpg_conn_send_home(c, tx->home->pool, w->pool);
 }
 
 /* ---- steps ---- */
@@ -277,7 +267,7 @@ static void park(struct fpg_tx *tx, struct fpg_worker *w)
 	pthread_mutex_lock(&tx->table->lock);
 	tx->state = TX_IDLE;
 	tx->runner = NULL;
-	tx->idle_deadline_ms = w->now_ms + tx->idle_timeout_ms;
+	tx->idle_deadline_ms = w->loop.now_ms + tx->idle_timeout_ms;
 	pthread_mutex_unlock(&tx->table->lock);
 }
 
@@ -313,7 +303,7 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 			end_session(tx, w, FPG_TX_CONN_LOST);
 			return;
 		}
-		if (w->now_ms >= tx->life_deadline_ms) {
+		if (w->loop.now_ms >= tx->life_deadline_ms) {
 			finish_as(tx, false, FPG_TX_LIFETIME, NULL, NULL);
 			return;
 		}
@@ -432,7 +422,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 		tx->gen++;
 		tx->end = FPG_TX_OPEN;
 		memcpy(tx->secret, secret, sizeof(secret));
-		tx->life_deadline_ms = w->now_ms + w->opts->tx_max_lifetime_ms;
+		tx->life_deadline_ms = w->loop.now_ms + w->opts->tx_max_lifetime_ms;
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (!tx) {
@@ -455,7 +445,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 	tx->waiter.lend = true;
 	tx->waiter.ready = begin_on_conn;
 	tx->waiter.fail = begin_fail;
-	tx->waiter.deadline_ms = w->now_ms + w->opts->acquire_timeout_ms;
+	tx->waiter.deadline_ms = w->loop.now_ms + w->opts->acquire_timeout_ms;
 	fpg_pool_acquire(w->pool, &tx->waiter);
 	return tx;
 }
@@ -582,9 +572,9 @@ void fpg_tx_tick(struct fpg_worker *w)
 		enum fpg_tx_end why = FPG_TX_OPEN;
 		pthread_mutex_lock(&t->lock);
 		if (tx->state == TX_IDLE) {
-			if (w->now_ms >= tx->life_deadline_ms)
+			if (w->loop.now_ms >= tx->life_deadline_ms)
 				why = FPG_TX_LIFETIME;
-			else if (w->now_ms >= tx->idle_deadline_ms)
+			else if (w->loop.now_ms >= tx->idle_deadline_ms)
 				why = FPG_TX_IDLE_TIMEOUT;
 			if (why != FPG_TX_OPEN) {
 				tx->state = TX_BUSY;

@@ -127,9 +127,6 @@ void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
 /* Home worker tick: ends sessions past their idle or lifetime deadline. */
 void fpg_tx_tick(struct fpg_worker *w);
 
-/* Home worker: a connection of an ended session comes back. */
-void fpg_tx_conn_returned(struct fpg_worker *w, struct fpg_conn *conn);
-
 struct fpg_server;
 
 /* Sessions open in the whole server. */

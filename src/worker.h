@@ -17,8 +17,10 @@
 #include <sys/socket.h>
 
 #include "fasterpg.h"
+#include "loop.h"
 #include "stats.h"
 
+struct fpg_canceller;
 struct fpg_server;
 struct fpg_pool;
 struct fpg_request;
@@ -26,40 +28,7 @@ struct fpg_typecache;
 struct fpg_conn;
 struct fpg_tx_table;
 
-/* A message to a worker from another thread (see fpg_worker_post). */
-enum fpg_msg_type {
-	FPG_MSG_CANCEL_DONE,	/* the canceller sent a cancel for conn_id */
-	FPG_MSG_CANCEL_REQUEST, /* cancel the running statement of request id */
-	FPG_MSG_CONN_RETURN,	/* a transaction's connection comes home */
-};
-
-struct fpg_msg {
-	enum fpg_msg_type type;
-	uint64_t conn_id;	/* CANCEL_DONE: the connection */
-	char id[65];		/* CANCEL_REQUEST: the request id */
-	char cancel_key[129];	/* CANCEL_REQUEST: and its X-Cancel-Key */
-	struct fpg_conn *conn;	/* CONN_RETURN: parked, now the receiver's */
-};
-
-struct fpg_mailbox_item;
-
 #define FPG_BIG_SLOTS 256
-
-/* The struct of type that holds member at ptr (an embedded callback). */
-#define FPG_CONTAINER_OF(ptr, type, member)                                \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
-
-/*
- * A one-shot timer of the worker's tick (20 ms resolution). Arming and
- * disarming cost O(1): every request in flight has one armed.
- */
-struct fpg_timer {
-	struct fpg_timer *next, **pprev;
-	uint64_t due_ms;
-	void (*fire)(struct fpg_timer *t);
-	bool armed;
-	bool firing;		/* due, in the tick's list to fire */
-};
 
 /*
  * An intrusive first-in first-out list with O(1) removal: when every
@@ -77,21 +46,14 @@ struct fpg_fifo {
 	unsigned n;
 };
 
-/* Something with a file descriptor in the worker's epoll set. */
-struct fpg_evsrc {
-	void (*on_event)(struct fpg_evsrc *src, uint32_t events);
-};
-
 struct fpg_worker {
 	struct fpg_server *srv;
 	const struct fpg_options *opts; /* the server's, immutable */
 	unsigned id;
 	pthread_t thread;
 	bool thread_started;
-	int epfd;
-	int wakefd;  /* eventfd: other threads write to wake the loop */
-	int timerfd; /* periodic tick: deadlines, reconnects */
-	struct fpg_evsrc wake_ev, timer_ev, mhd_ev;
+	struct fpg_loop loop;
+	struct fpg_evsrc mhd_ev;
 	struct MHD_Daemon *mhd;
 	struct fpg_pool *pool;
 	struct fpg_typecache *types;
@@ -102,8 +64,8 @@ struct fpg_worker {
 	atomic_bool stop_requested; /* set by any thread */
 	bool draining;		    /* no longer accepting; finishing */
 	uint64_t drain_deadline_ms;
-	uint64_t now_ms;	    /* monotonic, refreshed per loop turn */
 	bool resumed;		    /* a connection was resumed: run MHD again */
+	bool locks_ready;	    /* requests_lock initialised */
 	pthread_mutex_t requests_lock; /* guards the links of requests:
 					  other workers read ids to cancel */
 	struct fpg_request *requests; /* live requests */
@@ -113,12 +75,6 @@ struct fpg_worker {
 	struct fpg_fifo pending_clients; /* of fpg_client.pending */
 	struct fpg_fifo unsure_clients;	 /* of fpg_client.unsure */
 	struct fpg_fifo uploads;	   /* of fpg_request.upload */
-	uint64_t turn;		    /* loop turns so far (run_once) */
-	struct fpg_timer *timers;   /* armed timers, unordered */
-	struct fpg_timer *firing;   /* due this tick, not fired yet */
-	pthread_mutex_t mailbox_lock; /* guards mailbox */
-	struct fpg_mailbox_item *mailbox; /* posted messages, newest first */
-	bool mailbox_ready;	    /* mailbox_lock initialised */
 	/* getrandom() bytes not yet handed out (see fpg_worker_random):
 	 * one system call serves many request ids, and no lock is shared */
 	unsigned char random_pool[256];
@@ -135,8 +91,8 @@ struct fpg_worker {
  * host:*port (a 0 port is replaced by the one bound) and its pool.
  */
 bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
-		     unsigned id, unsigned *port,
-		     struct fpg_error *err) FPG_MUST_CHECK;
+		     struct fpg_canceller *canceller, unsigned id,
+		     unsigned *port, struct fpg_error *err) FPG_MUST_CHECK;
 
 bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
 
@@ -149,17 +105,6 @@ void fpg_worker_join(struct fpg_worker *w);
 void fpg_worker_deinit(struct fpg_worker *w);
 
 /*
- * Queues a copy of msg for the worker and wakes its loop. Any thread; the
- * only way other threads talk to a worker.
- */
-void fpg_worker_post(struct fpg_worker *w, const struct fpg_msg *msg);
-
-/* Calls t->fire on the worker's thread in delay_ms (+ up to one tick). */
-void fpg_worker_timer_arm(struct fpg_worker *w, struct fpg_timer *t,
-			  unsigned delay_ms);
-void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t);
-
-/*
  * Fills out with n (at most 256) bytes from the kernel's CSPRNG, drawn in
  * 256-byte batches. The worker's thread only. False when getrandom()
  * fails (it does not on Linux >= 3.17 once the pool is seeded).
@@ -167,18 +112,7 @@ void fpg_worker_timer_disarm(struct fpg_worker *w, struct fpg_timer *t);
 bool fpg_worker_random(struct fpg_worker *w, void *out,
 		       size_t n) FPG_MUST_CHECK;
 
-/* epoll registration of fd for src (events as for epoll_ctl). */
-bool fpg_worker_watch(struct fpg_worker *w, int fd, uint32_t events,
-		      struct fpg_evsrc *src);
-bool fpg_worker_rewatch(struct fpg_worker *w, int fd, uint32_t events,
-			struct fpg_evsrc *src);
-void fpg_worker_unwatch(struct fpg_worker *w, int fd);
-
 /* host:port as the address to listen on (first of getaddrinfo). */
 bool fpg_listen_address(const char *host, unsigned port,
 			struct sockaddr_storage *addr, socklen_t *len,
 			struct fpg_error *err) FPG_MUST_CHECK;
-
-/* Monotonic clock in milliseconds / microseconds. */
-uint64_t fpg_now_ms(void);
-uint64_t fpg_now_us(void);
