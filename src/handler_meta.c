@@ -96,7 +96,7 @@ int fpg_handle_metrics(struct fpg_request *req)
 	struct fpg_stats *list[256];
 	unsigned n = worker_stats(srv, list);
 	fpg_stats_prometheus(&req->out, list, n, fpg_router_stat_names(),
-			     fpg_router_count() + 1, fpg_tx_open_count(srv));
+			     fpg_router_count() + 1, fpg_tx_open_count(srv->tx_reg));
 	req->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	return 200;
 }
@@ -109,7 +109,7 @@ int fpg_handle_stats(struct fpg_request *req)
 	char extra[128];
 	snprintf(extra, sizeof(extra),
 		 "\"workers_count\":%u,\"transactions_open\":%u", n,
-		 fpg_tx_open_count(srv));
+		 fpg_tx_open_count(srv->tx_reg));
 	fpg_stats_json(&req->out, list, n, fpg_router_stat_names(),
 		       fpg_router_count() + 1, extra);
 	return 200;

@@ -69,7 +69,7 @@ struct fpg_conn *fpg_tx_take_from_path(struct fpg_request *req,
 			      "unknown transaction token");
 		err.reason = "transaction_not_found";
 	} else {
-		conn = fpg_tx_take(req->w, token, tx, &err);
+		conn = fpg_tx_take(req->w->tx_table, token, tx, &err);
 	}
 	if (!conn)
 		*status = fpg_request_error(req, &err, NULL);
@@ -211,7 +211,7 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 	if (!tr)
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
-	struct fpg_tx *tx = fpg_tx_begin(req->w, &o, began, tr, &err);
+	struct fpg_tx *tx = fpg_tx_begin(req->w->tx_table, &o, began, tr, &err);
 	if (!tx)
 		return fpg_request_error(req, &err, NULL);
 	/* began() may already have run (no connection to be had). */
@@ -378,7 +378,7 @@ static void batch_began(void *ctx, struct fpg_tx *tx,
 		batch_fail(b);
 		return;
 	}
-	b->conn = fpg_tx_claim(b->req->w, tx);
+	b->conn = fpg_tx_claim(b->req->w->tx_table, tx);
 	if (!b->conn) {
 		struct fpg_error e;
 		fpg_error_set(&e, FPG_ERR_UNAVAILABLE, 503,
@@ -399,7 +399,7 @@ static void batch_attempt(struct batch *b)
 	b->current = 0;
 	b->failed = -2; /* none */
 	b->tx_waiting = true;
-	b->tx = fpg_tx_begin(b->req->w, &b->opts, batch_began, b, &err);
+	b->tx = fpg_tx_begin(b->req->w->tx_table, &b->opts, batch_began, b, &err);
 	if (!b->tx) {
 		b->tx_waiting = false;
 		record_error(b, 0, &err, NULL);

@@ -13,6 +13,7 @@
 #include "cancel.h"
 #include "error.h"
 #include "log.h"
+#include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
 {
@@ -155,6 +156,9 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	srv->canceller = fpg_canceller_new(err);
 	if (!srv->canceller)
 		goto fail;
+	srv->tx_reg = fpg_tx_registry_new(n, srv->opts.max_transactions, err);
+	if (!srv->tx_reg)
+		goto fail;
 	srv->workers = calloc(n, sizeof(*srv->workers));
 	if (!srv->workers) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
@@ -169,7 +173,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		struct fpg_worker *w = &srv->workers[i];
 		w->opts = &srv->opts;
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, srv, srv->canceller, i, &port, err))
+		if (!fpg_worker_init(w, srv, srv->canceller, srv->tx_reg, i, &port,
+				     err))
 			goto fail;
 	}
 	srv->port = port;
@@ -232,6 +237,7 @@ void fpg_server_free(struct fpg_server *srv)
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_deinit(&srv->workers[i]);
 	free(srv->workers);
+	fpg_tx_registry_free(srv->tx_reg);
 	free(srv->db);
 	free(srv->listen_host);
 	free(srv->log_level);

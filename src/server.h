@@ -23,7 +23,7 @@ struct fpg_server {
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;
-	atomic_uint tx_open;	 /* open transaction sessions (tx.c) */
+	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
 	unsigned port;
 	bool started;
 	bool stopped;

@@ -10,10 +10,9 @@
 
 #include "error.h"
 #include "log.h"
+#include "loop.h"
 #include "pool.h"
-#include "server.h"
 #include "stats.h"
-#include "worker.h"
 
 enum tx_state {
 	TX_FREE,     /* never used */
@@ -45,8 +44,8 @@ struct fpg_tx {
 	unsigned slot;
 
 	/* The holder's: the runner while busy, the home worker otherwise. */
-	struct fpg_worker *home;
-	struct fpg_worker *runner;
+	struct fpg_tx_table *home;
+	struct fpg_tx_table *runner;
 	struct fpg_conn *conn;
 	unsigned idle_timeout_ms;
 	struct fpg_tx_options opts;
@@ -61,9 +60,22 @@ struct fpg_tx {
 	void *done_ctx;
 };
 
+/*
+ * Every worker's table, so that any worker finds a session by its token.
+ * Filled before the workers start, read-only after.
+ */
+struct fpg_tx_registry {
+	atomic_uint open; /* sessions open in the whole server */
+	unsigned max;	  /* --max-transactions */
+	unsigned ntables;
+	struct fpg_tx_table *tables[];
+};
+
+/* One worker's sessions: the ones it began (their home). */
 struct fpg_tx_table {
 	pthread_mutex_t lock;
-	struct fpg_worker *home;
+	struct fpg_tx_registry *reg;
+	struct fpg_tx_deps d;
 	unsigned nslots;
 	struct fpg_tx slots[];
 };
@@ -89,13 +101,38 @@ const char *fpg_tx_end_to_str(enum fpg_tx_end end)
 		       : "unknown";
 }
 
-unsigned fpg_tx_open_count(struct fpg_server *srv)
+struct fpg_tx_registry *fpg_tx_registry_new(unsigned ntables, unsigned max,
+					    struct fpg_error *err)
 {
-	return atomic_load(&srv->tx_open);
+	struct fpg_tx_registry *reg =
+		calloc(1, sizeof(*reg) + sizeof(reg->tables[0]) * ntables);
+	if (!reg) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return NULL;
+	}
+	reg->ntables = ntables;
+	reg->max = max;
+	return reg;
 }
 
-struct fpg_tx_table *fpg_tx_table_new(unsigned slots, struct fpg_error *err)
+void fpg_tx_registry_free(struct fpg_tx_registry *reg)
 {
+	free(reg);
+}
+
+unsigned fpg_tx_open_count(struct fpg_tx_registry *reg)
+{
+	return atomic_load(&reg->open);
+}
+
+struct fpg_tx_table *fpg_tx_table_new(struct fpg_tx_registry *reg,
+				      const struct fpg_tx_deps *deps,
+				      unsigned slots, struct fpg_error *err)
+{
+	if (deps->index >= reg->ntables || reg->tables[deps->index]) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "bad worker index");
+		return NULL;
+	}
 	struct fpg_tx_table *t =
 		calloc(1, sizeof(*t) + sizeof(struct fpg_tx) * slots);
 	if (!t) {
@@ -103,11 +140,14 @@ struct fpg_tx_table *fpg_tx_table_new(unsigned slots, struct fpg_error *err)
 		return NULL;
 	}
 	pthread_mutex_init(&t->lock, NULL);
+	t->reg = reg;
+	t->d = *deps;
 	t->nslots = slots;
 	for (unsigned i = 0; i < slots; i++) {
 		t->slots[i].table = t;
 		t->slots[i].slot = i;
 	}
+	reg->tables[deps->index] = t;
 	return t;
 }
 
@@ -120,6 +160,7 @@ void fpg_tx_table_free(struct fpg_tx_table *t)
 	for (unsigned i = 0; i < t->nslots; i++)
 		if (t->slots[i].state == TX_IDLE)
 			fpg_conn_free(t->slots[i].conn);
+	t->reg->tables[t->d.index] = NULL;
 	pthread_mutex_destroy(&t->lock);
 	free(t);
 }
@@ -139,7 +180,7 @@ static void put_hex(char *out, const unsigned char *p, size_t n)
 void fpg_tx_token(const struct fpg_tx *tx, char *out)
 {
 	unsigned char raw[23];
-	raw[0] = (unsigned char)tx->home->id;
+	raw[0] = (unsigned char)tx->home->d.index;
 	raw[1] = (unsigned char)(tx->slot >> 8);
 	raw[2] = (unsigned char)tx->slot;
 	for (int i = 0; i < 4; i++)
@@ -185,21 +226,21 @@ uint64_t fpg_tx_expires_in_ms(const struct fpg_tx *tx, uint64_t now_ms)
 
 /* ---- ending ---- */
 
-static void count_end(struct fpg_worker *w, enum fpg_tx_end end)
+static void count_end(struct fpg_tx_table *w, enum fpg_tx_end end)
 {
 	if (end == FPG_TX_COMMITTED)
-		FPG_STAT_ADD(w->stats.tx_commits, 1);
+		FPG_STAT_ADD(w->d.stats->tx_commits, 1);
 	else if (end == FPG_TX_IDLE_TIMEOUT || end == FPG_TX_LIFETIME)
-		FPG_STAT_ADD(w->stats.tx_expired, 1);
+		FPG_STAT_ADD(w->d.stats->tx_expired, 1);
 	else
-		FPG_STAT_ADD(w->stats.tx_rollbacks, 1);
+		FPG_STAT_ADD(w->d.stats->tx_rollbacks, 1);
 }
 
 /*
  * The session is over: record why, and send the connection home (or
  * close it when it broke). Runs on the holder.
  */
-static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
+static void end_session(struct fpg_tx *tx, struct fpg_tx_table *w,
 			enum fpg_tx_end end)
 {
 	struct fpg_conn *c = tx->conn;
@@ -207,15 +248,15 @@ static void end_session(struct fpg_tx *tx, struct fpg_worker *w,
 	pthread_mutex_lock(&tx->table->lock);
 	tx->state = TX_ENDED;
 	tx->end = end;
-	tx->ended_ms = w->loop.now_ms;
+	tx->ended_ms = w->d.loop->now_ms;
 	pthread_mutex_unlock(&tx->table->lock);
-	atomic_fetch_sub(&w->srv->tx_open, 1);
+	atomic_fetch_sub(&w->reg->open, 1);
 	count_end(w, end);
 	if (!c)
 		return;
 	/* Home even when broken: the home pool counts what it lent. */
 	fpg_conn_guest_leave(c);
-	fpg_conn_send_home(c, tx->home->pool, w->pool);
+	fpg_conn_send_home(c, tx->home->d.pool, w->d.pool);
 }
 
 /* ---- steps ---- */
@@ -261,13 +302,13 @@ static void call_done(struct fpg_tx *tx, struct fpg_tx *arg,
 }
 
 /* Puts the session back for anyone to take. */
-static void park(struct fpg_tx *tx, struct fpg_worker *w)
+static void park(struct fpg_tx *tx, struct fpg_tx_table *w)
 {
 	fpg_conn_guest_leave(tx->conn);
 	pthread_mutex_lock(&tx->table->lock);
 	tx->state = TX_IDLE;
 	tx->runner = NULL;
-	tx->idle_deadline_ms = w->loop.now_ms + tx->idle_timeout_ms;
+	tx->idle_deadline_ms = w->d.loop->now_ms + tx->idle_timeout_ms;
 	pthread_mutex_unlock(&tx->table->lock);
 }
 
@@ -281,7 +322,7 @@ static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
 static void on_idle(struct fpg_conn *c, void *ctx)
 {
 	struct fpg_tx *tx = ctx;
-	struct fpg_worker *w = tx->runner;
+	struct fpg_tx_table *w = tx->runner;
 	bool alive = fpg_conn_alive(c);
 	switch (tx->step) {
 	case STEP_BEGIN:
@@ -303,7 +344,7 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 			end_session(tx, w, FPG_TX_CONN_LOST);
 			return;
 		}
-		if (w->loop.now_ms >= tx->life_deadline_ms) {
+		if (w->d.loop->now_ms >= tx->life_deadline_ms) {
 			finish_as(tx, false, FPG_TX_LIFETIME, NULL, NULL);
 			return;
 		}
@@ -393,21 +434,21 @@ static struct fpg_tx *claim_slot(struct fpg_tx_table *t)
 	return best;
 }
 
-struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
+struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w,
 			    const struct fpg_tx_options *opts,
 			    fpg_tx_done_fn done, void *ctx,
 			    struct fpg_error *err)
 {
-	atomic_uint *open = &w->srv->tx_open;
-	if (atomic_fetch_add(open, 1) >= w->opts->max_transactions) {
+	atomic_uint *open = &w->reg->open;
+	if (atomic_fetch_add(open, 1) >= w->reg->max) {
 		atomic_fetch_sub(open, 1);
 		fpg_error_set(err, FPG_ERR_LIMIT, 503,
 			      "too many open transactions (max-transactions "
 			      "is %u)",
-			      w->opts->max_transactions);
+			      w->reg->max);
 		return NULL;
 	}
-	struct fpg_tx_table *t = w->tx_table;
+	struct fpg_tx_table *t = w;
 	unsigned char secret[16];
 	if (getrandom(secret, sizeof(secret), 0) != sizeof(secret)) {
 		atomic_fetch_sub(open, 1);
@@ -422,7 +463,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 		tx->gen++;
 		tx->end = FPG_TX_OPEN;
 		memcpy(tx->secret, secret, sizeof(secret));
-		tx->life_deadline_ms = w->loop.now_ms + w->opts->tx_max_lifetime_ms;
+		tx->life_deadline_ms = w->d.loop->now_ms + w->d.opts->tx_max_lifetime_ms;
 	}
 	pthread_mutex_unlock(&t->lock);
 	if (!tx) {
@@ -445,8 +486,8 @@ struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
 	tx->waiter.lend = true;
 	tx->waiter.ready = begin_on_conn;
 	tx->waiter.fail = begin_fail;
-	tx->waiter.deadline_ms = w->loop.now_ms + w->opts->acquire_timeout_ms;
-	fpg_pool_acquire(w->pool, &tx->waiter);
+	tx->waiter.deadline_ms = w->d.loop->now_ms + w->d.opts->acquire_timeout_ms;
+	fpg_pool_acquire(w->d.pool, &tx->waiter);
 	return tx;
 }
 
@@ -457,11 +498,10 @@ void fpg_tx_abandon(struct fpg_tx *tx)
 		tx->orphan = true;
 }
 
-struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
+struct fpg_conn *fpg_tx_take(struct fpg_tx_table *w, const char *token,
 			     struct fpg_tx **txp, struct fpg_error *err)
 {
 	unsigned char raw[23];
-	struct fpg_server *srv = w->srv;
 	unsigned home = 0, slot = 0;
 	uint32_t gen = 0;
 	if (parse_token(token, raw)) {
@@ -470,10 +510,11 @@ struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
 		gen = (uint32_t)raw[3] << 24 | (uint32_t)raw[4] << 16 |
 		      (uint32_t)raw[5] << 8 | raw[6];
 	}
-	struct fpg_worker *hw = fpg_server_worker(srv, home);
-	if (!hw || slot >= hw->tx_table->nslots)
+	struct fpg_tx_table *ht =
+		home < w->reg->ntables ? w->reg->tables[home] : NULL;
+	if (!ht || slot >= ht->nslots)
 		goto unknown;
-	struct fpg_tx *tx = &hw->tx_table->slots[slot];
+	struct fpg_tx *tx = &ht->slots[slot];
 	pthread_mutex_lock(&tx->table->lock);
 	if (tx->gen != gen || tx->state == TX_FREE ||
 	    !secret_equal(tx->secret, raw + 7)) {
@@ -506,7 +547,7 @@ unknown:
 	return NULL;
 }
 
-struct fpg_conn *fpg_tx_claim(struct fpg_worker *w, struct fpg_tx *tx)
+struct fpg_conn *fpg_tx_claim(struct fpg_tx_table *w, struct fpg_tx *tx)
 {
 	pthread_mutex_lock(&tx->table->lock);
 	bool idle = tx->state == TX_IDLE;
@@ -519,7 +560,7 @@ struct fpg_conn *fpg_tx_claim(struct fpg_worker *w, struct fpg_tx *tx)
 		return NULL;
 	tx->step = STEP_STATEMENT;
 	tx->step_failed = false;
-	fpg_conn_guest_enter(tx->conn, w->pool);
+	fpg_conn_guest_enter(tx->conn, w->d.pool);
 	return tx->conn;
 }
 
@@ -561,20 +602,20 @@ void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
 		  done, ctx);
 }
 
-void fpg_tx_tick(struct fpg_worker *w)
+void fpg_tx_tick(struct fpg_tx_table *w)
 {
-	struct fpg_tx_table *t = w->tx_table;
+	struct fpg_tx_table *t = w;
 	/* The common case costs one load, not a lock per slot. */
-	if (atomic_load_explicit(&w->srv->tx_open, memory_order_relaxed) == 0)
+	if (atomic_load_explicit(&w->reg->open, memory_order_relaxed) == 0)
 		return;
 	for (unsigned i = 0; i < t->nslots; i++) {
 		struct fpg_tx *tx = &t->slots[i];
 		enum fpg_tx_end why = FPG_TX_OPEN;
 		pthread_mutex_lock(&t->lock);
 		if (tx->state == TX_IDLE) {
-			if (w->loop.now_ms >= tx->life_deadline_ms)
+			if (w->d.loop->now_ms >= tx->life_deadline_ms)
 				why = FPG_TX_LIFETIME;
-			else if (w->loop.now_ms >= tx->idle_deadline_ms)
+			else if (w->d.loop->now_ms >= tx->idle_deadline_ms)
 				why = FPG_TX_IDLE_TIMEOUT;
 			if (why != FPG_TX_OPEN) {
 				tx->state = TX_BUSY;
@@ -584,7 +625,7 @@ void fpg_tx_tick(struct fpg_worker *w)
 		pthread_mutex_unlock(&t->lock);
 		if (why == FPG_TX_OPEN)
 			continue;
-		fpg_conn_guest_enter(tx->conn, w->pool);
+		fpg_conn_guest_enter(tx->conn, w->d.pool);
 		finish_as(tx, false, why, NULL, NULL);
 	}
 }

@@ -25,7 +25,10 @@
 
 #include "fasterpg.h"
 
-struct fpg_worker;
+struct fpg_loop;
+struct fpg_pool;
+struct fpg_stats;
+struct fpg_tx_registry;
 struct fpg_conn;
 struct fpg_tx;
 struct fpg_tx_table;
@@ -61,7 +64,19 @@ enum fpg_tx_end {
 
 const char *fpg_tx_end_to_str(enum fpg_tx_end end);
 
-struct fpg_tx_table *fpg_tx_table_new(unsigned slots, struct fpg_error *err);
+/* What a worker's table is given: borrowed, each outlives the table. */
+struct fpg_tx_deps {
+	unsigned index;			/* the worker's, < the registry's size */
+	struct fpg_pool *pool;		/* the worker's */
+	struct fpg_loop *loop;
+	struct fpg_stats *stats;
+	const struct fpg_options *opts;
+};
+
+/* A worker's table of slots sessions, registered in reg. Caller owns. */
+struct fpg_tx_table *fpg_tx_table_new(struct fpg_tx_registry *reg,
+				      const struct fpg_tx_deps *deps,
+				      unsigned slots, struct fpg_error *err);
 
 /* Frees the table; parked connections are closed (PostgreSQL rolls back). */
 void fpg_tx_table_free(struct fpg_tx_table *t);
@@ -77,7 +92,7 @@ typedef void (*fpg_tx_done_fn)(void *ctx, struct fpg_tx *tx,
  * (fpg_tx_token), or done(ctx, NULL, err). Returns the session, or NULL
  * with err filled when it fails at once (too many sessions: 503).
  */
-struct fpg_tx *fpg_tx_begin(struct fpg_worker *w,
+struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *here,
 			    const struct fpg_tx_options *opts,
 			    fpg_tx_done_fn done, void *ctx,
 			    struct fpg_error *err);
@@ -103,14 +118,14 @@ uint64_t fpg_tx_expires_in_ms(const struct fpg_tx *tx, uint64_t now_ms);
  * when the connection has nothing left to do: a failed or finished
  * statement, a client gone, a broken connection.
  */
-struct fpg_conn *fpg_tx_take(struct fpg_worker *w, const char *token,
+struct fpg_conn *fpg_tx_take(struct fpg_tx_table *here, const char *token,
 			     struct fpg_tx **txp, struct fpg_error *err);
 
 /*
  * Takes a session just begun by this worker (done's tx) for its first
  * step, as fpg_tx_take does for a token. NULL if it already ended.
  */
-struct fpg_conn *fpg_tx_claim(struct fpg_worker *w, struct fpg_tx *tx);
+struct fpg_conn *fpg_tx_claim(struct fpg_tx_table *here, struct fpg_tx *tx);
 
 /* The session's connection failed a statement before queueing anything:
  * release it now (no op will). */
@@ -125,9 +140,15 @@ void fpg_tx_finish(struct fpg_tx *tx, bool commit, fpg_tx_done_fn done,
 		   void *ctx);
 
 /* Home worker tick: ends sessions past their idle or lifetime deadline. */
-void fpg_tx_tick(struct fpg_worker *w);
+void fpg_tx_tick(struct fpg_tx_table *here);
 
-struct fpg_server;
+/*
+ * The registry of every worker's table, shared by all workers: made
+ * before them, freed after them. At most max sessions are open at once.
+ */
+struct fpg_tx_registry *fpg_tx_registry_new(unsigned ntables, unsigned max,
+					    struct fpg_error *err);
+void fpg_tx_registry_free(struct fpg_tx_registry *reg);
 
-/* Sessions open in the whole server. */
-unsigned fpg_tx_open_count(struct fpg_server *srv);
+/* Sessions open in the whole server. Any thread. */
+unsigned fpg_tx_open_count(struct fpg_tx_registry *reg);

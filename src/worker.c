@@ -50,7 +50,7 @@ static void on_tick(void *ctx)
 {
 	struct fpg_worker *w = ctx;
 	fpg_pool_tick(w->pool);
-	fpg_tx_tick(w);
+	fpg_tx_tick(w->tx_table);
 	fpg_request_tick(w);
 }
 
@@ -142,7 +142,8 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 }
 
 bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
-		     struct fpg_canceller *canceller, unsigned id,
+		     struct fpg_canceller *canceller,
+		     struct fpg_tx_registry *tx_reg, unsigned id,
 		     unsigned *port, struct fpg_error *err)
 {
 	w->id = id;
@@ -157,9 +158,6 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
 	}
-	w->tx_table = fpg_tx_table_new(w->opts->max_transactions, err);
-	if (!w->tx_table)
-		return false;
 	if (!start_mhd(w, port, err))
 		return false;
 	struct fpg_pool_deps deps = {
@@ -174,7 +172,18 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		.stmts_free = fpg_stmt_cache_free,
 	};
 	w->pool = fpg_pool_new(&deps, err);
-	return w->pool != NULL;
+	if (!w->pool)
+		return false;
+	struct fpg_tx_deps txd = {
+		.index = id,
+		.pool = w->pool,
+		.loop = &w->loop,
+		.stats = &w->stats,
+		.opts = w->opts,
+	};
+	w->tx_table = fpg_tx_table_new(tx_reg, &txd, w->opts->max_transactions,
+				       err);
+	return w->tx_table != NULL;
 }
 
 static int loop_timeout(struct fpg_worker *w)

@@ -26,6 +26,7 @@ struct fpg_pool;
 struct fpg_request;
 struct fpg_typecache;
 struct fpg_conn;
+struct fpg_tx_registry;
 struct fpg_tx_table;
 
 #define FPG_BIG_SLOTS 256
@@ -91,7 +92,8 @@ struct fpg_worker {
  * host:*port (a 0 port is replaced by the one bound) and its pool.
  */
 bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
-		     struct fpg_canceller *canceller, unsigned id,
+		     struct fpg_canceller *canceller,
+		     struct fpg_tx_registry *tx_reg, unsigned id,
 		     unsigned *port, struct fpg_error *err) FPG_MUST_CHECK;
 
 bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
