@@ -208,7 +208,7 @@ static void oid_literal(char *lit, const uint32_t *oids, size_t n)
 static void finish(struct fpg_query *q, PGresult *res,
 		   const struct fpg_error *err)
 {
-	fpg_loop_timer_disarm(fpg_pool_deps(q->pool)->loop, &q->deadline);
+	fpg_loop_timer_disarm(fpg_pool_env(q->pool)->loop, &q->deadline);
 	if (q->holds)
 		fpg_conn_release(q->conn);
 	q->holds = false;
@@ -301,7 +301,7 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 	if (op->queries_done == q->typecheck_query &&
 	    status == PGRES_TUPLES_OK) {
 		struct fpg_error err;
-		if (!fpg_typecache_refresh(fpg_pool_deps(q->pool)->types,
+		if (!fpg_typecache_refresh(fpg_pool_env(q->pool)->types,
 					   res, &err))
 			fpg_log_warn("query", NULL, "type refresh failed: %s",
 				     err.message);
@@ -562,7 +562,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		goto fail;
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
-			 fpg_pool_deps(q->pool)->opts->statement_timeout_ms);
+			 fpg_pool_env(q->pool)->opts->statement_timeout_ms);
 		const char *v[2] = {dflt, "true"};
 		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
 				       0))
@@ -677,7 +677,7 @@ static void prep_result(struct fpg_pgop *op, PGresult *res)
 static void types_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_stmt *st = op->ctx;
-	const struct fpg_pool_deps *w = fpg_pool_deps(st->cache->pool);
+	const struct fpg_conn_env *w = fpg_pool_env(st->cache->pool);
 	struct fpg_error err;
 	if (PQresultStatus(res) != PGRES_TUPLES_OK ||
 	    !fpg_typecache_load(w->types, res, st->missing, st->nmissing,
@@ -699,7 +699,7 @@ static void types_result(struct fpg_pgop *op, PGresult *res)
 static void note_composites(struct fpg_stmt *st)
 {
 	const struct fpg_typecache *tc =
-		fpg_pool_deps(st->cache->pool)->types;
+		fpg_pool_env(st->cache->pool)->types;
 	st->ncomposite = 0;
 	for (int i = 0; i < st->ncols && st->ncomposite < MAX_TYPE_LOOKUP; i++)
 		if (fpg_typecache_has_composite(tc, st->cols[i].type))
@@ -726,7 +726,7 @@ static void types_done(struct fpg_pgop *op, const char *broken)
 /* Looks up column types the worker's cache does not know yet. */
 static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
 {
-	const struct fpg_pool_deps *w = fpg_pool_deps(st->cache->pool);
+	const struct fpg_conn_env *w = fpg_pool_env(st->cache->pool);
 	uint32_t oids[MAX_TYPE_LOOKUP];
 	size_t n = 0;
 	for (int i = 0; i < st->ncols && n < MAX_TYPE_LOOKUP; i++)
@@ -789,7 +789,7 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 	st->cache = c;
 	st->state = FPG_STMT_PREPARING;
 	/* Unnamed (described, never kept) without a statement cache. */
-	if (fpg_pool_deps(c->pool)->opts->statement_cache)
+	if (fpg_pool_env(c->pool)->opts->statement_cache)
 		snprintf(st->name, sizeof(st->name), "fpg_%u", c->next_id++);
 	PGconn *pg = fpg_conn_pg(conn);
 	if (!PQsendPrepare(pg, st->name, st->sql, 0, NULL) ||
@@ -880,7 +880,7 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->conn = NULL;
 	q->holds = false;
 	q->retried = q->delivered = q->empty = q->garbled = false;
-	const struct fpg_pool_deps *d = fpg_pool_deps(pool);
+	const struct fpg_conn_env *d = fpg_pool_env(pool);
 	q->waiter.deadline_ms = d->loop->now_ms + d->opts->acquire_timeout_ms;
 	q->deadline_ms = deadline_of(q, d->opts);
 	q->deadline.fire = on_deadline;
@@ -897,7 +897,7 @@ void fpg_query_abandon(struct fpg_query *q)
 	if (q->done || !q->pool)
 		return;
 	q->done = true;
-	fpg_loop_timer_disarm(fpg_pool_deps(q->pool)->loop, &q->deadline);
+	fpg_loop_timer_disarm(fpg_pool_env(q->pool)->loop, &q->deadline);
 	fpg_pool_cancel_wait(q->pool, &q->waiter);
 	if (q->stmt) {
 		struct fpg_query **pp = &q->stmt->waiters;

@@ -160,7 +160,7 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 	}
 	if (!start_mhd(w, port, err))
 		return false;
-	struct fpg_pool_deps deps = {
+	struct fpg_conn_env deps = {
 		.loop = &w->loop,
 		.opts = w->opts,
 		.stats = &w->stats,
