@@ -19,6 +19,7 @@
 #include "error.h"
 #include "log.h"
 #include "pool.h"
+#include "query.h"
 #include "request.h"
 #include "tx.h"
 #include "typecache.h"
@@ -355,7 +356,8 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		return false;
 	}
 	w->types = fpg_typecache_new();
-	if (!w->types) {
+	w->lanes = fpg_lanes_new();
+	if (!w->types || !w->lanes) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
 	}
@@ -462,6 +464,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->tx_table = NULL;
 	fpg_typecache_free(w->types);
 	w->types = NULL;
+	fpg_lanes_free(w->lanes);
+	w->lanes = NULL;
 	if (w->timerfd >= 0)
 		close(w->timerfd);
 	if (w->wakefd >= 0)
