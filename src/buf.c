@@ -133,12 +133,11 @@ static char *escape_piece(char *o, const unsigned char *p,
 	return o;
 }
 
-void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
+void fpg_buf_json_chars(struct fpg_buf *b, const char *s, size_t n)
 {
 	/* In pieces, so that a huge value does not reserve 6x its size. */
 	const size_t piece = 4096;
 	const unsigned char *p = (const unsigned char *)s, *end = p + n;
-	fpg_buf_putc(b, '"');
 	while (p < end) {
 		size_t k = (size_t)(end - p) < piece ? (size_t)(end - p) : piece;
 		if (!fpg_buf_reserve(b, k * 6))
@@ -147,6 +146,12 @@ void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
 				  b->data);
 		p += k;
 	}
+}
+
+void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n)
+{
+	fpg_buf_putc(b, '"');
+	fpg_buf_json_chars(b, s, n);
 	fpg_buf_putc(b, '"');
 }
 

@@ -32,6 +32,12 @@ void fpg_buf_puts(struct fpg_buf *b, const char *s);
 void fpg_buf_putc(struct fpg_buf *b, char c);
 void fpg_buf_printf(struct fpg_buf *b, const char *fmt, ...) FPG_PRINTF(2, 3);
 
+/*
+ * Appends s[0..n) JSON-escaped as PostgreSQL's escape_json() does, so that
+ * text values are byte-identical to to_json(); without the quotes.
+ */
+void fpg_buf_json_chars(struct fpg_buf *b, const char *s, size_t n);
+
 /* Appends s[0..n) as a JSON string literal, quotes included. */
 void fpg_buf_json_str(struct fpg_buf *b, const char *s, size_t n);
 

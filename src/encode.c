@@ -25,37 +25,6 @@ static void encode(struct fpg_buf *out, const struct fpg_typecache *tc,
 		   const struct fpg_type *t, const char *s, size_t n,
 		   unsigned flags, int depth);
 
-/* Same table as buf.c's: PostgreSQL's escape_json(). */
-static const char json_esc[256] = {
-    ['"'] = '"',  ['\\'] = '\\', ['\b'] = 'b', ['\f'] = 'f', ['\n'] = 'n',
-    ['\r'] = 'r', ['\t'] = 't',	 [0x00] = 'u', [0x01] = 'u', [0x02] = 'u',
-    [0x03] = 'u', [0x04] = 'u',	 [0x05] = 'u', [0x06] = 'u', [0x07] = 'u',
-    [0x0b] = 'u', [0x0e] = 'u',	 [0x0f] = 'u', [0x10] = 'u', [0x11] = 'u',
-    [0x12] = 'u', [0x13] = 'u',	 [0x14] = 'u', [0x15] = 'u', [0x16] = 'u',
-    [0x17] = 'u', [0x18] = 'u',	 [0x19] = 'u', [0x1a] = 'u', [0x1b] = 'u',
-    [0x1c] = 'u', [0x1d] = 'u',	 [0x1e] = 'u', [0x1f] = 'u',
-};
-
-/* Appends s[0..n) JSON-escaped, without the quotes. */
-static void put_json_chars(struct fpg_buf *out, const char *s, size_t n)
-{
-	static const char hex[] = "0123456789abcdef";
-	const unsigned char *p = (const unsigned char *)s;
-	const unsigned char *end = p + n;
-	while (p < end) {
-		const unsigned char *run = p;
-		while (p < end && !json_esc[*p])
-			p++;
-		fpg_buf_append(out, run, (size_t)(p - run));
-		if (p == end)
-			break;
-		char e[6] = {'\\', json_esc[*p], '0',
-			     '0',  hex[*p >> 4], hex[*p & 15]};
-		fpg_buf_append(out, e, e[1] == 'u' ? 6 : 2);
-		p++;
-	}
-}
-
 /*
  * Escaped text inside array and record literals, decoded as a sequence of
  * literal runs without copying. ARRAY syntax (array_in): a backslash quotes
@@ -250,7 +219,7 @@ static void encode_escaped(struct fpg_buf *out, const struct fpg_typecache *tc,
 	if (kind == FPG_TYPE_STRING || kind == FPG_TYPE_DATE) {
 		fpg_buf_putc(out, '"');
 		while (next_run(&u, &run, &len))
-			put_json_chars(out, run, len);
+			fpg_buf_json_chars(out, run, len);
 		fpg_buf_putc(out, '"');
 		return;
 	}

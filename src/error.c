@@ -233,6 +233,21 @@ static const struct {
 	{"severity", PG_DIAG_SEVERITY_NONLOCALIZED},
 };
 
+static void put_start(struct fpg_buf *out, const char *code, const char *msg)
+{
+	fpg_buf_puts(out, "{\"code\":");
+	fpg_buf_json_str(out, code, strlen(code));
+	put_field(out, "message", msg);
+}
+
+/* An error without PostgreSQL's fields: those are null. */
+static void put_plain_object(struct fpg_buf *out, const char *code,
+			     const char *msg)
+{
+	put_start(out, code, msg);
+	fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,\"position\":null}");
+}
+
 void fpg_error_json_object(struct fpg_buf *out, const struct fpg_error *err,
 			   const PGresult *res)
 {
@@ -247,14 +262,11 @@ void fpg_error_json_object(struct fpg_buf *out, const struct fpg_error *err,
 		if (m)
 			msg = m;
 	}
-	fpg_buf_puts(out, "{\"code\":");
-	fpg_buf_json_str(out, code, strlen(code));
-	put_field(out, "message", msg);
 	if (!res) {
-		fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,"
-				  "\"position\":null}");
+		put_plain_object(out, code, msg);
 		return;
 	}
+	put_start(out, code, msg);
 	put_field(out, "detail", PQresultErrorField(res, PG_DIAG_MESSAGE_DETAIL));
 	put_field(out, "hint", PQresultErrorField(res, PG_DIAG_MESSAGE_HINT));
 	const char *pos = PQresultErrorField(res, PG_DIAG_STATEMENT_POSITION);
@@ -274,4 +286,12 @@ void fpg_error_json(struct fpg_buf *out, const struct fpg_error *err,
 	fpg_buf_puts(out, "{\"error\":");
 	fpg_error_json_object(out, err, res);
 	fpg_buf_puts(out, "}");
+}
+
+void fpg_error_json_code(struct fpg_buf *out, const char *code,
+			 const char *msg)
+{
+	fpg_buf_puts(out, "{\"error\":");
+	put_plain_object(out, code, msg);
+	fpg_buf_putc(out, '}');
 }

@@ -50,6 +50,14 @@ void fpg_error_json(struct fpg_buf *out, const struct fpg_error *err,
 		    const PGresult *res);
 
 /*
+ * Appends {"error":{...}} for an error of our own named code with message
+ * msg (any length; both borrowed for the call), as fpg_error_json writes
+ * it without a PGresult.
+ */
+void fpg_error_json_code(struct fpg_buf *out, const char *code,
+			 const char *msg);
+
+/*
  * Appends only the inner error object ({"code":...,"message":...}), for
  * errors reported inside an already started response.
  */

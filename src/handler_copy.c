@@ -755,15 +755,19 @@ int fpg_handle_copy_out(struct fpg_request *req)
 int fpg_handle_tx_copy_in(struct fpg_request *req)
 {
 	struct fpg_tx *tx;
-	int status = 0;
-	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
-	return conn ? start(req, true, conn, tx) : status;
+	struct fpg_error err;
+	struct fpg_conn *conn =
+		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+	return conn ? start(req, true, conn, tx)
+		    : fpg_request_error(req, &err, NULL);
 }
 
 int fpg_handle_tx_copy_out(struct fpg_request *req)
 {
 	struct fpg_tx *tx;
-	int status = 0;
-	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
-	return conn ? start(req, false, conn, tx) : status;
+	struct fpg_error err;
+	struct fpg_conn *conn =
+		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+	return conn ? start(req, false, conn, tx)
+		    : fpg_request_error(req, &err, NULL);
 }

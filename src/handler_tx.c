@@ -10,9 +10,10 @@
 #include <string.h>
 #include <strings.h>
 
+#include "answer.h"
 #include "error.h"
-#include "params.h"
 #include "handlers.h"
+#include "params.h"
 #include "tx.h"
 #include "worker.h"
 
@@ -43,37 +44,6 @@ static struct tx_req *tx_req_new(struct fpg_request *req)
 	tr->req = req;
 	req->handler = &tr->hs;
 	return tr;
-}
-
-/* The {token} segment of the path, or NULL when it cannot be one. */
-static const char *path_token(struct fpg_request *req, char *buf)
-{
-	const char *p = req->path_param;
-	size_t n = strcspn(p, "/");
-	if (n != FPG_TX_TOKEN_LEN)
-		return NULL;
-	memcpy(buf, p, n);
-	buf[n] = '\0';
-	return buf;
-}
-
-struct fpg_conn *fpg_tx_take_from_path(struct fpg_request *req,
-				       struct fpg_tx **tx, int *status)
-{
-	char buf[FPG_TX_TOKEN_LEN + 1];
-	const char *token = path_token(req, buf);
-	struct fpg_error err;
-	struct fpg_conn *conn = NULL;
-	if (!token) {
-		fpg_error_set(&err, FPG_ERR_REQUEST, 404,
-			      "unknown transaction token");
-		err.reason = "transaction_not_found";
-	} else {
-		conn = fpg_tx_take(req->w->tx_table, token, tx, &err);
-	}
-	if (!conn)
-		*status = fpg_request_error(req, &err, NULL);
-	return conn;
 }
 
 /* ---- POST /tx ---- */
@@ -241,7 +211,7 @@ struct batch {
 	struct fpg_conn *conn;
 	bool tx_waiting;	     /* a tx callback will come */
 	bool holding;		     /* between claim and finish */
-	struct fpg_batch_item *item; /* statement running */
+	struct fpg_answer *item;     /* statement running */
 	struct fpg_timer retry_timer;
 	int failed;		     /* statement that failed, -1 = COMMIT */
 	struct fpg_error err;	     /* why it failed */
@@ -251,7 +221,10 @@ struct batch {
 static void batch_cleanup(struct fpg_request *req)
 {
 	struct batch *b = (struct batch *)req->handler;
-	fpg_batch_item_abandon(b->item);
+	if (b->item) {
+		fpg_answer_deinit(b->item);
+		free(b->item);
+	}
 	fpg_loop_timer_disarm(&req->w->loop, &b->retry_timer);
 	if (b->holding)
 		fpg_tx_finish(b->tx, false, NULL, NULL); /* nobody waits */
@@ -356,6 +329,54 @@ static void item_done(void *ctx, PGresult *res, const struct fpg_error *err)
 	batch_next(b);
 }
 
+/* An item's answer stays in out, or is taken back on error. */
+static void item_finish(struct fpg_answer *a, PGresult *res,
+			const struct fpg_error *err)
+{
+	struct batch *b = a->ctx;
+	struct fpg_buf *out = a->out;
+	if (err) {
+		out->len = out->off + a->out_start;
+	} else {
+		fpg_rowfmt_put_end(&a->fmt, out, res);
+		out->len--; /* its newline: items are separated by commas */
+	}
+	b->item = NULL;
+	item_done(b, res, err);
+	fpg_answer_deinit(a);
+	free(a);
+}
+
+static const struct fpg_answer_ops item_ops = {
+	.finish = item_finish,
+};
+
+/* Runs statement b->current on the batch's connection. */
+static void run_item(struct batch *b)
+{
+	struct fpg_request *req = b->req;
+	const struct fpg_statement *st = &b->stmts[b->current];
+	struct fpg_error err;
+	if (!fpg_answer_precheck(req->w, st->sql, true, &err)) {
+		item_done(b, NULL, &err);
+		return;
+	}
+	struct fpg_answer *a = malloc(sizeof(*a));
+	if (!a) {
+		fpg_error_set(&err, FPG_ERR_NOMEM, 503, "out of memory");
+		item_done(b, NULL, &err);
+		return;
+	}
+	fpg_answer_init(a, req->w, &req->out, st, FPG_ROWFMT_JSON,
+			FPG_EXPECT_ALL, &item_ops);
+	a->whole = true; /* a batch answers once it is whole */
+	a->ctx = b;
+	a->q.conn_fixed = b->conn;
+	a->q.exclusive = true;
+	b->item = a;
+	fpg_answer_submit(a);
+}
+
 static void batch_next(struct batch *b)
 {
 	if (b->current == b->n) {
@@ -364,8 +385,7 @@ static void batch_next(struct batch *b)
 	}
 	if (b->current > 0)
 		fpg_buf_putc(&b->req->out, ',');
-	fpg_query_run_batch_item(b->req, b->conn, &b->stmts[b->current],
-				 item_done, b, &b->item);
+	run_item(b);
 }
 
 static void batch_began(void *ctx, struct fpg_tx *tx,
@@ -430,18 +450,6 @@ static int start_batch(struct fpg_request *req,
 	return 0;
 }
 
-/* ---- POST /tx/{token}/query ---- */
-
-int fpg_handle_tx_query(struct fpg_request *req)
-{
-	struct fpg_tx *tx;
-	int status = 0;
-	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
-	if (!conn)
-		return status;
-	return fpg_query_run_in_tx(req, conn, tx);
-}
-
 /* ---- commit and rollback ---- */
 
 static void finished(void *ctx, struct fpg_tx *tx, const struct fpg_error *err)
@@ -461,10 +469,11 @@ static void finished(void *ctx, struct fpg_tx *tx, const struct fpg_error *err)
 static int end_tx(struct fpg_request *req, bool commit)
 {
 	struct fpg_tx *tx;
-	int status = 0;
-	struct fpg_conn *conn = fpg_tx_take_from_path(req, &tx, &status);
+	struct fpg_error err;
+	struct fpg_conn *conn =
+		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
 	if (!conn)
-		return status;
+		return fpg_request_error(req, &err, NULL);
 	struct tx_req *tr = tx_req_new(req);
 	if (!tr) {
 		/* Still ends it: a client asking to end must not leak it. */

@@ -933,3 +933,35 @@ void fpg_query_cancel(struct fpg_query *q)
 	if (q->exclusive && q->op && !q->done)
 		fpg_conn_cancel(q->conn);
 }
+
+struct fpg_lanes *fpg_lanes_new(void)
+{
+	return calloc(1, sizeof(struct fpg_lanes));
+}
+
+void fpg_lanes_free(struct fpg_lanes *lanes)
+{
+	free(lanes);
+}
+
+/*
+ * Large before, or unknown while a connection is free: a large answer on
+ * a connection of its own can wait for a slow client. Known small
+ * answers share a pipelined connection (the fast lane).
+ */
+bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
+			  struct fpg_pool *pool, const char *sql)
+{
+	uint64_t h = fpg_query_hash(sql);
+	unsigned i = h % FPG_LANE_SLOTS;
+	if (lanes->big[i] == h)
+		return true;
+	return lanes->small[i] != h && fpg_pool_can_hold(pool);
+}
+
+void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big)
+{
+	unsigned i = sql_hash % FPG_LANE_SLOTS;
+	lanes->big[i] = big ? sql_hash : 0;
+	lanes->small[i] = big ? 0 : sql_hash;
+}

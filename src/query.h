@@ -15,15 +15,11 @@
 #include "fasterpg.h"
 #include "pool.h"
 #include "loop.h"
+#include "rowfmt.h"
 
 struct fpg_query;
 struct fpg_stmt;
 struct fpg_stmt_cache;
-
-struct fpg_column {
-	const char *name;
-	uint32_t type;
-};
 
 struct fpg_query_ops {
 	/*
@@ -116,3 +112,32 @@ struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
 
 /* Frees the cache; queries waiting on its statements must be gone. */
 void fpg_stmt_cache_free(struct fpg_stmt_cache *cache);
+
+#define FPG_LANE_SLOTS 256
+
+/*
+ * What earlier answers of a statement (by SQL hash) were like, to choose
+ * its lane: small ones share a pipelined connection, large or unknown
+ * ones get a connection of their own when one is free. Direct-mapped: a
+ * statement sharing a slot with another only loses what was learnt.
+ * Owned by whoever creates it; one thread only.
+ */
+struct fpg_lanes {
+	uint64_t big[FPG_LANE_SLOTS];
+	uint64_t small[FPG_LANE_SLOTS];
+};
+
+/* A new lane memory that knows nothing yet. Caller owns; NULL on OOM. */
+struct fpg_lanes *fpg_lanes_new(void);
+void fpg_lanes_free(struct fpg_lanes *lanes);
+
+/*
+ * Whether a statement whose answer could be large (sql) should run on a
+ * connection of its own (exclusive) rather than a shared one of pool.
+ */
+bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
+			  struct fpg_pool *pool, const char *sql);
+
+/* Remembers whether the answer of the statement with hash sql_hash
+ * (fpg_query.sql_hash) was big. */
+void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big);

@@ -125,11 +125,7 @@ static void fifo_remove(struct fpg_fifo *f, struct fpg_fifo_link *l)
 static void put_error_object(struct fpg_buf *out, const char *code,
 			     const char *msg)
 {
-	fpg_buf_puts(out, "{\"error\":{\"code\":");
-	fpg_buf_json_str(out, code, strlen(code));
-	fpg_buf_puts(out, ",\"message\":");
-	fpg_buf_json_str(out, msg, strlen(msg));
-	fpg_buf_puts(out, ",\"detail\":null,\"hint\":null,\"position\":null}}");
+	fpg_error_json_code(out, code, msg);
 }
 
 /*

@@ -629,3 +629,19 @@ void fpg_tx_tick(struct fpg_tx_table *w)
 		finish_as(tx, false, why, NULL, NULL);
 	}
 }
+
+struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *w, const char *s,
+				    struct fpg_tx **txp, struct fpg_error *err)
+{
+	char token[FPG_TX_TOKEN_LEN + 1];
+	size_t n = strcspn(s, "/");
+	if (n != FPG_TX_TOKEN_LEN) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 404,
+			      "unknown transaction token");
+		err->reason = "transaction_not_found";
+		return NULL;
+	}
+	memcpy(token, s, n);
+	token[n] = '\0';
+	return fpg_tx_take(w, token, txp, err);
+}

@@ -122,6 +122,14 @@ struct fpg_conn *fpg_tx_take(struct fpg_tx_table *here, const char *token,
 			     struct fpg_tx **txp, struct fpg_error *err);
 
 /*
+ * fpg_tx_take for the token that s starts with, up to the first '/' or
+ * the end (a path's "{token}/query"); 404 when that cannot be a token.
+ */
+struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *here, const char *s,
+				    struct fpg_tx **txp,
+				    struct fpg_error *err);
+
+/*
  * Takes a session just begun by this worker (done's tx) for its first
  * step, as fpg_tx_take does for a token. NULL if it already ended.
  */

@@ -154,7 +154,8 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 	if (!fpg_loop_init(&w->loop, TICK_MS, on_tick, w, err))
 		return false;
 	w->types = fpg_typecache_new();
-	if (!w->types) {
+	w->lanes = fpg_lanes_new();
+	if (!w->types || !w->lanes) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
 	}
@@ -273,6 +274,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->tx_table = NULL;
 	fpg_typecache_free(w->types);
 	w->types = NULL;
+	fpg_lanes_free(w->lanes);
+	w->lanes = NULL;
 	fpg_loop_deinit(&w->loop);
 	if (w->locks_ready) {
 		pthread_mutex_destroy(&w->requests_lock);

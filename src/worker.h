@@ -25,11 +25,11 @@ struct fpg_server;
 struct fpg_pool;
 struct fpg_request;
 struct fpg_typecache;
+struct fpg_lanes;
 struct fpg_conn;
 struct fpg_tx_registry;
 struct fpg_tx_table;
 
-#define FPG_BIG_SLOTS 256
 
 /*
  * An intrusive first-in first-out list with O(1) removal: when every
@@ -58,6 +58,7 @@ struct fpg_worker {
 	struct MHD_Daemon *mhd;
 	struct fpg_pool *pool;
 	struct fpg_typecache *types;
+	struct fpg_lanes *lanes;    /* lane choice of /query (query.h) */
 	struct fpg_tx_table *tx_table; /* sessions this worker began */
 	struct fpg_stats stats;	    /* read by any thread (atomics) */
 	size_t buffered;	    /* answer bytes waiting for clients
@@ -80,11 +81,6 @@ struct fpg_worker {
 	 * one system call serves many request ids, and no lock is shared */
 	unsigned char random_pool[256];
 	unsigned random_left;	    /* unused bytes at the end of the pool */
-	/* What earlier answers of a statement (by SQL hash) were like:
-	 * small ones share a pipelined connection, large or unknown ones get
-	 * a connection of their own when one is free (direct-mapped). */
-	uint64_t big_statements[FPG_BIG_SLOTS];
-	uint64_t small_statements[FPG_BIG_SLOTS];
 };
 
 /*

@@ -69,6 +69,24 @@ static void expect_redacted(const char *msg, bool echoes, const char *want)
 		      msg, out, want);
 }
 
+/* Our own errors read as fpg_error_json writes them without a result. */
+START_TEST(json_code_like_json)
+{
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_REQUEST, 404, "no \"such\"\n thing");
+	err.reason = "not_found";
+	struct fpg_buf a, b;
+	fpg_buf_init(&a);
+	fpg_buf_init(&b);
+	fpg_error_json(&a, &err, NULL);
+	fpg_error_json_code(&b, "not_found", "no \"such\"\n thing");
+	ck_assert_int_eq(a.len, b.len);
+	ck_assert(memcmp(a.data, b.data, a.len) == 0);
+	fpg_buf_deinit(&a);
+	fpg_buf_deinit(&b);
+}
+END_TEST
+
 START_TEST(redact_passwords)
 {
 	/* conninfo: plain, quoted (escapes, blanks), spaced, any case */
@@ -131,6 +149,7 @@ int main(void)
 	tcase_add_test(tc, json_without_pg_result);
 	tcase_add_test(tc, tidy);
 	tcase_add_test(tc, redact_passwords);
+	tcase_add_test(tc, json_code_like_json);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
