@@ -4,11 +4,12 @@
 #include <string.h>
 
 #include "encode.h"
-#include "worker.h"
+#include "services.h"
+#include "stats.h"
 
 static const struct fpg_query_ops query_ops;
 
-void fpg_answer_init(struct fpg_answer *a, struct fpg_worker *w,
+void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 		     struct fpg_buf *out, const struct fpg_statement *st,
 		     enum fpg_rowfmt_format format, enum fpg_expect expect,
 		     const struct fpg_answer_ops *ops)
@@ -32,7 +33,7 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_worker *w,
 	a->q.ctx = a;
 }
 
-bool fpg_answer_precheck(const struct fpg_worker *w, const char *sql,
+bool fpg_answer_precheck(const struct fpg_services *w, const char *sql,
 			 bool in_tx, struct fpg_error *err)
 {
 	if (!w->opts->sql_precheck)
@@ -52,7 +53,7 @@ void fpg_answer_submit(struct fpg_answer *a)
  */
 void fpg_answer_account(struct fpg_answer *a)
 {
-	struct fpg_worker *w = a->w;
+	struct fpg_services *w = a->w;
 	size_t now = fpg_buf_pending(a->out);
 	w->buffered = w->buffered - a->accounted + now;
 	a->accounted = now;
@@ -95,7 +96,7 @@ static bool row_allowed(struct fpg_answer *a)
 
 /* This worker's share of max-buffered-total is used up (the server
  * resolved threads = 0 to the worker count). */
-static bool worker_full(const struct fpg_worker *w)
+static bool worker_full(const struct fpg_services *w)
 {
 	return w->buffered > w->opts->max_buffered_total / w->opts->threads;
 }
@@ -171,7 +172,7 @@ static void on_finish(struct fpg_query *q, PGresult *res,
 		      const struct fpg_error *err)
 {
 	struct fpg_answer *a = q->ctx;
-	FPG_STAT_ADD(a->w->stats.rows_sent, a->rows);
+	FPG_STAT_ADD(a->w->stats->rows_sent, a->rows);
 	if (a->dropping) {
 		/* The cancel we sent may be the error here: ours is the news. */
 		res = NULL;

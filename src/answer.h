@@ -7,7 +7,7 @@
  * max-buffered-bytes and the worker's share of max-buffered-total. Rows
  * past a limit are counted, not written, and the answer ends with the
  * limit's error. The worker's count of buffered answer bytes
- * (fpg_worker.buffered) includes this answer's pending bytes.
+ * (fpg_services.buffered) includes this answer's pending bytes.
  *
  * Knows nothing of HTTP: its owner (a handler) decides when bytes go out.
  */
@@ -25,7 +25,7 @@
 #include "query.h"
 #include "rowfmt.h"
 
-struct fpg_worker;
+struct fpg_services;
 struct fpg_answer;
 
 struct fpg_answer_ops {
@@ -46,7 +46,7 @@ struct fpg_answer {
 	 * q.conn_fixed before fpg_answer_submit, and may set whole and ctx. */
 	struct fpg_query q;
 	struct fpg_rowfmt fmt;
-	struct fpg_worker *w;
+	struct fpg_services *w;
 	struct fpg_buf *out;	/* borrowed, outlives the answer */
 	size_t out_start;	/* out's pending bytes before this answer */
 	bool whole;		/* sent only once whole (a batch item): the
@@ -68,7 +68,7 @@ struct fpg_answer {
  * expect applies to JSON only. The statement timeout is st's, capped by
  * the server's.
  */
-void fpg_answer_init(struct fpg_answer *a, struct fpg_worker *w,
+void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 		     struct fpg_buf *out, const struct fpg_statement *st,
 		     enum fpg_rowfmt_format format, enum fpg_expect expect,
 		     const struct fpg_answer_ops *ops);
@@ -79,7 +79,7 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_worker *w,
  * off. Correctness does not depend on it: the pool and the transaction
  * sessions check what PostgreSQL says it did.
  */
-bool fpg_answer_precheck(const struct fpg_worker *w, const char *sql,
+bool fpg_answer_precheck(const struct fpg_services *w, const char *sql,
 			 bool in_tx, struct fpg_error *err) FPG_MUST_CHECK;
 
 /* Starts the statement on the worker's pool (or q.conn_fixed). */

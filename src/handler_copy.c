@@ -31,7 +31,8 @@
 #include "handlers.h"
 #include "pool.h"
 #include "tx.h"
-#include "worker.h"
+#include "services.h"
+#include "stats.h"
 
 #define HIGH_MARK (256 * 1024)
 #define LOW_MARK (64 * 1024)
@@ -61,7 +62,7 @@ struct copy_req;
 /* The PostgreSQL side of one COPY. */
 struct copy_pg {
 	struct fpg_evsrc ev;	     /* first: socket events in raw mode */
-	struct fpg_worker *w;
+	struct fpg_services *w;
 	struct fpg_conn *conn;
 	struct fpg_tx *tx;	     /* the session's COPY, or NULL */
 	struct copy_req *owner;	     /* NULL once the request went away */
@@ -548,7 +549,7 @@ static void on_acquire_fail(struct fpg_pool_waiter *wt,
 
 static int refuse(struct fpg_request *req, enum copy_refusal why)
 {
-	const struct fpg_options *o = req->w->opts;
+	const struct fpg_options *o = req->svc->opts;
 	switch (why) {
 	case CR_INFLATED_SIZE:
 		return fpg_request_fail(req, 413, "inflated_too_large",
@@ -716,7 +717,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	cr->pg = p;
 	req->handler = &cr->hs;
 	p->ev.on_event = pg_event;
-	p->w = req->w;
+	p->w = req->svc;
 	p->owner = cr;
 	p->in = in;
 	p->tx = tx;
@@ -729,8 +730,8 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 		p->waiter.ready = on_conn;
 		p->waiter.fail = on_acquire_fail;
 		p->waiter.deadline_ms =
-			req->w->loop.now_ms + req->w->opts->acquire_timeout_ms;
-		fpg_pool_acquire(req->w->pool, &p->waiter);
+			req->svc->loop->now_ms + req->svc->opts->acquire_timeout_ms;
+		fpg_pool_acquire(req->svc->pool, &p->waiter);
 	}
 	return 0;
 fail:
@@ -757,7 +758,7 @@ int fpg_handle_tx_copy_in(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
 	return conn ? start(req, true, conn, tx)
 		    : fpg_request_error(req, &err, NULL);
 }
@@ -767,7 +768,7 @@ int fpg_handle_tx_copy_out(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
 	return conn ? start(req, false, conn, tx)
 		    : fpg_request_error(req, &err, NULL);
 }

@@ -7,8 +7,7 @@
 
 #include "handlers.h"
 #include "query.h"
-#include "router.h"
-#include "server.h"
+#include "services.h"
 #include "stats.h"
 #include "tx.h"
 
@@ -77,40 +76,28 @@ int fpg_handle_readyz(struct fpg_request *req)
 	rr->q.timeout_ms = 5000;
 	/* Readiness is a quick answer, even while PostgreSQL is frozen. */
 	rr->q.deadline_ms = 2000;
-	fpg_query_submit(req->w->pool, &rr->q);
+	fpg_query_submit(req->svc->pool, &rr->q);
 	return 0;
-}
-
-/* The workers' statistics, for reading (at most 256 workers). */
-static unsigned worker_stats(struct fpg_server *srv, struct fpg_stats **list)
-{
-	unsigned n = srv->nworkers < 256 ? srv->nworkers : 256;
-	for (unsigned i = 0; i < n; i++)
-		list[i] = &srv->workers[i].stats;
-	return n;
 }
 
 int fpg_handle_metrics(struct fpg_request *req)
 {
-	struct fpg_server *srv = req->w->srv;
-	struct fpg_stats *list[256];
-	unsigned n = worker_stats(srv, list);
-	fpg_stats_prometheus(&req->out, list, n, fpg_router_stat_names(),
-			     fpg_router_count() + 1, fpg_tx_open_count(srv->tx_reg));
+	const struct fpg_services *svc = req->svc;
+	fpg_stats_prometheus(&req->out, svc->all_stats, svc->nworkers,
+			     svc->route_names, svc->nroutes,
+			     fpg_tx_open_count(svc->tx_reg));
 	req->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	return 200;
 }
 
 int fpg_handle_stats(struct fpg_request *req)
 {
-	struct fpg_server *srv = req->w->srv;
-	struct fpg_stats *list[256];
-	unsigned n = worker_stats(srv, list);
+	const struct fpg_services *svc = req->svc;
 	char extra[128];
 	snprintf(extra, sizeof(extra),
-		 "\"workers_count\":%u,\"transactions_open\":%u", n,
-		 fpg_tx_open_count(srv->tx_reg));
-	fpg_stats_json(&req->out, list, n, fpg_router_stat_names(),
-		       fpg_router_count() + 1, extra);
+		 "\"workers_count\":%u,\"transactions_open\":%u",
+		 svc->nworkers, fpg_tx_open_count(svc->tx_reg));
+	fpg_stats_json(&req->out, svc->all_stats, svc->nworkers,
+		       svc->route_names, svc->nroutes, extra);
 	return 200;
 }

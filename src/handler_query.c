@@ -28,7 +28,8 @@
 #include "query.h"
 #include "rowfmt.h"
 #include "tx.h"
-#include "worker.h"
+#include "services.h"
+#include "stats.h"
 
 #define FIRST_CHUNK (64 * 1024)
 #define HIGH_MARK (256 * 1024)
@@ -141,7 +142,7 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 		return;
 	}
 	fpg_rowfmt_put_end(&a->fmt, &req->out, res);
-	fpg_lanes_learn(req->w->lanes, a->q.sql_hash, a->bytes > FIRST_CHUNK);
+	fpg_lanes_learn(req->svc->lanes, a->q.sql_hash, a->bytes > FIRST_CHUNK);
 	if (qr->streaming)
 		fpg_request_stream_end(req, false);
 	else
@@ -248,14 +249,14 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		free(qr);
 		return fpg_request_error(req, &err, NULL);
 	}
-	fpg_answer_init(&qr->a, req->w, &req->out, &qr->st, fmt,
+	fpg_answer_init(&qr->a, req->svc, &req->out, &qr->st, fmt,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;
 	qr->hs.drained = on_drained;
 	req->handler = &qr->hs;
-	if (!fpg_answer_precheck(req->w, qr->st.sql, tx_conn != NULL, &err))
+	if (!fpg_answer_precheck(req->svc, qr->st.sql, tx_conn != NULL, &err))
 		return fpg_request_error(req, &err, NULL);
 	if (qr->st.expect != FPG_EXPECT_ALL && fmt != FPG_ROWFMT_JSON)
 		return fpg_request_fail(req, 400, "bad_request",
@@ -271,7 +272,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		qr->a.q.exclusive =
 			qr->st.expect == FPG_EXPECT_ALL &&
 			(fmt != FPG_ROWFMT_JSON || stream_asked(req) ||
-			 fpg_lanes_choose_own(req->w->lanes, req->w->pool,
+			 fpg_lanes_choose_own(req->svc->lanes, req->svc->pool,
 					      qr->st.sql));
 	}
 	fpg_answer_submit(&qr->a);
@@ -288,7 +289,7 @@ int fpg_handle_tx_query(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
 	int status = start_query(req, conn);

@@ -15,7 +15,8 @@
 #include "handlers.h"
 #include "params.h"
 #include "tx.h"
-#include "worker.h"
+#include "services.h"
+#include "stats.h"
 
 #define MAX_RETRIES 20
 #define MAX_BATCH 1000
@@ -60,7 +61,7 @@ static const char *const isolation_names[] = {
 static bool parse_options(struct fpg_request *req, struct fpg_tx_options *o,
 			  bool *batch, unsigned *retries, struct fpg_error *err)
 {
-	const struct fpg_options *so = req->w->opts;
+	const struct fpg_options *so = req->svc->opts;
 	memset(o, 0, sizeof(*o));
 	*batch = false;
 	*retries = 0;
@@ -163,7 +164,7 @@ static void began(void *ctx, struct fpg_tx *tx, const struct fpg_error *err)
 		       "\"expires_in_ms\":%llu}\n",
 		       token, fpg_tx_idle_timeout_ms(tx),
 		       (unsigned long long)fpg_tx_expires_in_ms(
-			       tx, req->w->loop.now_ms));
+			       tx, req->svc->loop->now_ms));
 	fpg_request_complete(req, 201);
 }
 
@@ -181,7 +182,7 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 	if (!tr)
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
-	struct fpg_tx *tx = fpg_tx_begin(req->w->tx_table, &o, began, tr, &err);
+	struct fpg_tx *tx = fpg_tx_begin(req->svc->tx, &o, began, tr, &err);
 	if (!tx)
 		return fpg_request_error(req, &err, NULL);
 	/* began() may already have run (no connection to be had). */
@@ -225,7 +226,7 @@ static void batch_cleanup(struct fpg_request *req)
 		fpg_answer_deinit(b->item);
 		free(b->item);
 	}
-	fpg_loop_timer_disarm(&req->w->loop, &b->retry_timer);
+	fpg_loop_timer_disarm(req->svc->loop, &b->retry_timer);
 	if (b->holding)
 		fpg_tx_finish(b->tx, false, NULL, NULL); /* nobody waits */
 	else if (b->tx_waiting)
@@ -268,13 +269,13 @@ static void batch_fail(struct batch *b)
 	struct fpg_request *req = b->req;
 	if (retryable(&b->err) && b->attempt < b->retries) {
 		b->attempt++;
-		FPG_STAT_ADD(req->w->stats.tx_retries, 1);
+		FPG_STAT_ADD(req->svc->stats->tx_retries, 1);
 		/* 10 ms doubling, capped at 1 s, times 0.5 to 1.5 */
 		unsigned base = 10u << (b->attempt < 7 ? b->attempt : 7);
 		if (base > 1000)
 			base = 1000;
 		unsigned jitter = (unsigned)(random() % (base + 1));
-		fpg_loop_timer_arm(&req->w->loop, &b->retry_timer,
+		fpg_loop_timer_arm(req->svc->loop, &b->retry_timer,
 				     base / 2 + jitter);
 		return;
 	}
@@ -357,7 +358,7 @@ static void run_item(struct batch *b)
 	struct fpg_request *req = b->req;
 	const struct fpg_statement *st = &b->stmts[b->current];
 	struct fpg_error err;
-	if (!fpg_answer_precheck(req->w, st->sql, true, &err)) {
+	if (!fpg_answer_precheck(req->svc, st->sql, true, &err)) {
 		item_done(b, NULL, &err);
 		return;
 	}
@@ -367,7 +368,7 @@ static void run_item(struct batch *b)
 		item_done(b, NULL, &err);
 		return;
 	}
-	fpg_answer_init(a, req->w, &req->out, st, FPG_ROWFMT_JSON,
+	fpg_answer_init(a, req->svc, &req->out, st, FPG_ROWFMT_JSON,
 			FPG_EXPECT_ALL, &item_ops);
 	a->whole = true; /* a batch answers once it is whole */
 	a->ctx = b;
@@ -398,7 +399,7 @@ static void batch_began(void *ctx, struct fpg_tx *tx,
 		batch_fail(b);
 		return;
 	}
-	b->conn = fpg_tx_claim(b->req->w->tx_table, tx);
+	b->conn = fpg_tx_claim(b->req->svc->tx, tx);
 	if (!b->conn) {
 		struct fpg_error e;
 		fpg_error_set(&e, FPG_ERR_UNAVAILABLE, 503,
@@ -419,7 +420,7 @@ static void batch_attempt(struct batch *b)
 	b->current = 0;
 	b->failed = -2; /* none */
 	b->tx_waiting = true;
-	b->tx = fpg_tx_begin(b->req->w->tx_table, &b->opts, batch_began, b, &err);
+	b->tx = fpg_tx_begin(b->req->svc->tx, &b->opts, batch_began, b, &err);
 	if (!b->tx) {
 		b->tx_waiting = false;
 		record_error(b, 0, &err, NULL);
@@ -471,7 +472,7 @@ static int end_tx(struct fpg_request *req, bool commit)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->w->tx_table, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
 	struct tx_req *tr = tx_req_new(req);

@@ -1,9 +1,11 @@
 #include "request.h"
 
 #include <stdarg.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
@@ -12,8 +14,6 @@
 #include "error.h"
 #include "guard.h"
 #include "log.h"
-#include "router.h"
-#include "server.h"
 #include "stats.h"
 
 /* Resume a suspended stream only once this much is buffered: every
@@ -51,6 +51,49 @@ static bool valid_cancel_key(const char *s)
 	return true;
 }
 
+void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc)
+{
+	memset(rs, 0, sizeof(*rs));
+	rs->svc = svc;
+	pthread_mutex_init(&rs->lock, NULL);
+	rs->lock_ready = true;
+}
+
+void fpg_requests_deinit(struct fpg_requests *rs)
+{
+	if (rs->lock_ready)
+		pthread_mutex_destroy(&rs->lock);
+	rs->lock_ready = false;
+}
+
+/*
+ * Fills out with n (at most 256) bytes from the kernel's CSPRNG, drawn in
+ * 256-byte batches. False when getrandom() fails (it does not on Linux
+ * >= 3.17 once the pool is seeded).
+ */
+static bool draw_random(struct fpg_requests *rs, void *out, size_t n)
+{
+	if (n > sizeof(rs->random_pool))
+		return false;
+	if (rs->random_left < n) {
+		/* Up to 256 bytes, getrandom() returns them all and is not
+		 * interrupted by signals (getrandom(2)). */
+		ssize_t got =
+			getrandom(rs->random_pool, sizeof(rs->random_pool), 0);
+		if (got != (ssize_t)sizeof(rs->random_pool)) {
+			fpg_log_error("request", NULL, "getrandom: %s",
+				      got < 0 ? strerror(errno) : "short read");
+			return false;
+		}
+		rs->random_left = sizeof(rs->random_pool);
+	}
+	rs->random_left -= (unsigned)n;
+	memcpy(out, rs->random_pool + rs->random_left, n);
+	/* Handed out bytes must not stay behind for a later reader. */
+	memset(rs->random_pool + rs->random_left, 0, n);
+	return true;
+}
+
 /*
  * A generated id names the request in logs and answers only; it is drawn
  * from the CSPRNG all the same, so that one client cannot learn from its
@@ -65,7 +108,7 @@ static bool set_request_id(struct fpg_request *req)
 		return true;
 	}
 	unsigned char r[8];
-	if (!fpg_worker_random(req->w, r, sizeof(r)))
+	if (!draw_random(req->rs, r, sizeof(r)))
 		return false;
 	for (size_t i = 0; i < sizeof(r); i++)
 		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
@@ -172,15 +215,15 @@ static void cut(struct fpg_client *cl, const char *id, int status,
  */
 static void pending_start(struct fpg_client *cl)
 {
-	struct fpg_worker *w = cl->w;
-	fifo_push(&w->pending_clients, &cl->pending, w->loop.now_ms);
-	unsigned cap = w->opts->max_connections / 2;
+	struct fpg_requests *w = cl->rs;
+	fifo_push(&w->pending_clients, &cl->pending, w->svc->loop->now_ms);
+	unsigned cap = w->svc->opts->max_connections / 2;
 	if (w->pending_clients.n <= (cap ? cap : 1))
 		return;
 	struct fpg_client *old = FPG_CONTAINER_OF(w->pending_clients.head,
 						  struct fpg_client, pending);
 	fifo_remove(&w->pending_clients, &old->pending);
-	FPG_STAT_ADD(w->stats.http_evicted, 1);
+	FPG_STAT_ADD(w->svc->stats->http_evicted, 1);
 	cut(old, NULL, 503, "Service Unavailable", "too_many_connections",
 	    "too many connections are waiting to send their headers; this "
 	    "one waited longest");
@@ -207,23 +250,23 @@ static bool bytes_waiting(int fd)
  */
 static void bytes_came(struct fpg_client *cl)
 {
-	struct fpg_worker *w = cl->w;
+	struct fpg_requests *w = cl->rs;
 	if (cl->pending.linked || cl->unsure.linked)
 		return;
-	if (cl->active_turn + 1 < w->loop.turn)
+	if (cl->active_turn + 1 < w->svc->loop->turn)
 		pending_start(cl);
 	else
-		fifo_push(&w->unsure_clients, &cl->unsure, w->loop.now_ms);
+		fifo_push(&w->unsure_clients, &cl->unsure, w->svc->loop->now_ms);
 }
 
-void fpg_request_settle_clients(struct fpg_worker *w)
+void fpg_request_settle_clients(struct fpg_requests *w)
 {
 	struct fpg_fifo_link *l;
 	while ((l = w->unsure_clients.head)) {
 		struct fpg_client *cl =
 			FPG_CONTAINER_OF(l, struct fpg_client, unsure);
 		fifo_remove(&w->unsure_clients, l);
-		if (!cl->req && cl->active_turn != w->loop.turn &&
+		if (!cl->req && cl->active_turn != w->svc->loop->turn &&
 		    bytes_waiting(cl->fd))
 			pending_start(cl);
 	}
@@ -231,26 +274,26 @@ void fpg_request_settle_clients(struct fpg_worker *w)
 
 static void upload_start(struct fpg_request *req)
 {
-	if (!req->w->opts->min_upload_rate || req->body_done ||
+	if (!req->svc->opts->min_upload_rate || req->body_done ||
 	    req->client_gone || !req->client)
 		return;
 	req->upload_bytes = 0;
-	fifo_push(&req->w->uploads, &req->upload, req->w->loop.now_ms);
+	fifo_push(&req->rs->uploads, &req->upload, req->svc->loop->now_ms);
 }
 
 static void upload_stop(struct fpg_request *req)
 {
-	fifo_remove(&req->w->uploads, &req->upload);
+	fifo_remove(&req->rs->uploads, &req->upload);
 }
 
 /* A window ended: enough bytes start the next one, too few end it. */
-static void check_uploads(struct fpg_worker *w)
+static void check_uploads(struct fpg_requests *w)
 {
-	uint64_t min = (uint64_t)w->opts->min_upload_rate * UPLOAD_WINDOW_MS /
+	uint64_t min = (uint64_t)w->svc->opts->min_upload_rate * UPLOAD_WINDOW_MS /
 		       1000;
 	struct fpg_fifo_link *l;
 	while ((l = w->uploads.head) &&
-	       w->loop.now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
+	       w->svc->loop->now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
 		struct fpg_request *req =
 			FPG_CONTAINER_OF(l, struct fpg_request, upload);
 		fifo_remove(&w->uploads, l);
@@ -264,22 +307,22 @@ static void check_uploads(struct fpg_worker *w)
 		fpg_log_debug("request", req->id,
 			      "body too slow (%zu bytes in %u ms): closing",
 			      req->upload_bytes, UPLOAD_WINDOW_MS);
-		FPG_STAT_ADD(w->stats.http_slow_bodies, 1);
+		FPG_STAT_ADD(w->svc->stats->http_slow_bodies, 1);
 		cut(req->client, req->id, 408, "Request Timeout", "request_timeout",
 		    "the request body came more slowly than min-upload-rate");
 	}
 }
 
-void fpg_request_tick(struct fpg_worker *w)
+void fpg_request_tick(struct fpg_requests *w)
 {
-	unsigned limit = w->opts->header_timeout_ms;
+	unsigned limit = w->svc->opts->header_timeout_ms;
 	struct fpg_fifo_link *l;
 	while (limit && (l = w->pending_clients.head) &&
-	       w->loop.now_ms - l->since_ms >= limit) {
+	       w->svc->loop->now_ms - l->since_ms >= limit) {
 		struct fpg_client *cl =
 			FPG_CONTAINER_OF(l, struct fpg_client, pending);
 		fifo_remove(&w->pending_clients, l);
-		FPG_STAT_ADD(w->stats.http_header_timeouts, 1);
+		FPG_STAT_ADD(w->svc->stats->http_header_timeouts, 1);
 		cut(cl, NULL, 408, "Request Timeout", "request_timeout",
 		    "the request headers took longer than header-timeout-ms");
 	}
@@ -337,14 +380,15 @@ static const char *header_problem(struct MHD_Connection *conn)
 	return NULL;
 }
 
-static struct fpg_request *request_new(struct fpg_worker *w,
+static struct fpg_request *request_new(struct fpg_requests *w,
 				       struct MHD_Connection *conn,
 				       const char *url, const char *method)
 {
 	struct fpg_request *req = calloc(1, sizeof(*req));
 	if (!req)
 		return NULL;
-	req->w = w;
+	req->rs = w;
+	req->svc = w->svc;
 	req->conn = conn;
 	req->url = url;
 	req->method = method;
@@ -360,23 +404,23 @@ static struct fpg_request *request_new(struct fpg_worker *w,
 	if (ci && ci->socket_context) {
 		req->client = ci->socket_context;
 		req->client->req = req;
-		req->client->active_turn = w->loop.turn;
+		req->client->active_turn = w->svc->loop->turn;
 		fifo_remove(&w->pending_clients, &req->client->pending);
 	}
 	req->content_type = "application/json";
 	fpg_buf_init(&req->body);
 	fpg_buf_init(&req->out);
-	req->route = fpg_router_match(method, url, &req->route_status,
+	req->route = w->svc->route_match(method, url, &req->route_status,
 				      req->allow_buf, sizeof(req->allow_buf),
 				      &req->path_param);
-	req->route_index = fpg_router_index(req->route);
-	pthread_mutex_lock(&w->requests_lock);
-	req->next = w->requests;
-	if (w->requests)
-		w->requests->prev = req;
-	w->requests = req;
-	pthread_mutex_unlock(&w->requests_lock);
-	FPG_STAT_ADD(w->stats.in_flight, 1);
+	req->route_index = w->svc->route_index(req->route);
+	pthread_mutex_lock(&w->lock);
+	req->next = w->list;
+	if (w->list)
+		w->list->prev = req;
+	w->list = req;
+	pthread_mutex_unlock(&w->lock);
+	FPG_STAT_ADD(w->svc->stats->in_flight, 1);
 	upload_start(req); /* ends at once when there is no body */
 	return req;
 }
@@ -417,7 +461,7 @@ static void resume(struct fpg_request *req)
 		return;
 	req->suspended = false;
 	MHD_resume_connection(req->conn);
-	req->w->resumed = true;
+	req->rs->resumed = true;
 	upload_start(req);
 }
 
@@ -443,12 +487,12 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 			    void **socket_context,
 			    enum MHD_ConnectionNotificationCode toe)
 {
-	struct fpg_worker *w = cls;
+	struct fpg_requests *w = cls;
 	struct fpg_client *cl = *socket_context;
 	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
 		if (!cl)
 			return;
-		fpg_loop_unwatch(&w->loop, cl->fd);
+		fpg_loop_unwatch(w->svc->loop, cl->fd);
 		fifo_remove(&w->pending_clients, &cl->pending);
 		fifo_remove(&w->unsure_clients, &cl->unsure);
 		if (cl->req)
@@ -465,12 +509,12 @@ void fpg_request_connection(void *cls, struct MHD_Connection *conn,
 		return; /* requests on it are just not watched */
 	}
 	cl->ev.on_event = client_event;
-	cl->w = w;
+	cl->rs = w;
 	cl->fd = ci->connect_fd;
 	/* EPOLLIN too: the first byte of a keep-alive connection's next
 	 * request starts its header deadline (one event per packet burst,
 	 * in the epoll_wait that reports it to MHD as well). */
-	if (!fpg_loop_watch(&w->loop, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
+	if (!fpg_loop_watch(w->svc->loop, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
 			      &cl->ev)) {
 		free(cl);
 		return;
@@ -503,12 +547,12 @@ void fpg_request_stream_push(struct fpg_request *req)
 		resume(req);
 	} else if (!req->flush_queued) {
 		req->flush_queued = true;
-		req->flush_next = req->w->flush_list;
-		req->w->flush_list = req;
+		req->flush_next = req->rs->flush_list;
+		req->rs->flush_list = req;
 	}
 }
 
-void fpg_request_flush_streams(struct fpg_worker *w)
+void fpg_request_flush_streams(struct fpg_requests *w)
 {
 	struct fpg_request *req = w->flush_list;
 	w->flush_list = NULL;
@@ -526,7 +570,7 @@ static void unqueue_flush(struct fpg_request *req)
 {
 	if (!req->flush_queued)
 		return;
-	struct fpg_request **pp = &req->w->flush_list;
+	struct fpg_request **pp = &req->rs->flush_list;
 	while (*pp != req)
 		pp = &(*pp)->flush_next;
 	*pp = req->flush_next;
@@ -584,7 +628,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 			n = max;
 		memcpy(buf, req->out.data + req->out.off, n);
 		fpg_buf_consume(&req->out, n);
-		FPG_STAT_ADD(req->w->stats.bytes_sent, n);
+		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
 		if (req->handler && req->handler->drained)
 			req->handler->drained(req);
 		return (ssize_t)n;
@@ -612,7 +656,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	} else {
 		size_t n;
 		char *data = fpg_buf_steal(&req->out, &n);
-		FPG_STAT_ADD(req->w->stats.bytes_sent, n);
+		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
 		resp = data ? MHD_create_response_from_buffer(
 				      n, data, MHD_RESPMEM_MUST_FREE)
 			    : MHD_create_response_from_buffer(
@@ -633,7 +677,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	if (req->header_problem)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 					"close");
-	const char *cors = req->w->opts->cors_origin;
+	const char *cors = req->svc->opts->cors_origin;
 	if (cors) {
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
 					cors);
@@ -675,7 +719,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 static int check_origin(struct fpg_request *req)
 {
 	const char *host = fpg_request_header(req, MHD_HTTP_HEADER_HOST);
-	if (!fpg_hosts_allow(&req->w->srv->hosts, host))
+	if (!fpg_hosts_allow(req->svc->hosts, host))
 		return fpg_request_fail(req, 421, "misdirected_request",
 					"this server does not answer to the "
 					"host %.100s (see --allowed-hosts)",
@@ -715,13 +759,13 @@ static void route(struct fpg_request *req)
 		status = fpg_request_fail(
 			req, 413, "body_too_large",
 			"the request body exceeds %zu bytes (max-body-bytes)",
-			req->w->opts->max_body_bytes);
+			req->svc->opts->max_body_bytes);
 	} else if (req->cancel_key_bad) {
 		status = fpg_request_fail(req, 400, "bad_request",
 					  "X-Cancel-Key must be 16 to 128 "
 					  "characters of A-Z a-z 0-9 - _ . ~ "
 					  "+ / =");
-	} else if (!req->route && status == 405 && req->w->opts->cors_origin &&
+	} else if (!req->route && status == 405 && req->svc->opts->cors_origin &&
 		   strcmp(req->method, "OPTIONS") == 0) {
 		/* A browser's preflight: the answer is in the headers. */
 		req->preflight = true;
@@ -735,7 +779,7 @@ static void route(struct fpg_request *req)
 		status = fpg_request_fail(req, 404, "not_found",
 					  "no route for %s %s", req->method,
 					  req->url);
-	} else if (req->w->draining) {
+	} else if (*req->svc->draining) {
 		status = fpg_request_fail(req, 503, "shutting_down",
 					  "the server is shutting down");
 	} else {
@@ -786,7 +830,7 @@ static void collect_body(struct fpg_request *req, const char *data,
 {
 	size_t n = *size;
 	if (!req->body_too_large &&
-	    req->body.len + n > req->w->opts->max_body_bytes) {
+	    req->body.len + n > req->svc->opts->max_body_bytes) {
 		req->body_too_large = true;
 		fpg_buf_deinit(&req->body);
 	}
@@ -801,7 +845,7 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 				   const char *upload_data,
 				   size_t *upload_data_size, void **con_cls)
 {
-	struct fpg_worker *w = cls;
+	struct fpg_requests *w = cls;
 	struct fpg_request *req = *con_cls;
 	if (!req) {
 		req = request_new(w, conn, url, method);
@@ -847,25 +891,25 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 
 static void request_free(struct fpg_request *req)
 {
-	struct fpg_worker *w = req->w;
+	struct fpg_requests *w = req->rs;
 	stop_handler(req);
 	unqueue_flush(req);
 	upload_stop(req);
 	if (req->client) {
 		req->client->req = NULL;
-		req->client->active_turn = w->loop.turn;
+		req->client->active_turn = w->svc->loop->turn;
 	}
-	pthread_mutex_lock(&w->requests_lock);
+	pthread_mutex_lock(&w->lock);
 	if (req->prev)
 		req->prev->next = req->next;
 	else
-		w->requests = req->next;
+		w->list = req->next;
 	if (req->next)
 		req->next->prev = req->prev;
-	pthread_mutex_unlock(&w->requests_lock);
+	pthread_mutex_unlock(&w->lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
-	FPG_STAT_ADD(w->stats.in_flight, -1);
+	FPG_STAT_ADD(w->svc->stats->in_flight, -1);
 	free(req);
 }
 
@@ -881,7 +925,7 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			     ? req->status
 			     : 499;
 	uint64_t took = fpg_now_us() - req->start_us;
-	fpg_stats_record(&req->w->stats, req->route_index, status, took);
+	fpg_stats_record(req->svc->stats, req->route_index, status, took);
 	if (status >= 500 && status != 503)
 		fpg_log_warn("request", req->id, "%s %s -> %d", req->method,
 			     req->url, status);
@@ -913,11 +957,11 @@ static bool cancel_matches(const struct fpg_request *r, const char *id,
 }
 
 /* Cancels w's requests that id and key name. w's thread. */
-static void cancel_by_id(struct fpg_worker *w, const char *id,
+static void cancel_by_id(struct fpg_requests *w, const char *id,
 			 const char *key)
 {
 	/* Requests are freed only by MHD, never inside cancel(). */
-	for (struct fpg_request *req = w->requests; req; req = req->next) {
+	for (struct fpg_request *req = w->list; req; req = req->next) {
 		if (cancel_matches(req, id, key) && req->handler &&
 		    req->handler->cancel)
 			req->handler->cancel(req);
@@ -927,7 +971,7 @@ static void cancel_by_id(struct fpg_worker *w, const char *id,
 /* A cancel for requests that another worker serves. */
 struct cancel_msg {
 	struct fpg_msg msg;
-	struct fpg_worker *w;
+	struct fpg_requests *w;
 	char id[sizeof(((struct fpg_request *)0)->id)];
 	char key[sizeof(((struct fpg_request *)0)->cancel_key)];
 };
@@ -943,22 +987,22 @@ static void cancel_msg_handle(struct fpg_msg *msg, bool live)
 unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 				       const char *id, const char *key)
 {
-	struct fpg_server *srv = self->w->srv;
+	const struct fpg_services *svc = self->svc;
 	unsigned found = 0;
-	for (unsigned i = 0; i < srv->nworkers; i++) {
-		struct fpg_worker *w = &srv->workers[i];
+	for (unsigned i = 0; i < svc->nworkers; i++) {
+		struct fpg_requests *w = svc->all_requests[i];
 		unsigned here = 0;
 		/* Only ids and keys are read here (set before a request is
 		 * linked, never changed): the owner does the rest. */
-		pthread_mutex_lock(&w->requests_lock);
-		for (struct fpg_request *r = w->requests; r; r = r->next)
+		pthread_mutex_lock(&w->lock);
+		for (struct fpg_request *r = w->list; r; r = r->next)
 			if (r != self && cancel_matches(r, id, key))
 				here++;
-		pthread_mutex_unlock(&w->requests_lock);
+		pthread_mutex_unlock(&w->lock);
 		if (!here)
 			continue;
 		found += here;
-		if (w == self->w) {
+		if (w == self->rs) {
 			cancel_by_id(w, id, key);
 			continue;
 		}
@@ -971,14 +1015,14 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 		m->w = w;
 		snprintf(m->id, sizeof(m->id), "%s", id);
 		snprintf(m->key, sizeof(m->key), "%s", key);
-		fpg_loop_post(&w->loop, &m->msg);
+		fpg_loop_post(w->svc->loop, &m->msg);
 	}
 	return found;
 }
 
-void fpg_request_kill_all(struct fpg_worker *w)
+void fpg_request_kill_all(struct fpg_requests *w)
 {
-	for (struct fpg_request *req = w->requests; req; req = req->next) {
+	for (struct fpg_request *req = w->list; req; req = req->next) {
 		if (req->queued && !req->suspended)
 			continue;
 		stop_handler(req);

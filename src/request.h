@@ -17,12 +17,57 @@
 #include <libpq-fe.h>
 #include <microhttpd.h>
 
+#include <pthread.h>
+
 #include "buf.h"
 #include "fasterpg.h"
-#include "worker.h"
+#include "loop.h"
+#include "services.h"
 
-struct fpg_route;
 struct fpg_request;
+
+/*
+ * An intrusive first-in first-out list with O(1) removal: when every
+ * entry waits for the same length of time, the oldest (the head) is the
+ * only one a deadline check needs to look at.
+ */
+struct fpg_fifo_link {
+	struct fpg_fifo_link *prev, *next;
+	uint64_t since_ms;	/* when it was appended */
+	bool linked;
+};
+
+struct fpg_fifo {
+	struct fpg_fifo_link *head, *tail;
+	unsigned n;
+};
+
+/*
+ * One worker's requests and HTTP connections (request.c's state). Its
+ * thread alone touches it, except that other workers read the ids and
+ * cancel keys of list under lock (fpg_request_cancel_everywhere).
+ */
+struct fpg_requests {
+	struct fpg_services *svc;
+	pthread_mutex_t lock;	/* guards the links of list */
+	bool lock_ready;
+	struct fpg_request *list; /* live requests */
+	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
+	/* slow clients: connections waiting for a request's headers, and
+	 * requests whose body is being read */
+	struct fpg_fifo pending_clients; /* of fpg_client.pending */
+	struct fpg_fifo unsure_clients;	 /* of fpg_client.unsure */
+	struct fpg_fifo uploads;	 /* of fpg_request.upload */
+	bool resumed;		/* a connection was resumed: run MHD again */
+	/* getrandom() bytes not yet handed out (request ids): one system
+	 * call serves many, and no lock is shared */
+	unsigned char random_pool[256];
+	unsigned random_left;	/* unused bytes at the end of the pool */
+};
+
+/* Sets up rs for a worker with svc (borrowed). */
+void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc);
+void fpg_requests_deinit(struct fpg_requests *rs);
 
 /*
  * One HTTP connection's socket in the worker's epoll (edge-triggered, for
@@ -32,7 +77,7 @@ struct fpg_request;
  */
 struct fpg_client {
 	struct fpg_evsrc ev;	  /* first: the epoll callback finds us */
-	struct fpg_worker *w;
+	struct fpg_requests *rs;
 	int fd;
 	bool hung_up;		  /* the peer closed (or half-closed) */
 	struct fpg_request *req;  /* the request being served, or NULL */
@@ -66,7 +111,8 @@ struct fpg_handler_state {
 };
 
 struct fpg_request {
-	struct fpg_worker *w;
+	struct fpg_services *svc; /* the serving worker's */
+	struct fpg_requests *rs;
 	struct MHD_Connection *conn;
 	struct fpg_request *prev, *next; /* worker's live requests */
 	const struct fpg_route *route;
@@ -121,7 +167,19 @@ struct fpg_request {
  * ready in req->out, or 0 when it will finish later. */
 typedef int (*fpg_handler_fn)(struct fpg_request *req);
 
-/* MHD callbacks, registered by the worker. cls is the worker. */
+/* An entry of the route table (router.c, found through svc->route_match). */
+struct fpg_route {
+	const char *method;
+	const char *path;	/* "{}" segments match any one segment */
+	fpg_handler_fn handler;
+	bool stream_body;	/* the handler takes the body as it comes
+				   (its upload callbacks), not collected */
+	bool cross_site_ok;	/* read-only and runs no SQL: a web page may
+				   send it without a preflight (see guard.h);
+				   every other route refuses such requests */
+};
+
+/* MHD callbacks, registered by the worker. cls is its fpg_requests. */
 enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 				   const char *url, const char *method,
 				   const char *version,
@@ -175,21 +233,21 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
  * resumed at once: a slow trickle of rows still reaches its client within
  * a loop turn. The worker calls it before MHD_run().
  */
-void fpg_request_flush_streams(struct fpg_worker *w);
+void fpg_request_flush_streams(struct fpg_requests *rs);
 
 /*
  * Closes the connections that took longer than header-timeout-ms for a
  * request's headers, and the requests whose body came more slowly than
  * min-upload-rate over the last window. The worker's tick calls it.
  */
-void fpg_request_tick(struct fpg_worker *w);
+void fpg_request_tick(struct fpg_requests *rs);
 
 /*
  * After MHD_run(): for the connections whose socket had bytes just after
  * a request, decides whether they are a new request's start (see
  * client_event in request.c).
  */
-void fpg_request_settle_clients(struct fpg_worker *w);
+void fpg_request_settle_clients(struct fpg_requests *rs);
 
 /* Ends every live request of the worker (shutdown): they are closed. */
-void fpg_request_kill_all(struct fpg_worker *w);
+void fpg_request_kill_all(struct fpg_requests *rs);

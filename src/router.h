@@ -8,17 +8,6 @@
 
 #include "request.h"
 
-struct fpg_route {
-	const char *method;
-	const char *path;	/* "{}" segments match any one segment */
-	fpg_handler_fn handler;
-	bool stream_body;	/* the handler takes the body as it comes
-				   (its upload callbacks), not collected */
-	bool cross_site_ok;	/* read-only and runs no SQL: a web page may
-				   send it without a preflight (see guard.h);
-				   every other route refuses such requests */
-};
-
 /*
  * Finds the route for method and path. On a miss, returns NULL and sets
  * *status to 404 (no such path) or 405 (path exists, other methods: their

@@ -168,13 +168,29 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		goto fail;
 	/* The first worker binds (port 0 becomes a real one); the others
 	 * join it on the same port through SO_REUSEPORT. */
+	srv->all_stats = calloc(n, sizeof(*srv->all_stats));
+	srv->all_requests = calloc(n, sizeof(*srv->all_requests));
+	if (!srv->all_stats || !srv->all_requests) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		goto fail;
+	}
+	for (unsigned i = 0; i < n; i++) {
+		srv->all_stats[i] = &srv->workers[i].stats;
+		srv->all_requests[i] = &srv->workers[i].reqs;
+	}
+	struct fpg_services shared = {
+		.hosts = &srv->hosts,
+		.tx_reg = srv->tx_reg,
+		.nworkers = n,
+		.all_stats = srv->all_stats,
+		.all_requests = srv->all_requests,
+	};
 	unsigned port = srv->opts.listen_port;
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_worker *w = &srv->workers[i];
-		w->opts = &srv->opts;
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, srv, srv->canceller, srv->tx_reg, i, &port,
-				     err))
+		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared, i,
+				     &port, err))
 			goto fail;
 	}
 	srv->port = port;
@@ -204,12 +220,6 @@ bool fpg_server_start(struct fpg_server *srv, struct fpg_error *err)
 	return true;
 }
 
-struct fpg_worker *fpg_server_worker(struct fpg_server *srv, unsigned i)
-{
-	return i < srv->nworkers ? &srv->workers[i] : NULL;
-}
-
-
 unsigned fpg_server_port(const struct fpg_server *srv)
 {
 	return srv->port;
@@ -237,6 +247,8 @@ void fpg_server_free(struct fpg_server *srv)
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_deinit(&srv->workers[i]);
 	free(srv->workers);
+	free(srv->all_stats);
+	free(srv->all_requests);
 	fpg_tx_registry_free(srv->tx_reg);
 	free(srv->db);
 	free(srv->listen_host);

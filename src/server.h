@@ -24,11 +24,11 @@ struct fpg_server {
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
+	struct fpg_stats **all_stats;	 /* [nworkers] of the workers' */
+	struct fpg_requests **all_requests; /* [nworkers] of the workers' */
 	unsigned port;
 	bool started;
 	bool stopped;
 };
 
-/* Worker i, or NULL. */
-struct fpg_worker *fpg_server_worker(struct fpg_server *srv, unsigned i);
 

@@ -9,7 +9,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
-#include <sys/random.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -18,32 +17,11 @@
 #include "pool.h"
 #include "query.h"
 #include "request.h"
+#include "router.h"
 #include "tx.h"
 #include "typecache.h"
 
 #define TICK_MS 20
-
-bool fpg_worker_random(struct fpg_worker *w, void *out, size_t n)
-{
-	if (n > sizeof(w->random_pool))
-		return false;
-	if (w->random_left < n) {
-		/* Up to 256 bytes, getrandom() returns them all and is not
-		 * interrupted by signals (getrandom(2)). */
-		ssize_t got = getrandom(w->random_pool, sizeof(w->random_pool), 0);
-		if (got != (ssize_t)sizeof(w->random_pool)) {
-			fpg_log_error("worker", NULL, "getrandom: %s",
-				      got < 0 ? strerror(errno) : "short read");
-			return false;
-		}
-		w->random_left = sizeof(w->random_pool);
-	}
-	w->random_left -= (unsigned)n;
-	memcpy(out, w->random_pool + w->random_left, n);
-	/* Handed out bytes must not stay behind for a later reader. */
-	memset(w->random_pool + w->random_left, 0, n);
-	return true;
-}
 
 /* The loop's tick: what every module does periodically. */
 static void on_tick(void *ctx)
@@ -51,7 +29,7 @@ static void on_tick(void *ctx)
 	struct fpg_worker *w = ctx;
 	fpg_pool_tick(w->pool);
 	fpg_tx_tick(w->tx_table);
-	fpg_request_tick(w);
+	fpg_request_tick(&w->reqs);
 }
 
 /* MHD's own epoll set became readable: MHD_run() below handles it. */
@@ -106,7 +84,7 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
 	w->mhd = MHD_start_daemon(
-		flags, (uint16_t)*port, NULL, NULL, fpg_request_access, w,
+		flags, (uint16_t)*port, NULL, NULL, fpg_request_access, &w->reqs,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_CONNECTION_LIMIT, w->opts->max_connections,
@@ -118,8 +96,8 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		MHD_OPTION_CONNECTION_MEMORY_LIMIT,
 		w->opts->http_connection_memory,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
-		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, w,
-		MHD_OPTION_NOTIFY_CONNECTION, fpg_request_connection, w,
+		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, &w->reqs,
+		MHD_OPTION_NOTIFY_CONNECTION, fpg_request_connection, &w->reqs,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
 		MHD_OPTION_END);
 	if (!w->mhd) {
@@ -141,16 +119,16 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 	return true;
 }
 
-bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
+bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     struct fpg_tx_registry *tx_reg, unsigned id,
+		     const struct fpg_services *shared, unsigned id,
 		     unsigned *port, struct fpg_error *err)
 {
+	w->opts = opts;
 	w->id = id;
-	w->srv = srv;
 	w->mhd_ev.on_event = on_mhd;
-	pthread_mutex_init(&w->requests_lock, NULL);
-	w->locks_ready = true;
+	w->svc = *shared;
+	fpg_requests_init(&w->reqs, &w->svc);
 	if (!fpg_loop_init(&w->loop, TICK_MS, on_tick, w, err))
 		return false;
 	w->types = fpg_typecache_new();
@@ -159,11 +137,9 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
 	}
-	if (!start_mhd(w, port, err))
-		return false;
-	struct fpg_conn_env deps = {
+	struct fpg_conn_env env = {
 		.loop = &w->loop,
-		.opts = w->opts,
+		.opts = opts,
 		.stats = &w->stats,
 		.canceller = canceller,
 		.types = w->types,
@@ -172,7 +148,7 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		.stmts_new = fpg_stmt_cache_new,
 		.stmts_free = fpg_stmt_cache_free,
 	};
-	w->pool = fpg_pool_new(&deps, err);
+	w->pool = fpg_pool_new(&env, err);
 	if (!w->pool)
 		return false;
 	struct fpg_tx_deps txd = {
@@ -180,16 +156,32 @@ bool fpg_worker_init(struct fpg_worker *w, struct fpg_server *srv,
 		.pool = w->pool,
 		.loop = &w->loop,
 		.stats = &w->stats,
-		.opts = w->opts,
+		.opts = opts,
 	};
-	w->tx_table = fpg_tx_table_new(tx_reg, &txd, w->opts->max_transactions,
-				       err);
-	return w->tx_table != NULL;
+	w->tx_table = fpg_tx_table_new(shared->tx_reg, &txd,
+				       opts->max_transactions, err);
+	if (!w->tx_table)
+		return false;
+	w->svc.worker_id = id;
+	w->svc.opts = opts;
+	w->svc.loop = &w->loop;
+	w->svc.pool = w->pool;
+	w->svc.types = w->types;
+	w->svc.tx = w->tx_table;
+	w->svc.lanes = w->lanes;
+	w->svc.stats = &w->stats;
+	w->svc.draining = &w->draining;
+	w->svc.buffered = 0;
+	w->svc.route_match = fpg_router_match;
+	w->svc.route_index = fpg_router_index;
+	w->svc.route_names = fpg_router_stat_names();
+	w->svc.nroutes = fpg_router_count() + 1;
+	return start_mhd(w, port, err);
 }
 
 static int loop_timeout(struct fpg_worker *w)
 {
-	if (w->resumed)
+	if (w->reqs.resumed)
 		return 0;
 	MHD_UNSIGNED_LONG_LONG to;
 	/* The timerfd ticks anyway; this only shortens the wait. */
@@ -210,10 +202,10 @@ static void run_once(struct fpg_worker *w, int timeout)
 {
 	fpg_loop_wait(&w->loop, timeout);
 	fpg_pool_reap(w->pool);
-	fpg_request_flush_streams(w);
-	w->resumed = false;
+	fpg_request_flush_streams(&w->reqs);
+	w->reqs.resumed = false;
 	MHD_run(w->mhd);
-	fpg_request_settle_clients(w);
+	fpg_request_settle_clients(&w->reqs);
 	fpg_pool_reap(w->pool);
 	fpg_pool_uncork(w->pool);
 }
@@ -225,14 +217,14 @@ static void *worker_main(void *arg)
 		run_once(w, loop_timeout(w));
 		if (!w->draining && atomic_load(&w->stop_requested))
 			begin_drain(w);
-		if (w->draining && (!w->requests ||
+		if (w->draining && (!w->reqs.list ||
 				    w->loop.now_ms >= w->drain_deadline_ms))
 			break;
 	}
 	/* Whatever is left is closed; every connection must be resumed
 	 * before MHD_stop_daemon. */
-	fpg_request_kill_all(w);
-	for (int i = 0; i < 4 && w->requests; i++)
+	fpg_request_kill_all(&w->reqs);
+	for (int i = 0; i < 4 && w->reqs.list; i++)
 		run_once(w, 0);
 	return NULL;
 }
@@ -277,8 +269,5 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	fpg_lanes_free(w->lanes);
 	w->lanes = NULL;
 	fpg_loop_deinit(&w->loop);
-	if (w->locks_ready) {
-		pthread_mutex_destroy(&w->requests_lock);
-		w->locks_ready = false;
-	}
+	fpg_requests_deinit(&w->reqs);
 }

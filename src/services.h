@@ -1,0 +1,53 @@
+/*
+ * What a worker gives the requests it serves (request.c, the handlers and
+ * what they call): borrowed, every one outlives those requests. Filled by
+ * the worker (and, for the fields marked "whole server", by the server)
+ * before its thread starts; read-only after, except buffered.
+ */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "fasterpg.h"
+
+struct fpg_hosts;
+struct fpg_lanes;
+struct fpg_loop;
+struct fpg_pool;
+struct fpg_requests;
+struct fpg_route;
+struct fpg_stats;
+struct fpg_tx_registry;
+struct fpg_tx_table;
+struct fpg_typecache;
+
+/* The route table's lookup (see router.h), given to request.c. */
+typedef const struct fpg_route *(*fpg_route_match_fn)(
+	const char *method, const char *path, int *status, char *allow,
+	size_t allow_size, const char **param);
+typedef unsigned (*fpg_route_index_fn)(const struct fpg_route *route);
+
+struct fpg_services {
+	unsigned worker_id;
+	const struct fpg_options *opts;
+	struct fpg_loop *loop;
+	struct fpg_pool *pool;
+	struct fpg_typecache *types;
+	struct fpg_tx_table *tx;	/* the sessions this worker began */
+	struct fpg_lanes *lanes;	/* lane choice of /query */
+	struct fpg_stats *stats;	/* this worker's counters */
+	const bool *draining;		/* no longer accepting; finishing */
+	size_t buffered;		/* answer bytes waiting for clients,
+					   this worker's (answer.c) */
+	fpg_route_match_fn route_match;
+	fpg_route_index_fn route_index;
+	/* whole server */
+	const struct fpg_hosts *hosts;	/* the names it answers to */
+	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
+	unsigned nworkers;
+	struct fpg_stats *const *all_stats;	  /* [nworkers] */
+	struct fpg_requests *const *all_requests; /* [nworkers] */
+	const char *const *route_names;		  /* for statistics */
+	unsigned nroutes;			  /* ... their number */
+};
