@@ -1,12 +1,12 @@
 /*
- * Helpers shared by the integration binaries that embed the server
- * (test_query.c, test_errors.c, test_concurrency.c, test_embed.c).
- * Header-only on purpose: each binary is one source file in
- * tests/meson.build.
+ * Helpers shared by the integration programs that embed the server, next
+ * to support/it.h (main(), the servers, the quiet check). Header-only:
+ * the checks use Check's macros, which report the line of the caller.
  *
  * The server runs in-process on its own threads, which do not survive
- * fork(): every binary sets CK_NOFORK, so each test must leave the server
- * usable for the next one and use its own table names.
+ * fork(): those programs run their cases without forking, so each case
+ * must leave the server usable for the next one and use its own table
+ * names (it_table() in a schema_per_case program).
  */
 #pragma once
 
@@ -26,79 +26,16 @@
 
 #include "fasterpg.h"
 #include "http.h"
+#include "it.h"
 #include "pg_harness.h"
 
 #define IT_UNUSED __attribute__((unused))
-
-/* ---- misc ---- */
-
-IT_UNUSED static double it_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-IT_UNUSED static char *it_fmt(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-IT_UNUSED static char *it_fmt(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	return s;
-}
-
-/* The seed of this run: FPG_TEST_SEED replays one. Printed by the caller. */
-IT_UNUSED static unsigned it_seed(void)
-{
-	const char *e = getenv("FPG_TEST_SEED");
-	if (e)
-		return (unsigned)strtoul(e, NULL, 10);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned)(ts.tv_sec ^ ts.tv_nsec);
-}
 
 /* A random lower-case suffix for table names (tests share one cluster). */
 IT_UNUSED static void it_suffix(char *out, size_t n)
 {
 	static unsigned counter;
 	snprintf(out, n, "%x_%u", (unsigned)rand(), ++counter);
-}
-
-/* ---- the server under test ---- */
-
-/* Defaults for an in-process test server against the harness cluster. */
-IT_UNUSED static void it_options(struct fpg_options *o)
-{
-	fpg_options_init(o);
-	o->db = pgh_conninfo();
-	o->listen_port = 0;
-	o->threads = 2;
-	o->log_level = getenv("FPG_TEST_LOG") ? getenv("FPG_TEST_LOG") : "error";
-}
-
-/* Creates and starts a server; exits the process when that fails. */
-IT_UNUSED static struct fpg_server *it_server_start(const struct fpg_options *o,
-						    unsigned *port)
-{
-	struct fpg_error err = {0};
-	struct fpg_server *srv = fpg_server_new(o, &err);
-	if (!srv) {
-		fprintf(stderr, "fpg_server_new: %s\n", err.message);
-		exit(1);
-	}
-	if (!fpg_server_start(srv, &err)) {
-		fprintf(stderr, "fpg_server_start: %s\n", err.message);
-		exit(1);
-	}
-	*port = fpg_server_port(srv);
-	return srv;
 }
 
 /* ---- HTTP on a caller-owned (keep-alive) curl handle ---- */

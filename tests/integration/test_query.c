@@ -14,7 +14,6 @@
 #include "it_common.h"
 
 static unsigned port;
-static unsigned seed;
 
 /* ---- helpers ---- */
 
@@ -686,7 +685,7 @@ static int compare_query(const char *sql, int n, const char *const *params)
 			fprintf(stderr,
 				"MISMATCH (seed %u) row %d of %.200s\n"
 				"  want: %s\n  got:  %s\n",
-				seed, i, sql, t, o);
+				it_seed(), i, sql, t, o);
 	}
 	PQclear(ours);
 	PQclear(theirs);
@@ -978,7 +977,7 @@ START_TEST(random_values_match_to_json)
 			free(lits[c]);
 	}
 	ck_assert_msg(bad == 0, "%d mismatches with to_json() (seed %u)", bad,
-		      seed);
+		      it_seed());
 }
 END_TEST
 
@@ -1001,62 +1000,37 @@ static const char schema_sql[] =
     " ARRAY[ROW(2,'y',NULL,NULL)::qt.inner_t], 'happy \"quoted\"', 7,"
     " 'w', '{\"k\": [1, 2]}', '0044-03-15 12:00 UTC BC')::qt.outer_t);";
 
-static Suite *query_suite(void)
+static void load_schema(void)
 {
-	Suite *s = suite_create("query");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"rows_as_objects_with_columns", rows_as_objects_with_columns},
-	    {"rows_as_arrays", rows_as_arrays},
-	    {"commands_and_row_counts", commands_and_row_counts},
-	    {"expect_one_first_scalar", expect_one_first_scalar},
-	    {"big_numbers_as_strings", big_numbers_as_strings},
-	    {"timeout_ms_gives_504", timeout_ms_gives_504},
-	    {"params_scalars", params_scalars},
-	    {"params_integer_beyond_int64", params_integer_beyond_int64},
-	    {"params_numeric_40_digits", params_numeric_40_digits},
-	    {"params_arrays", params_arrays},
-	    {"params_object_as_jsonb", params_object_as_jsonb},
-	    {"request_id_echoed_or_generated",
-	     request_id_echoed_or_generated},
-	    {"large_result_streams", large_result_streams},
-	    {"error_mid_stream", error_mid_stream},
-	    {"error_before_first_byte", error_before_first_byte},
-	    {"values_match_to_json", values_match_to_json},
-	    {"random_values_match_to_json", random_values_match_to_json},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	srand(seed);
-	fprintf(stderr, "test_query: seed %u\n", seed);
 	pgh_exec(schema_sql);
-
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	SRunner *sr = srunner_create(query_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(rows_as_objects_with_columns),
+    IT_CASE(rows_as_arrays),
+    IT_CASE(commands_and_row_counts),
+    IT_CASE(expect_one_first_scalar),
+    IT_CASE(big_numbers_as_strings),
+    IT_CASE(timeout_ms_gives_504),
+    IT_CASE(params_scalars),
+    IT_CASE(params_integer_beyond_int64),
+    IT_CASE(params_numeric_40_digits),
+    IT_CASE(params_arrays),
+    IT_CASE(params_object_as_jsonb),
+    IT_CASE(request_id_echoed_or_generated),
+    IT_CASE(large_result_streams),
+    IT_CASE(error_mid_stream),
+    IT_CASE(error_before_first_byte),
+    IT_CASE(values_match_to_json),
+    IT_CASE(random_values_match_to_json),
+    {0},
+};
+
+static const struct it_server servers[] = {{&port, NULL}, {0}};
+
+const struct it_program it_program = {
+    .name = "query",
+    .cases = cases,
+    .servers = servers,
+    .setup = load_schema,
+};
