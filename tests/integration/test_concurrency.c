@@ -221,16 +221,10 @@ END_TEST
 
 START_TEST(stats_add_up)
 {
-	json_t *st = NULL;
 	/* Completion callbacks may trail the last responses a little. */
-	for (int i = 0; i < 40; i++) {
-		json_decref(st);
-		st = get_stats();
-		if (total_int(st, "in_flight", NULL) <= 1 &&
-		    total_int(st, "pool", "waiting") == 0)
-			break;
-		usleep(50 * 1000);
-	}
+	struct it_activity idle = {.in_flight = 1};
+	it_wait_quiet(port, &idle, 2.0, "after the load");
+	json_t *st = get_stats();
 	char *dump = json_dumps(st, JSON_COMPACT);
 	/* The /stats request itself is in flight while it is answered. */
 	ck_assert_msg(total_int(st, "in_flight", NULL) <= 1,

@@ -435,7 +435,8 @@ static void mark_baseline(void)
 
 /*
  * Waits up to limit_s for: no fasterpg statement active and no COPY on
- * PostgreSQL, pool busy back to the baseline, only /stats in flight.
+ * PostgreSQL, pool busy and waiting back to the baseline, only /stats in
+ * flight.
  */
 static double wait_quiet(double limit_s, const char *what)
 {

@@ -37,7 +37,8 @@ static long long busy_baseline;
 
 /*
  * Waits up to limit_s for: no fasterpg statement active on PostgreSQL,
- * pool busy back to busy0, only the /stats request in flight. Fails the
+ * pool busy back to busy0, nothing waiting for a connection, only the
+ * /stats request in flight. Fails the
  * test with what was seen last; returns the time it took.
  */
 static double wait_quiet_on(unsigned p, long long busy0, double limit_s,

@@ -1560,6 +1560,7 @@ static void teardown(void)
 	struct it_activity open_none = {.active = LONG_MAX,
 					.copies = LONG_MAX,
 					.busy = LLONG_MAX,
+					.waiting = LLONG_MAX,
 					.in_flight = LLONG_MAX,
 					.tx_open = 0};
 	it_wait_quiet(port, &open_none, 2.0 * slow(), "after the test");

@@ -90,6 +90,8 @@ bool it_activity_read(unsigned port, struct it_activity *a, char *text,
 	bool ok = r && r->status == 200 && json_is_object(pool);
 	if (ok) {
 		a->busy = json_integer_value(json_object_get(pool, "busy"));
+		a->waiting =
+		    json_integer_value(json_object_get(pool, "waiting"));
 		a->in_flight =
 		    json_integer_value(json_object_get(t, "in_flight"));
 		a->tx_open = json_integer_value(
@@ -124,7 +126,8 @@ static bool at_or_below(const struct it_activity *a,
 			const struct it_activity *base)
 {
 	return a->active <= base->active && a->copies <= base->copies &&
-	       a->busy <= base->busy && a->in_flight <= base->in_flight &&
+	       a->busy <= base->busy && a->waiting <= base->waiting &&
+	       a->in_flight <= base->in_flight &&
 	       a->tx_open <= base->tx_open;
 }
 
@@ -148,10 +151,11 @@ double it_wait_quiet(unsigned port, const struct it_activity *base,
 	    " ' | '), '') from pg_stat_activity where"
 	    " application_name like 'fasterpg%'");
 	ck_abort_msg("%s: not quiet after %.2f s: %s (backends: %s); want at "
-		     "most %ld active, %ld COPY, busy %lld, in_flight %lld, "
-		     "transactions_open %lld",
+		     "most %ld active, %ld COPY, busy %lld, waiting %lld, "
+		     "in_flight %lld, transactions_open %lld",
 		     what, it_now() - t0, text, q ? q : "", base->active,
-		     base->copies, base->busy, base->in_flight, base->tx_open);
+		     base->copies, base->busy, base->waiting, base->in_flight,
+		     base->tx_open);
 	free(q);
 	return 0;
 }

@@ -110,12 +110,12 @@ struct fpg_server *it_server_start(const struct fpg_options *o,
  * "Quiet again": what a server and PostgreSQL are doing at one moment.
  * active: fasterpg statements running on PostgreSQL (any application_name
  * starting with "fasterpg"); copies: COPY statements not idle (anyone's);
- * busy, in_flight, tx_open: the server's /stats totals (in_flight
- * counts the /stats request itself).
+ * busy, waiting (for a connection), in_flight, tx_open: the server's
+ * /stats totals (in_flight counts the /stats request itself).
  */
 struct it_activity {
 	long active, copies;
-	long long busy, in_flight, tx_open;
+	long long busy, waiting, in_flight, tx_open;
 };
 
 /* fasterpg's statements running on PostgreSQL now (see it_activity). */
