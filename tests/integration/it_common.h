@@ -81,7 +81,7 @@ IT_UNUSED static void it_buf_putc(struct it_buf *b, char c)
 	it_buf_put(b, &c, 1);
 }
 
-static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
+IT_UNUSED static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	size_t n = size * nmemb;
 	return it_buf_append(ud, p, n) ? n : 0;
@@ -104,7 +104,7 @@ IT_UNUSED static long it_rss_kib(void)
 	return v;
 }
 
-static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
+IT_UNUSED static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	struct it_buf *b = ud;
 	if (size * nmemb >= 5 && strncmp(p, "HTTP/", 5) == 0)
@@ -116,60 +116,23 @@ static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
  * One request on handle c (created by the caller with curl_easy_init and
  * reused, so the TCP connection is kept alive between calls). body NULL
  * sends none; without a Content-Type in headers, application/json is
- * sent with a body or a POST. *new_conns (optional) gets how many connections curl had to open.
- * The result is freed with http_resp_free().
+ * sent with a body or a POST. timeout_s 0 is 60 s. *new_conns (optional)
+ * gets how many connections curl had to open. The result is freed with
+ * http_resp_free().
  */
 IT_UNUSED static struct http_resp *
 it_request(CURL *c, unsigned port, const char *method, const char *path,
 	   const char *body, size_t body_len, const char *const *headers,
 	   long timeout_s, long *new_conns)
 {
-	struct it_buf bb = {0}, hb = {0};
-	struct curl_slist *list = NULL;
-	char url[512];
-	bool has_ctype = false;
-	struct http_resp *r = calloc(1, sizeof(*r));
+	struct http_opts o = {.handle = c,
+			      .body_len = body_len,
+			      .timeout_ms = timeout_s * 1000,
+			      .new_conns = new_conns};
+	struct http_resp *r =
+	    http_request_opts(port, method, path, body, headers, &o);
 	if (!r)
 		abort();
-	for (const char *const *h = headers; h && *h; h++) {
-		list = curl_slist_append(list, *h);
-		if (strncasecmp(*h, "Content-Type:", 13) == 0)
-			has_ctype = true;
-	}
-	if ((body || strcmp(method, "POST") == 0) && !has_ctype)
-		list = curl_slist_append(list, "Content-Type: application/json");
-	list = curl_slist_append(list, "Expect:");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s ? timeout_s : 60L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_hdr_write);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
-	if (strcmp(method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)body_len);
-	}
-	r->curl_code = (int)curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	if (new_conns)
-		curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, new_conns);
-	curl_slist_free_all(list);
-	r->body = bb.data ? bb.data : calloc(1, 1);
-	r->body_len = bb.len;
-	r->headers = hb.data ? hb.data : calloc(1, 1);
-	if (r->body_len)
-		r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY,
-				     NULL);
 	return r;
 }
 

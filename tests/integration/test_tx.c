@@ -53,50 +53,10 @@ static struct http_resp *treq_on(unsigned p, const char *method,
 				 const char *path, const char *body,
 				 long timeout_ms)
 {
-	struct it_buf bb = {0}, hb = {0};
-	struct curl_slist *list = NULL;
-	char url[512];
-	struct http_resp *r = calloc(1, sizeof(*r));
-	CURL *c = curl_easy_init();
-	if (!r || !c)
+	struct http_opts o = {.timeout_ms = timeout_ms, .fresh_connect = true};
+	struct http_resp *r = http_request_opts(p, method, path, body, NULL, &o);
+	if (!r)
 		abort();
-	if (body || strcmp(method, "POST") == 0)
-		list = curl_slist_append(list, "Content-Type: application/json");
-	list = curl_slist_append(list, "Expect:");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", p, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : 60000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_hdr_write);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
-	if (strcmp(method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)strlen(body));
-	} else if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-	}
-	r->curl_code = (int)curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(list);
-	r->body = bb.data ? bb.data : calloc(1, 1);
-	r->body_len = bb.len;
-	r->headers = hb.data ? hb.data : calloc(1, 1);
-	if (r->body_len)
-		r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY,
-				     NULL);
 	return r;
 }
 
