@@ -150,33 +150,33 @@ static void expect_command(const char *sql, const char *command,
 
 START_TEST(commands_and_row_counts)
 {
-	char sfx[32], sql[512];
-	it_suffix(sfx, sizeof(sfx));
+	/* In the case's own schema: no other case has this table. */
+	char *t = it_table("cmd"), sql[512];
 	snprintf(sql, sizeof(sql),
-		 "create table cmd_%s (id int primary key, v text)", sfx);
+		 "create table %s (id int primary key, v text)", t);
 	expect_command(sql, "CREATE TABLE", -1);
 	snprintf(sql, sizeof(sql),
-		 "insert into cmd_%s values (1,'a'),(2,'b'),(3,'c')", sfx);
+		 "insert into %s values (1,'a'),(2,'b'),(3,'c')", t);
 	expect_command(sql, "INSERT", 3);
 	snprintf(sql, sizeof(sql),
-		 "update cmd_%s set v = v || '!' where id <= 2", sfx);
+		 "update %s set v = v || '!' where id <= 2", t);
 	expect_command(sql, "UPDATE", 2);
-	snprintf(sql, sizeof(sql), "delete from cmd_%s where id = 3", sfx);
+	snprintf(sql, sizeof(sql), "delete from %s where id = 3", t);
 	expect_command(sql, "DELETE", 1);
-	snprintf(sql, sizeof(sql), "select * from cmd_%s", sfx);
+	snprintf(sql, sizeof(sql), "select * from %s", t);
 	expect_command(sql, "SELECT", 2);
 	snprintf(sql, sizeof(sql),
-		 "select string_agg(id || v, ',' order by id) from cmd_%s",
-		 sfx);
+		 "select string_agg(id || v, ',' order by id) from %s",
+		 t);
 	char *v = pgh_scalar(sql);
 	ck_assert_str_eq(v, "1a!,2b!");
 	free(v);
 
 	/* RETURNING: rows and the command's own count. */
 	snprintf(sql, sizeof(sql),
-		 "{\"sql\":\"insert into cmd_%s values (7,'x'),(8,'y')"
+		 "{\"sql\":\"insert into %s values (7,'x'),(8,'y')"
 		 " returning id, v\"}",
-		 sfx);
+		 t);
 	struct http_resp *r = post_ok(sql);
 	assert_json_eq(rows_of(r), "[{\"id\":7,\"v\":\"x\"},"
 				   "{\"id\":8,\"v\":\"y\"}]");
@@ -186,8 +186,9 @@ START_TEST(commands_and_row_counts)
 			 2);
 	http_resp_free(r);
 
-	snprintf(sql, sizeof(sql), "drop table cmd_%s", sfx);
+	snprintf(sql, sizeof(sql), "drop table %s", t);
 	expect_command(sql, "DROP TABLE", -1);
+	free(t);
 }
 END_TEST
 
@@ -1033,4 +1034,5 @@ const struct it_program it_program = {
     .cases = cases,
     .servers = servers,
     .setup = load_schema,
+    .schema_per_case = true,
 };

@@ -83,7 +83,7 @@ const char *it_db(void);
 
 /*
  * The schema of the running case (program with schema_per_case), e.g.
- * "t_rows_as_arrays_1f3a": static storage, valid during the case.
+ * "t_3_1f3a09c2": static storage, valid during the case.
  */
 const char *it_schema(void);
 
