@@ -1,12 +1,12 @@
 /*
- * Helpers shared by the integration binaries that embed the server
- * (test_query.c, test_errors.c, test_concurrency.c, test_embed.c).
- * Header-only on purpose: each binary is one source file in
- * tests/meson.build.
+ * Helpers shared by the integration programs that embed the server, next
+ * to support/it.h (main(), the servers, the quiet check). Header-only:
+ * the checks use Check's macros, which report the line of the caller.
  *
  * The server runs in-process on its own threads, which do not survive
- * fork(): every binary sets CK_NOFORK, so each test must leave the server
- * usable for the next one and use its own table names.
+ * fork(): those programs run their cases without forking, so each case
+ * must leave the server usable for the next one and use its own table
+ * names (it_table() in a schema_per_case program).
  */
 #pragma once
 
@@ -26,79 +26,16 @@
 
 #include "fasterpg.h"
 #include "http.h"
+#include "it.h"
 #include "pg_harness.h"
 
 #define IT_UNUSED __attribute__((unused))
-
-/* ---- misc ---- */
-
-IT_UNUSED static double it_now(void)
-{
-	struct timespec ts;
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
-}
-
-IT_UNUSED static char *it_fmt(const char *fmt, ...)
-    __attribute__((format(printf, 1, 2)));
-IT_UNUSED static char *it_fmt(const char *fmt, ...)
-{
-	char *s = NULL;
-	va_list ap;
-	va_start(ap, fmt);
-	int n = vasprintf(&s, fmt, ap);
-	va_end(ap);
-	if (n < 0)
-		abort();
-	return s;
-}
-
-/* The seed of this run: FPG_TEST_SEED replays one. Printed by the caller. */
-IT_UNUSED static unsigned it_seed(void)
-{
-	const char *e = getenv("FPG_TEST_SEED");
-	if (e)
-		return (unsigned)strtoul(e, NULL, 10);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned)(ts.tv_sec ^ ts.tv_nsec);
-}
 
 /* A random lower-case suffix for table names (tests share one cluster). */
 IT_UNUSED static void it_suffix(char *out, size_t n)
 {
 	static unsigned counter;
 	snprintf(out, n, "%x_%u", (unsigned)rand(), ++counter);
-}
-
-/* ---- the server under test ---- */
-
-/* Defaults for an in-process test server against the harness cluster. */
-IT_UNUSED static void it_options(struct fpg_options *o)
-{
-	fpg_options_init(o);
-	o->db = pgh_conninfo();
-	o->listen_port = 0;
-	o->threads = 2;
-	o->log_level = getenv("FPG_TEST_LOG") ? getenv("FPG_TEST_LOG") : "error";
-}
-
-/* Creates and starts a server; exits the process when that fails. */
-IT_UNUSED static struct fpg_server *it_server_start(const struct fpg_options *o,
-						    unsigned *port)
-{
-	struct fpg_error err = {0};
-	struct fpg_server *srv = fpg_server_new(o, &err);
-	if (!srv) {
-		fprintf(stderr, "fpg_server_new: %s\n", err.message);
-		exit(1);
-	}
-	if (!fpg_server_start(srv, &err)) {
-		fprintf(stderr, "fpg_server_start: %s\n", err.message);
-		exit(1);
-	}
-	*port = fpg_server_port(srv);
-	return srv;
 }
 
 /* ---- HTTP on a caller-owned (keep-alive) curl handle ---- */
@@ -144,7 +81,7 @@ IT_UNUSED static void it_buf_putc(struct it_buf *b, char c)
 	it_buf_put(b, &c, 1);
 }
 
-static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
+IT_UNUSED static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	size_t n = size * nmemb;
 	return it_buf_append(ud, p, n) ? n : 0;
@@ -167,7 +104,7 @@ IT_UNUSED static long it_rss_kib(void)
 	return v;
 }
 
-static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
+IT_UNUSED static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	struct it_buf *b = ud;
 	if (size * nmemb >= 5 && strncmp(p, "HTTP/", 5) == 0)
@@ -179,60 +116,23 @@ static size_t it_hdr_write(char *p, size_t size, size_t nmemb, void *ud)
  * One request on handle c (created by the caller with curl_easy_init and
  * reused, so the TCP connection is kept alive between calls). body NULL
  * sends none; without a Content-Type in headers, application/json is
- * sent with a body or a POST. *new_conns (optional) gets how many connections curl had to open.
- * The result is freed with http_resp_free().
+ * sent with a body or a POST. timeout_s 0 is 60 s. *new_conns (optional)
+ * gets how many connections curl had to open. The result is freed with
+ * http_resp_free().
  */
 IT_UNUSED static struct http_resp *
 it_request(CURL *c, unsigned port, const char *method, const char *path,
 	   const char *body, size_t body_len, const char *const *headers,
 	   long timeout_s, long *new_conns)
 {
-	struct it_buf bb = {0}, hb = {0};
-	struct curl_slist *list = NULL;
-	char url[512];
-	bool has_ctype = false;
-	struct http_resp *r = calloc(1, sizeof(*r));
+	struct http_opts o = {.handle = c,
+			      .body_len = body_len,
+			      .timeout_ms = timeout_s * 1000,
+			      .new_conns = new_conns};
+	struct http_resp *r =
+	    http_request_opts(port, method, path, body, headers, &o);
 	if (!r)
 		abort();
-	for (const char *const *h = headers; h && *h; h++) {
-		list = curl_slist_append(list, *h);
-		if (strncasecmp(*h, "Content-Type:", 13) == 0)
-			has_ctype = true;
-	}
-	if ((body || strcmp(method, "POST") == 0) && !has_ctype)
-		list = curl_slist_append(list, "Content-Type: application/json");
-	list = curl_slist_append(list, "Expect:");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	curl_easy_reset(c);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s ? timeout_s : 60L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_hdr_write);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
-	if (strcmp(method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)body_len);
-	}
-	r->curl_code = (int)curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	if (new_conns)
-		curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, new_conns);
-	curl_slist_free_all(list);
-	r->body = bb.data ? bb.data : calloc(1, 1);
-	r->body_len = bb.len;
-	r->headers = hb.data ? hb.data : calloc(1, 1);
-	if (r->body_len)
-		r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY,
-				     NULL);
 	return r;
 }
 

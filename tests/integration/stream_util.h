@@ -247,34 +247,27 @@ IT_UNUSED static void st_run(const struct st_req *rq, struct st_sink *s)
 	CURL *c = curl_easy_init();
 	if (!c)
 		abort();
-	char url[512], hacc[256], hid[256], hkey[256];
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", rq->port,
-		 rq->path ? rq->path : "/query");
-	struct curl_slist *list = NULL;
-	list = curl_slist_append(list, "Content-Type: application/json");
-	list = curl_slist_append(list, "Expect:");
+	char hacc[256], hid[256], hkey[256];
+	const char *hdrs[4] = {NULL};
+	size_t nh = 0;
 	if (rq->accept) {
 		snprintf(hacc, sizeof(hacc), "Accept: %s", rq->accept);
-		list = curl_slist_append(list, hacc);
+		hdrs[nh++] = hacc;
 	}
 	if (rq->request_id) {
 		snprintf(hid, sizeof(hid), "X-Request-Id: %s", rq->request_id);
-		list = curl_slist_append(list, hid);
+		hdrs[nh++] = hid;
 		snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s",
 			 st_cancel_key(rq->request_id));
-		list = curl_slist_append(list, hkey);
+		hdrs[nh++] = hkey;
 	}
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	struct curl_slist *list =
+	    http_prepare(c, rq->port, "POST", rq->path ? rq->path : "/query",
+			 rq->body, 0, hdrs);
+	if (!list)
+		abort();
 	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
 			 rq->timeout_ms ? rq->timeout_ms : 120000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDS, rq->body);
-	curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-			 (curl_off_t)strlen(rq->body));
 	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, st_write);
 	curl_easy_setopt(c, CURLOPT_WRITEDATA, s);
 	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, st_header);

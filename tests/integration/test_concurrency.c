@@ -17,7 +17,6 @@
 #include "it_common.h"
 
 static unsigned port;
-static unsigned seed;
 static atomic_long sent_ok; /* POST /query 200s seen by clients */
 
 /* ---- one client ---- */
@@ -124,7 +123,7 @@ static void start_clients(struct client *cls, unsigned n)
 {
 	for (unsigned i = 0; i < n; i++) {
 		cls[i].id = i;
-		cls[i].seed = seed + i * 7919u;
+		cls[i].seed = it_seed() + i * 7919u;
 		ck_assert_int_eq(
 		    pthread_create(&cls[i].th, NULL, client_main, &cls[i]), 0);
 	}
@@ -185,7 +184,7 @@ START_TEST(many_clients_own_answers)
 	free(cls);
 	ck_assert_msg(bad == 0 && ok == N * REQ,
 		      "%d good answers of %d, %d bad (seed %u)", ok, N * REQ,
-		      bad, seed);
+		      bad, it_seed());
 }
 END_TEST
 
@@ -222,16 +221,10 @@ END_TEST
 
 START_TEST(stats_add_up)
 {
-	json_t *st = NULL;
 	/* Completion callbacks may trail the last responses a little. */
-	for (int i = 0; i < 40; i++) {
-		json_decref(st);
-		st = get_stats();
-		if (total_int(st, "in_flight", NULL) <= 1 &&
-		    total_int(st, "pool", "waiting") == 0)
-			break;
-		usleep(50 * 1000);
-	}
+	struct it_activity idle = {.in_flight = 1};
+	it_wait_quiet(port, &idle, 2.0, "after the load");
+	json_t *st = get_stats();
 	char *dump = json_dumps(st, JSON_COMPACT);
 	/* The /stats request itself is in flight while it is answered. */
 	ck_assert_msg(total_int(st, "in_flight", NULL) <= 1,
@@ -421,41 +414,19 @@ START_TEST(postgres_down_at_start)
 }
 END_TEST
 
-static Suite *concurrency_suite(void)
-{
-	Suite *s = suite_create("concurrency");
-	TCase *tc = tcase_create("load");
-	tcase_add_test(tc, many_clients_own_answers);
-	tcase_add_test(tc, long_and_short_mixed);
-	tcase_add_test(tc, stats_add_up);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("outage");
-	tcase_add_test(tc, postgres_restart_under_load);
-	tcase_add_test(tc, postgres_down_at_start);
-	suite_add_tcase(s, tc);
-	return s;
-}
+static const struct it_case cases[] = {
+    IT_CASE(many_clients_own_answers),
+    IT_CASE(long_and_short_mixed),
+    IT_CASE(stats_add_up),
+    IT_CASE(postgres_restart_under_load),
+    IT_CASE(postgres_down_at_start),
+    {0},
+};
 
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	fprintf(stderr, "test_concurrency: seed %u\n", seed);
+static const struct it_server servers[] = {{&port, NULL}, {0}};
 
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	SRunner *sr = srunner_create(concurrency_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
-}
+const struct it_program it_program = {
+    .name = "concurrency",
+    .cases = cases,
+    .servers = servers,
+};

@@ -9,7 +9,7 @@
  * One throwaway cluster and one in-process server (2 workers) for the
  * binary; CK_NOFORK because the server's threads live in this process
  * (its RSS is ours). Random values use a seed printed at start
- * (FPG_TEST_SEED replays it); FPG_TEST_ONLY=name runs some cases only.
+ * (FPG_TEST_SEED replays it); CK_RUN_CASE=name runs one case only.
  */
 #include <pthread.h>
 #include <unistd.h>
@@ -43,7 +43,6 @@ const char *__asan_default_options(void)
 #endif
 
 static unsigned port;
-static unsigned seed;
 static long long busy_baseline;
 
 /* ---- growable bytes ---- */
@@ -413,105 +412,35 @@ static void execf(const char *fmt, ...)
 	free(sql);
 }
 
-static long active_backends(void)
-{
-	return (long)scalar_ll(
-	    "select count(*) from pg_stat_activity where"
-	    " application_name = 'fasterpg' and state = 'active'"
-	    " and query not like '%%pg_stat_activity%%'");
-}
-
-static long active_copies(void)
-{
-	return (long)scalar_ll(
-	    "select count(*) from pg_stat_activity where state <> 'idle'"
-	    " and query ilike 'copy%%'");
-}
-
-static char *activity(void)
-{
-	return pgh_scalar(
-	    "select coalesce(string_agg(state || ' ' || coalesce(wait_event,"
-	    " '-') || ': ' || left(query, 80), ' | '), '') from"
-	    " pg_stat_activity where application_name = 'fasterpg'");
-}
-
-struct stats {
-	long long busy, in_flight;
-	char text[600];
-};
-
-static bool read_stats(struct stats *st)
-{
-	struct http_resp *r = http_get(port, "/stats");
-	json_t *t = r->json ? json_object_get(r->json, "total") : NULL;
-	json_t *pool = json_object_get(t, "pool");
-	if (r->status != 200 || !json_is_object(pool)) {
-		snprintf(st->text, sizeof(st->text), "/stats: %ld %.400s",
-			 r->status, r->body);
-		http_resp_free(r);
-		return false;
-	}
-	st->busy = json_integer_value(json_object_get(pool, "busy"));
-	st->in_flight = json_integer_value(json_object_get(t, "in_flight"));
-	char *pj = json_dumps(pool, JSON_COMPACT);
-	snprintf(st->text, sizeof(st->text), "pool %s, in_flight %lld",
-		 pj ? pj : "?", st->in_flight);
-	free(pj);
-	http_resp_free(r);
-	return true;
-}
-
 /*
  * What was there when the test began (normally nothing but the /stats
  * request itself): a request leaked by an earlier failing test must not
  * make every later test fail too.
  */
-static long act_base, cop_base;
-static long long busy_base, inflight_base;
+static struct it_activity case_base;
 
 static void mark_baseline(void)
 {
-	struct stats st = {0};
-	ck_assert_msg(read_stats(&st), "%s", st.text);
-	act_base = active_backends();
-	cop_base = active_copies();
-	busy_base = st.busy > busy_baseline ? st.busy : busy_baseline;
-	inflight_base = st.in_flight > 1 ? st.in_flight : 1;
-	if (act_base || cop_base || st.busy > busy_baseline || st.in_flight > 1)
+	struct it_activity a = it_activity_now(port);
+	case_base = a;
+	if (case_base.busy < busy_baseline)
+		case_base.busy = busy_baseline;
+	if (case_base.in_flight < 1)
+		case_base.in_flight = 1;
+	if (a.active || a.copies || a.busy > busy_baseline || a.in_flight > 1)
 		fprintf(stderr, "  (left over from before: %ld active, %ld "
-				"COPY, %s)\n",
-			act_base, cop_base, st.text);
+				"COPY, busy %lld, in_flight %lld)\n",
+			a.active, a.copies, a.busy, a.in_flight);
 }
 
 /*
  * Waits up to limit_s for: no fasterpg statement active and no COPY on
- * PostgreSQL, pool busy back to the baseline, only /stats in flight.
+ * PostgreSQL, pool busy and waiting back to the baseline, only /stats in
+ * flight.
  */
 static double wait_quiet(double limit_s, const char *what)
 {
-	double t0 = it_now();
-	struct stats st = {0};
-	long act = 0, cop = 0;
-	for (;;) {
-		act = active_backends();
-		cop = active_copies();
-		bool ok = read_stats(&st);
-		if (ok && act <= act_base && cop <= cop_base &&
-		    st.busy <= busy_base && st.in_flight <= inflight_base)
-			return it_now() - t0;
-		if (it_now() - t0 > limit_s)
-			break;
-		usleep(25 * 1000);
-	}
-	char *q = activity();
-	ck_abort_msg("%s: not quiet after %.2f s: %ld active, %ld COPY on "
-		     "PostgreSQL (%s); %s (at the start: %ld active, %ld COPY, "
-		     "busy %lld, in flight %lld)",
-		     what, it_now() - t0, act, cop, q, st.text, act_base,
-		     cop_base, busy_base, inflight_base);
-	free(q);
-	return 0;
+	return it_wait_quiet(port, &case_base, limit_s, what);
 }
 
 /* ---- RSS ---- */
@@ -713,7 +642,7 @@ static void assert_same_bytes(const char *what, const struct it_buf *got,
 				      (unsigned char)want->data[k]);
 	ck_abort_msg("%s (seed %u): %zu bytes, want %zu; first difference at "
 		     "%zu:\n got  ...%s\n want ...%s",
-		     what, seed, got->len, want->len, i, g, w);
+		     what, it_seed(), got->len, want->len, i, g, w);
 }
 
 /* ---- a. byte-exact round trips ---- */
@@ -1810,79 +1739,54 @@ START_TEST(expect_100_continue)
 }
 END_TEST
 
-static Suite *copy_suite(void)
+/* Lets the pool open, then takes the idle state as the baseline. */
+static void take_baseline(void)
 {
-	Suite *s = suite_create("copy");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"round_trip_csv_text_binary", round_trip_csv_text_binary},
-	    {"options_both_ways", options_both_ways},
-	    {"million_rows_each_way", million_rows_each_way},
-	    {"errors_leave_table_unchanged", errors_leave_table_unchanged},
-	    {"bad_arguments_400", bad_arguments_400},
-	    {"query_injection_to_program", query_injection_to_program},
-	    {"query_injection_cr_comment", query_injection_cr_comment},
-	    {"query_checked_by_postgres", query_checked_by_postgres},
-	    {"query_read_only", query_read_only},
-	    {"hostile_option_values", hostile_option_values},
-	    {"table_names_with_dots", table_names_with_dots},
-	    {"gzip_bombs_refused", gzip_bombs_refused},
-	    {"disconnect_mid_upload", disconnect_mid_upload},
-	    {"disconnect_mid_download", disconnect_mid_download},
-	    {"copy_in_tx_session", copy_in_tx_session},
-	    {"expect_100_continue", expect_100_continue},
-	};
-	const char *only = getenv("FPG_TEST_ONLY");
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (only && !strstr(only, cases[i].name))
-			continue;
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 120);
-		tcase_add_checked_fixture(tc, mark_baseline, NULL);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	srand(seed);
-	fprintf(stderr, "test_copy: seed %u%s\n", seed,
-		CP_ASAN ? " (ASan)" : "");
-
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
 	struct http_resp *r = it_query(port, "{\"sql\":\"select 1\"}");
 	if (!r || r->status != 200) {
 		fprintf(stderr, "test_copy: the server does not answer\n");
-		return 1;
+		exit(1);
 	}
 	http_resp_free(r);
 	usleep(200 * 1000);
-	struct stats st;
-	if (!read_stats(&st)) {
-		fprintf(stderr, "test_copy: %s\n", st.text);
-		return 1;
+	struct it_activity a;
+	char text[800];
+	if (!it_activity_read(port, &a, text, sizeof(text))) {
+		fprintf(stderr, "test_copy: %s\n", text);
+		exit(1);
 	}
-	busy_baseline = st.busy;
-	fprintf(stderr, "test_copy: baseline %s\n", st.text);
-
-	SRunner *sr = srunner_create(copy_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
+	busy_baseline = a.busy;
+	fprintf(stderr, "test_copy: baseline %s%s\n", text,
+		CP_ASAN ? " (ASan)" : "");
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(round_trip_csv_text_binary),
+    IT_CASE(options_both_ways),
+    IT_CASE(million_rows_each_way),
+    IT_CASE(errors_leave_table_unchanged),
+    IT_CASE(bad_arguments_400),
+    IT_CASE(query_injection_to_program),
+    IT_CASE(query_injection_cr_comment),
+    IT_CASE(query_checked_by_postgres),
+    IT_CASE(query_read_only),
+    IT_CASE(hostile_option_values),
+    IT_CASE(table_names_with_dots),
+    IT_CASE(gzip_bombs_refused),
+    IT_CASE(disconnect_mid_upload),
+    IT_CASE(disconnect_mid_download),
+    IT_CASE(copy_in_tx_session),
+    IT_CASE(expect_100_continue),
+    {0},
+};
+
+static const struct it_server servers[] = {{&port, NULL}, {0}};
+
+const struct it_program it_program = {
+    .name = "copy",
+    .cases = cases,
+    .servers = servers,
+    .started = take_baseline,
+    .before_each = mark_baseline,
+    .timeout_s = 120,
+};

@@ -428,45 +428,19 @@ START_TEST(password_never_leaks_when_unreachable)
 }
 END_TEST
 
-static Suite *embed_suite(void)
-{
-	Suite *s = suite_create("embed");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"defaults_are_sane", defaults_are_sane},
-	    {"bad_options_fail_with_a_message",
-	     bad_options_fail_with_a_message},
-	    {"port_in_use_is_an_error", port_in_use_is_an_error},
-	    {"two_servers_one_process", two_servers_one_process},
-	    {"start_stop_free_cycles", start_stop_free_cycles},
-	    {"stop_with_request_in_flight", stop_with_request_in_flight},
-	    {"bad_conninfo_is_a_startup_error",
-	     bad_conninfo_is_a_startup_error},
-	    {"password_never_leaks_when_unreachable",
-	     password_never_leaks_when_unreachable},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
+static const struct it_case cases[] = {
+    IT_CASE(defaults_are_sane),
+    IT_CASE(bad_options_fail_with_a_message),
+    IT_CASE(port_in_use_is_an_error),
+    IT_CASE(two_servers_one_process),
+    IT_CASE(start_stop_free_cycles),
+    IT_CASE(stop_with_request_in_flight),
+    IT_CASE(bad_conninfo_is_a_startup_error),
+    IT_CASE(password_never_leaks_when_unreachable),
+    {0},
+};
 
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-
-	SRunner *sr = srunner_create(embed_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
-}
+const struct it_program it_program = {
+    .name = "embed",
+    .cases = cases,
+};

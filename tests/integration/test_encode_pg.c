@@ -21,11 +21,10 @@
 
 #include "buf.h"
 #include "encode.h"
+#include "it.h"
 #include "pg_harness.h"
 #include "typecache.h"
 
-static const char *ci;
-static unsigned seed;
 static PGconn *conn;
 static struct fpg_typecache *tc;
 static int mismatches;
@@ -122,7 +121,7 @@ static void report(const char *what, const PGresult *res, int row,
 	fprintf(stderr,
 		"MISMATCH (seed %u, flags %u) %s\n  type: %s (oid %u)\n"
 		"  text: %s\n  want: %s\n  got:  %.*s\n",
-		seed, flags, what, tn ? tn : "?", PQftype(res, 0),
+		it_seed(), flags, what, tn ? tn : "?", PQftype(res, 0),
 		PQgetvalue(res, row, 0), PQgetvalue(res, row, 1), (int)gotlen,
 		got);
 	PQclear(r);
@@ -371,7 +370,7 @@ static const char *const zones[] = {
 
 static void setup(void)
 {
-	conn = PQconnectdb(ci);
+	conn = PQconnectdb(it_db());
 	if (PQstatus(conn) != CONNECTION_OK)
 		die("connect: %s", PQerrorMessage(conn));
 	exec_ok(conn, "SET DateStyle = ISO; SET IntervalStyle = postgres;"
@@ -399,7 +398,7 @@ static void assert_clean(void)
 		fprintf(stderr, "%s: %d values compared\n", tcase_name(),
 			compared);
 	ck_assert_msg(mismatches == 0, "%d mismatches (seed %u), see stderr",
-		      mismatches, seed);
+		      mismatches, it_seed());
 }
 
 START_TEST(numbers)
@@ -865,61 +864,37 @@ START_TEST(random_arrays)
 }
 END_TEST
 
-static Suite *encode_pg_suite(void)
+static void load_schema(void)
 {
-	Suite *s = suite_create("encode_pg");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"numbers", numbers},
-	    {"texts", texts},
-	    {"jsons", jsons},
-	    {"misc", misc},
-	    {"composites", composites},
-	    {"anonymous_records", anonymous_records},
-	    {"big_string", big_string},
-	    {"type_names", type_names},
-	    {"random_scalars", random_scalars},
-	    {"random_arrays", random_arrays},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tcase = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tcase, setup, teardown);
-		tcase_set_timeout(tcase, 120);
-		tcase_add_test(tcase, cases[i].fn);
-		suite_add_tcase(s, tcase);
-	}
-	TCase *dt = tcase_create("datetimes");
-	tcase_add_checked_fixture(dt, setup, teardown);
-	tcase_set_timeout(dt, 120);
-	tcase_add_loop_test(dt, datetimes, 0,
-			    (int)(sizeof(zones) / sizeof(zones[0])));
-	suite_add_tcase(s, dt);
-	return s;
-}
-
-int main(void)
-{
-	const char *env = getenv("FPG_TEST_DB");
-	ci = env ? env : pgh_start();
-	seed = getenv("FPG_TEST_SEED")
-		   ? (unsigned)strtoul(getenv("FPG_TEST_SEED"), NULL, 10)
-		   : (unsigned)time(NULL);
-	srand(seed);
-	fprintf(stderr, "test_encode_pg: seed %u\n", seed);
-
-	PGconn *c = PQconnectdb(ci);
+	PGconn *c = PQconnectdb(it_db());
 	if (PQstatus(c) != CONNECTION_OK)
 		die("connect: %s", PQerrorMessage(c));
 	exec_ok(c, schema_sql);
 	PQfinish(c);
-
-	SRunner *sr = srunner_create(encode_pg_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (!env)
-		pgh_stop();
-	return failed ? 1 : 0;
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(numbers),
+    IT_CASE(texts),
+    IT_CASE(jsons),
+    IT_CASE(misc),
+    IT_CASE(composites),
+    IT_CASE(anonymous_records),
+    IT_CASE(big_string),
+    IT_CASE(type_names),
+    IT_CASE(random_scalars),
+    IT_CASE(random_arrays),
+    IT_LOOP(datetimes, (int)(sizeof(zones) / sizeof(zones[0]))),
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "encode_pg",
+    .cases = cases,
+    .setup = load_schema,
+    .before_each = setup,
+    .after_each = teardown,
+    .timeout_s = 120,
+    .fork = true,
+    .external_db = true,
+};

@@ -417,49 +417,8 @@ START_TEST(error_storm_on_one_connection)
 }
 END_TEST
 
-static Suite *errors_suite(void)
+static void create_secret_and_role(void)
 {
-	Suite *s = suite_create("errors");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"invalid_json", invalid_json},
-	    {"body_not_an_object", body_not_an_object},
-	    {"empty_body", empty_body},
-	    {"sql_missing_empty_or_not_string",
-	     sql_missing_empty_or_not_string},
-	    {"params_not_an_array", params_not_an_array},
-	    {"wrong_parameter_count", wrong_parameter_count},
-	    {"two_statements", two_statements},
-	    {"unknown_field", unknown_field},
-	    {"bad_option_values", bad_option_values},
-	    {"bad_timeout", bad_timeout},
-	    {"body_too_large", body_too_large},
-	    {"unsupported_content_type", unsupported_content_type},
-	    {"not_acceptable", not_acceptable},
-	    {"unknown_route", unknown_route},
-	    {"wrong_method", wrong_method},
-	    {"unknown_table", unknown_table},
-	    {"unique_violation", unique_violation},
-	    {"permission_denied", permission_denied},
-	    {"session_statements_rejected", session_statements_rejected},
-	    {"session_state_does_not_leak", session_state_does_not_leak},
-	    {"error_storm_on_one_connection", error_storm_on_one_connection},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	srand(it_seed());
 	pgh_exec("SET client_min_messages = warning;"
 		 "DROP TABLE IF EXISTS fpg_secret;"
 		 "CREATE TABLE fpg_secret (v int);"
@@ -467,36 +426,59 @@ int main(void)
 		 "REVOKE ALL ON fpg_secret FROM PUBLIC;"
 		 "DROP ROLE IF EXISTS fpg_low;"
 		 "CREATE ROLE fpg_low LOGIN;");
-
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	it_options(&o);
-	o.threads = 1;
-	o.max_body_bytes = 1024;
-	struct fpg_server *small = it_server_start(&o, &small_port);
-
-	char *low_db = it_fmt("host=127.0.0.1 port=%u user=fpg_low"
-			      " dbname=postgres",
-			      pgh_port());
-	it_options(&o);
-	o.threads = 1;
-	o.db = low_db;
-	struct fpg_server *low = it_server_start(&o, &low_port);
-
-	SRunner *sr = srunner_create(errors_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_free(low);
-	fpg_server_free(small);
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	free(low_db);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
 }
+
+static void small_body_limit(struct fpg_options *o)
+{
+	o->threads = 1;
+	o->max_body_bytes = 1024;
+}
+
+static void as_low_role(struct fpg_options *o)
+{
+	static char db[256];
+	snprintf(db, sizeof(db),
+		 "host=127.0.0.1 port=%u user=fpg_low dbname=postgres",
+		 pgh_port());
+	o->threads = 1;
+	o->db = db;
+}
+
+static const struct it_case cases[] = {
+    IT_CASE(invalid_json),
+    IT_CASE(body_not_an_object),
+    IT_CASE(empty_body),
+    IT_CASE(sql_missing_empty_or_not_string),
+    IT_CASE(params_not_an_array),
+    IT_CASE(wrong_parameter_count),
+    IT_CASE(two_statements),
+    IT_CASE(unknown_field),
+    IT_CASE(bad_option_values),
+    IT_CASE(bad_timeout),
+    IT_CASE(body_too_large),
+    IT_CASE(unsupported_content_type),
+    IT_CASE(not_acceptable),
+    IT_CASE(unknown_route),
+    IT_CASE(wrong_method),
+    IT_CASE(unknown_table),
+    IT_CASE(unique_violation),
+    IT_CASE(permission_denied),
+    IT_CASE(session_statements_rejected),
+    IT_CASE(session_state_does_not_leak),
+    IT_CASE(error_storm_on_one_connection),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, NULL},
+    {&small_port, small_body_limit},
+    {&low_port, as_low_role},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "errors",
+    .cases = cases,
+    .servers = servers,
+    .setup = create_secret_and_role,
+};

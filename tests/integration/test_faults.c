@@ -273,43 +273,39 @@ START_TEST(exhausted_pool_answers_503_by_the_acquire_deadline)
 }
 END_TEST
 
-int main(void)
+/*
+ * The harness cluster commits asynchronously (fast tests), which loses
+ * the last commits in a crash by design: this server's sessions wait for
+ * their commits (the conninfo's options reach the server next to the
+ * pool's own).
+ */
+static void synchronous_small_pool(struct fpg_options *o)
 {
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	srand(it_seed());
-	/* The harness cluster commits asynchronously (fast tests), which
-	 * loses the last commits in a crash by design: this server's
-	 * sessions wait for their commits (the conninfo's options reach the
-	 * server next to the pool's own). */
-	char *db = it_fmt("%s application_name=fasterpg-faults "
-			  "options='-c synchronous_commit=on'",
-			  pgh_conninfo());
-	struct fpg_options o;
-	it_options(&o);
-	o.db = db;
-	o.threads = 1;
-	o.pool_max = 2;
-	o.acquire_timeout_ms = 500;
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	Suite *s = suite_create("faults");
-	TCase *tc = tcase_create("faults");
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, exhausted_pool_answers_503_by_the_acquire_deadline);
-	tcase_add_test(tc, frozen_postgres_every_request_ends_by_its_deadline);
-	tcase_add_test(tc, killed_mid_load_loses_no_acknowledged_write);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	free(db);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
+	static char db[512];
+	snprintf(db, sizeof(db),
+		 "%s application_name=fasterpg-faults "
+		 "options='-c synchronous_commit=on'",
+		 pgh_conninfo());
+	o->db = db;
+	o->threads = 1;
+	o->pool_max = 2;
+	o->acquire_timeout_ms = 500;
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(exhausted_pool_answers_503_by_the_acquire_deadline),
+    IT_CASE(frozen_postgres_every_request_ends_by_its_deadline),
+    IT_CASE(killed_mid_load_loses_no_acknowledged_write),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, synchronous_small_pool},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "faults",
+    .cases = cases,
+    .servers = servers,
+};

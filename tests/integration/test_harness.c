@@ -16,6 +16,7 @@
 #include <libpq-fe.h>
 
 #include "http.h"
+#include "it.h"
 #include "pg_harness.h"
 
 START_TEST(scalar_select_1)
@@ -106,38 +107,21 @@ START_TEST(http_refused_is_reported)
 }
 END_TEST
 
-static Suite *harness_suite(void)
-{
-	Suite *s = suite_create("harness");
-	TCase *tc = tcase_create("pg");
+static const struct it_case cases[] = {
+    IT_CASE(scalar_select_1),
+    IT_CASE(scalar_null_is_null),
+    IT_CASE(exec_then_scalar),
+    IT_CASE(conninfo_and_port),
+    IT_CASE(restart_same_port),
+    /* After the restart: proves the cluster is still usable. */
+    IT_CASE(scalar_select_1),
+    IT_CASE(http_refused_is_reported),
+    {0},
+};
 
-	tcase_set_timeout(tc, 120);
-	tcase_add_test(tc, scalar_select_1);
-	tcase_add_test(tc, scalar_null_is_null);
-	tcase_add_test(tc, exec_then_scalar);
-	tcase_add_test(tc, conninfo_and_port);
-	tcase_add_test(tc, restart_same_port);
-	/* After the restart: proves the cluster is still usable. */
-	tcase_add_test(tc, scalar_select_1);
-	suite_add_tcase(s, tc);
-
-	tc = tcase_create("http");
-	tcase_add_test(tc, http_refused_is_reported);
-	suite_add_tcase(s, tc);
-	return s;
-}
-
-int main(void)
-{
-	curl_global_init(CURL_GLOBAL_ALL);
-	pgh_start();
-
-	SRunner *sr = srunner_create(harness_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	pgh_stop();
-	curl_global_cleanup();
-	return failed ? 1 : 0;
-}
+const struct it_program it_program = {
+    .name = "harness",
+    .cases = cases,
+    .timeout_s = 120,
+    .fork = true,
+};

@@ -26,7 +26,6 @@
 
 static unsigned port;	   /* header-timeout-ms 1000, defaults otherwise */
 static unsigned slot_port; /* one worker, 16 connections */
-static unsigned seed;
 
 /* ---- raw sockets ---- */
 
@@ -207,7 +206,7 @@ static long cancel_with(const char *id, const char *key)
 START_TEST(cancel_needs_the_key)
 {
 	char id[64];
-	snprintf(id, sizeof(id), "victim-%u-%d", seed, rand());
+	snprintf(id, sizeof(id), "victim-%u-%d", it_seed(), rand());
 	struct victim v = {.id = id, .key = "s3cret-key-0123456789abcdef"};
 	pthread_create(&v.th, NULL, victim_main, &v);
 	usleep(500 * 1000);
@@ -248,7 +247,7 @@ START_TEST(uncancellable_without_key)
 {
 	/* A request sent without a key cannot be cancelled by id at all. */
 	char id[64];
-	snprintf(id, sizeof(id), "nokey-%u-%d", seed, rand());
+	snprintf(id, sizeof(id), "nokey-%u-%d", it_seed(), rand());
 	char hid[128];
 	snprintf(hid, sizeof(hid), "X-Request-Id: %s", id);
 	const char *const hdrs[] = {hid, NULL};
@@ -651,21 +650,21 @@ static void frame_run(struct frame_case *c, size_t n)
 	for (size_t i = 0; i < n; i++) {
 		int st = raw_status(c[i].got.data);
 		ck_assert_msg(c[i].closed || (st >= 400 && st < 500),
-			      "seed %u, %s: still open, got %.200s", seed,
+			      "seed %u, %s: still open, got %.200s", it_seed(),
 			      c[i].name, c[i].got.data ? c[i].got.data : "");
 		if (c[i].want)
 			ck_assert_msg(st == c[i].want,
 				      "seed %u, %s: status %d, want %d: %.300s",
-				      seed, c[i].name, st, c[i].want,
+				      it_seed(), c[i].name, st, c[i].want,
 				      c[i].got.data ? c[i].got.data : "");
 		else
 			ck_assert_msg(st == 0 || (st >= 400 && st < 500),
-				      "seed %u, %s: status %d: %.300s", seed,
+				      "seed %u, %s: status %d: %.300s", it_seed(),
 				      c[i].name, st, c[i].got.data);
 		ck_assert_msg(!c[i].got.data ||
 				  !strstr(c[i].got.data, "HTTP/1.1 200"),
 			      "seed %u, %s: a request was answered: %.300s",
-			      seed, c[i].name, c[i].got.data);
+			      it_seed(), c[i].name, c[i].got.data);
 		close(c[i].fd);
 		free(c[i].bytes);
 		free(c[i].got.data);
@@ -887,7 +886,7 @@ static void post_bad(CURL *c, const struct it_buf *b, int i)
 			  r->status < 500 && is_json_error(r->body),
 		      "seed %u, body #%d (%zu bytes: %.200s): curl %d status "
 		      "%ld %.300s",
-		      seed, i, b->len, b->data ? b->data : "", r->curl_code,
+		      it_seed(), i, b->len, b->data ? b->data : "", r->curl_code,
 		      r->status, r->body);
 	http_resp_free(r);
 }
@@ -916,53 +915,40 @@ START_TEST(malformed_json_bodies)
 }
 END_TEST
 
-int main(void)
+static void short_header_timeout(struct fpg_options *o)
 {
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	fprintf(stderr, "test_hostile: seed %u\n", seed);
-	srand(seed);
-	struct fpg_options o;
-	it_options(&o);
-	o.header_timeout_ms = HEADER_TIMEOUT_MS;
-	struct fpg_server *srv = it_server_start(&o, &port);
-	it_options(&o);
-	o.threads = 1;
-	o.max_connections = 16;
-	struct fpg_server *slots = it_server_start(&o, &slot_port);
-	Suite *su = suite_create("hostile");
-	TCase *ids = tcase_create("ids_and_cancel");
-	tcase_add_test(ids, generated_ids_unpredictable);
-	tcase_add_test(ids, cancel_needs_the_key);
-	tcase_add_test(ids, uncancellable_without_key);
-	suite_add_tcase(su, ids);
-	TCase *web = tcase_create("cross_site");
-	tcase_add_test(web, browser_simple_requests_refused);
-	tcase_add_test(web, host_checked);
-	suite_add_tcase(su, web);
-	TCase *slow = tcase_create("slow_clients");
-	tcase_set_timeout(slow, 60);
-	tcase_add_test(slow, header_trickle_is_cut);
-	tcase_add_test(slow, keepalive_idle_is_not_a_trickle);
-	tcase_add_test(slow, slow_upload_is_cut);
-	tcase_add_test(slow, tricklers_cannot_take_every_slot);
-	suite_add_tcase(su, slow);
-	TCase *parse = tcase_create("parsing");
-	tcase_set_timeout(parse, 120);
-	tcase_add_test(parse, bad_framing);
-	tcase_add_test(parse, malformed_json_bodies);
-	suite_add_tcase(su, parse);
-	SRunner *sr = srunner_create(su);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	fpg_server_stop(slots, 1000);
-	fpg_server_free(slots);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed ? 1 : 0;
+	o->header_timeout_ms = HEADER_TIMEOUT_MS;
 }
+
+static void few_slots(struct fpg_options *o)
+{
+	o->threads = 1;
+	o->max_connections = 16;
+}
+
+static const struct it_case cases[] = {
+    IT_CASE(generated_ids_unpredictable),
+    IT_CASE(cancel_needs_the_key),
+    IT_CASE(uncancellable_without_key),
+    IT_CASE(browser_simple_requests_refused),
+    IT_CASE(host_checked),
+    IT_CASE(header_trickle_is_cut),
+    IT_CASE(keepalive_idle_is_not_a_trickle),
+    IT_CASE(slow_upload_is_cut),
+    IT_CASE(tricklers_cannot_take_every_slot),
+    IT_CASE(bad_framing),
+    IT_CASE(malformed_json_bodies),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, short_header_timeout},
+    {&slot_port, few_slots},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "hostile",
+    .cases = cases,
+    .servers = servers,
+};

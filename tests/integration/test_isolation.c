@@ -765,96 +765,75 @@ START_TEST(no_statement_cache_undoes_prepare)
 }
 END_TEST
 
-static Suite *isolation_suite(void)
+static void one_connection(struct fpg_options *o)
 {
-	Suite *s = suite_create("isolation");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"empty_statements", empty_statements},
-	    {"sneaked_begin_loses_no_write", sneaked_begin_loses_no_write},
-	    {"concurrent_attacks_keep_acknowledged_writes",
-	     concurrent_attacks_keep_acknowledged_writes},
-	    {"concurrent_attacks_without_statement_cache",
-	     concurrent_attacks_without_statement_cache},
-	    {"commit_inside_a_session", commit_inside_a_session},
-	    {"settings_do_not_leak", settings_do_not_leak},
-	    {"role_does_not_leak", role_does_not_leak},
-	    {"session_objects_do_not_leak", session_objects_do_not_leak},
-	    {"deallocate_all_recovers", deallocate_all_recovers},
-	    {"timeouts_stay_with_their_statement",
-	     timeouts_stay_with_their_statement},
-	    {"sessions_are_a_bounded_share", sessions_are_a_bounded_share},
-	    {"type_changes_are_seen", type_changes_are_seen},
-	    {"replaced_reset_is_noticed", replaced_reset_is_noticed},
-	    {"taken_statement_name", taken_statement_name},
-	    {"no_statement_cache_undoes_prepare",
-	     no_statement_cache_undoes_prepare},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
+	o->threads = 1;
+	o->pool_min = 1;
+	o->pool_max = 1;
 }
 
-int main(void)
+static void one_connection_no_precheck(struct fpg_options *o)
 {
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	srand(it_seed());
-
-	struct fpg_options o;
-	it_options(&o);
-	o.threads = 1;
-	o.pool_min = 1;
-	o.pool_max = 1;
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	o.sql_precheck = 0;
-	struct fpg_server *raw = it_server_start(&o, &raw_port);
-
-	o.pool_min = 2;
-	o.pool_max = 2;
-	struct fpg_server *pooled = it_server_start(&o, &pool_port);
-
-	char *share_db = it_fmt("%s application_name=fasterpg-share",
-				pgh_conninfo());
-	it_options(&o);
-	o.db = share_db;
-	o.threads = 1;
-	o.pool_max = 3;
-	o.acquire_timeout_ms = 300;
-	struct fpg_server *share = it_server_start(&o, &share_port);
-
-	it_options(&o);
-	o.threads = 1;
-	o.pool_max = 2;
-	o.sql_precheck = 0;
-	o.statement_cache = 0;
-	struct fpg_server *nocache = it_server_start(&o, &nocache_port);
-
-	SRunner *sr = srunner_create(isolation_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(nocache, 1000);
-	fpg_server_free(nocache);
-	fpg_server_stop(share, 1000);
-	fpg_server_free(share);
-	free(share_db);
-	fpg_server_stop(pooled, 1000);
-	fpg_server_free(pooled);
-	fpg_server_stop(raw, 1000);
-	fpg_server_free(raw);
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
+	one_connection(o);
+	o->sql_precheck = 0;
 }
+
+static void two_connections_no_precheck(struct fpg_options *o)
+{
+	one_connection_no_precheck(o);
+	o->pool_min = 2;
+	o->pool_max = 2;
+}
+
+static void short_acquire(struct fpg_options *o)
+{
+	static char db[512];
+	snprintf(db, sizeof(db), "%s application_name=fasterpg-share",
+		 pgh_conninfo());
+	o->db = db;
+	o->threads = 1;
+	o->pool_max = 3;
+	o->acquire_timeout_ms = 300;
+}
+
+static void no_statement_cache(struct fpg_options *o)
+{
+	o->threads = 1;
+	o->pool_max = 2;
+	o->sql_precheck = 0;
+	o->statement_cache = 0;
+}
+
+static const struct it_case cases[] = {
+    IT_CASE(empty_statements),
+    IT_CASE(sneaked_begin_loses_no_write),
+    IT_CASE(concurrent_attacks_keep_acknowledged_writes),
+    IT_CASE(concurrent_attacks_without_statement_cache),
+    IT_CASE(commit_inside_a_session),
+    IT_CASE(settings_do_not_leak),
+    IT_CASE(role_does_not_leak),
+    IT_CASE(session_objects_do_not_leak),
+    IT_CASE(deallocate_all_recovers),
+    IT_CASE(timeouts_stay_with_their_statement),
+    IT_CASE(sessions_are_a_bounded_share),
+    IT_CASE(type_changes_are_seen),
+    IT_CASE(replaced_reset_is_noticed),
+    IT_CASE(taken_statement_name),
+    IT_CASE(no_statement_cache_undoes_prepare),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, one_connection},
+    {&raw_port, one_connection_no_precheck},
+    {&pool_port, two_connections_no_precheck},
+    {&share_port, short_acquire},
+    {&nocache_port, no_statement_cache},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "isolation",
+    .cases = cases,
+    .servers = servers,
+};

@@ -156,37 +156,27 @@ START_TEST(cors_only_when_configured)
 }
 END_TEST
 
-int main(void)
+static void with_cors(struct fpg_options *o)
 {
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	unsigned seed = it_seed();
-	fprintf(stderr, "test_meta: seed %u\n", seed);
-	srand(seed);
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-	it_options(&o);
-	o.threads = 1;
-	o.cors_origin = "https://app.example";
-	struct fpg_server *cors = it_server_start(&o, &cors_port);
-	Suite *su = suite_create("meta");
-	TCase *tc = tcase_create("meta");
-	tcase_set_timeout(tc, 60);
-	tcase_add_test(tc, health_and_ready);
-	tcase_add_test(tc, metrics_match_stats_and_traffic);
-	tcase_add_test(tc, cors_only_when_configured);
-	suite_add_tcase(su, tc);
-	SRunner *sr = srunner_create(su);
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	fpg_server_stop(cors, 1000);
-	fpg_server_free(cors);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed ? 1 : 0;
+	o->threads = 1;
+	o->cors_origin = "https://app.example";
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(health_and_ready),
+    IT_CASE(metrics_match_stats_and_traffic),
+    IT_CASE(cors_only_when_configured),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, NULL},
+    {&cors_port, with_cors},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "meta",
+    .cases = cases,
+    .servers = servers,
+};

@@ -14,7 +14,6 @@
 #include "it_common.h"
 
 static unsigned port;
-static unsigned seed;
 
 /* ---- helpers ---- */
 
@@ -151,33 +150,33 @@ static void expect_command(const char *sql, const char *command,
 
 START_TEST(commands_and_row_counts)
 {
-	char sfx[32], sql[512];
-	it_suffix(sfx, sizeof(sfx));
+	/* In the case's own schema: no other case has this table. */
+	char *t = it_table("cmd"), sql[512];
 	snprintf(sql, sizeof(sql),
-		 "create table cmd_%s (id int primary key, v text)", sfx);
+		 "create table %s (id int primary key, v text)", t);
 	expect_command(sql, "CREATE TABLE", -1);
 	snprintf(sql, sizeof(sql),
-		 "insert into cmd_%s values (1,'a'),(2,'b'),(3,'c')", sfx);
+		 "insert into %s values (1,'a'),(2,'b'),(3,'c')", t);
 	expect_command(sql, "INSERT", 3);
 	snprintf(sql, sizeof(sql),
-		 "update cmd_%s set v = v || '!' where id <= 2", sfx);
+		 "update %s set v = v || '!' where id <= 2", t);
 	expect_command(sql, "UPDATE", 2);
-	snprintf(sql, sizeof(sql), "delete from cmd_%s where id = 3", sfx);
+	snprintf(sql, sizeof(sql), "delete from %s where id = 3", t);
 	expect_command(sql, "DELETE", 1);
-	snprintf(sql, sizeof(sql), "select * from cmd_%s", sfx);
+	snprintf(sql, sizeof(sql), "select * from %s", t);
 	expect_command(sql, "SELECT", 2);
 	snprintf(sql, sizeof(sql),
-		 "select string_agg(id || v, ',' order by id) from cmd_%s",
-		 sfx);
+		 "select string_agg(id || v, ',' order by id) from %s",
+		 t);
 	char *v = pgh_scalar(sql);
 	ck_assert_str_eq(v, "1a!,2b!");
 	free(v);
 
 	/* RETURNING: rows and the command's own count. */
 	snprintf(sql, sizeof(sql),
-		 "{\"sql\":\"insert into cmd_%s values (7,'x'),(8,'y')"
+		 "{\"sql\":\"insert into %s values (7,'x'),(8,'y')"
 		 " returning id, v\"}",
-		 sfx);
+		 t);
 	struct http_resp *r = post_ok(sql);
 	assert_json_eq(rows_of(r), "[{\"id\":7,\"v\":\"x\"},"
 				   "{\"id\":8,\"v\":\"y\"}]");
@@ -187,8 +186,9 @@ START_TEST(commands_and_row_counts)
 			 2);
 	http_resp_free(r);
 
-	snprintf(sql, sizeof(sql), "drop table cmd_%s", sfx);
+	snprintf(sql, sizeof(sql), "drop table %s", t);
 	expect_command(sql, "DROP TABLE", -1);
+	free(t);
 }
 END_TEST
 
@@ -686,7 +686,7 @@ static int compare_query(const char *sql, int n, const char *const *params)
 			fprintf(stderr,
 				"MISMATCH (seed %u) row %d of %.200s\n"
 				"  want: %s\n  got:  %s\n",
-				seed, i, sql, t, o);
+				it_seed(), i, sql, t, o);
 	}
 	PQclear(ours);
 	PQclear(theirs);
@@ -978,7 +978,7 @@ START_TEST(random_values_match_to_json)
 			free(lits[c]);
 	}
 	ck_assert_msg(bad == 0, "%d mismatches with to_json() (seed %u)", bad,
-		      seed);
+		      it_seed());
 }
 END_TEST
 
@@ -1001,62 +1001,38 @@ static const char schema_sql[] =
     " ARRAY[ROW(2,'y',NULL,NULL)::qt.inner_t], 'happy \"quoted\"', 7,"
     " 'w', '{\"k\": [1, 2]}', '0044-03-15 12:00 UTC BC')::qt.outer_t);";
 
-static Suite *query_suite(void)
+static void load_schema(void)
 {
-	Suite *s = suite_create("query");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"rows_as_objects_with_columns", rows_as_objects_with_columns},
-	    {"rows_as_arrays", rows_as_arrays},
-	    {"commands_and_row_counts", commands_and_row_counts},
-	    {"expect_one_first_scalar", expect_one_first_scalar},
-	    {"big_numbers_as_strings", big_numbers_as_strings},
-	    {"timeout_ms_gives_504", timeout_ms_gives_504},
-	    {"params_scalars", params_scalars},
-	    {"params_integer_beyond_int64", params_integer_beyond_int64},
-	    {"params_numeric_40_digits", params_numeric_40_digits},
-	    {"params_arrays", params_arrays},
-	    {"params_object_as_jsonb", params_object_as_jsonb},
-	    {"request_id_echoed_or_generated",
-	     request_id_echoed_or_generated},
-	    {"large_result_streams", large_result_streams},
-	    {"error_mid_stream", error_mid_stream},
-	    {"error_before_first_byte", error_before_first_byte},
-	    {"values_match_to_json", values_match_to_json},
-	    {"random_values_match_to_json", random_values_match_to_json},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	srand(seed);
-	fprintf(stderr, "test_query: seed %u\n", seed);
 	pgh_exec(schema_sql);
-
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-
-	SRunner *sr = srunner_create(query_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(rows_as_objects_with_columns),
+    IT_CASE(rows_as_arrays),
+    IT_CASE(commands_and_row_counts),
+    IT_CASE(expect_one_first_scalar),
+    IT_CASE(big_numbers_as_strings),
+    IT_CASE(timeout_ms_gives_504),
+    IT_CASE(params_scalars),
+    IT_CASE(params_integer_beyond_int64),
+    IT_CASE(params_numeric_40_digits),
+    IT_CASE(params_arrays),
+    IT_CASE(params_object_as_jsonb),
+    IT_CASE(request_id_echoed_or_generated),
+    IT_CASE(large_result_streams),
+    IT_CASE(error_mid_stream),
+    IT_CASE(error_before_first_byte),
+    IT_CASE(values_match_to_json),
+    IT_CASE(random_values_match_to_json),
+    {0},
+};
+
+static const struct it_server servers[] = {{&port, NULL}, {0}};
+
+const struct it_program it_program = {
+    .name = "query",
+    .cases = cases,
+    .servers = servers,
+    .setup = load_schema,
+    .schema_per_case = true,
+};

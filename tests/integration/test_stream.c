@@ -27,7 +27,6 @@
 #endif
 
 static unsigned port;
-static unsigned seed;
 static long long busy_baseline;
 
 #define BIG_SQL                                                              \
@@ -36,88 +35,17 @@ static long long busy_baseline;
 
 /* ---- PostgreSQL and /stats as judges ---- */
 
-/* fasterpg's statements running on PostgreSQL now. */
-static long active_backends(void)
-{
-	char *v = pgh_scalar(
-	    "select count(*) from pg_stat_activity where"
-	    " application_name = 'fasterpg' and state = 'active'"
-	    " and query not like '%pg_stat_activity%'");
-	long n = strtol(v, NULL, 10);
-	free(v);
-	return n;
-}
-
-static char *active_queries(void)
-{
-	char *v = pgh_scalar(
-	    "select coalesce(string_agg(state || ' ' || coalesce(wait_event,"
-	    " '-') || ': ' || left(query, 80), ' | '), '') from"
-	    " pg_stat_activity where application_name = 'fasterpg'");
-	return v;
-}
-
-struct stats {
-	long long open, idle, busy, waiting, in_flight;
-	char text[1200];
-};
-
-/* Reads /stats; false (and the answer in st->text) when it fails. */
-static bool read_stats(unsigned p, struct stats *st)
-{
-	struct http_resp *r = http_get(p, "/stats");
-	json_t *t = r->json ? json_object_get(r->json, "total") : NULL;
-	json_t *pool = json_object_get(t, "pool");
-	if (r->status != 200 || !json_is_object(pool)) {
-		snprintf(st->text, sizeof(st->text), "/stats: %ld %.500s",
-			 r->status, r->body);
-		http_resp_free(r);
-		return false;
-	}
-	st->open = json_integer_value(json_object_get(pool, "open"));
-	st->idle = json_integer_value(json_object_get(pool, "idle"));
-	st->busy = json_integer_value(json_object_get(pool, "busy"));
-	st->waiting = json_integer_value(json_object_get(pool, "waiting"));
-	st->in_flight = json_integer_value(json_object_get(t, "in_flight"));
-	snprintf(st->text, sizeof(st->text),
-		 "pool open %lld idle %lld busy %lld waiting %lld, in_flight "
-		 "%lld",
-		 st->open, st->idle, st->busy, st->waiting, st->in_flight);
-	http_resp_free(r);
-	return true;
-}
-
-static void get_stats(unsigned p, struct stats *st)
-{
-	ck_assert_msg(read_stats(p, st), "%s", st->text);
-}
-
 /*
  * Waits up to limit_s for: no fasterpg statement active on PostgreSQL,
- * pool busy back to the baseline, only the /stats request in flight.
- * Fails the test with what was seen last; returns the time it took.
+ * pool busy back to busy0, nothing waiting for a connection, only the
+ * /stats request in flight. Fails the
+ * test with what was seen last; returns the time it took.
  */
 static double wait_quiet_on(unsigned p, long long busy0, double limit_s,
 			    const char *what)
 {
-	double t0 = it_now();
-	struct stats st;
-	long act;
-	for (;;) {
-		act = active_backends();
-		get_stats(p, &st);
-		if (act == 0 && st.busy <= busy0 && st.in_flight == 1)
-			return it_now() - t0;
-		if (it_now() - t0 > limit_s)
-			break;
-		usleep(25 * 1000);
-	}
-	char *q = active_queries();
-	ck_abort_msg("%s: not quiet after %.2f s: %ld active on PostgreSQL "
-		     "(%s); %s (busy baseline %lld)",
-		     what, it_now() - t0, act, q, st.text, busy0);
-	free(q);
-	return 0;
+	struct it_activity base = {.busy = busy0, .in_flight = 1};
+	return it_wait_quiet(p, &base, limit_s, what);
 }
 
 static double wait_quiet(double limit_s, const char *what)
@@ -129,7 +57,7 @@ static double wait_quiet(double limit_s, const char *what)
 static void wait_active(double limit_s, const char *what)
 {
 	double t0 = it_now();
-	while (active_backends() < 1) {
+	while (it_active_statements() < 1) {
 		ck_assert_msg(it_now() - t0 < limit_s,
 			      "%s: the statement never showed up as active",
 			      what);
@@ -528,7 +456,7 @@ END_TEST
 static void hook_count_active(struct st_sink *s, void *ud)
 {
 	(void)s;
-	*(long *)ud = active_backends();
+	*(long *)ud = it_active_statements();
 }
 
 static void disconnect_mid_stream(const char *path, const char *accept,
@@ -1121,7 +1049,7 @@ START_TEST(limit_buffered_total)
 	st_free(&s);
 	free(body);
 	double t0 = it_now();
-	while (active_backends() > 0 && it_now() - t0 < 10)
+	while (it_active_statements() > 0 && it_now() - t0 < 10)
 		usleep(50 * 1000);
 	/* The count went back down: a large answer fits again. */
 	expect_usable(p, "after the total cap");
@@ -1161,7 +1089,7 @@ START_TEST(limit_buffered_slow_client)
 	free(body);
 	/* The shared connection reads the rest and drops it, then serves. */
 	double t0 = it_now();
-	while (active_backends() > 0 && it_now() - t0 < 10)
+	while (it_active_statements() > 0 && it_now() - t0 < 10)
 		usleep(50 * 1000);
 	expect_usable(p, "after result_not_read");
 	fpg_server_stop(srv, 1000);
@@ -1194,7 +1122,7 @@ START_TEST(random_sizes_and_formats)
 		fprintf(stderr, "  random %d: %ld rows, %s %s: %zu bytes\n", i,
 			n, paths[f], accepts[f] ? accepts[f] : "json", s.bytes);
 		ck_assert_msg(s.curl_code == 0 && s.status == 200,
-			      "seed %u, %ld rows, format %d: %s", seed, n, f,
+			      "seed %u, %ld rows, format %d: %s", it_seed(), n, f,
 			      st_desc(&s));
 		char *want_last = NULL;
 		if (f < 2) {
@@ -1202,7 +1130,7 @@ START_TEST(random_sizes_and_formats)
 			ck_assert_msg(fr && json_integer_value(json_object_get(
 						fr, "row_count")) == n &&
 					  s.rows == (uint64_t)n,
-				      "seed %u, %ld rows: %s", seed, n,
+				      "seed %u, %ld rows: %s", it_seed(), n,
 				      st_desc(&s));
 			json_decref(fr);
 			if (n) {
@@ -1213,7 +1141,7 @@ START_TEST(random_sizes_and_formats)
 			}
 		} else if (f == 2) {
 			ck_assert_msg(s.lines == (uint64_t)n + 2, "seed %u: %s",
-				      seed, st_desc(&s));
+				      it_seed(), st_desc(&s));
 			char *tr = it_fmt("{\"command\":\"SELECT\","
 					  "\"row_count\":%ld}",
 					  n);
@@ -1228,7 +1156,7 @@ START_TEST(random_sizes_and_formats)
 		} else {
 			ck_assert_msg(s.lines == (uint64_t)n + 1 &&
 					  s.lines_without_cr == 0,
-				      "seed %u: %s", seed, st_desc(&s));
+				      "seed %u: %s", it_seed(), st_desc(&s));
 			ck_assert_str_eq(s.first[0], "g,s,z");
 			if (n) {
 				want_last = it_fmt("%ld,r%ld,", n, n);
@@ -1244,82 +1172,55 @@ START_TEST(random_sizes_and_formats)
 }
 END_TEST
 
-static Suite *stream_suite(void)
+/* Lets the pool open, then takes the idle state as the baseline. */
+static void take_baseline(void)
 {
-	Suite *s = suite_create("stream");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"million_rows_json_default_lane", million_rows_json_default_lane},
-	    {"million_rows_json_stream_true", million_rows_json_stream_true},
-	    {"million_rows_ndjson", million_rows_ndjson},
-	    {"million_rows_csv", million_rows_csv},
-	    {"slow_reader_constant_memory", slow_reader_constant_memory},
-	    {"disconnect_mid_stream_cancels", disconnect_mid_stream_cancels},
-	    {"disconnect_while_waiting_cancels",
-	     disconnect_while_waiting_cancels},
-	    {"timeout_ms_every_lane", timeout_ms_every_lane},
-	    {"cancel_by_id_slow_lane", cancel_by_id_slow_lane},
-	    {"cancel_by_id_mid_stream", cancel_by_id_mid_stream},
-	    {"cancel_by_id_default_lane", cancel_by_id_default_lane},
-	    {"error_mid_stream_every_format", error_mid_stream_every_format},
-	    {"limit_rows", limit_rows},
-	    {"limit_bytes", limit_bytes},
-	    {"limit_cut_exactly", limit_cut_exactly},
-	    {"limit_buffered_slow_client", limit_buffered_slow_client},
-	    {"limit_buffered_total", limit_buffered_total},
-	    {"random_sizes_and_formats", random_sizes_and_formats},
-	};
-	const char *only = getenv("FPG_TEST_ONLY");
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (only && !strstr(only, cases[i].name))
-			continue;
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 120);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	srand(seed);
-	fprintf(stderr, "test_stream: seed %u%s\n", seed,
-		ST_ASAN ? " (ASan)" : "");
-
-	struct fpg_options o;
-	it_options(&o);
-	struct fpg_server *srv = it_server_start(&o, &port);
-	/* Let the pool open, then take the idle state as the baseline. */
 	struct http_resp *r = it_query(port, "{\"sql\":\"select 1\"}");
 	if (!r || r->status != 200) {
 		fprintf(stderr, "test_stream: the server does not answer\n");
-		return 1;
+		exit(1);
 	}
 	http_resp_free(r);
 	usleep(200 * 1000);
-	struct stats st;
-	if (!read_stats(port, &st)) {
-		fprintf(stderr, "test_stream: %s\n", st.text);
-		return 1;
+	struct it_activity a;
+	char text[800];
+	if (!it_activity_read(port, &a, text, sizeof(text))) {
+		fprintf(stderr, "test_stream: %s\n", text);
+		exit(1);
 	}
-	busy_baseline = st.busy;
-	fprintf(stderr, "test_stream: baseline %s\n", st.text);
-
-	SRunner *sr = srunner_create(stream_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
+	busy_baseline = a.busy;
+	fprintf(stderr, "test_stream: baseline %s%s\n", text,
+		ST_ASAN ? " (ASan)" : "");
 }
+
+static const struct it_case cases[] = {
+    IT_CASE(million_rows_json_default_lane),
+    IT_CASE(million_rows_json_stream_true),
+    IT_CASE(million_rows_ndjson),
+    IT_CASE(million_rows_csv),
+    IT_CASE(slow_reader_constant_memory),
+    IT_CASE(disconnect_mid_stream_cancels),
+    IT_CASE(disconnect_while_waiting_cancels),
+    IT_CASE(timeout_ms_every_lane),
+    IT_CASE(cancel_by_id_slow_lane),
+    IT_CASE(cancel_by_id_mid_stream),
+    IT_CASE(cancel_by_id_default_lane),
+    IT_CASE(error_mid_stream_every_format),
+    IT_CASE(limit_rows),
+    IT_CASE(limit_bytes),
+    IT_CASE(limit_cut_exactly),
+    IT_CASE(limit_buffered_slow_client),
+    IT_CASE(limit_buffered_total),
+    IT_CASE(random_sizes_and_formats),
+    {0},
+};
+
+static const struct it_server servers[] = {{&port, NULL}, {0}};
+
+const struct it_program it_program = {
+    .name = "stream",
+    .cases = cases,
+    .servers = servers,
+    .started = take_baseline,
+    .timeout_s = 120,
+};

@@ -15,6 +15,7 @@
  * live in this process. Random choices use a seed printed at start
  * (FPG_TEST_SEED replays it).
  */
+#include <limits.h>
 #include <pthread.h>
 #include <unistd.h>
 
@@ -32,7 +33,6 @@
 #endif
 
 static unsigned port;
-static unsigned seed;
 static struct fpg_options main_opts;
 
 /* Time allowances grow under sanitizers (about 3x slower). */
@@ -53,50 +53,10 @@ static struct http_resp *treq_on(unsigned p, const char *method,
 				 const char *path, const char *body,
 				 long timeout_ms)
 {
-	struct it_buf bb = {0}, hb = {0};
-	struct curl_slist *list = NULL;
-	char url[512];
-	struct http_resp *r = calloc(1, sizeof(*r));
-	CURL *c = curl_easy_init();
-	if (!r || !c)
+	struct http_opts o = {.timeout_ms = timeout_ms, .fresh_connect = true};
+	struct http_resp *r = http_request_opts(p, method, path, body, NULL, &o);
+	if (!r)
 		abort();
-	if (body || strcmp(method, "POST") == 0)
-		list = curl_slist_append(list, "Content-Type: application/json");
-	list = curl_slist_append(list, "Expect:");
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", p, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
-	curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS, timeout_ms ? timeout_ms : 60000L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, it_buf_write);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, it_hdr_write);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
-	if (strcmp(method, "GET") != 0)
-		curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
-	if (body) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)strlen(body));
-	} else if (strcmp(method, "POST") == 0) {
-		curl_easy_setopt(c, CURLOPT_POSTFIELDS, "");
-		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE, (curl_off_t)0);
-	}
-	r->curl_code = (int)curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_easy_cleanup(c);
-	curl_slist_free_all(list);
-	r->body = bb.data ? bb.data : calloc(1, 1);
-	r->body_len = bb.len;
-	r->headers = hb.data ? hb.data : calloc(1, 1);
-	if (r->body_len)
-		r->json = json_loadb(r->body, r->body_len, JSON_DECODE_ANY,
-				     NULL);
 	return r;
 }
 
@@ -807,7 +767,7 @@ START_TEST(sessions_hop_between_workers)
 		args[k].table = t;
 		args[k].first = k * per;
 		args[k].n = per;
-		args[k].seed = seed + (unsigned)k;
+		args[k].seed = it_seed() + (unsigned)k;
 		for (int i = 0; i < per; i++)
 			snprintf(args[k].toks[i], 64, "%s", toks[k * per + i]);
 		ck_assert_int_eq(
@@ -1254,7 +1214,7 @@ START_TEST(many_sessions_no_leaks)
 		args[k].table = t;
 		args[k].first = k * (total / NT);
 		args[k].n = k == NT - 1 ? total - k * (total / NT) : total / NT;
-		args[k].seed = seed * 31u + (unsigned)k;
+		args[k].seed = it_seed() * 31u + (unsigned)k;
 		args[k].committed = committed;
 		ck_assert_int_eq(
 		    pthread_create(&args[k].th, NULL, mix_run, &args[k]), 0);
@@ -1556,89 +1516,55 @@ END_TEST
 static void teardown(void)
 {
 	stop_extra();
-	double deadline = it_now() + 2.0 * slow();
-	struct stats s;
-	while ((s = get_stats()).tx_open != 0 && it_now() < deadline)
-		sleep_ms(20);
-	if (s.tx_open != 0)
-		fprintf(stderr, "test_tx: LEAK: transactions_open %lld after "
-				"the test\n",
-			s.tx_open);
-	ck_assert_msg(s.tx_open == 0,
-		      "transactions_open %lld after the test", s.tx_open);
+	/* Only sessions are judged here: the other fields may be anything. */
+	struct it_activity open_none = {.active = LONG_MAX,
+					.copies = LONG_MAX,
+					.busy = LLONG_MAX,
+					.waiting = LLONG_MAX,
+					.in_flight = LLONG_MAX,
+					.tx_open = 0};
+	it_wait_quiet(port, &open_none, 2.0 * slow(), "after the test");
 }
 
-static Suite *tx_suite(void)
+/*
+ * Sessions take pool connections (all but one per worker): room for the
+ * tests that hold many at once: all 20 of the hopping test may land on
+ * one worker. The extra servers of some tests start from these options.
+ */
+static void main_server(struct fpg_options *o)
 {
-	Suite *s = suite_create("tx");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"commit_visible_only_after_commit",
-	     commit_visible_only_after_commit},
-	    {"begin_options_validated", begin_options_validated},
-	    {"isolation_levels", isolation_levels},
-	    {"serializable_write_skew", serializable_write_skew},
-	    {"read_only_and_deferrable", read_only_and_deferrable},
-	    {"idle_timeout_rolls_back", idle_timeout_rolls_back},
-	    {"busy_token_409_at_once", busy_token_409_at_once},
-	    {"unknown_forged_and_ended_tokens",
-	     unknown_forged_and_ended_tokens},
-	    {"sessions_hop_between_workers", sessions_hop_between_workers},
-	    {"error_aborts_session", error_aborts_session},
-	    {"client_disconnect_cancels_statement",
-	     client_disconnect_cancels_statement},
-	    {"refused_statements_and_savepoints",
-	     refused_statements_and_savepoints},
-	    {"session_state_does_not_leak", session_state_does_not_leak},
-	    {"many_sessions_no_leaks", many_sessions_no_leaks},
-	    {"max_transactions_limit", max_transactions_limit},
-	    {"max_lifetime_ends_session", max_lifetime_ends_session},
-	    {"max_transactions_is_per_server",
-	     max_transactions_is_per_server},
-	    {"shutdown_rolls_back_open_sessions",
-	     shutdown_rolls_back_open_sessions},
-	};
-	const char *only = getenv("FPG_TX_ONLY");
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		if (only && !strstr(only, cases[i].name))
-			continue;
-		TCase *tc = tcase_create(cases[i].name);
-		tcase_set_timeout(tc, 120);
-		tcase_add_checked_fixture(tc, NULL, teardown);
-		tcase_add_test(tc, cases[i].fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
+	o->pool_max = 24;
+	main_opts = *o;
 }
 
-int main(void)
-{
-	pgh_start();
-	curl_global_init(CURL_GLOBAL_ALL);
-	seed = it_seed();
-	srand(seed);
-	fprintf(stderr, "test_tx: seed %u\n", seed);
+static const struct it_case cases[] = {
+    IT_CASE(commit_visible_only_after_commit),
+    IT_CASE(begin_options_validated),
+    IT_CASE(isolation_levels),
+    IT_CASE(serializable_write_skew),
+    IT_CASE(read_only_and_deferrable),
+    IT_CASE(idle_timeout_rolls_back),
+    IT_CASE(busy_token_409_at_once),
+    IT_CASE(unknown_forged_and_ended_tokens),
+    IT_CASE(sessions_hop_between_workers),
+    IT_CASE(error_aborts_session),
+    IT_CASE(client_disconnect_cancels_statement),
+    IT_CASE(refused_statements_and_savepoints),
+    IT_CASE(session_state_does_not_leak),
+    IT_CASE(many_sessions_no_leaks),
+    IT_CASE(max_transactions_limit),
+    IT_CASE(max_lifetime_ends_session),
+    IT_CASE(max_transactions_is_per_server),
+    IT_CASE(shutdown_rolls_back_open_sessions),
+    {0},
+};
 
-	it_options(&main_opts);
-	/* Sessions take pool connections (all but one per worker): room
-	 * for the tests that hold many at once: all 20 of the hopping test
-	 * may land on one worker. */
-	main_opts.pool_max = 24;
-	struct fpg_server *srv = it_server_start(&main_opts, &port);
+static const struct it_server servers[] = {{&port, main_server}, {0}};
 
-	double t0 = it_now();
-	SRunner *sr = srunner_create(tx_suite());
-	srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	fprintf(stderr, "test_tx: %.2f s\n", it_now() - t0);
-
-	fpg_server_stop(srv, 1000);
-	fpg_server_free(srv);
-	curl_global_cleanup();
-	pgh_stop();
-	return failed != 0;
-}
+const struct it_program it_program = {
+    .name = "tx",
+    .cases = cases,
+    .servers = servers,
+    .after_each = teardown,
+    .timeout_s = 120,
+};

@@ -78,46 +78,42 @@ static bool has_header(const char *const *hdrs, const char *name)
 	return false;
 }
 
-/*
- * Returns the header list, or NULL with *oom set when allocation fails.
- * A POST gets Content-Type: application/json unless extra names one, as
- * the server requires a type a web form cannot send.
- */
-static struct curl_slist *build_headers(const char *method,
-					const char *const *extra, bool *oom)
+struct curl_slist *http_prepare(CURL *c, unsigned port, const char *method,
+				const char *path, const char *body,
+				size_t body_len, const char *const *headers)
 {
 	struct curl_slist *list = NULL;
 	struct curl_slist *next;
+	char url[2048];
 
-	*oom = false;
-	for (const char *const *h = extra; h && *h; h++) {
+	for (const char *const *h = headers; h && *h; h++) {
 		next = curl_slist_append(list, *h);
 		if (!next)
 			goto fail;
 		list = next;
 	}
-	if (strcmp(method, "POST") == 0 && !has_header(extra, "Content-Type")) {
+	/* The server requires a type a web form cannot send. */
+	if ((body || strcmp(method, "POST") == 0) &&
+	    !has_header(headers, "Content-Type")) {
 		next = curl_slist_append(list, "Content-Type: application/json");
 		if (!next)
 			goto fail;
 		list = next;
 	}
 	/* No 100-continue round trip unless a test asks for it. */
-	if (!has_header(extra, "Expect")) {
+	if (!has_header(headers, "Expect")) {
 		next = curl_slist_append(list, "Expect:");
 		if (!next)
 			goto fail;
 		list = next;
 	}
-	return list;
-fail:
-	curl_slist_free_all(list);
-	*oom = true;
-	return NULL;
-}
-
-static void set_method(CURL *c, const char *method, const char *body)
-{
+	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
+	curl_easy_setopt(c, CURLOPT_URL, url);
+	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
+	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
+	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
+	curl_easy_setopt(c, CURLOPT_HTTPHEADER, list);
 	if (strcmp(method, "HEAD") == 0)
 		curl_easy_setopt(c, CURLOPT_NOBODY, 1L);
 	else if (strcmp(method, "GET") != 0 || body)
@@ -126,60 +122,65 @@ static void set_method(CURL *c, const char *method, const char *body)
 		/* POSTFIELDS also sends a body with a custom method. */
 		curl_easy_setopt(c, CURLOPT_POSTFIELDS, body ? body : "");
 		curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE_LARGE,
-				 (curl_off_t)(body ? strlen(body) : 0));
+				 (curl_off_t)(body_len ? body_len
+					      : body   ? strlen(body)
+						       : 0));
 	}
+	return list;
+fail:
+	curl_slist_free_all(list);
+	return NULL;
 }
 
-static int perform(struct http_resp *r, unsigned port, const char *method,
-		   const char *path, const char *body, struct curl_slist *hdrs,
-		   struct growbuf *bb, struct growbuf *hb)
+struct http_resp *http_request_opts(unsigned port, const char *method,
+				    const char *path, const char *body,
+				    const char *const *extra_headers,
+				    const struct http_opts *o)
 {
-	char url[2048];
-	CURL *c = curl_easy_init();
-
-	if (!c)
-		return CURLE_FAILED_INIT;
-	snprintf(url, sizeof(url), "http://127.0.0.1:%u%s", port, path);
-	curl_easy_setopt(c, CURLOPT_URL, url);
-	curl_easy_setopt(c, CURLOPT_NOPROXY, "*");
-	curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
-	curl_easy_setopt(c, CURLOPT_TCP_NODELAY, 1L);
-	curl_easy_setopt(c, CURLOPT_TIMEOUT, 60L);
-	curl_easy_setopt(c, CURLOPT_CONNECTTIMEOUT, 10L);
-	curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdrs);
-	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
-	curl_easy_setopt(c, CURLOPT_WRITEDATA, bb);
-	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
-	curl_easy_setopt(c, CURLOPT_HEADERDATA, hb);
-	set_method(c, method, body);
-
-	CURLcode rc = curl_easy_perform(c);
-	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
-	curl_easy_cleanup(c);
-	return (int)rc;
-}
-
-struct http_resp *http_request(unsigned port, const char *method,
-			       const char *path, const char *body,
-			       const char *const *extra_headers)
-{
+	static const struct http_opts defaults;
 	struct growbuf bb = {0};
 	struct growbuf hb = {0};
-	bool oom;
+	struct curl_slist *hdrs = NULL;
 	struct http_resp *r = calloc(1, sizeof(*r));
 
+	if (!o)
+		o = &defaults;
 	if (!r)
 		return NULL;
-	struct curl_slist *hdrs = build_headers(method, extra_headers, &oom);
-	if (oom)
+	CURL *c = o->handle ? o->handle : curl_easy_init();
+	if (!c) {
+		r->curl_code = CURLE_FAILED_INIT;
+		goto out;
+	}
+	/* A reused handle keeps its connection, not the last options. */
+	if (o->handle)
+		curl_easy_reset(c);
+	hdrs = http_prepare(c, port, method, path, body, o->body_len,
+			    extra_headers);
+	if (!hdrs) {
 		r->curl_code = CURLE_OUT_OF_MEMORY;
-	else
-		r->curl_code =
-		    perform(r, port, method, path, body, hdrs, &bb, &hb);
-	curl_slist_free_all(hdrs);
+		goto out;
+	}
+	curl_easy_setopt(c, CURLOPT_TIMEOUT_MS,
+			 o->timeout_ms ? o->timeout_ms : 60000L);
+	if (o->fresh_connect) {
+		curl_easy_setopt(c, CURLOPT_FRESH_CONNECT, 1L);
+		curl_easy_setopt(c, CURLOPT_FORBID_REUSE, 1L);
+	}
+	curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_body);
+	curl_easy_setopt(c, CURLOPT_WRITEDATA, &bb);
+	curl_easy_setopt(c, CURLOPT_HEADERFUNCTION, on_header);
+	curl_easy_setopt(c, CURLOPT_HEADERDATA, &hb);
+	r->curl_code = (int)curl_easy_perform(c);
+	curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, &r->status);
+	if (o->new_conns)
+		curl_easy_getinfo(c, CURLINFO_NUM_CONNECTS, o->new_conns);
 	if (r->curl_code == CURLE_OK && (bb.oom || hb.oom))
 		r->curl_code = CURLE_OUT_OF_MEMORY;
-
+out:
+	curl_slist_free_all(hdrs);
+	if (c && !o->handle)
+		curl_easy_cleanup(c);
 	r->body_len = bb.len;
 	r->body = take_or_empty(&bb);
 	r->headers = take_or_empty(&hb);
@@ -187,6 +188,14 @@ struct http_resp *http_request(unsigned port, const char *method,
 		r->json =
 		    json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
 	return r;
+}
+
+struct http_resp *http_request(unsigned port, const char *method,
+			       const char *path, const char *body,
+			       const char *const *extra_headers)
+{
+	return http_request_opts(port, method, path, body, extra_headers,
+				 NULL);
 }
 
 struct http_resp *http_post_json(unsigned port, const char *path,

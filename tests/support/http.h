@@ -1,10 +1,15 @@
 /*
- * Minimal libcurl wrapper for integration tests.
+ * The libcurl client of the tests: every request that wants its whole
+ * answer goes through http_request_opts(). Clients that look at an answer
+ * while it streams (stream_util.h, test_copy.c) set their handle up with
+ * http_prepare() and bring their own callbacks.
  */
 #pragma once
 
+#include <stdbool.h>
 #include <stddef.h>
 
+#include <curl/curl.h>
 #include <jansson.h>
 
 struct http_resp {
@@ -15,6 +20,38 @@ struct http_resp {
 	json_t *json;	    /* parsed body when it is JSON, else NULL */
 	int curl_code;	    /* CURLcode of the transfer (0 = complete) */
 };
+
+/* How one request goes; all zero is http_request()'s way. */
+struct http_opts {
+	/* Reused for the request (keep-alive) when set, else a fresh one. */
+	CURL *handle;
+	size_t body_len;    /* bytes of body; 0: strlen(body) */
+	long timeout_ms;    /* the whole transfer; 0: 60 s */
+	bool fresh_connect; /* a new connection, closed afterwards */
+	long *new_conns;    /* gets how many connections curl had to open */
+};
+
+/*
+ * Sets c up for one request to http://127.0.0.1:<port><path>: method,
+ * body (NULL: none; body_len 0: strlen), headers (NULL-terminated "Name:
+ * value" list or NULL; Content-Type: application/json is added for a body
+ * or a POST unless named, and "Expect:" unless named), no proxy, no
+ * signals, TCP_NODELAY, a 10 s connect timeout. Returns the header list
+ * that must outlive the transfer (caller frees it with
+ * curl_slist_free_all), or NULL when out of memory.
+ */
+struct curl_slist *http_prepare(CURL *c, unsigned port, const char *method,
+				const char *path, const char *body,
+				size_t body_len, const char *const *headers);
+
+/*
+ * Performs one request and captures the answer. Never fails the test
+ * itself: check curl_code/status. NULL only when out of memory.
+ */
+struct http_resp *http_request_opts(unsigned port, const char *method,
+				    const char *path, const char *body,
+				    const char *const *extra_headers,
+				    const struct http_opts *o);
 
 /*
  * Performs one request to http://127.0.0.1:<port><path>. body may be NULL.

@@ -2,8 +2,8 @@
  * Throwaway PostgreSQL 15 cluster for integration tests: initdb in a temp
  * dir, a free port picked with a bind() probe plus a lock file, started with
  * pg_ctl. When running as root the server runs as the "postgres" OS user
- * (initdb refuses root). One cluster per test binary: call pgh_start() in
- * main() before srunner_run_all() and pgh_stop() after it.
+ * (initdb refuses root). One cluster per test binary: support/it_main.c
+ * calls pgh_start() before the cases run and pgh_stop() after them.
  */
 #pragma once
 
