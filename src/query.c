@@ -7,188 +7,12 @@
 
 #include "error.h"
 #include "log.h"
-#include "typecache.h"
 #include "loop.h"
 #include "pool.h"
+#include "stmt.h"
+#include "typecache.h"
 
-#define STMT_BUCKETS 256
-#define STMT_MAX 256	/* prepared statements kept per connection */
-#define MAX_TYPE_LOOKUP 64
-
-enum fpg_stmt_state {
-	FPG_STMT_PREPARING, /* Parse + Describe sent */
-	FPG_STMT_TYPING,    /* looking up column types not yet known */
-	FPG_STMT_READY,
-};
-
-/*
- * What a statement does to its connection, known from the command tag
- * of its first successful execution (a prepared statement's kind never
- * changes). Until then it runs behind a barrier, so that nothing else
- * can be queued inside a transaction it might open.
- */
-enum fpg_stmt_kind {
-	FPG_STMT_UNTRIED,
-	FPG_STMT_PLAIN,
-	FPG_STMT_OPENS_TX,
-};
-
-struct fpg_stmt {
-	struct fpg_stmt *hnext;	      /* hash chain */
-	struct fpg_stmt *lru_prev, *lru_next; /* most recent first */
-	struct fpg_stmt_cache *cache;
-	char *sql;
-	uint64_t hash;
-	char name[24];
-	enum fpg_stmt_state state;
-	enum fpg_stmt_kind kind;
-	int nparams;
-	int ncols;
-	struct fpg_column *cols;      /* names in one block after the array */
-	struct fpg_query *waiters;    /* queries waiting for READY */
-	PGresult *error;	      /* the Parse failed */
-	uint32_t missing[MAX_TYPE_LOOKUP];
-	size_t nmissing;
-	uint32_t composite[MAX_TYPE_LOOKUP]; /* column types holding one */
-	size_t ncomposite;
-};
-
-struct fpg_stmt_cache {
-	struct fpg_pool *pool;
-	struct fpg_conn *conn;	      /* the connection the cache belongs to */
-	struct fpg_stmt *buckets[STMT_BUCKETS];
-	struct fpg_stmt *lru_head, *lru_tail;
-	unsigned count;
-	unsigned next_id;
-};
-
-uint64_t fpg_query_hash(const char *s)
-{
-	uint64_t h = 1469598103934665603ULL; /* FNV-1a */
-	for (; *s; s++)
-		h = (h ^ (unsigned char)*s) * 1099511628211ULL;
-	return h;
-}
-
-struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
-					  struct fpg_conn *conn)
-{
-	struct fpg_stmt_cache *c = calloc(1, sizeof(*c));
-	if (c) {
-		c->pool = pool;
-		c->conn = conn;
-	}
-	return c;
-}
-
-static void stmt_free(struct fpg_stmt *st)
-{
-	if (!st)
-		return;
-	PQclear(st->error);
-	free(st->cols);
-	free(st->sql);
-	free(st);
-}
-
-void fpg_stmt_cache_free(struct fpg_stmt_cache *cache)
-{
-	if (!cache)
-		return;
-	struct fpg_stmt *st = cache->lru_head;
-	while (st) {
-		struct fpg_stmt *next = st->lru_next;
-		stmt_free(st);
-		st = next;
-	}
-	free(cache);
-}
-
-static void lru_unlink(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	if (st->lru_prev)
-		st->lru_prev->lru_next = st->lru_next;
-	else
-		c->lru_head = st->lru_next;
-	if (st->lru_next)
-		st->lru_next->lru_prev = st->lru_prev;
-	else
-		c->lru_tail = st->lru_prev;
-	st->lru_prev = st->lru_next = NULL;
-}
-
-static void lru_push_front(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	st->lru_next = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lru_prev = st;
-	else
-		c->lru_tail = st;
-	c->lru_head = st;
-}
-
-static struct fpg_stmt *cache_find(struct fpg_stmt_cache *c, const char *sql,
-				   uint64_t h)
-{
-	for (struct fpg_stmt *st = c->buckets[h % STMT_BUCKETS]; st;
-	     st = st->hnext)
-		if (st->hash == h && strcmp(st->sql, sql) == 0)
-			return st;
-	return NULL;
-}
-
-static void cache_remove(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	struct fpg_stmt **pp = &c->buckets[st->hash % STMT_BUCKETS];
-	while (*pp != st)
-		pp = &(*pp)->hnext;
-	*pp = st->hnext;
-	lru_unlink(c, st);
-	c->count--;
-}
-
-static void cache_insert(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	struct fpg_stmt **b = &c->buckets[st->hash % STMT_BUCKETS];
-	st->hnext = *b;
-	*b = st;
-	lru_push_front(c, st);
-	c->count++;
-}
-
-
-/*
- * Forgets a ready statement. Its DEALLOCATE queues behind every execution
- * already sent, so nothing in flight loses it.
- */
-static void drop_stmt(struct fpg_conn *conn, struct fpg_stmt_cache *c,
-		      struct fpg_stmt *st)
-{
-	char sql[64];
-	snprintf(sql, sizeof(sql), "DEALLOCATE %s", st->name);
-	bool named = st->name[0] != '\0'; /* else described only */
-	cache_remove(c, st);
-	stmt_free(st);
-	if (!named)
-		return;
-	if (!PQsendQueryParams(fpg_conn_pg(conn), sql, 0, NULL, NULL, NULL,
-			       NULL, 0)) {
-		fpg_conn_fail(conn, PQerrorMessage(fpg_conn_pg(conn)));
-		return;
-	}
-	fpg_conn_push_op(conn, fpg_pgop_ignore_result, fpg_pgop_ignore_done,
-			 NULL, -1, 0);
-}
-
-/* Drops the least recently used ready statement. */
-static void evict_one(struct fpg_conn *conn, struct fpg_stmt_cache *c)
-{
-	struct fpg_stmt *st = c->lru_tail;
-	while (st && st->state != FPG_STMT_READY)
-		st = st->lru_prev;
-	if (st)
-		drop_stmt(conn, c, st);
-}
+#define MAX_TYPE_LOOKUP FPG_STMT_MAX_TYPES
 
 /* "{16385,16390}" for the lookup's $1. */
 #define OID_LITERAL_SIZE (MAX_TYPE_LOOKUP * 11 + 3)
@@ -398,16 +222,16 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
 	if (!c)
 		return false;
-	struct fpg_stmt *st = cache_find(c, q->sql, q->sql_hash);
+	struct fpg_stmt *st = fpg_stmt_find(c, q->sql, q->sql_hash);
 	if (gone) {
 		fpg_conn_taint(q->conn, "client SQL deallocated a prepared "
 					"statement of the pool");
 		if (st && st->state == FPG_STMT_READY) {
-			cache_remove(c, st);
-			stmt_free(st);
+			fpg_stmt_remove(c, st);
+			fpg_stmt_free(st);
 		}
 	} else if (st && st->state == FPG_STMT_READY) {
-		drop_stmt(q->conn, c, st);
+		fpg_stmt_drop(q->conn, c, st);
 	}
 	q->retried = true;
 	q->op = NULL;
@@ -418,7 +242,7 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 static void learn_kind(struct fpg_query *q, bool opened_tx)
 {
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
-	struct fpg_stmt *st = c ? cache_find(c, q->sql, q->sql_hash) : NULL;
+	struct fpg_stmt *st = c ? fpg_stmt_find(c, q->sql, q->sql_hash) : NULL;
 	if (st && st->state == FPG_STMT_READY)
 		st->kind = opened_tx ? FPG_STMT_OPENS_TX : FPG_STMT_PLAIN;
 }
@@ -764,9 +588,9 @@ static void prep_done(struct fpg_pgop *op, const char *broken)
 		if (name_taken(st->error))
 			fpg_conn_taint(conn, "client SQL prepared a statement "
 					     "under the pool's next name");
-		cache_remove(st->cache, st);
+		fpg_stmt_remove(st->cache, st);
 		release_waiters(st, conn, NULL);
-		stmt_free(st);
+		fpg_stmt_free(st);
 		return;
 	}
 	if (!lookup_types(st, conn))
@@ -777,8 +601,8 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 				uint64_t h)
 {
 	struct fpg_stmt_cache *c = fpg_conn_stmts(conn);
-	if (c->count >= STMT_MAX)
-		evict_one(conn, c);
+	if (c->count >= FPG_STMT_MAX)
+		fpg_stmt_evict(conn, c);
 	struct fpg_stmt *st = calloc(1, sizeof(*st));
 	if (!st || !(st->sql = strdup(q->sql))) {
 		free(st);
@@ -796,12 +620,12 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 	    !PQsendDescribePrepared(pg, st->name)) {
 		char why[256];
 		snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
-		stmt_free(st);
+		fpg_stmt_free(st);
 		fpg_conn_fail(conn, why);
 		finish_broken(q, why);
 		return NULL;
 	}
-	cache_insert(c, st);
+	fpg_stmt_insert(c, st);
 	return st;
 }
 
@@ -813,10 +637,9 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 	if (q->conn != conn)
 		q->holds = q->exclusive;
 	q->conn = conn;
-	struct fpg_stmt *st = cache_find(c, q->sql, h);
+	struct fpg_stmt *st = fpg_stmt_find(c, q->sql, h);
 	if (st && st->state == FPG_STMT_READY) {
-		lru_unlink(c, st);
-		lru_push_front(c, st);
+		fpg_stmt_touch(c, st);
 		execute(q, conn, st);
 		return;
 	}
@@ -872,7 +695,7 @@ static unsigned deadline_of(const struct fpg_query *q,
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
-	q->sql_hash = fpg_query_hash(q->sql);
+	q->sql_hash = fpg_stmt_hash(q->sql);
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;
@@ -952,7 +775,7 @@ void fpg_lanes_free(struct fpg_lanes *lanes)
 bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 			  struct fpg_pool *pool, const char *sql)
 {
-	uint64_t h = fpg_query_hash(sql);
+	uint64_t h = fpg_stmt_hash(sql);
 	unsigned i = h % FPG_LANE_SLOTS;
 	if (lanes->big[i] == h)
 		return true;

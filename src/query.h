@@ -60,7 +60,7 @@ struct fpg_query {
 	void *ctx;
 
 	/* Set by fpg_query_submit; read-only for the caller. */
-	uint64_t sql_hash;	       /* fpg_query_hash(sql) */
+	uint64_t sql_hash;	       /* fpg_stmt_hash(sql) */
 
 	/* Private to query.c. */
 	struct fpg_pool *pool;
@@ -102,16 +102,6 @@ void fpg_query_pause(struct fpg_query *q, bool pause);
 
 /* Stops the statement of an exclusive query (PostgreSQL cancel). */
 void fpg_query_cancel(struct fpg_query *q);
-
-/* The hash the statement cache uses for sql (FNV-1a). */
-uint64_t fpg_query_hash(const char *sql);
-
-/* A statement cache for conn of pool. Caller owns. */
-struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
-					  struct fpg_conn *conn);
-
-/* Frees the cache; queries waiting on its statements must be gone. */
-void fpg_stmt_cache_free(struct fpg_stmt_cache *cache);
 
 #define FPG_LANE_SLOTS 256
 

@@ -18,6 +18,7 @@
 #include "query.h"
 #include "request.h"
 #include "router.h"
+#include "stmt.h"
 #include "tx.h"
 #include "typecache.h"
 
