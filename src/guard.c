@@ -236,3 +236,73 @@ bool fpg_guard_preflighted(const char *method, const char *content_type,
 	return strcmp(method, "POST") == 0 && content_type &&
 	       !form_media_type(content_type);
 }
+
+static bool has_control_bytes(const char *s)
+{
+	for (; *s; s++)
+		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
+			return true;
+	return false;
+}
+
+void fpg_guard_header(struct fpg_header_scan *f, const char *key,
+		      const char *value)
+{
+	if (strcasecmp(key, "Content-Length") == 0)
+		f->content_length++;
+	else if (strcasecmp(key, "Transfer-Encoding") == 0)
+		f->transfer_encoding++;
+	else if (strcasecmp(key, "Host") == 0)
+		f->host++;
+	if (has_control_bytes(key) || (value && has_control_bytes(value)))
+		f->control_bytes = true;
+}
+
+const char *fpg_guard_headers_problem(const struct fpg_header_scan *f)
+{
+	if (f->content_length > 1 || f->transfer_encoding > 1 ||
+	    (f->content_length && f->transfer_encoding))
+		return "the body's length is ambiguous (two Content-Length "
+		       "headers, or one with Transfer-Encoding)";
+	if (f->host > 1)
+		return "two Host headers";
+	if (f->control_bytes)
+		return "a header holds control characters";
+	return NULL;
+}
+
+bool fpg_guard_same_secret(const void *a, size_t alen, const void *b,
+			   size_t blen)
+{
+	if (alen != blen)
+		return false;
+	const unsigned char *x = a, *y = b;
+	unsigned char diff = 0;
+	for (size_t i = 0; i < alen; i++)
+		diff |= (unsigned char)(x[i] ^ y[i]);
+	return diff == 0;
+}
+
+/* Whether s is min..max chars, each an ASCII letter or digit or one of
+ * extra (whatever the locale of the program we are embedded in). */
+static bool token_of(const char *s, size_t min, size_t max, const char *extra)
+{
+	size_t n = strlen(s);
+	if (n < min || n > max)
+		return false;
+	for (; *s; s++)
+		if (!isalnum((unsigned char)*s) || (unsigned char)*s > 127)
+			if (!strchr(extra, *s))
+				return false;
+	return true;
+}
+
+bool fpg_guard_request_id(const char *s)
+{
+	return token_of(s, 1, 64, "-_.:");
+}
+
+bool fpg_guard_cancel_key(const char *s)
+{
+	return token_of(s, 16, 128, "-_.~+/=");
+}

@@ -1,8 +1,10 @@
 /*
- * Checks that keep web pages from using the server through a browser:
- * the Host header against --allowed-hosts (DNS rebinding), and whether a
- * request is one that a browser sends only after a CORS preflight (CSRF).
- * Pure functions of their arguments: no MHD, unit-tested alone.
+ * Checks at the HTTP edge: that keep web pages from using the server
+ * through a browser (the Host header against --allowed-hosts, DNS
+ * rebinding; whether a request is one that a browser sends only after a
+ * CORS preflight, CSRF), and headers that a proxy in front may read
+ * another way than we do. Pure functions of their arguments: no MHD,
+ * unit-tested alone.
  */
 #pragma once
 
@@ -52,3 +54,36 @@ bool fpg_hosts_allow(const struct fpg_hosts *h, const char *host);
  */
 bool fpg_guard_preflighted(const char *method, const char *content_type,
 			   const char *requested_with);
+
+/* What fpg_guard_header() saw of one request's headers. */
+struct fpg_header_scan {
+	unsigned content_length, transfer_encoding, host;
+	bool control_bytes;
+};
+
+/* Feeds one header (value NULL when it has none) to f (zeroed first). */
+void fpg_guard_header(struct fpg_header_scan *f, const char *key,
+		      const char *value);
+
+/*
+ * What libmicrohttpd lets through but a proxy in front may read another
+ * way: two Content-Length headers, or one with Transfer-Encoding (MHD
+ * takes one of them; the bytes in between would be read as a request of
+ * their own: request smuggling), two Host headers (which one did
+ * --allowed-hosts check?), and control bytes in headers (RFC 9110 5.5).
+ * Returns why the request is refused, or NULL.
+ */
+const char *fpg_guard_headers_problem(const struct fpg_header_scan *f);
+
+/*
+ * Whether two secrets are equal, without an early exit: the time taken
+ * tells nothing of where they differ (only whether their lengths do).
+ */
+bool fpg_guard_same_secret(const void *a, size_t alen, const void *b,
+			   size_t blen);
+
+/* A client's X-Request-Id we keep: 1-64 of A-Z a-z 0-9 - _ . : */
+bool fpg_guard_request_id(const char *s);
+
+/* X-Cancel-Key, a client's secret: 16-128 base64/base64url/hex chars. */
+bool fpg_guard_cancel_key(const char *s);

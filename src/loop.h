@@ -15,10 +15,7 @@
 #include <stdint.h>
 
 #include "fasterpg.h"
-
-/* The struct of type that holds member at ptr (an embedded callback). */
-#define FPG_CONTAINER_OF(ptr, type, member)                                \
-	((type *)(void *)((char *)(ptr) - offsetof(type, member)))
+#include "list.h"
 
 /* Something with a file descriptor in the loop's epoll set. */
 struct fpg_evsrc {

@@ -20,41 +20,15 @@
  * resume costs a chunk of its own, and small chunks cost syscalls. */
 #define STREAM_RESUME_BYTES (16 * 1024)
 
-static bool valid_request_id(const char *s)
-{
-	size_t n = strlen(s);
-	if (n == 0 || n > 64)
-		return false;
-	for (; *s; s++) {
-		char c = *s;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		      c == '.' || c == ':'))
-			return false;
-	}
-	return true;
-}
-
-/* X-Cancel-Key: a client's secret, 16-128 base64/base64url/hex chars. */
-static bool valid_cancel_key(const char *s)
-{
-	size_t n = strlen(s);
-	if (n < 16 || n > 128)
-		return false;
-	for (; *s; s++) {
-		char c = *s;
-		if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-		      (c >= '0' && c <= '9') || c == '-' || c == '_' ||
-		      c == '.' || c == '~' || c == '+' || c == '/' || c == '='))
-			return false;
-	}
-	return true;
-}
+static void client_hung_up(struct fpg_request *req);
+static void client_closed(struct fpg_request *req);
 
 void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->svc = svc;
+	fpg_fifo_init(&rs->uploads);
+	fpg_clients_init(&rs->clients, svc, client_hung_up, client_closed);
 	pthread_mutex_init(&rs->lock, NULL);
 	rs->lock_ready = true;
 }
@@ -103,7 +77,7 @@ static bool set_request_id(struct fpg_request *req)
 {
 	const char *given = MHD_lookup_connection_value(
 		req->conn, MHD_HEADER_KIND, "X-Request-Id");
-	if (given && valid_request_id(given)) {
+	if (given && fpg_guard_request_id(given)) {
 		snprintf(req->id, sizeof(req->id), "%s", given);
 		return true;
 	}
@@ -122,7 +96,7 @@ static void set_cancel_key(struct fpg_request *req)
 		req->conn, MHD_HEADER_KIND, "X-Cancel-Key");
 	if (!key)
 		return;
-	if (valid_cancel_key(key))
+	if (fpg_guard_cancel_key(key))
 		snprintf(req->cancel_key, sizeof(req->cancel_key), "%s", key);
 	else
 		req->cancel_key_bad = true;
@@ -133,157 +107,18 @@ static void set_cancel_key(struct fpg_request *req)
 /* A body must bring min-upload-rate bytes/s over each window this long. */
 #define UPLOAD_WINDOW_MS 5000
 
-static void fifo_push(struct fpg_fifo *f, struct fpg_fifo_link *l,
-		      uint64_t now_ms)
-{
-	l->since_ms = now_ms;
-	l->next = NULL;
-	l->prev = f->tail;
-	if (f->tail)
-		f->tail->next = l;
-	else
-		f->head = l;
-	f->tail = l;
-	l->linked = true;
-	f->n++;
-}
-
-static void fifo_remove(struct fpg_fifo *f, struct fpg_fifo_link *l)
-{
-	if (!l->linked)
-		return;
-	if (l->prev)
-		l->prev->next = l->next;
-	else
-		f->head = l->next;
-	if (l->next)
-		l->next->prev = l->prev;
-	else
-		f->tail = l->prev;
-	l->prev = l->next = NULL;
-	l->linked = false;
-	f->n--;
-}
-
-static void put_error_object(struct fpg_buf *out, const char *code,
-			     const char *msg)
-{
-	fpg_error_json_code(out, code, msg);
-}
-
-/*
- * Ends a connection from outside libmicrohttpd's callbacks, which it has
- * no call for: shutdown() (not close(): the descriptor stays MHD's) makes
- * MHD's next read see the end, and MHD closes and reports it as usual.
- * The short answer before it is best effort; nothing else is being
- * written then (no response is queued while headers or a body come in).
- * id is the request's, or NULL while there is none yet.
- */
-static void cut(struct fpg_client *cl, const char *id, int status,
-		const char *reason, const char *code, const char *msg)
-{
-	struct fpg_buf body;
-	fpg_buf_init(&body);
-	put_error_object(&body, code, msg);
-	char head[300];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-			 "%s%s%sConnection: close\r\n\r\n",
-			 status, reason, fpg_buf_pending(&body),
-			 id ? "X-Request-Id: " : "", id ? id : "",
-			 id ? "\r\n" : "");
-	if (!body.failed && n > 0 && (size_t)n < sizeof(head)) {
-		struct iovec iov[2] = {
-			{.iov_base = head, .iov_len = (size_t)n},
-			{.iov_base = body.data + body.off,
-			 .iov_len = fpg_buf_pending(&body)},
-		};
-		struct msghdr mh = {.msg_iov = iov, .msg_iovlen = 2};
-		(void)sendmsg(cl->fd, &mh, MSG_NOSIGNAL | MSG_DONTWAIT);
-	}
-	fpg_buf_deinit(&body);
-	(void)shutdown(cl->fd, SHUT_RDWR);
-}
-
-/*
- * A connection starts waiting for a request's headers. At most half of
- * the connection slots may be waiting: past that the one waiting longest
- * is closed. Honest clients send their headers in one packet, so the
- * oldest waiting connection is the likeliest to be trickling them, and
- * new connections (and those busy with a request) always find a slot.
- */
-static void pending_start(struct fpg_client *cl)
-{
-	struct fpg_requests *w = cl->rs;
-	fifo_push(&w->pending_clients, &cl->pending, w->svc->loop->now_ms);
-	unsigned cap = w->svc->opts->max_connections / 2;
-	if (w->pending_clients.n <= (cap ? cap : 1))
-		return;
-	struct fpg_client *old = FPG_CONTAINER_OF(w->pending_clients.head,
-						  struct fpg_client, pending);
-	fifo_remove(&w->pending_clients, &old->pending);
-	FPG_STAT_ADD(w->svc->stats->http_evicted, 1);
-	cut(old, NULL, 503, "Service Unavailable", "too_many_connections",
-	    "too many connections are waiting to send their headers; this "
-	    "one waited longest");
-}
-
-/* Unread bytes in the socket: a stale edge (the bytes of a request MHD
- * has read and finished since) is not the start of a new one. */
-static bool bytes_waiting(int fd)
-{
-	char c;
-	return recv(fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) > 0;
-}
-
-/*
- * Bytes came on a connection that has no request. Its header deadline
- * starts now, unless the edge may be stale: epoll reports bytes at the
- * next loop turn, and MHD_run() may have read them (and served their
- * request) in the turn before. That is only possible when a request of
- * this connection began or ended in the previous turn; then the end of
- * this turn tells: if MHD began no request in it, unread bytes in the
- * socket are a new request's. Deciding then, not with a recv() now,
- * spares a system call per keep-alive request: under load the next
- * request is read in the same turn.
- */
-static void bytes_came(struct fpg_client *cl)
-{
-	struct fpg_requests *w = cl->rs;
-	if (cl->pending.linked || cl->unsure.linked)
-		return;
-	if (cl->active_turn + 1 < w->svc->loop->turn)
-		pending_start(cl);
-	else
-		fifo_push(&w->unsure_clients, &cl->unsure, w->svc->loop->now_ms);
-}
-
-void fpg_request_settle_clients(struct fpg_requests *w)
-{
-	struct fpg_fifo_link *l;
-	while ((l = w->unsure_clients.head)) {
-		struct fpg_client *cl =
-			FPG_CONTAINER_OF(l, struct fpg_client, unsure);
-		fifo_remove(&w->unsure_clients, l);
-		if (!cl->req && cl->active_turn != w->svc->loop->turn &&
-		    bytes_waiting(cl->fd))
-			pending_start(cl);
-	}
-}
-
 static void upload_start(struct fpg_request *req)
 {
 	if (!req->svc->opts->min_upload_rate || req->body_done ||
 	    req->client_gone || !req->client)
 		return;
 	req->upload_bytes = 0;
-	fifo_push(&req->rs->uploads, &req->upload, req->svc->loop->now_ms);
+	fpg_fifo_push(&req->rs->uploads, &req->upload, req->svc->loop->now_ms);
 }
 
 static void upload_stop(struct fpg_request *req)
 {
-	fifo_remove(&req->rs->uploads, &req->upload);
+	fpg_fifo_remove(&req->rs->uploads, &req->upload);
 }
 
 /* A window ended: enough bytes start the next one, too few end it. */
@@ -292,11 +127,11 @@ static void check_uploads(struct fpg_requests *w)
 	uint64_t min = (uint64_t)w->svc->opts->min_upload_rate * UPLOAD_WINDOW_MS /
 		       1000;
 	struct fpg_fifo_link *l;
-	while ((l = w->uploads.head) &&
+	while ((l = fpg_fifo_head(&w->uploads)) &&
 	       w->svc->loop->now_ms - l->since_ms >= UPLOAD_WINDOW_MS) {
 		struct fpg_request *req =
 			FPG_CONTAINER_OF(l, struct fpg_request, upload);
-		fifo_remove(&w->uploads, l);
+		fpg_fifo_remove(&w->uploads, l);
 		if (!req->client)
 			continue; /* closed already; MHD reports it soon */
 		if (req->upload_bytes >= min) {
@@ -308,76 +143,32 @@ static void check_uploads(struct fpg_requests *w)
 			      "body too slow (%zu bytes in %u ms): closing",
 			      req->upload_bytes, UPLOAD_WINDOW_MS);
 		FPG_STAT_ADD(w->svc->stats->http_slow_bodies, 1);
-		cut(req->client, req->id, 408, "Request Timeout", "request_timeout",
+		fpg_client_cut(req->client, req->id, 408, "Request Timeout", "request_timeout",
 		    "the request body came more slowly than min-upload-rate");
 	}
 }
 
-void fpg_request_tick(struct fpg_requests *w)
+void fpg_request_tick(struct fpg_requests *rs)
 {
-	unsigned limit = w->svc->opts->header_timeout_ms;
-	struct fpg_fifo_link *l;
-	while (limit && (l = w->pending_clients.head) &&
-	       w->svc->loop->now_ms - l->since_ms >= limit) {
-		struct fpg_client *cl =
-			FPG_CONTAINER_OF(l, struct fpg_client, pending);
-		fifo_remove(&w->pending_clients, l);
-		FPG_STAT_ADD(w->svc->stats->http_header_timeouts, 1);
-		cut(cl, NULL, 408, "Request Timeout", "request_timeout",
-		    "the request headers took longer than header-timeout-ms");
-	}
-	check_uploads(w);
+	fpg_clients_tick(&rs->clients);
+	check_uploads(rs);
 }
 
-struct header_scan {
-	unsigned content_length, transfer_encoding, host;
-	bool control_bytes;
-};
-
-static bool has_control_bytes(const char *s)
-{
-	for (; *s; s++)
-		if (((unsigned char)*s < 0x20 && *s != '\t') || *s == 0x7f)
-			return true;
-	return false;
-}
 
 static enum MHD_Result scan_header(void *cls, enum MHD_ValueKind kind,
 				   const char *key, const char *value)
 {
-	struct header_scan *f = cls;
-	if (strcasecmp(key, MHD_HTTP_HEADER_CONTENT_LENGTH) == 0)
-		f->content_length++;
-	else if (strcasecmp(key, MHD_HTTP_HEADER_TRANSFER_ENCODING) == 0)
-		f->transfer_encoding++;
-	else if (strcasecmp(key, MHD_HTTP_HEADER_HOST) == 0)
-		f->host++;
-	if (has_control_bytes(key) || (value && has_control_bytes(value)))
-		f->control_bytes = true;
+	fpg_guard_header(cls, key, value);
 	return MHD_YES;
 }
 
-/*
- * What libmicrohttpd lets through but a proxy in front may read another
- * way: two Content-Length headers, or one with Transfer-Encoding (MHD
- * takes one of them; the bytes in between would be read as a request of
- * their own: request smuggling), two Host headers (which one did
- * --allowed-hosts check?), and control bytes in headers (RFC 9110 5.5).
- * Returns why the request is refused, or NULL.
- */
+/* Why the request's headers are refused (see fpg_guard_headers_problem),
+ * or NULL. */
 static const char *header_problem(struct MHD_Connection *conn)
 {
-	struct header_scan f = {0};
+	struct fpg_header_scan f = {0};
 	MHD_get_connection_values(conn, MHD_HEADER_KIND, scan_header, &f);
-	if (f.content_length > 1 || f.transfer_encoding > 1 ||
-	    (f.content_length && f.transfer_encoding))
-		return "the body's length is ambiguous (two Content-Length "
-		       "headers, or one with Transfer-Encoding)";
-	if (f.host > 1)
-		return "two Host headers";
-	if (f.control_bytes)
-		return "a header holds control characters";
-	return NULL;
+	return fpg_guard_headers_problem(&f);
 }
 
 static struct fpg_request *request_new(struct fpg_requests *w,
@@ -403,9 +194,7 @@ static struct fpg_request *request_new(struct fpg_requests *w,
 		conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT);
 	if (ci && ci->socket_context) {
 		req->client = ci->socket_context;
-		req->client->req = req;
-		req->client->active_turn = w->svc->loop->turn;
-		fifo_remove(&w->pending_clients, &req->client->pending);
+		fpg_client_serve(req->client, req);
 	}
 	req->content_type = "application/json";
 	fpg_buf_init(&req->body);
@@ -465,62 +254,23 @@ static void resume(struct fpg_request *req)
 	upload_start(req);
 }
 
-static void client_event(struct fpg_evsrc *src, uint32_t events)
+/*
+ * The client hung up. When not suspended MHD sees the close itself,
+ * except in the middle of a streamed upload (it would wait for body that
+ * never comes).
+ */
+static void client_hung_up(struct fpg_request *req)
 {
-	struct fpg_client *cl = (struct fpg_client *)src;
-	if ((events & EPOLLIN) && !cl->req && !cl->hung_up)
-		bytes_came(cl);
-	if (!(events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)))
-		return;
-	cl->hung_up = true;
-	struct fpg_request *req = cl->req;
-	/* When not suspended MHD sees the close itself, except in the middle
-	 * of a streamed upload (it would wait for body that never comes). */
-	if (req && (req->suspended || (req->route && req->route->stream_body &&
-				       !req->upload_ended))) {
+	if (req->suspended ||
+	    (req->route && req->route->stream_body && !req->upload_ended)) {
 		client_gone(req);
 		resume(req);
 	}
 }
 
-void fpg_request_connection(void *cls, struct MHD_Connection *conn,
-			    void **socket_context,
-			    enum MHD_ConnectionNotificationCode toe)
+static void client_closed(struct fpg_request *req)
 {
-	struct fpg_requests *w = cls;
-	struct fpg_client *cl = *socket_context;
-	if (toe == MHD_CONNECTION_NOTIFY_CLOSED) {
-		if (!cl)
-			return;
-		fpg_loop_unwatch(w->svc->loop, cl->fd);
-		fifo_remove(&w->pending_clients, &cl->pending);
-		fifo_remove(&w->unsure_clients, &cl->unsure);
-		if (cl->req)
-			cl->req->client = NULL;
-		free(cl);
-		*socket_context = NULL;
-		return;
-	}
-	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
-		conn, MHD_CONNECTION_INFO_CONNECTION_FD);
-	cl = calloc(1, sizeof(*cl));
-	if (!cl || !ci) {
-		free(cl);
-		return; /* requests on it are just not watched */
-	}
-	cl->ev.on_event = client_event;
-	cl->rs = w;
-	cl->fd = ci->connect_fd;
-	/* EPOLLIN too: the first byte of a keep-alive connection's next
-	 * request starts its header deadline (one event per packet burst,
-	 * in the epoll_wait that reports it to MHD as well). */
-	if (!fpg_loop_watch(w->svc->loop, cl->fd, EPOLLIN | EPOLLRDHUP | EPOLLET,
-			      &cl->ev)) {
-		free(cl);
-		return;
-	}
-	*socket_context = cl;
-	pending_start(cl);
+	req->client = NULL;
 }
 
 /* ---- responses ---- */
@@ -605,7 +355,7 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
 	fpg_buf_reset(&req->out);
-	put_error_object(&req->out, code, msg);
+	fpg_error_json_code(&req->out, code, msg);
 	if (status == 503 || status == 429)
 		req->retry_after = 1;
 	req->content_type = "application/json";
@@ -896,8 +646,7 @@ static void request_free(struct fpg_request *req)
 	unqueue_flush(req);
 	upload_stop(req);
 	if (req->client) {
-		req->client->req = NULL;
-		req->client->active_turn = w->svc->loop->turn;
+		fpg_client_serve(req->client, NULL);
 	}
 	pthread_mutex_lock(&w->lock);
 	if (req->prev)
@@ -936,24 +685,13 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 	request_free(req);
 }
 
-/* Compares without an early exit: the time taken tells nothing of key. */
-static bool same_key(const char *a, const char *key)
-{
-	size_t n = strlen(key);
-	if (strlen(a) != n)
-		return false;
-	unsigned char diff = 0;
-	for (size_t i = 0; i < n; i++)
-		diff |= (unsigned char)(a[i] ^ key[i]);
-	return diff == 0;
-}
-
 /* r may be cancelled by whoever knows id and key (key non-empty). */
 static bool cancel_matches(const struct fpg_request *r, const char *id,
 			   const char *key)
 {
 	return r->cancel_key[0] && strcmp(r->id, id) == 0 &&
-	       same_key(r->cancel_key, key);
+	       fpg_guard_same_secret(r->cancel_key, strlen(r->cancel_key), key,
+				     strlen(key));
 }
 
 /* Cancels w's requests that id and key name. w's thread. */

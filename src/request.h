@@ -20,27 +20,12 @@
 #include <pthread.h>
 
 #include "buf.h"
+#include "client.h"
 #include "fasterpg.h"
 #include "loop.h"
 #include "services.h"
 
 struct fpg_request;
-
-/*
- * An intrusive first-in first-out list with O(1) removal: when every
- * entry waits for the same length of time, the oldest (the head) is the
- * only one a deadline check needs to look at.
- */
-struct fpg_fifo_link {
-	struct fpg_fifo_link *prev, *next;
-	uint64_t since_ms;	/* when it was appended */
-	bool linked;
-};
-
-struct fpg_fifo {
-	struct fpg_fifo_link *head, *tail;
-	unsigned n;
-};
 
 /*
  * One worker's requests and HTTP connections (request.c's state). Its
@@ -53,11 +38,9 @@ struct fpg_requests {
 	bool lock_ready;
 	struct fpg_request *list; /* live requests */
 	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
-	/* slow clients: connections waiting for a request's headers, and
-	 * requests whose body is being read */
-	struct fpg_fifo pending_clients; /* of fpg_client.pending */
-	struct fpg_fifo unsure_clients;	 /* of fpg_client.unsure */
-	struct fpg_fifo uploads;	 /* of fpg_request.upload */
+	struct fpg_clients clients; /* their connections */
+	struct fpg_fifo uploads; /* of fpg_request.upload: bodies being
+				    read, against min-upload-rate */
 	bool resumed;		/* a connection was resumed: run MHD again */
 	/* getrandom() bytes not yet handed out (request ids): one system
 	 * call serves many, and no lock is shared */
@@ -68,27 +51,6 @@ struct fpg_requests {
 /* Sets up rs for a worker with svc (borrowed). */
 void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc);
 void fpg_requests_deinit(struct fpg_requests *rs);
-
-/*
- * One HTTP connection's socket in the worker's epoll (edge-triggered, for
- * EPOLLRDHUP only) for the connection's whole life: MHD does not notice a
- * suspended client leaving, and watching per request would cost two
- * epoll_ctl calls each.
- */
-struct fpg_client {
-	struct fpg_evsrc ev;	  /* first: the epoll callback finds us */
-	struct fpg_requests *rs;
-	int fd;
-	bool hung_up;		  /* the peer closed (or half-closed) */
-	struct fpg_request *req;  /* the request being served, or NULL */
-	/* linked while waiting for a request's headers: from accept, or
-	 * from the first byte after a keep-alive pause */
-	struct fpg_fifo_link pending;
-	/* linked from its socket's EPOLLIN edge to the end of the loop turn
-	 * when that edge may be stale (see client_event) */
-	struct fpg_fifo_link unsure;
-	uint64_t active_turn;	  /* last loop turn a request began or ended */
-};
 
 /*
  * Handler-specific state: cleanup runs when the request ends for any
@@ -188,9 +150,6 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls,
 			   enum MHD_RequestTerminationCode toe);
-void fpg_request_connection(void *cls, struct MHD_Connection *conn,
-			    void **socket_context,
-			    enum MHD_ConnectionNotificationCode toe);
 
 /* The whole response is in req->out: send it with status. */
 void fpg_request_complete(struct fpg_request *req, int status);
@@ -241,13 +200,6 @@ void fpg_request_flush_streams(struct fpg_requests *rs);
  * min-upload-rate over the last window. The worker's tick calls it.
  */
 void fpg_request_tick(struct fpg_requests *rs);
-
-/*
- * After MHD_run(): for the connections whose socket had bytes just after
- * a request, decides whether they are a new request's start (see
- * client_event in request.c).
- */
-void fpg_request_settle_clients(struct fpg_requests *rs);
 
 /* Ends every live request of the worker (shutdown): they are closed. */
 void fpg_request_kill_all(struct fpg_requests *rs);

@@ -9,6 +9,7 @@
 #include <libpq-fe.h>
 
 #include "error.h"
+#include "guard.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
@@ -205,14 +206,6 @@ static bool parse_token(const char *s, unsigned char raw[23])
 }
 
 /* Constant time: how much of a secret matched must not show. */
-static bool secret_equal(const unsigned char *a, const unsigned char *b)
-{
-	unsigned char diff = 0;
-	for (int i = 0; i < 16; i++)
-		diff |= a[i] ^ b[i];
-	return diff == 0;
-}
-
 unsigned fpg_tx_idle_timeout_ms(const struct fpg_tx *tx)
 {
 	return tx->idle_timeout_ms;
@@ -517,7 +510,8 @@ struct fpg_conn *fpg_tx_take(struct fpg_tx_table *w, const char *token,
 	struct fpg_tx *tx = &ht->slots[slot];
 	pthread_mutex_lock(&tx->table->lock);
 	if (tx->gen != gen || tx->state == TX_FREE ||
-	    !secret_equal(tx->secret, raw + 7)) {
+	    !fpg_guard_same_secret(tx->secret, sizeof(tx->secret), raw + 7,
+				   sizeof(tx->secret))) {
 		pthread_mutex_unlock(&tx->table->lock);
 		goto unknown;
 	}

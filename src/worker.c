@@ -98,7 +98,8 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		w->opts->http_connection_memory,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, &w->reqs,
-		MHD_OPTION_NOTIFY_CONNECTION, fpg_request_connection, &w->reqs,
+		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
+		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
 		MHD_OPTION_END);
 	if (!w->mhd) {
@@ -206,7 +207,7 @@ static void run_once(struct fpg_worker *w, int timeout)
 	fpg_request_flush_streams(&w->reqs);
 	w->reqs.resumed = false;
 	MHD_run(w->mhd);
-	fpg_request_settle_clients(&w->reqs);
+	fpg_clients_settle(&w->reqs.clients);
 	fpg_pool_reap(w->pool);
 	fpg_pool_uncork(w->pool);
 }

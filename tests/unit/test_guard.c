@@ -1,6 +1,8 @@
-/* guard.c: --allowed-hosts matching and the CORS-preflight test. */
+/* guard.c: --allowed-hosts matching, the CORS-preflight test, header
+ * ambiguities, client-given ids and keys, secret comparison. */
 #include <check.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "guard.h"
 
@@ -125,6 +127,81 @@ START_TEST(preflighted)
 }
 END_TEST
 
+static const char *problem_of(const char *const *kv, size_t n)
+{
+	struct fpg_header_scan f = {0};
+	for (size_t i = 0; i + 1 < n; i += 2)
+		fpg_guard_header(&f, kv[i], kv[i + 1]);
+	return fpg_guard_headers_problem(&f);
+}
+
+START_TEST(ambiguous_headers)
+{
+	const char *fine[] = {"Host", "a", "content-length", "3",
+			      "X-Tab", "a\tb", "Empty", NULL};
+	ck_assert_ptr_null(problem_of(fine, 8));
+	const char *two_cl[] = {"Content-Length", "3", "content-length", "3"};
+	ck_assert_ptr_nonnull(problem_of(two_cl, 4));
+	const char *cl_te[] = {"Content-Length", "3", "Transfer-Encoding",
+			       "chunked"};
+	ck_assert_ptr_nonnull(problem_of(cl_te, 4));
+	const char *two_te[] = {"Transfer-Encoding", "chunked",
+				"TRANSFER-ENCODING", "chunked"};
+	ck_assert_ptr_nonnull(problem_of(two_te, 4));
+	const char *two_hosts[] = {"Host", "a", "HOST", "b"};
+	ck_assert_ptr_nonnull(problem_of(two_hosts, 4));
+	const char *cr[] = {"X-A", "a\rb"};
+	ck_assert_ptr_nonnull(problem_of(cr, 2));
+	const char *del[] = {"X\x7f", "v"};
+	ck_assert_ptr_nonnull(problem_of(del, 2));
+}
+END_TEST
+
+START_TEST(client_ids_and_keys)
+{
+	ck_assert(fpg_guard_request_id("a"));
+	ck_assert(fpg_guard_request_id("Req-1_2.3:4"));
+	ck_assert(!fpg_guard_request_id(""));
+	ck_assert(!fpg_guard_request_id("a b"));
+	ck_assert(!fpg_guard_request_id("a\xc3\xa9"));
+	char id[70];
+	memset(id, 'x', sizeof(id));
+	id[64] = '\0';
+	ck_assert(fpg_guard_request_id(id));
+	id[64] = 'x';
+	id[65] = '\0';
+	ck_assert(!fpg_guard_request_id(id));
+	ck_assert(fpg_guard_cancel_key("abcdefghijklmnop"));
+	ck_assert(fpg_guard_cancel_key("AZaz09-_.~+/=AZaz"));
+	ck_assert(!fpg_guard_cancel_key("abcdefghijklmno")); /* 15 */
+	ck_assert(!fpg_guard_cancel_key("abcdefghijklmno:"));
+	char key[140];
+	memset(key, 'k', sizeof(key));
+	key[128] = '\0';
+	ck_assert(fpg_guard_cancel_key(key));
+	key[128] = 'k';
+	key[129] = '\0';
+	ck_assert(!fpg_guard_cancel_key(key));
+}
+END_TEST
+
+START_TEST(same_secret)
+{
+	unsigned char a[32], b[32];
+	for (int round = 0; round < 200; round++) {
+		for (size_t i = 0; i < sizeof(a); i++)
+			a[i] = b[i] = (unsigned char)rand();
+		ck_assert(fpg_guard_same_secret(a, sizeof(a), b, sizeof(b)));
+		size_t at = (size_t)rand() % sizeof(a);
+		b[at] ^= (unsigned char)(1 + rand() % 255);
+		ck_assert(!fpg_guard_same_secret(a, sizeof(a), b, sizeof(b)));
+		ck_assert(!fpg_guard_same_secret(a, sizeof(a), a,
+						 sizeof(a) - 1));
+	}
+	ck_assert(fpg_guard_same_secret("", 0, "", 0));
+}
+END_TEST
+
 int main(void)
 {
 	Suite *s = suite_create("guard");
@@ -135,6 +212,11 @@ int main(void)
 	suite_add_tcase(s, tc);
 	tc = tcase_create("preflight");
 	tcase_add_test(tc, preflighted);
+	suite_add_tcase(s, tc);
+	tc = tcase_create("headers");
+	tcase_add_test(tc, ambiguous_headers);
+	tcase_add_test(tc, client_ids_and_keys);
+	tcase_add_test(tc, same_secret);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
