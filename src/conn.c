@@ -14,6 +14,21 @@
 #include "loop.h"
 #include "stats.h"
 
+/* The states a connection may come from into each state. */
+static const unsigned state_from[] = {
+	[FPG_CONN_DOWN] = ~0u,
+	[FPG_CONN_CONNECTING] = 1u << FPG_CONN_DOWN,
+	[FPG_CONN_SETUP] = 1u << FPG_CONN_CONNECTING,
+	[FPG_CONN_READY] = 1u << FPG_CONN_SETUP,
+	[FPG_CONN_BROKEN] = 1u << FPG_CONN_READY,
+};
+
+static void set_state(struct fpg_conn *c, enum fpg_conn_state to)
+{
+	FPG_ASSERT(state_from[to] & (1u << c->state));
+	c->state = to;
+}
+
 const char *fpg_conn_state_to_str(enum fpg_conn_state s)
 {
 	switch (s) {
@@ -117,12 +132,14 @@ static void conn_close(struct fpg_conn *c)
 	if (c->stmts)
 		c->stmts_free(c->stmts);
 	c->stmts = NULL;
-	c->state = FPG_CONN_DOWN;
+	set_state(c, FPG_CONN_DOWN);
 }
 
 void fpg_conn_close(struct fpg_conn *c, const char *why)
 {
 	fail_ops(c, why);
+	FPG_ASSERT(!c->head && !c->tail && c->inflight == 0 &&
+		   c->barriers == 0);
 	conn_close(c);
 }
 
@@ -151,7 +168,7 @@ void fpg_conn_fail(struct fpg_conn *c, const char *why)
 	}
 	fpg_error_tidy(c->broken, sizeof(c->broken), why);
 	forget_closed_socket(c);
-	c->state = FPG_CONN_BROKEN;
+	set_state(c, FPG_CONN_BROKEN);
 	c->on->broken(c);
 	c->paused = true;
 	c->want_write = false;
@@ -461,8 +478,10 @@ static void drain(struct fpg_conn *c)
 		c->head = op->next;
 		if (!c->head)
 			c->tail = NULL;
+		FPG_ASSERT(c->inflight > 0 && c->barriers >= (unsigned)op->barrier);
 		c->inflight--;
 		c->barriers -= op->barrier;
+		FPG_ASSERT((c->head == NULL) == (c->inflight == 0));
 		c->head_since_ms = c->env->loop->now_ms;
 		op->on_done(op, NULL);
 		if (op->release)
@@ -507,7 +526,7 @@ static void setup_done(struct fpg_pgop *op, const char *broken)
 		connect_failed(c, c->broken);
 		return;
 	}
-	c->state = FPG_CONN_READY;
+	set_state(c, FPG_CONN_READY);
 	fpg_log_debug("conn", NULL, "worker %u: connection ready",
 		      c->env->worker_id);
 	c->on->ready(c);
@@ -609,7 +628,7 @@ static void start_setup(struct fpg_conn *c)
 					   : "out of memory");
 		return;
 	}
-	c->state = FPG_CONN_SETUP;
+	set_state(c, FPG_CONN_SETUP);
 	c->setup_failed = false;
 	fpg_conn_push_op(c, setup_result, setup_done, c, -1, 0);
 }
@@ -698,7 +717,7 @@ void fpg_conn_start(struct fpg_conn *c)
 	c->id = atomic_fetch_add(&next_id, 1);
 	c->pg = PQconnectStartParams(keys, vals, 1);
 	c->connect_started_ms = c->env->loop->now_ms;
-	c->state = FPG_CONN_CONNECTING;
+	set_state(c, FPG_CONN_CONNECTING);
 	c->fd = -1;
 	if (!c->pg || PQstatus(c->pg) == CONNECTION_BAD) {
 		connect_failed(c, c->pg ? PQerrorMessage(c->pg)

@@ -3,6 +3,7 @@
 #include <stdarg.h>
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
@@ -294,4 +295,12 @@ void fpg_error_json_code(struct fpg_buf *out, const char *code,
 	fpg_buf_puts(out, "{\"error\":");
 	put_plain_object(out, code, msg);
 	fpg_buf_putc(out, '}');
+}
+
+void fpg_assert_fail(const char *cond, const char *file, int line,
+		     const char *func)
+{
+	fprintf(stderr, "fasterpg: %s:%d: %s: invariant failed: %s\n", file,
+		line, func, cond);
+	abort();
 }

@@ -12,6 +12,24 @@
 #include "buf.h"
 #include "fasterpg.h"
 
+/*
+ * FPG_ASSERT(cond) checks an internal invariant (a state transition, a
+ * count that must match a list) in builds with -Dcassert=true (CI's
+ * sanitizer run): when cond is false it prints where and aborts.
+ * Elsewhere it compiles to nothing and cond is not evaluated. Never for
+ * input checks: those return errors.
+ */
+#ifdef FPG_CASSERT
+#define FPG_ASSERT(cond)                                                   \
+	((cond) ? (void)0                                                  \
+		: fpg_assert_fail(#cond, __FILE__, __LINE__, __func__))
+#else
+#define FPG_ASSERT(cond) ((void)sizeof(!(cond)))
+#endif
+
+void fpg_assert_fail(const char *cond, const char *file, int line,
+		     const char *func) __attribute__((noreturn));
+
 /* Fills err (may be NULL) with code, HTTP status and a formatted message. */
 void fpg_error_set(struct fpg_error *err, enum fpg_errcode code, int status,
 		   const char *fmt, ...) FPG_PRINTF(4, 5);

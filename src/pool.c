@@ -480,6 +480,7 @@ static void cancel_sent(struct fpg_pool *pool, uint64_t conn_id)
 
 struct fpg_conn *fpg_conn_detach(struct fpg_conn *c, struct fpg_error *err)
 {
+	FPG_ASSERT(c->held && !c->guest);
 	struct fpg_pool *pool = c->pool;
 	struct fpg_conn *fresh = fpg_conn_new(&pool->d, &pool_events, pool);
 	if (!fresh) {
@@ -519,6 +520,7 @@ void fpg_conn_guest_enter(struct fpg_conn *c, struct fpg_pool *pool)
 
 void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 {
+	FPG_ASSERT(c->guest && pool->lent > 0);
 	pool->lent--;
 	c->guest = false;
 	c->dirty = false;

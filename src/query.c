@@ -325,6 +325,7 @@ static const char timeout_sql[] =
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		    struct fpg_stmt *st)
 {
+	FPG_ASSERT(st->state == FPG_STMT_READY);
 	if (q->nparams != st->nparams) {
 		char msg[160];
 		snprintf(msg, sizeof(msg),
@@ -532,6 +533,8 @@ static void note_composites(struct fpg_stmt *st)
 
 static void stmt_ready(struct fpg_stmt *st, struct fpg_conn *conn)
 {
+	FPG_ASSERT(st->state == FPG_STMT_PREPARING ||
+		   st->state == FPG_STMT_TYPING);
 	note_composites(st);
 	st->state = FPG_STMT_READY;
 	release_waiters(st, conn, NULL);
@@ -563,6 +566,7 @@ static bool lookup_types(struct fpg_stmt *st, struct fpg_conn *conn)
 	oid_literal(lit, st->missing, st->nmissing);
 	const char *v[1] = {lit};
 	PGconn *pg = fpg_conn_pg(conn);
+	FPG_ASSERT(st->state == FPG_STMT_PREPARING);
 	st->state = FPG_STMT_TYPING;
 	if (!PQsendQueryParams(pg, fpg_typecache_lookup_sql, 1, NULL, v, NULL,
 			       NULL, 0)) {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "conn.h"
+#include "error.h"
 
 uint64_t fpg_stmt_hash(const char *s)
 {
@@ -93,6 +94,7 @@ void fpg_stmt_remove(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 
 void fpg_stmt_insert(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 {
+	FPG_ASSERT(!fpg_stmt_find(c, st->sql, st->hash));
 	struct fpg_stmt **b = &c->buckets[st->hash % FPG_STMT_BUCKETS];
 	st->hnext = *b;
 	*b = st;

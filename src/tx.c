@@ -24,6 +24,17 @@ enum tx_state {
 	TX_ENDED,    /* over; the token answers 410 until the slot is reused */
 };
 
+/* The states a session may come from into each state. */
+static const unsigned state_from[] = {
+	[TX_FREE] = 0,
+	[TX_STARTING] = 1u << TX_FREE | 1u << TX_ENDED,
+	[TX_IDLE] = 1u << TX_STARTING | 1u << TX_BUSY,
+	[TX_BUSY] = 1u << TX_IDLE,
+	[TX_ENDING] = 1u << TX_STARTING | 1u << TX_IDLE | 1u << TX_BUSY,
+	[TX_ENDED] = 1u << TX_STARTING | 1u << TX_IDLE | 1u << TX_BUSY |
+		     1u << TX_ENDING,
+};
+
 enum tx_step {
 	STEP_BEGIN,
 	STEP_STATEMENT,
@@ -81,6 +92,13 @@ struct fpg_tx_table {
 	struct fpg_tx slots[];
 };
 
+
+/* Under the table's lock. */
+static void set_state(struct fpg_tx *tx, enum tx_state to)
+{
+	FPG_ASSERT(state_from[to] & (1u << tx->state));
+	tx->state = to;
+}
 
 static const char *const end_names[] = {
 	[FPG_TX_OPEN] = "open",
@@ -239,7 +257,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_tx_table *w,
 	struct fpg_conn *c = tx->conn;
 	tx->conn = NULL;
 	pthread_mutex_lock(&tx->table->lock);
-	tx->state = TX_ENDED;
+	set_state(tx, TX_ENDED);
 	tx->end = end;
 	tx->ended_ms = w->d.loop->now_ms;
 	pthread_mutex_unlock(&tx->table->lock);
@@ -299,7 +317,7 @@ static void park(struct fpg_tx *tx, struct fpg_tx_table *w)
 {
 	fpg_conn_guest_leave(tx->conn);
 	pthread_mutex_lock(&tx->table->lock);
-	tx->state = TX_IDLE;
+	set_state(tx, TX_IDLE);
 	tx->runner = NULL;
 	tx->idle_deadline_ms = w->d.loop->now_ms + tx->idle_timeout_ms;
 	pthread_mutex_unlock(&tx->table->lock);
@@ -452,7 +470,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w,
 	pthread_mutex_lock(&t->lock);
 	struct fpg_tx *tx = claim_slot(t);
 	if (tx) {
-		tx->state = TX_STARTING;
+		set_state(tx, TX_STARTING);
 		tx->gen++;
 		tx->end = FPG_TX_OPEN;
 		memcpy(tx->secret, secret, sizeof(secret));
@@ -546,7 +564,7 @@ struct fpg_conn *fpg_tx_claim(struct fpg_tx_table *w, struct fpg_tx *tx)
 	pthread_mutex_lock(&tx->table->lock);
 	bool idle = tx->state == TX_IDLE;
 	if (idle) {
-		tx->state = TX_BUSY;
+		set_state(tx, TX_BUSY);
 		tx->runner = w;
 	}
 	pthread_mutex_unlock(&tx->table->lock);
@@ -569,7 +587,7 @@ static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
 		      fpg_tx_done_fn done, void *ctx)
 {
 	pthread_mutex_lock(&tx->table->lock);
-	tx->state = TX_ENDING;
+	set_state(tx, TX_ENDING);
 	tx->end = end; /* what a request meanwhile is told */
 	pthread_mutex_unlock(&tx->table->lock);
 	tx->step = STEP_FINISH;
@@ -612,7 +630,7 @@ void fpg_tx_tick(struct fpg_tx_table *w)
 			else if (w->d.loop->now_ms >= tx->idle_deadline_ms)
 				why = FPG_TX_IDLE_TIMEOUT;
 			if (why != FPG_TX_OPEN) {
-				tx->state = TX_BUSY;
+				set_state(tx, TX_BUSY);
 				tx->runner = w;
 			}
 		}

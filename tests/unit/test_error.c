@@ -1,5 +1,7 @@
-/* SQLSTATE -> HTTP status, error JSON, message tidying, redaction. */
+/* SQLSTATE -> HTTP status, error JSON, message tidying, redaction,
+ * FPG_ASSERT. */
 #include <check.h>
+#include <signal.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -141,6 +143,34 @@ START_TEST(redact_passwords)
 }
 END_TEST
 
+static int evaluated;
+
+static bool counted(bool v)
+{
+	evaluated++;
+	return v;
+}
+
+START_TEST(assert_holds)
+{
+	evaluated = 0;
+	FPG_ASSERT(counted(true));
+#ifdef FPG_CASSERT
+	ck_assert_int_eq(evaluated, 1);
+#else
+	ck_assert_int_eq(evaluated, 0); /* compiled out, not evaluated */
+#endif
+}
+END_TEST
+
+#ifdef FPG_CASSERT
+START_TEST(assert_fails_aborts)
+{
+	FPG_ASSERT(counted(false));
+}
+END_TEST
+#endif
+
 int main(void)
 {
 	Suite *s = suite_create("error");
@@ -150,6 +180,10 @@ int main(void)
 	tcase_add_test(tc, tidy);
 	tcase_add_test(tc, redact_passwords);
 	tcase_add_test(tc, json_code_like_json);
+	tcase_add_test(tc, assert_holds);
+#ifdef FPG_CASSERT
+	tcase_add_test_raise_signal(tc, assert_fails_aborts, SIGABRT);
+#endif
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
