@@ -579,7 +579,7 @@ bool fpg_conn_raw_begin(struct fpg_conn *c, struct fpg_evsrc *ev)
 	    PQexitPipelineMode(c->pg) != 1)
 		return false;
 	c->raw = ev;
-	c->dirty = !c->guest;
+	c->dirty = true;
 	fpg_conn_raw_watch(c, EPOLLIN);
 	return true;
 }
@@ -698,7 +698,8 @@ static void startup_options(const struct fpg_options *opts, char *out,
 			user = o->val;
 	snprintf(out, size,
 		 "%s%s-c DateStyle=ISO,MDY -c IntervalStyle=postgres"
-		 " -c bytea_output=hex -c statement_timeout=%u",
+		 " -c bytea_output=hex -c standard_conforming_strings=on"
+		 " -c statement_timeout=%u",
 		 user ? user : "", user ? " " : "",
 		 opts->statement_timeout_ms);
 	PQconninfoFree(info);

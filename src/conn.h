@@ -49,8 +49,9 @@ struct fpg_conn_env {
 struct fpg_conn_events {
 	/* Its number of ops reached or left 0, or its state changed. */
 	void (*busy)(struct fpg_conn *c);
-	/* An op ended (after its on_done). False: stop reading its
-	 * results now (it was failed, or went to another loop). */
+	/* An op ended (after its on_done), or a cancel was sent. False:
+	 * stop reading its results now (it was failed, or went to another
+	 * loop). */
 	bool (*op_ended)(struct fpg_conn *c);
 	/* Set up and ready for work (op_ended follows). */
 	void (*ready)(struct fpg_conn *c);
@@ -92,7 +93,7 @@ struct fpg_conn {
 	uint64_t id;		/* unique per connect: tells stale replies */
 	bool guest;		/* left its pool (a transaction's): set by the
 				   pool, see pool.h */
-	struct fpg_conn *guest_next; /* in the running pool's guest list */
+	struct fpg_list guest_link; /* in the running pool's guests */
 	void (*on_idle)(struct fpg_conn *c, void *ctx); /* guests */
 	void *idle_ctx;
 	struct fpg_evsrc *raw;	/* out of pipeline mode: gets the events */

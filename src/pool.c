@@ -14,8 +14,9 @@ struct fpg_pool {
 	const struct fpg_options *opts;
 	struct fpg_conn **conns; /* pool_max slots, each allocated */
 	unsigned nconns;
-	struct fpg_conn *guests; /* guests this worker runs right now */
-	struct fpg_pool_waiter *wait_head, *wait_tail;
+	struct fpg_list guests; /* of fpg_conn.guest_link: the guests this
+				   worker runs right now */
+	struct fpg_list waiters; /* of fpg_pool_waiter.link, oldest first */
 	unsigned nwaiting;
 	/* A connect attempt failed and nothing is open: fail fast (503)
 	 * instead of making every request wait for its deadline. */
@@ -58,16 +59,9 @@ static void update_gauges(struct fpg_pool *pool)
 
 static void waiter_unlink(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 {
-	if (wt->prev)
-		wt->prev->next = wt->next;
-	else
-		pool->wait_head = wt->next;
-	if (wt->next)
-		wt->next->prev = wt->prev;
-	else
-		pool->wait_tail = wt->prev;
-	wt->prev = wt->next = NULL;
+	fpg_list_remove(&wt->link);
 	wt->queued = false;
+	FPG_ASSERT(pool->nwaiting > 0);
 	pool->nwaiting--;
 }
 
@@ -82,14 +76,16 @@ void fpg_pool_cancel_wait(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 			 bool expired_only)
 {
-	struct fpg_pool_waiter *wt = pool->wait_head;
-	while (wt) {
-		struct fpg_pool_waiter *next = wt->next;
+	struct fpg_list *l = fpg_list_first(&pool->waiters);
+	while (l) {
+		struct fpg_list *next = fpg_list_next(&pool->waiters, l);
+		struct fpg_pool_waiter *wt =
+			FPG_CONTAINER_OF(l, struct fpg_pool_waiter, link);
 		if (!expired_only || wt->deadline_ms <= pool->d.loop->now_ms) {
 			waiter_unlink(pool, wt);
 			wt->fail(wt, err);
 		}
-		wt = next;
+		l = next;
 	}
 	update_gauges(pool);
 }
@@ -174,21 +170,24 @@ static struct fpg_conn *pick(struct fpg_pool *pool,
 /* Hands free connections to waiters, oldest first within each kind. */
 static void serve_waiters(struct fpg_pool *pool)
 {
-	struct fpg_pool_waiter *wt = pool->wait_head;
+	struct fpg_list *l = fpg_list_first(&pool->waiters);
 	bool shared_done = false, held_done = false, lend_done = false;
-	while (wt && !(shared_done && held_done)) {
-		struct fpg_pool_waiter *next = wt->next;
+	while (l && !(shared_done && held_done)) {
+		struct fpg_list *next = fpg_list_next(&pool->waiters, l);
+		struct fpg_pool_waiter *wt =
+			FPG_CONTAINER_OF(l, struct fpg_pool_waiter, link);
 		bool *done = wt->lend ? &lend_done
 			   : wt->exclusive ? &held_done : &shared_done;
 		struct fpg_conn *c = *done ? NULL : pick(pool, wt);
 		if (c) {
 			waiter_unlink(pool, wt);
 			wt->ready(wt, c);
-			next = pool->wait_head; /* ready() may change the list */
+			/* ready() may change the list */
+			next = fpg_list_first(&pool->waiters);
 		} else {
 			*done = true;
 		}
-		wt = next;
+		l = next;
 	}
 	update_gauges(pool);
 }
@@ -241,9 +240,10 @@ void fpg_pool_reap(struct fpg_pool *pool)
 		if (pool->conns[i]->state == FPG_CONN_BROKEN)
 			reap_one(pool->conns[i]);
 	/* A guest's owner hears of it through on_idle (state DOWN). */
-	struct fpg_conn *g = pool->guests, *next;
-	for (; g; g = next) {
-		next = g->guest_next;
+	struct fpg_list *l = fpg_list_first(&pool->guests), *next;
+	for (; l; l = next) {
+		next = fpg_list_next(&pool->guests, l);
+		struct fpg_conn *g = FPG_CONTAINER_OF(l, struct fpg_conn, guest_link);
 		if (g->state == FPG_CONN_BROKEN) {
 			reap_one(g);
 			g->on_idle(g, g->idle_ctx);
@@ -261,27 +261,30 @@ static void on_busy(struct fpg_conn *c)
 }
 
 /*
- * A shared connection serves the next waiters; one that client SQL left
- * inside a transaction or otherwise tainted is replaced once idle; a
- * guest with nothing left goes to its session.
+ * One of the pool's connections serves the next waiters; one that client
+ * SQL left inside a transaction or otherwise tainted is replaced once
+ * idle.
  */
 static bool on_op_ended(struct fpg_conn *c)
 {
-	if (!c->guest && c->inflight == 0 && c->state == FPG_CONN_READY &&
+	if (c->inflight == 0 && c->state == FPG_CONN_READY &&
 	    !fpg_conn_out_of_tx(c))
 		fpg_conn_taint(c, "the session is inside a transaction");
-	if (c->tainted && c->inflight == 0 && !c->held && !c->guest) {
+	if (c->tainted && c->inflight == 0 && !c->held) {
 		fpg_conn_fail(c, "session replaced");
 		return false;
 	}
-	if (c->guest) {
-		if (c->inflight == 0 && !c->cancel_pending) {
-			c->on_idle(c, c->idle_ctx);
-			return false; /* it may have left this worker */
-		}
-		return true;
-	}
 	serve_waiters(c->pool);
+	return true;
+}
+
+/* A guest (a session's) with nothing left goes back to its session. */
+static bool on_guest_op_ended(struct fpg_conn *c)
+{
+	if (c->inflight == 0 && !c->cancel_pending) {
+		c->on_idle(c, c->idle_ctx);
+		return false; /* it may have left this worker */
+	}
 	return true;
 }
 
@@ -311,6 +314,14 @@ static const struct fpg_conn_events pool_events = {
 	.corked = on_corked,
 };
 
+/* A guest is READY from its detach on: it never connects again. */
+static const struct fpg_conn_events guest_events = {
+	.busy = on_busy,
+	.op_ended = on_guest_op_ended,
+	.broken = on_broken,
+	.corked = on_corked,
+};
+
 void fpg_pool_uncork(struct fpg_pool *pool)
 {
 	if (!pool->has_corked)
@@ -318,8 +329,9 @@ void fpg_pool_uncork(struct fpg_pool *pool)
 	pool->has_corked = false;
 	for (unsigned i = 0; i < pool->nconns; i++)
 		fpg_conn_uncork(pool->conns[i]);
-	for (struct fpg_conn *g = pool->guests; g; g = g->guest_next)
-		fpg_conn_uncork(g);
+	for (struct fpg_list *l = fpg_list_first(&pool->guests); l;
+	     l = fpg_list_next(&pool->guests, l))
+		fpg_conn_uncork(FPG_CONTAINER_OF(l, struct fpg_conn, guest_link));
 }
 
 /*
@@ -382,13 +394,7 @@ void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 		wt->fail(wt, &err);
 		return;
 	}
-	wt->prev = pool->wait_tail;
-	wt->next = NULL;
-	if (pool->wait_tail)
-		pool->wait_tail->next = wt;
-	else
-		pool->wait_head = wt;
-	pool->wait_tail = wt;
+	fpg_list_push_back(&pool->waiters, &wt->link);
 	wt->queued = true;
 	pool->nwaiting++;
 	update_gauges(pool);
@@ -466,16 +472,16 @@ static void cancel_sent(struct fpg_pool *pool, uint64_t conn_id)
 	for (unsigned i = 0; i < pool->nconns && !c; i++)
 		if (pool->conns[i]->id == conn_id)
 			c = pool->conns[i];
-	for (struct fpg_conn *g = pool->guests; g && !c; g = g->guest_next)
+	for (struct fpg_list *l = fpg_list_first(&pool->guests); l && !c;
+	     l = fpg_list_next(&pool->guests, l)) {
+		struct fpg_conn *g = FPG_CONTAINER_OF(l, struct fpg_conn, guest_link);
 		if (g->id == conn_id)
 			c = g;
+	}
 	if (!c || !c->cancel_pending)
 		return;
 	c->cancel_pending = false;
-	if (c->guest && c->inflight == 0)
-		c->on_idle(c, c->idle_ctx);
-	else if (!c->guest)
-		serve_waiters(pool);
+	c->on->op_ended(c);
 }
 
 struct fpg_conn *fpg_conn_detach(struct fpg_conn *c, struct fpg_error *err)
@@ -493,28 +499,21 @@ struct fpg_conn *fpg_conn_detach(struct fpg_conn *c, struct fpg_error *err)
 	pool->lent++;
 	c->held = false;
 	c->guest = true;
-	c->guest_next = pool->guests;
-	pool->guests = c;
+	c->on = &guest_events;
+	fpg_list_push_back(&pool->guests, &c->guest_link);
 	update_gauges(pool);
 	return c;
 }
 
 void fpg_conn_guest_leave(struct fpg_conn *c)
 {
-	struct fpg_pool *pool = c->pool;
-	struct fpg_conn **pp = &pool->guests;
-	while (*pp && *pp != c)
-		pp = &(*pp)->guest_next;
-	if (*pp)
-		*pp = c->guest_next;
-	c->guest_next = NULL;
+	fpg_list_remove(&c->guest_link);
 	fpg_conn_park(c);
 }
 
 void fpg_conn_guest_enter(struct fpg_conn *c, struct fpg_pool *pool)
 {
-	c->guest_next = pool->guests;
-	pool->guests = c;
+	fpg_list_push_back(&pool->guests, &c->guest_link);
 	fpg_conn_move(c, &pool->d, pool);
 }
 
@@ -523,6 +522,7 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 	FPG_ASSERT(c->guest && pool->lent > 0);
 	pool->lent--;
 	c->guest = false;
+	c->on = &pool_events;
 	c->dirty = false;
 	c->on_idle = NULL;
 	c->held = false;
@@ -577,7 +577,7 @@ void fpg_pool_tick(struct fpg_pool *pool)
 	if (pool->nwaiting && want < pool->nconns)
 		want = pool->nconns;
 	maybe_grow(pool, want);
-	if (pool->wait_head) {
+	if (!fpg_list_empty(&pool->waiters)) {
 		struct fpg_error err;
 		fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503,
 			      "timed out waiting for a PostgreSQL connection");
@@ -597,6 +597,8 @@ struct fpg_pool *fpg_pool_new(const struct fpg_conn_env *env,
 	if (!pool)
 		goto nomem;
 	pool->d = *env;
+	fpg_list_init(&pool->guests);
+	fpg_list_init(&pool->waiters);
 	pool->opts = env->opts;
 	pool->nconns = env->opts->pool_max;
 	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
@@ -643,9 +645,10 @@ void fpg_pool_free(struct fpg_pool *pool)
 	}
 	/* Guests running here when the server stopped: closing them rolls
 	 * their transactions back. */
-	while (pool->guests) {
-		struct fpg_conn *g = pool->guests;
-		pool->guests = g->guest_next;
+	struct fpg_list *l;
+	while ((l = fpg_list_first(&pool->guests))) {
+		struct fpg_conn *g = FPG_CONTAINER_OF(l, struct fpg_conn, guest_link);
+		fpg_list_remove(l);
 		fpg_conn_close(g, "server shutting down");
 		free(g);
 	}

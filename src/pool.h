@@ -25,7 +25,7 @@ struct fpg_pool;
  * called, unless the waiter is cancelled first.
  */
 struct fpg_pool_waiter {
-	struct fpg_pool_waiter *prev, *next;
+	struct fpg_list link;	 /* in the pool's waiters while queued */
 	uint64_t deadline_ms;
 	bool exclusive;		 /* wants a connection of its own */
 	bool lend;		 /* ... for a transaction session (see

@@ -367,6 +367,11 @@ START_TEST(settings_do_not_leak)
 	assert_scalar("SELECT 0.1::float8 * 3", "0.30000000000000004");
 	assert_scalar("SELECT interval '1 day 2 hours'", "1 day 02:00:00");
 	assert_scalar("SELECT '\\x00ff'::bytea", "\\x00ff");
+	/* The text checks read '' strings as PostgreSQL does by default. */
+	ok("SELECT set_config('standard_conforming_strings', 'off', false)");
+	assert_scalar("SELECT current_setting('standard_conforming_strings')",
+		      "on");
+	ok("SELECT 1");
 
 	/* A client encoding other than UTF-8 would break the JSON. */
 	ok("SELECT set_config('client_encoding', 'LATIN1', false)");
@@ -752,6 +757,8 @@ START_TEST(no_statement_cache_undoes_prepare)
 	assert_scalar("SELECT count(*) FROM pg_prepared_statements WHERE "
 		      "from_sql",
 		      "0");
+	assert_scalar("SELECT current_setting('standard_conforming_strings')",
+		      "on");
 	/* The one DISCARD ALL also drops temporary tables and listens. */
 	ok("DO $$BEGIN EXECUTE 'CREATE TEMP TABLE iso_np_t (a int)';"
 	   " EXECUTE 'LISTEN iso_np_ch'; END$$");
@@ -796,8 +803,15 @@ static void short_acquire(struct fpg_options *o)
 	o->acquire_timeout_ms = 300;
 }
 
+/* Its conninfo asks for standard_conforming_strings=off: the pool's own
+ * settings come after it and win. */
 static void no_statement_cache(struct fpg_options *o)
 {
+	static char db[512];
+	snprintf(db, sizeof(db),
+		 "%s options='-c standard_conforming_strings=off'",
+		 pgh_conninfo());
+	o->db = db;
 	o->threads = 1;
 	o->pool_max = 2;
 	o->sql_precheck = 0;
