@@ -16,7 +16,10 @@
  * and the WITH options, and nothing else. A query= that closes COPY's
  * parenthesis early or swallows part of the suffix fails this. A statement
  * that PostgreSQL could not even lex (an open comment or string) is
- * refused by the server, so it is not reported.
+ * refused by the server, so it is not reported. This lexer is written
+ * apart from src/sqltext.c, which the builder uses, so that the two must
+ * agree: backslashes in E'' strings and their continuation lines
+ * included, which the builder reads exactly (it gave up on them before).
  */
 #include <stdint.h>
 #include <stdio.h>
@@ -113,9 +116,11 @@ struct lexer {
 	size_t n, cap;
 };
 
+/* \v since PostgreSQL 16; 15 refuses it outside quotes and comments. */
 static bool is_space(char c)
 {
-	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f';
+	return c == ' ' || c == '\t' || c == '\n' || c == '\r' || c == '\f' ||
+	       c == '\v';
 }
 
 static bool is_ident_start(char c)
@@ -215,6 +220,32 @@ static bool lex_quoted(struct lexer *lx, char q, bool doubling, bool backslash,
 	}
 }
 
+/*
+ * After a string's closing quote at lx->p: whitespace holding a newline
+ * ("--" comments in it too), then a quote, continue the same string in
+ * the same mode (scan.l quotecontinue). Moves lx->p to that quote.
+ */
+static bool continues(struct lexer *lx)
+{
+	const char *p = lx->p;
+	bool newline = false;
+	for (;;) {
+		if (is_space(*p)) {
+			newline = newline || *p == '\n' || *p == '\r';
+			p++;
+		} else if (p[0] == '-' && p[1] == '-') {
+			while (*p && *p != '\n' && *p != '\r')
+				p++;
+		} else {
+			break;
+		}
+	}
+	if (!newline || *p != '\'')
+		return false;
+	lx->p = p;
+	return true;
+}
+
 /* $tag$ at lx->p (tag may be empty): its length, or 0 if it is not one. */
 static size_t dollar_tag(const char *p)
 {
@@ -234,10 +265,12 @@ static bool lex_string(struct lexer *lx, const char *start, size_t prefix)
 	struct fpg_buf val;
 	fpg_buf_init(&val);
 	bool ok;
-	if (kind == 'b' || kind == 'x')
-		ok = lex_quoted(lx, '\'', false, false, &val);
-	else
-		ok = lex_quoted(lx, '\'', true, kind == 'e', &val);
+	do {
+		if (kind == 'b' || kind == 'x')
+			ok = lex_quoted(lx, '\'', false, false, &val);
+		else
+			ok = lex_quoted(lx, '\'', true, kind == 'e', &val);
+	} while (ok && continues(lx));
 	if (!ok) {
 		fpg_buf_deinit(&val);
 		return false;
@@ -530,15 +563,6 @@ static void check_statement(const struct args *a, bool in, const char *sql,
 	}
 	CHECK(known);
 
-	/*
-	 * A query= with a backslash: the builder's check gives up on string
-	 * literals it cannot read for sure (E'' and standard_conforming_strings
-	 * decide) and leaves the query to PostgreSQL, which parses it alone as
-	 * one statement before it is wrapped (handler_copy.c): that, not this
-	 * builder, is what keeps those inside the parentheses.
-	 */
-	if (a->v[ARG_QUERY] && strchr(a->v[ARG_QUERY], '\\'))
-		return;
 	struct lexer lx;
 	if (!lex(&lx, sql)) {
 		lexer_free(&lx);

@@ -1,9 +1,9 @@
 #include "copy.h"
 
-#include <ctype.h>
 #include <string.h>
 
 #include "error.h"
+#include "sqltext.h"
 
 static void put_ident(struct fpg_buf *sql, const char *s, size_t n)
 {
@@ -104,81 +104,29 @@ static bool put_columns(struct fpg_buf *sql, const char *cols,
 	return true;
 }
 
-/* Characters PostgreSQL allows inside an identifier after its start. */
-static bool ident_char(char c)
-{
-	unsigned char u = (unsigned char)c;
-	return isalnum(u) || u == '_' || u == '$' || u >= 0x80;
-}
-
 /*
- * A friendly early 400 for a query= that is plainly not one statement
- * (a semicolon, an unbalanced parenthesis, an open quote or comment).
- * It is no security boundary: PostgreSQL parses the query on its own
- * before it goes inside COPY ( ... ) (handler_copy.c). So it refuses
- * only what it is sure of, and gives up (accepts) where the lexer's
- * rules are more than it follows: a backslash in a string literal,
- * whose meaning depends on E'' and standard_conforming_strings.
+ * A friendly early 400 for a query= that is plainly not one statement: a
+ * semicolon, an unbalanced parenthesis, an open quote or comment, read
+ * by PostgreSQL's lexical rules (sqltext.c). It is no security boundary:
+ * PostgreSQL parses the query on its own before it goes inside COPY
+ * ( ... ) (handler_copy.c), which also covers a server whose
+ * standard_conforming_strings is off, where a backslash in '' would read
+ * otherwise than here.
  */
 static bool query_looks_single(const char *q)
 {
+	struct fpg_sqltext s;
+	struct fpg_sqltext_token t;
 	int depth = 0;
-	for (const char *p = q; *p; p++) {
-		if (*p == '\'' || *p == '"') {
-			char c = *p;
-			while (*++p && *p != c)
-				if (*p == '\\')
-					return true;
-			if (!*p)
-				return false;
-		} else if (p[0] == '-' && p[1] == '-') {
-			/* PostgreSQL ends it at a carriage return too. */
-			while (*p && *p != '\n' && *p != '\r')
-				p++;
-			if (!*p)
-				return depth == 0;
-		} else if (p[0] == '/' && p[1] == '*') {
-			int d = 0;
-			do {
-				if (p[0] == '/' && p[1] == '*')
-					d++, p += 2;
-				else if (p[0] == '*' && p[1] == '/')
-					d--, p += 2;
-				else if (*p)
-					p++;
-				else
-					return false;
-			} while (d > 0);
-			p--;
-		} else if (*p == '$' && !isdigit((unsigned char)p[1])) {
-			/* $tag$, the tag's bytes as PostgreSQL's (any byte
-			 * >= 0x80 included), unless it is a parameter ($1). */
-			const char *e = p + 1;
-			while (ident_char(*e) && *e != '$')
-				e++;
-			if (*e != '$')
-				continue;
-			/* After an identifier's byte it belongs to the
-			 * identifier (a_$x$), after a number's it opens a
-			 * quote (1$x$): we cannot tell which, refuse. */
-			if (p != q && ident_char(p[-1]))
-				return false;
-			size_t tag = (size_t)(e - p + 1);
-			const char *end = e + 1;
-			while ((end = strchr(end, '$')) &&
-			       strncmp(end, p, tag) != 0)
-				end++;
-			if (!end)
-				return false;
-			p = end + tag - 1;
-		} else if (*p == '(') {
-			depth++;
-		} else if (*p == ')') {
-			if (--depth < 0)
-				return false;
-		} else if (*p == ';') {
+	fpg_sqltext_init(&s, q);
+	while (fpg_sqltext_next(&s, &t) != FPG_SQLTEXT_END) {
+		if (t.kind == FPG_SQLTEXT_UNTERMINATED ||
+		    fpg_sqltext_is_char(&t, ';'))
 			return false;
-		}
+		if (fpg_sqltext_is_char(&t, '('))
+			depth++;
+		else if (fpg_sqltext_is_char(&t, ')') && --depth < 0)
+			return false;
 	}
 	return depth == 0;
 }

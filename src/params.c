@@ -7,10 +7,10 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 
 #include "buf.h"
 #include "error.h"
+#include "sqltext.h"
 
 #define MAX_PARAMS 65535
 
@@ -521,48 +521,28 @@ void fpg_statement_list_free(struct fpg_statement *list, unsigned n)
 /* ---- autocommit check ---- */
 
 /*
- * Skips whitespace, comments, opening parentheses (and semicolons, when
- * asked). Only
- * for friendly early errors: what a statement does is PostgreSQL's to
- * say (the pool checks what it did, see fpg_conn_push_op).
+ * The next word of the text, past opening parentheses (and semicolons,
+ * when asked: empty statements before the first word). Only for friendly
+ * early errors: what a statement does is PostgreSQL's to say (the pool
+ * checks what it did, see fpg_conn_push_op).
  */
-static const char *skip_noise_before(const char *p, bool semicolons)
+static void next_word(struct fpg_sqltext *s, bool semicolons,
+		      struct fpg_sqltext_token *t)
 {
-	for (;;) {
-		while (isspace((unsigned char)*p) || *p == '(' ||
-		       (semicolons && *p == ';'))
-			p++;
-		if (p[0] == '-' && p[1] == '-') {
-			/* PostgreSQL ends these at \r too */
-			while (*p && *p != '\n' && *p != '\r')
-				p++;
-		} else if (p[0] == '/' && p[1] == '*') {
-			/* block comments nest in PostgreSQL */
-			int depth = 0;
-			do {
-				if (p[0] == '/' && p[1] == '*')
-					depth++, p += 2;
-				else if (p[0] == '*' && p[1] == '/')
-					depth--, p += 2;
-				else
-					p++;
-			} while (*p && depth > 0);
-		} else {
-			return p;
-		}
-	}
+	while (fpg_sqltext_next(s, t) == FPG_SQLTEXT_CHAR &&
+	       (fpg_sqltext_is_char(t, '(') ||
+		(semicolons && fpg_sqltext_is_char(t, ';'))))
+		;
 }
 
-/* Before a statement's first word: empty statements too. */
-static const char *skip_noise(const char *p)
+/* The index of the token's word in the NULL-ended list, or -1. */
+static int word_index(const struct fpg_sqltext_token *t,
+		      const char *const *words)
 {
-	return skip_noise_before(p, true);
-}
-
-/* Between words of one statement: a semicolon ends it. */
-static const char *skip_gap(const char *p)
-{
-	return skip_noise_before(p, false);
+	for (int i = 0; words[i]; i++)
+		if (fpg_sqltext_is_word(t, words[i]))
+			return i;
+	return -1;
 }
 
 bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
@@ -573,32 +553,28 @@ bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
 	static const char *const session_words[] = {
 		"SET", "RESET", "DISCARD", "LISTEN", "UNLISTEN", "DEALLOCATE",
 		"DECLARE", "FETCH", "MOVE", "CLOSE", "LOCK", NULL};
-	const char *p = skip_noise(sql);
-	size_t n = 0;
-	while (isalpha((unsigned char)p[n]))
-		n++;
-	for (int i = 0; tx_words[i]; i++) {
-		if (n == strlen(tx_words[i]) &&
-		    strncasecmp(p, tx_words[i], n) == 0) {
-			fpg_error_set(err, FPG_ERR_REQUEST, 400,
-				      "%s is not allowed in /query, whose "
-				      "statements each commit on their own",
-				      tx_words[i]);
-			return false;
-		}
+	struct fpg_sqltext s;
+	struct fpg_sqltext_token t;
+	fpg_sqltext_init(&s, sql);
+	next_word(&s, true, &t);
+	int i = word_index(&t, tx_words);
+	if (i >= 0) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "%s is not allowed in /query, whose "
+			      "statements each commit on their own",
+			      tx_words[i]);
+		return false;
 	}
-	for (int i = 0; session_words[i]; i++) {
-		if (n == strlen(session_words[i]) &&
-		    strncasecmp(p, session_words[i], n) == 0) {
-			fpg_error_set(err, FPG_ERR_REQUEST, 400,
-				      "%s is not allowed in /query: it would "
-				      "change the state of a shared "
-				      "connection",
-				      session_words[i]);
-			return false;
-		}
+	i = word_index(&t, session_words);
+	if (i >= 0) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "%s is not allowed in /query: it would "
+			      "change the state of a shared "
+			      "connection",
+			      session_words[i]);
+		return false;
 	}
-	if (n == 4 && strncasecmp(p, "COPY", 4) == 0) {
+	if (fpg_sqltext_is_word(&t, "COPY")) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "COPY is not supported by /query");
 		return false;
@@ -606,41 +582,45 @@ bool fpg_statement_check_autocommit(const char *sql, struct fpg_error *err)
 	return true;
 }
 
+/* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x stays inside it. */
+static bool rollback_stays(struct fpg_sqltext *s)
+{
+	struct fpg_sqltext_token t;
+	next_word(s, false, &t);
+	if (fpg_sqltext_is_word(&t, "WORK") ||
+	    fpg_sqltext_is_word(&t, "TRANSACTION"))
+		next_word(s, false, &t);
+	return fpg_sqltext_is_word(&t, "TO");
+}
+
+/* PREPARE name AS ... is a statement, PREPARE TRANSACTION is 2PC. */
+static bool prepare_stays(struct fpg_sqltext *s)
+{
+	struct fpg_sqltext_token t;
+	next_word(s, false, &t);
+	return !fpg_sqltext_is_word(&t, "TRANSACTION");
+}
+
 bool fpg_statement_check_in_tx(const char *sql, struct fpg_error *err)
 {
 	static const char *const words[] = {"BEGIN", "START",  "COMMIT",
 					    "END",   "ABORT",  "ROLLBACK",
 					    "PREPARE", "COPY", NULL};
-	const char *p = skip_noise(sql);
-	size_t n = 0;
-	while (isalpha((unsigned char)p[n]))
-		n++;
-	for (int i = 0; words[i]; i++) {
-		if (n != strlen(words[i]) || strncasecmp(p, words[i], n) != 0)
-			continue;
-		/* ROLLBACK [WORK | TRANSACTION] TO [SAVEPOINT] x stays inside
-		 * the transaction. */
-		const char *rest = skip_gap(p + n);
-		if (i == 5 && strncasecmp(rest, "WORK", 4) == 0 &&
-		    !isalpha((unsigned char)rest[4]))
-			rest = skip_gap(rest + 4);
-		else if (i == 5 && strncasecmp(rest, "TRANSACTION", 11) == 0 &&
-			 !isalpha((unsigned char)rest[11]))
-			rest = skip_gap(rest + 11);
-		if (i == 5 && strncasecmp(rest, "TO", 2) == 0 &&
-		    !isalpha((unsigned char)rest[2]))
-			return true;
-		/* PREPARE name AS ... is a statement, not 2PC. */
-		if (i == 6 && strncasecmp(rest, "TRANSACTION", 11) != 0)
-			return true;
+	struct fpg_sqltext s;
+	struct fpg_sqltext_token t;
+	fpg_sqltext_init(&s, sql);
+	next_word(&s, true, &t);
+	int i = word_index(&t, words);
+	if (i < 0 || (fpg_sqltext_is_word(&t, "ROLLBACK") && rollback_stays(&s)) ||
+	    (fpg_sqltext_is_word(&t, "PREPARE") && prepare_stays(&s)))
+		return true;
+	if (fpg_sqltext_is_word(&t, "COPY"))
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "COPY is not supported here");
+	else
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "%s is not allowed inside a transaction session; "
 			      "use /tx/{token}/commit or /rollback",
 			      words[i]);
-		if (i == 7)
-			fpg_error_set(err, FPG_ERR_REQUEST, 400,
-				      "COPY is not supported here");
-		return false;
-	}
-	return true;
+	return false;
 }

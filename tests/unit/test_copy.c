@@ -309,24 +309,42 @@ START_TEST(query_refused)
 END_TEST
 
 /*
- * A backslash in a string literal means what E'' and
- * standard_conforming_strings make of it: the early check gives up and
- * leaves it to PostgreSQL's Parse (it_copy shows these refused there).
+ * A backslash escapes in E'' strings only (standard_conforming_strings on
+ * for '' ones), also in a part continued on a new line (E'a'\n'\''). The
+ * early check used to give up on any backslash and leave it to
+ * PostgreSQL's Parse (which it_copy shows refusing these); it now reads
+ * them as PostgreSQL does.
  */
-START_TEST(query_backslash_left_to_postgres)
+START_TEST(query_backslash_read_exactly)
 {
-	static const char *texts[] = {
+	static const char *ok[] = {
 	    "select E'it\\'s'",
-	    "select E'\\'' ) to program 'x' --'",
-	    "select '\\' ) to program 'x' --'",
+	    "select e'\\\\', 'a\\b'",
+	    "select E'a'\n'\\'' as x",
+	    "select E'a' -- c\n'\\')'",
+	    "select E'$$' || $$'$$",
+	    "select xe'\\'",
 	};
-	for (size_t i = 0; i < sizeof(texts) / sizeof(texts[0]); i++) {
+	for (size_t i = 0; i < sizeof(ok) / sizeof(ok[0]); i++) {
 		char *want = NULL;
 		if (asprintf(&want, "COPY (\n%s\n) TO STDOUT WITH (FORMAT csv)",
-			     texts[i]) < 0)
+			     ok[i]) < 0)
 			ck_abort();
-		expect_sql(A("query", texts[i]), false, want, NULL);
+		expect_sql(A("query", ok[i]), false, want, NULL);
 		free(want);
+	}
+	/* Each closes COPY's parenthesis for PostgreSQL; the last two
+	 * look balanced to a scan without E'' continuations. */
+	static const char *bad[] = {
+	    "select E'\\'' ) to program 'x' --'",
+	    "select '\\' ) to program 'x' --'",
+	    "select E'a'\n'\\'' ) to program 'x' --'",
+	    "select E'a'\r -- c\n'\\'' ) to program 'x' --'",
+	    "select E'\\';' ; select 2",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		expect_refused(A("query", bad[i]), false);
+		expect_refused(A("query", bad[i], "null", "*/ --"), false);
 	}
 }
 END_TEST
@@ -653,7 +671,7 @@ int main(void)
 	tcase_add_test(tc, query_out);
 	tcase_add_test(tc, query_accepted);
 	tcase_add_test(tc, query_refused);
-	tcase_add_test(tc, query_backslash_left_to_postgres);
+	tcase_add_test(tc, query_backslash_read_exactly);
 	tcase_add_test(tc, query_refused_unbalanced_before_line_comment);
 	tcase_add_test(tc, query_refused_dollar_after_identifier);
 	tcase_add_test(tc, query_refused_postgres_lexer);

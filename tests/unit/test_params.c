@@ -187,6 +187,30 @@ START_TEST(line_comment_ends_at_cr)
 }
 END_TEST
 
+/*
+ * The checks read PostgreSQL's words (sqltext.c), not runs of letters:
+ * BEGIN_x or TO_x is another word (PostgreSQL refuses the statement as a
+ * syntax error), and PREPARE transactions AS ... names a statement, which
+ * a prefix comparison took for PREPARE TRANSACTION.
+ */
+START_TEST(checks_read_whole_words)
+{
+	struct fpg_error e;
+	ck_assert(fpg_statement_check_autocommit("BEGIN_x", &e));
+	ck_assert(fpg_statement_check_autocommit("SET$x", &e));
+	ck_assert(fpg_statement_check_autocommit("\"BEGIN\"", &e));
+	ck_assert(!fpg_statement_check_autocommit(";(( /* ; */ BEGIN", &e));
+	ck_assert(!fpg_statement_check_autocommit("/* a /* b */ c */SET x=1", &e));
+	ck_assert(fpg_statement_check_autocommit("/* a /* b */ SET x=1", &e));
+	ck_assert(!fpg_statement_check_in_tx("ROLLBACK TO_x", &e));
+	ck_assert(fpg_statement_check_in_tx(
+	    "PREPARE transactions AS SELECT 1", &e));
+	ck_assert(!fpg_statement_check_in_tx("PREPARE transaction 'x'", &e));
+	ck_assert(!fpg_statement_check_in_tx("copy t to stdout", &e));
+	ck_assert_str_eq(e.message, "COPY is not supported here");
+}
+END_TEST
+
 /* ROLLBACK's optional noise word before TO (it was refused). */
 START_TEST(rollback_work_to_savepoint)
 {
@@ -237,6 +261,7 @@ int main(void)
 	tcase_add_test(bad, batch_body_ends_after_key);
 	tcase_add_test(bad, line_comment_ends_at_cr);
 	tcase_add_test(bad, rollback_work_to_savepoint);
+	tcase_add_test(bad, checks_read_whole_words);
 	tcase_add_test(bad, nul_byte_is_400);
 	suite_add_tcase(s, bad);
 	SRunner *sr = srunner_create(s);
