@@ -88,7 +88,7 @@ static const char *const attr_types[] = {"int4",  "text",  "bool",
 struct comp {
 	char *name; /* schema.name */
 	int n;
-	char attr[8][16];
+	char attr[8][32];
 	const char *type[8];
 };
 
