@@ -125,7 +125,8 @@ static bool parse_number(const char *s, unsigned long long *out)
 {
 	char *end;
 	errno = 0;
-	if (*s == '-' || *s == '\0')
+	/* strtoull() would take leading blanks and a sign (and wrap "-1"). */
+	if (*s < '0' || *s > '9')
 		return false;
 	unsigned long long v = strtoull(s, &end, 10);
 	if (errno || end == s)

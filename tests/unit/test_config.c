@@ -772,6 +772,20 @@ START_TEST(readme_documents_every_option)
 }
 END_TEST
 
+START_TEST(numbers_refuse_signs_and_spaces)
+{
+	static const char *const bad[] = {" 7", "+3", " -1", "\t5"};
+	for (size_t j = 0; j < sizeof(bad) / sizeof(*bad); j++) {
+		char arg[64], *err = NULL;
+		snprintf(arg, sizeof(arg), "--pool-max=%s", bad[j]);
+		ck_assert_msg(!load_one(arg, &err), "%s accepted", arg);
+		ck_assert_str_eq(err,
+				 "option --pool-max: not a non-negative number\n");
+		free(err);
+	}
+}
+END_TEST
+
 int main(void)
 {
 	const char *e = getenv("FPG_TEST_SEED");
@@ -798,6 +812,7 @@ int main(void)
 	tcase_add_test(tc, listen_host_and_port);
 	tcase_add_test(tc, help_and_version_actions);
 	tcase_add_test(tc, readme_documents_every_option);
+	tcase_add_test(tc, numbers_refuse_signs_and_spaces);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
