@@ -28,7 +28,7 @@ BASE=$(kb "$FPID" VmRSS)
 
 PSQL_IN=$(secs psql "$DB" -qc "\\copy t FROM '$TMP/t.csv' csv")
 psql "$DB" -qc "TRUNCATE t"
-HTTP_IN=$(secs curl -sf -X POST -T "$TMP/t.csv" "127.0.0.1:$HTTPPORT/copy?table=t")
+HTTP_IN=$(secs curl -sf -X POST -H 'Content-Type: text/csv' -T "$TMP/t.csv" "127.0.0.1:$HTTPPORT/copy?table=t")
 echo "upload   psql \\copy FROM: ${PSQL_IN} s   POST /copy: ${HTTP_IN} s   rate vs psql: $(ratio "$HTTP_IN" "$PSQL_IN")x"
 
 PSQL_OUT=$(secs psql "$DB" -qc "\\copy t TO '$TMP/out.csv' csv")

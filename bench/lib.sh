@@ -1,6 +1,7 @@
 # Shared by the bench/ scripts (sourced, not run): a throwaway PostgreSQL
 # 15 cluster in a temp dir (as the postgres user when run as root), the
-# release build of fasterpg in build-bench/, and small measuring helpers.
+# release build of fasterpg in build-bench/ (or the binary FASTERPG_BIN
+# names, which is then not built), and small measuring helpers.
 # The sourcing script sets PGPORT first; it may append to PIDS the
 # processes to stop at exit.
 # shellcheck shell=bash
@@ -31,7 +32,10 @@ bench_pg_start() {
 	DB="host=127.0.0.1 port=$PGPORT user=postgres dbname=postgres"
 }
 
+FPG_BIN=${FASTERPG_BIN:-$ROOT/build-bench/fasterpg}
+
 bench_build() {
+	[ -n "${FASTERPG_BIN:-}" ] && return
 	(cd "$ROOT" && { [ -f build-bench/build.ninja ] || meson setup build-bench --buildtype=release >/dev/null; } &&
 		ninja -C build-bench fasterpg >/dev/null)
 }
@@ -39,7 +43,7 @@ bench_build() {
 # bench_fasterpg PORT: starts fasterpg on PORT against DB, waits until ready;
 # its pid is FPID.
 bench_fasterpg() {
-	"$ROOT/build-bench/fasterpg" --db "$DB" --listen "127.0.0.1:$1" --log-level warn &
+	"$FPG_BIN" --db "$DB" --listen "127.0.0.1:$1" --log-level warn &
 	FPID=$!
 	PIDS+=("$FPID")
 	for _ in $(seq 50); do curl -sf "127.0.0.1:$1/readyz" >/dev/null && break; sleep 0.1; done

@@ -24,7 +24,7 @@
 	((cond) ? (void)0                                                  \
 		: fpg_assert_fail(#cond, __FILE__, __LINE__, __func__))
 #else
-#define FPG_ASSERT(cond) ((void)sizeof(!(cond)))
+#define FPG_ASSERT(cond) ((void)(0 && (cond)))
 #endif
 
 void fpg_assert_fail(const char *cond, const char *file, int line,
