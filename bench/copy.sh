@@ -32,7 +32,7 @@ HTTP_IN=$(secs curl -sf -X POST -H 'Content-Type: text/csv' -T "$TMP/t.csv" "127
 echo "upload   psql \\copy FROM: ${PSQL_IN} s   POST /copy: ${HTTP_IN} s   rate vs psql: $(ratio "$HTTP_IN" "$PSQL_IN")x"
 
 PSQL_OUT=$(secs psql "$DB" -qc "\\copy t TO '$TMP/out.csv' csv")
-HTTP_OUT=$(secs curl -sf -o "$TMP/out2.csv" "127.0.0.1:$HTTPPORT/copy?table=t")
+HTTP_OUT=$(secs curl -sf -H "X-Requested-With: bench" -o "$TMP/out2.csv" "127.0.0.1:$HTTPPORT/copy?table=t")
 cmp "$TMP/out.csv" "$TMP/out2.csv" && echo "download output identical to psql's"
 echo "download psql \\copy TO:   ${PSQL_OUT} s   GET /copy:  ${HTTP_OUT} s   rate vs psql: $(ratio "$HTTP_OUT" "$PSQL_OUT")x"
 PEAK=$(kb "$FPID" VmHWM)
