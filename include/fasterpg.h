@@ -106,6 +106,9 @@ struct fpg_options {
 	size_t min_upload_rate;	 /* bytes/s a request body must arrive at,
 				    over each 5 s the server waits for it;
 				    0 = no minimum */
+	unsigned insecure_no_auth; /* 1: listen beyond loopback although no
+				      client is authenticated (every
+				      client is the --db login) */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
 };

@@ -13,6 +13,7 @@ enum opt_type {
 	OPT_SIZE,
 	OPT_U64,
 	OPT_LISTEN, /* HOST:PORT into listen_host + listen_port */
+	OPT_FLAG,   /* 0 or 1 (an unsigned); alone on the command line: 1 */
 };
 
 struct opt_def {
@@ -112,6 +113,10 @@ static const struct opt_def opt_table[] = {
 	{"min-upload-rate", "FASTERPG_MIN_UPLOAD_RATE", NULL, OPT_SIZE,
 	 OFF(min_upload_rate), "1024", 0, 1ULL << 30,
 	 "bytes/s a request body must arrive at, per 5 s (0 = no minimum)"},
+	{"insecure-no-auth", "FASTERPG_INSECURE_NO_AUTH", NULL, OPT_FLAG,
+	 OFF(insecure_no_auth), "0", 0, 1,
+	 "listen beyond loopback without authenticating clients: every "
+	 "client is the --db login"},
 	{"log-level", "FASTERPG_LOG_LEVEL", NULL, OPT_STR, OFF(log_level),
 	 "info", 0, 0, "error, warn, info or debug"},
 	{"log-format", "FASTERPG_LOG_FORMAT", NULL, OPT_STR, OFF(log_format),
@@ -193,6 +198,7 @@ static bool apply(struct fpg_config *cfg, size_t idx, const char *val,
 		*(const char **)(base + d->offset) = copy;
 		return true;
 	}
+	case OPT_FLAG:
 	case OPT_UINT:
 	case OPT_SIZE:
 	case OPT_U64:
@@ -204,7 +210,7 @@ static bool apply(struct fpg_config *cfg, size_t idx, const char *val,
 			*why = "out of range";
 			return false;
 		}
-		if (d->type == OPT_UINT)
+		if (d->type == OPT_UINT || d->type == OPT_FLAG)
 			*(unsigned *)(base + d->offset) = (unsigned)n;
 		else if (d->type == OPT_SIZE)
 			*(size_t *)(base + d->offset) = (size_t)n;
@@ -366,6 +372,8 @@ static bool load_args(struct fpg_config *cfg, int argc, char **argv,
 			ok = false;
 			continue;
 		}
+		if (!val && opt_table[idx].type == OPT_FLAG)
+			val = "1";
 		if (!val) {
 			if (i + 1 >= argc) {
 				fprintf(errout, "option --%s: needs a value\n",

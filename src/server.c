@@ -1,9 +1,11 @@
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <string.h>
 #include <unistd.h>
@@ -86,6 +88,48 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 	return true;
 }
 
+/* The address is on this machine only (127.0.0.0/8, ::1, or 127/8
+ * mapped into IPv6). */
+static bool is_loopback(const struct sockaddr_storage *a)
+{
+	if (a->ss_family == AF_INET) {
+		const struct sockaddr_in *in = (const void *)a;
+		return (ntohl(in->sin_addr.s_addr) >> 24) == 127;
+	}
+	if (a->ss_family == AF_INET6) {
+		const struct sockaddr_in6 *in6 = (const void *)a;
+		const uint8_t *b = in6->sin6_addr.s6_addr;
+		return IN6_IS_ADDR_LOOPBACK(&in6->sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&in6->sin6_addr) && b[12] == 127);
+	}
+	return false;
+}
+
+/*
+ * Every client runs its SQL as the --db login: beyond loopback, anyone
+ * who reaches the port would. That takes a decision, not a default.
+ */
+static bool check_exposure(const struct fpg_options *o, struct fpg_error *err)
+{
+	struct sockaddr_storage addr;
+	socklen_t len;
+	if (o->insecure_no_auth)
+		return true;
+	if (!fpg_listen_address(o->listen_host, o->listen_port, &addr, &len,
+				err))
+		return false;
+	if (is_loopback(&addr))
+		return true;
+	fpg_error_set(err, FPG_ERR_CONFIG, 0,
+		      "refusing to listen on %s: no client is authenticated, "
+		      "so whoever reaches the port runs SQL as the --db login; "
+		      "listen on 127.0.0.1 (behind a proxy that authenticates), "
+		      "or pass --insecure-no-auth if the network itself is "
+		      "trusted (e.g. a private container network)",
+		      o->listen_host);
+	return false;
+}
+
 /*
  * SO_REUSEPORT would let us share a port that another server (even
  * another fasterpg) listens on, splitting its traffic: refuse a port in
@@ -164,7 +208,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	if (!port_is_free(srv->opts.listen_host, srv->opts.listen_port, err))
+	if (!check_exposure(&srv->opts, err) ||
+	    !port_is_free(srv->opts.listen_host, srv->opts.listen_port, err))
 		goto fail;
 	/* The first worker binds (port 0 becomes a real one); the others
 	 * join it on the same port through SO_REUSEPORT. */

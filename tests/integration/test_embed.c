@@ -428,6 +428,46 @@ START_TEST(password_never_leaks_when_unreachable)
 }
 END_TEST
 
+START_TEST(no_auth_stays_on_loopback)
+{
+	static const char *const wide[] = {"0.0.0.0", "::"};
+	for (size_t k = 0; k < sizeof(wide) / sizeof(*wide); k++) {
+		struct fpg_options o;
+		it_options(&o);
+		o.listen_host = wide[k];
+		struct fpg_error err = {0};
+		struct fpg_server *srv = fpg_server_new(&o, &err);
+		ck_assert_msg(!srv, "%s without --insecure-no-auth started",
+			      wide[k]);
+		ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
+		ck_assert_ptr_nonnull(strstr(err.message, "--insecure-no-auth"));
+		ck_assert_ptr_nonnull(strstr(err.message, wide[k]));
+	}
+	/* Loopback names and addresses need nothing. */
+	static const char *const local[] = {"127.0.0.1", "localhost",
+					    "127.0.0.2"};
+	for (size_t k = 0; k < sizeof(local) / sizeof(*local); k++) {
+		struct fpg_options o;
+		unsigned p;
+		it_options(&o);
+		o.listen_host = local[k];
+		struct fpg_server *srv = it_server_start(&o, &p);
+		fpg_server_free(srv);
+	}
+	/* Told so, it listens on every address. */
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	o.listen_host = "0.0.0.0";
+	o.insecure_no_auth = 1;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	struct http_resp *r = http_get(p, "/healthz");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	fpg_server_free(srv);
+}
+END_TEST
+
 static const struct it_case cases[] = {
     IT_CASE(defaults_are_sane),
     IT_CASE(bad_options_fail_with_a_message),
@@ -437,6 +477,7 @@ static const struct it_case cases[] = {
     IT_CASE(stop_with_request_in_flight),
     IT_CASE(bad_conninfo_is_a_startup_error),
     IT_CASE(password_never_leaks_when_unreachable),
+    IT_CASE(no_auth_stays_on_loopback),
     {0},
 };
 

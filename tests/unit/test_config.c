@@ -772,6 +772,33 @@ START_TEST(readme_documents_every_option)
 }
 END_TEST
 
+START_TEST(flags_need_no_value)
+{
+	struct run r;
+	const char *alone[] = {"--insecure-no-auth", "--threads", "3", NULL};
+	load(&r, alone);
+	ck_assert_msg(r.ok, "%s", r.err);
+	ck_assert_uint_eq(r.cfg.opts.insecure_no_auth, 1);
+	ck_assert_uint_eq(r.cfg.opts.threads, 3); /* not taken as its value */
+	run_free(&r);
+	const char *off[] = {"--insecure-no-auth=0", NULL};
+	load(&r, off);
+	ck_assert(r.ok);
+	ck_assert_uint_eq(r.cfg.opts.insecure_no_auth, 0);
+	run_free(&r);
+	char *err = NULL;
+	ck_assert(!load_one("--insecure-no-auth=2", &err));
+	ck_assert_str_eq(err, "option --insecure-no-auth: out of range\n");
+	free(err);
+	setenv("FASTERPG_INSECURE_NO_AUTH", "1", 1);
+	load(&r, NULL);
+	unsetenv("FASTERPG_INSECURE_NO_AUTH");
+	ck_assert(r.ok);
+	ck_assert_uint_eq(r.cfg.opts.insecure_no_auth, 1);
+	run_free(&r);
+}
+END_TEST
+
 START_TEST(numbers_refuse_signs_and_spaces)
 {
 	static const char *const bad[] = {" 7", "+3", " -1", "\t5"};
@@ -813,6 +840,7 @@ int main(void)
 	tcase_add_test(tc, help_and_version_actions);
 	tcase_add_test(tc, readme_documents_every_option);
 	tcase_add_test(tc, numbers_refuse_signs_and_spaces);
+	tcase_add_test(tc, flags_need_no_value);
 	suite_add_tcase(s, tc);
 	SRunner *sr = srunner_create(s);
 	srunner_run_all(sr, CK_NORMAL);
