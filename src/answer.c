@@ -10,7 +10,7 @@
 static const struct fpg_query_ops query_ops;
 
 void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
-		     struct fpg_buf *out, const struct fpg_statement *st,
+		     struct fpg_pool *pool, struct fpg_buf *out, const struct fpg_statement *st,
 		     enum fpg_rowfmt_format format, enum fpg_expect expect,
 		     const struct fpg_answer_ops *ops)
 {
@@ -19,6 +19,7 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 			st->big_numbers_string ? FPG_ENC_BIG_STRING : 0,
 			w->types);
 	a->w = w;
+	a->pool = pool;
 	a->out = out;
 	a->out_start = fpg_buf_pending(out);
 	a->ops = ops;
@@ -44,7 +45,7 @@ bool fpg_answer_precheck(const struct fpg_services *w, const char *sql,
 
 void fpg_answer_submit(struct fpg_answer *a)
 {
-	fpg_query_submit(a->w->pool, &a->q);
+	fpg_query_submit(a->pool, &a->q);
 }
 
 /*

@@ -47,6 +47,7 @@ struct fpg_answer {
 	struct fpg_query q;
 	struct fpg_rowfmt fmt;
 	struct fpg_services *w;
+	struct fpg_pool *pool;	/* the caller's login's */
 	struct fpg_buf *out;	/* borrowed, outlives the answer */
 	size_t out_start;	/* out's pending bytes before this answer */
 	bool whole;		/* sent only once whole (a batch item): the
@@ -69,6 +70,7 @@ struct fpg_answer {
  * the server's.
  */
 void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
+		     struct fpg_pool *pool,
 		     struct fpg_buf *out, const struct fpg_statement *st,
 		     enum fpg_rowfmt_format format, enum fpg_expect expect,
 		     const struct fpg_answer_ops *ops);

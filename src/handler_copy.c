@@ -63,6 +63,7 @@ struct copy_req;
 struct copy_pg {
 	struct fpg_evsrc ev;	     /* first: socket events in raw mode */
 	struct fpg_services *w;
+	struct fpg_pool *pool; /* the caller's login's */
 	struct fpg_conn *conn;
 	struct fpg_tx *tx;	     /* the session's COPY, or NULL */
 	struct copy_req *owner;	     /* NULL once the request went away */
@@ -625,7 +626,7 @@ static void cleanup(struct fpg_request *req)
 		return;
 	p->owner = NULL;
 	if (p->state == CS_ACQUIRE) {
-		fpg_pool_cancel_wait(p->w->pool, &p->waiter);
+		fpg_pool_cancel_wait(p->pool, &p->waiter);
 		pg_free(p);
 		return;
 	}
@@ -718,6 +719,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	req->handler = &cr->hs;
 	p->ev.on_event = pg_event;
 	p->w = req->svc;
+	p->pool = req->pool;
 	p->owner = cr;
 	p->in = in;
 	p->tx = tx;
@@ -731,7 +733,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 		p->waiter.fail = on_acquire_fail;
 		p->waiter.deadline_ms =
 			req->svc->loop->now_ms + req->svc->opts->acquire_timeout_ms;
-		fpg_pool_acquire(req->svc->pool, &p->waiter);
+		fpg_pool_acquire(p->pool, &p->waiter);
 	}
 	return 0;
 fail:

@@ -76,7 +76,7 @@ int fpg_handle_readyz(struct fpg_request *req)
 	rr->q.timeout_ms = 5000;
 	/* Readiness is a quick answer, even while PostgreSQL is frozen. */
 	rr->q.deadline_ms = 2000;
-	fpg_query_submit(req->svc->pool, &rr->q);
+	fpg_query_submit(req->pool, &rr->q);
 	return 0;
 }
 

@@ -249,7 +249,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		free(qr);
 		return fpg_request_error(req, &err, NULL);
 	}
-	fpg_answer_init(&qr->a, req->svc, &req->out, &qr->st, fmt,
+	fpg_answer_init(&qr->a, req->svc, req->pool, &req->out, &qr->st, fmt,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->hs.cleanup = cleanup;
@@ -272,7 +272,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		qr->a.q.exclusive =
 			qr->st.expect == FPG_EXPECT_ALL &&
 			(fmt != FPG_ROWFMT_JSON || stream_asked(req) ||
-			 fpg_lanes_choose_own(req->svc->lanes, req->svc->pool,
+			 fpg_lanes_choose_own(req->svc->lanes, req->pool,
 					      qr->st.sql));
 	}
 	fpg_answer_submit(&qr->a);

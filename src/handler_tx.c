@@ -182,7 +182,7 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 	if (!tr)
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
-	struct fpg_tx *tx = fpg_tx_begin(req->svc->tx, &o, began, tr, &err);
+	struct fpg_tx *tx = fpg_tx_begin(req->svc->tx, req->pool, &o, began, tr, &err);
 	if (!tx)
 		return fpg_request_error(req, &err, NULL);
 	/* began() may already have run (no connection to be had). */
@@ -368,7 +368,7 @@ static void run_item(struct batch *b)
 		item_done(b, NULL, &err);
 		return;
 	}
-	fpg_answer_init(a, req->svc, &req->out, st, FPG_ROWFMT_JSON,
+	fpg_answer_init(a, req->svc, req->pool, &req->out, st, FPG_ROWFMT_JSON,
 			FPG_EXPECT_ALL, &item_ops);
 	a->whole = true; /* a batch answers once it is whole */
 	a->ctx = b;
@@ -420,7 +420,8 @@ static void batch_attempt(struct batch *b)
 	b->current = 0;
 	b->failed = -2; /* none */
 	b->tx_waiting = true;
-	b->tx = fpg_tx_begin(b->req->svc->tx, &b->opts, batch_began, b, &err);
+	b->tx = fpg_tx_begin(b->req->svc->tx, b->req->pool, &b->opts,
+			     batch_began, b, &err);
 	if (!b->tx) {
 		b->tx_waiting = false;
 		record_error(b, 0, &err, NULL);

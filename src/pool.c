@@ -552,9 +552,9 @@ static void arrive_home(struct fpg_msg *msg, bool live)
 }
 
 void fpg_conn_send_home(struct fpg_conn *c, struct fpg_pool *home,
-			struct fpg_pool *here)
+			struct fpg_loop *here)
 {
-	if (home == here) {
+	if (home->d.loop == here) {
 		fpg_pool_adopt(home, c);
 		return;
 	}

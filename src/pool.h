@@ -95,11 +95,11 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *conn);
 
 /*
  * fpg_pool_adopt() on home's thread, for a parked guest: at once when
- * home is here (the caller's pool), else through home's loop (closed
+ * the caller runs in home's loop (here), else through that loop (closed
  * instead if that loop ends first).
  */
 void fpg_conn_send_home(struct fpg_conn *conn, struct fpg_pool *home,
-			struct fpg_pool *here);
+			struct fpg_loop *here);
 
 
 /* Sends what the loop turn queued; the worker calls it before waiting. */

@@ -180,6 +180,7 @@ static struct fpg_request *request_new(struct fpg_requests *w,
 		return NULL;
 	req->rs = w;
 	req->svc = w->svc;
+	req->pool = w->svc->pool;
 	req->conn = conn;
 	req->url = url;
 	req->method = method;

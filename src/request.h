@@ -75,6 +75,8 @@ struct fpg_handler_state {
 struct fpg_request {
 	struct fpg_services *svc; /* the serving worker's */
 	struct fpg_requests *rs;
+	struct fpg_pool *pool;	  /* the caller's login's (svc->pool when no
+				     client is authenticated) */
 	struct MHD_Connection *conn;
 	struct fpg_request *prev, *next; /* worker's live requests */
 	const struct fpg_route *route;

@@ -58,6 +58,7 @@ struct fpg_tx {
 	/* The holder's: the runner while busy, the home worker otherwise. */
 	struct fpg_tx_table *home;
 	struct fpg_tx_table *runner;
+	struct fpg_pool *pool;	       /* the home pool it was lent by */
 	struct fpg_conn *conn;
 	unsigned idle_timeout_ms;
 	struct fpg_tx_options opts;
@@ -267,7 +268,7 @@ static void end_session(struct fpg_tx *tx, struct fpg_tx_table *w,
 		return;
 	/* Home even when broken: the home pool counts what it lent. */
 	fpg_conn_guest_leave(c);
-	fpg_conn_send_home(c, tx->home->d.pool, w->d.pool);
+	fpg_conn_send_home(c, tx->pool, w->d.loop);
 }
 
 /* ---- steps ---- */
@@ -445,7 +446,7 @@ static struct fpg_tx *claim_slot(struct fpg_tx_table *t)
 	return best;
 }
 
-struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w,
+struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w, struct fpg_pool *pool,
 			    const struct fpg_tx_options *opts,
 			    fpg_tx_done_fn done, void *ctx,
 			    struct fpg_error *err)
@@ -484,6 +485,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w,
 		return NULL;
 	}
 	tx->home = tx->runner = w;
+	tx->pool = pool;
 	tx->conn = NULL;
 	tx->opts = *opts;
 	tx->idle_timeout_ms = opts->idle_timeout_ms;
@@ -498,7 +500,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w,
 	tx->waiter.ready = begin_on_conn;
 	tx->waiter.fail = begin_fail;
 	tx->waiter.deadline_ms = w->d.loop->now_ms + w->d.opts->acquire_timeout_ms;
-	fpg_pool_acquire(w->d.pool, &tx->waiter);
+	fpg_pool_acquire(pool, &tx->waiter);
 	return tx;
 }
 

@@ -92,7 +92,7 @@ typedef void (*fpg_tx_done_fn)(void *ctx, struct fpg_tx *tx,
  * (fpg_tx_token), or done(ctx, NULL, err). Returns the session, or NULL
  * with err filled when it fails at once (too many sessions: 503).
  */
-struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *here,
+struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *here, struct fpg_pool *pool,
 			    const struct fpg_tx_options *opts,
 			    fpg_tx_done_fn done, void *ctx,
 			    struct fpg_error *err);
