@@ -414,12 +414,12 @@ START_TEST(postgres_down_at_start)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(many_clients_own_answers),
-    IT_CASE(long_and_short_mixed),
-    IT_CASE(stats_add_up),
-    IT_CASE(postgres_restart_under_load),
-    IT_CASE(postgres_down_at_start),
+static const struct test_case cases[] = {
+    TEST_CASE(many_clients_own_answers),
+    TEST_CASE(long_and_short_mixed),
+    TEST_CASE(stats_add_up),
+    TEST_CASE(postgres_restart_under_load),
+    TEST_CASE(postgres_down_at_start),
     {0},
 };
 

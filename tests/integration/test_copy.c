@@ -1761,23 +1761,23 @@ static void take_baseline(void)
 		CP_ASAN ? " (ASan)" : "");
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(round_trip_csv_text_binary),
-    IT_CASE(options_both_ways),
-    IT_CASE(million_rows_each_way),
-    IT_CASE(errors_leave_table_unchanged),
-    IT_CASE(bad_arguments_400),
-    IT_CASE(query_injection_to_program),
-    IT_CASE(query_injection_cr_comment),
-    IT_CASE(query_checked_by_postgres),
-    IT_CASE(query_read_only),
-    IT_CASE(hostile_option_values),
-    IT_CASE(table_names_with_dots),
-    IT_CASE(gzip_bombs_refused),
-    IT_CASE(disconnect_mid_upload),
-    IT_CASE(disconnect_mid_download),
-    IT_CASE(copy_in_tx_session),
-    IT_CASE(expect_100_continue),
+static const struct test_case cases[] = {
+    TEST_CASE(round_trip_csv_text_binary),
+    TEST_CASE(options_both_ways),
+    TEST_CASE(million_rows_each_way),
+    TEST_CASE(errors_leave_table_unchanged),
+    TEST_CASE(bad_arguments_400),
+    TEST_CASE(query_injection_to_program),
+    TEST_CASE(query_injection_cr_comment),
+    TEST_CASE(query_checked_by_postgres),
+    TEST_CASE(query_read_only),
+    TEST_CASE(hostile_option_values),
+    TEST_CASE(table_names_with_dots),
+    TEST_CASE(gzip_bombs_refused),
+    TEST_CASE(disconnect_mid_upload),
+    TEST_CASE(disconnect_mid_download),
+    TEST_CASE(copy_in_tx_session),
+    TEST_CASE(expect_100_continue),
     {0},
 };
 

@@ -428,15 +428,15 @@ START_TEST(password_never_leaks_when_unreachable)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(defaults_are_sane),
-    IT_CASE(bad_options_fail_with_a_message),
-    IT_CASE(port_in_use_is_an_error),
-    IT_CASE(two_servers_one_process),
-    IT_CASE(start_stop_free_cycles),
-    IT_CASE(stop_with_request_in_flight),
-    IT_CASE(bad_conninfo_is_a_startup_error),
-    IT_CASE(password_never_leaks_when_unreachable),
+static const struct test_case cases[] = {
+    TEST_CASE(defaults_are_sane),
+    TEST_CASE(bad_options_fail_with_a_message),
+    TEST_CASE(port_in_use_is_an_error),
+    TEST_CASE(two_servers_one_process),
+    TEST_CASE(start_stop_free_cycles),
+    TEST_CASE(stop_with_request_in_flight),
+    TEST_CASE(bad_conninfo_is_a_startup_error),
+    TEST_CASE(password_never_leaks_when_unreachable),
     {0},
 };
 

@@ -292,10 +292,10 @@ static void synchronous_small_pool(struct fpg_options *o)
 	o->acquire_timeout_ms = 500;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(exhausted_pool_answers_503_by_the_acquire_deadline),
-    IT_CASE(frozen_postgres_every_request_ends_by_its_deadline),
-    IT_CASE(killed_mid_load_loses_no_acknowledged_write),
+static const struct test_case cases[] = {
+    TEST_CASE(exhausted_pool_answers_503_by_the_acquire_deadline),
+    TEST_CASE(frozen_postgres_every_request_ends_by_its_deadline),
+    TEST_CASE(killed_mid_load_loses_no_acknowledged_write),
     {0},
 };
 

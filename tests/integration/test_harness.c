@@ -107,15 +107,15 @@ START_TEST(http_refused_is_reported)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(scalar_select_1),
-    IT_CASE(scalar_null_is_null),
-    IT_CASE(exec_then_scalar),
-    IT_CASE(conninfo_and_port),
-    IT_CASE(restart_same_port),
+static const struct test_case cases[] = {
+    TEST_CASE(scalar_select_1),
+    TEST_CASE(scalar_null_is_null),
+    TEST_CASE(exec_then_scalar),
+    TEST_CASE(conninfo_and_port),
+    TEST_CASE(restart_same_port),
     /* After the restart: proves the cluster is still usable. */
-    IT_CASE(scalar_select_1),
-    IT_CASE(http_refused_is_reported),
+    TEST_CASE(scalar_select_1),
+    TEST_CASE(http_refused_is_reported),
     {0},
 };
 

@@ -926,18 +926,18 @@ static void few_slots(struct fpg_options *o)
 	o->max_connections = 16;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(generated_ids_unpredictable),
-    IT_CASE(cancel_needs_the_key),
-    IT_CASE(uncancellable_without_key),
-    IT_CASE(browser_simple_requests_refused),
-    IT_CASE(host_checked),
-    IT_CASE(header_trickle_is_cut),
-    IT_CASE(keepalive_idle_is_not_a_trickle),
-    IT_CASE(slow_upload_is_cut),
-    IT_CASE(tricklers_cannot_take_every_slot),
-    IT_CASE(bad_framing),
-    IT_CASE(malformed_json_bodies),
+static const struct test_case cases[] = {
+    TEST_CASE(generated_ids_unpredictable),
+    TEST_CASE(cancel_needs_the_key),
+    TEST_CASE(uncancellable_without_key),
+    TEST_CASE(browser_simple_requests_refused),
+    TEST_CASE(host_checked),
+    TEST_CASE(header_trickle_is_cut),
+    TEST_CASE(keepalive_idle_is_not_a_trickle),
+    TEST_CASE(slow_upload_is_cut),
+    TEST_CASE(tricklers_cannot_take_every_slot),
+    TEST_CASE(bad_framing),
+    TEST_CASE(malformed_json_bodies),
     {0},
 };
 

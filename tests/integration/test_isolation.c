@@ -818,22 +818,22 @@ static void no_statement_cache(struct fpg_options *o)
 	o->statement_cache = 0;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(empty_statements),
-    IT_CASE(sneaked_begin_loses_no_write),
-    IT_CASE(concurrent_attacks_keep_acknowledged_writes),
-    IT_CASE(concurrent_attacks_without_statement_cache),
-    IT_CASE(commit_inside_a_session),
-    IT_CASE(settings_do_not_leak),
-    IT_CASE(role_does_not_leak),
-    IT_CASE(session_objects_do_not_leak),
-    IT_CASE(deallocate_all_recovers),
-    IT_CASE(timeouts_stay_with_their_statement),
-    IT_CASE(sessions_are_a_bounded_share),
-    IT_CASE(type_changes_are_seen),
-    IT_CASE(replaced_reset_is_noticed),
-    IT_CASE(taken_statement_name),
-    IT_CASE(no_statement_cache_undoes_prepare),
+static const struct test_case cases[] = {
+    TEST_CASE(empty_statements),
+    TEST_CASE(sneaked_begin_loses_no_write),
+    TEST_CASE(concurrent_attacks_keep_acknowledged_writes),
+    TEST_CASE(concurrent_attacks_without_statement_cache),
+    TEST_CASE(commit_inside_a_session),
+    TEST_CASE(settings_do_not_leak),
+    TEST_CASE(role_does_not_leak),
+    TEST_CASE(session_objects_do_not_leak),
+    TEST_CASE(deallocate_all_recovers),
+    TEST_CASE(timeouts_stay_with_their_statement),
+    TEST_CASE(sessions_are_a_bounded_share),
+    TEST_CASE(type_changes_are_seen),
+    TEST_CASE(replaced_reset_is_noticed),
+    TEST_CASE(taken_statement_name),
+    TEST_CASE(no_statement_cache_undoes_prepare),
     {0},
 };
 

@@ -5,8 +5,8 @@
  *
  *	START_TEST(answers_select_1) { ... } END_TEST
  *
- *	static const struct it_case cases[] = {
- *		IT_CASE(answers_select_1),
+ *	static const struct test_case cases[] = {
+ *		TEST_CASE(answers_select_1),
  *		{0},
  *	};
  *	static const struct it_server servers[] = {{&port, NULL}, {0}};
@@ -29,16 +29,7 @@
 #include <check.h>
 
 #include "fasterpg.h"
-
-struct it_case {
-	const char *name;
-	/* START_TEST's name is a variable, not a constant: its address is. */
-	const TTest *const *fn;
-	int loop_end; /* > 0: a loop test run with _i = 0 .. loop_end - 1 */
-};
-
-#define IT_CASE(fn) {#fn, &(fn), 0}
-#define IT_LOOP(fn, n) {#fn, &(fn), (n)}
+#include "spine.h"
 
 struct it_server {
 	unsigned *port; /* gets the port the server listens on */
@@ -48,7 +39,7 @@ struct it_server {
 
 struct it_program {
 	const char *name;
-	const struct it_case *cases;	 /* ends with {0} */
+	const struct test_case *cases;	 /* ends with {0} */
 	const struct it_server *servers; /* ends with {0}; may be NULL */
 	/* Once, after the cluster is up and before the servers start. */
 	void (*setup)(void);
