@@ -4,12 +4,10 @@
  * for leaks), a stopped server's port refusing connections, and a --db
  * password that shows nowhere: not in errors, answers or the log.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 static bool answers(unsigned p)
 {
@@ -300,19 +298,6 @@ static char *capture_end(struct capture *c)
 	return b.data;
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (just closed). */
-static unsigned closed_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /*
  * A --db libpq cannot parse fails fpg_server_new (it used to be retried
  * forever), and neither the error nor the log shows its password, even
@@ -375,7 +360,8 @@ END_TEST
  */
 START_TEST(password_never_leaks_when_unreachable)
 {
-	unsigned closed = closed_port();
+	int fd;
+	unsigned closed = raw_refused_port(&fd);
 	char *dbs[] = {
 	    it_fmt("host=127.0.0.1 port=%u user=postgres password=" SECRET
 		   " connect_timeout=2",
@@ -425,6 +411,7 @@ START_TEST(password_never_leaks_when_unreachable)
 		free(log);
 		free(dbs[i]);
 	}
+	close(fd);
 }
 END_TEST
 

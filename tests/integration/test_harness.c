@@ -3,12 +3,9 @@
  * survives a stop/start on the same port; the HTTP wrapper reports a refused
  * connection instead of failing.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -18,6 +15,7 @@
 #include "http.h"
 #include "it.h"
 #include "pg_harness.h"
+#include "raw.h"
 
 START_TEST(scalar_select_1)
 {
@@ -75,24 +73,10 @@ START_TEST(restart_same_port)
 }
 END_TEST
 
-/* A bound but not listening socket: connecting to it is refused. */
-static unsigned refused_port(int *fd)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	*fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(*fd, 0);
-	ck_assert_int_eq(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
 START_TEST(http_refused_is_reported)
 {
 	int fd;
-	unsigned port = refused_port(&fd);
+	unsigned port = raw_refused_port(&fd);
 	struct http_resp *r = http_get(port, "/healthz");
 
 	ck_assert_ptr_nonnull(r);

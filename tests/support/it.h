@@ -131,3 +131,17 @@ struct it_activity it_activity_now(unsigned port);
  */
 double it_wait_quiet(unsigned port, const struct it_activity *base,
 		     double limit_s, const char *what);
+
+/* A growing NUL-terminated byte buffer; {0} is empty, caller frees data. */
+struct it_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/* Appends p[0..n) and keeps the data NUL-terminated; false on OOM. */
+bool it_buf_append(struct it_buf *b, const char *p, size_t n);
+
+/* The same for test code that cannot go on without the memory (aborts). */
+void it_buf_put(struct it_buf *b, const char *p, size_t n);
+void it_buf_puts(struct it_buf *b, const char *s);
+void it_buf_putc(struct it_buf *b, char c);
