@@ -305,9 +305,7 @@ static struct stats get_stats(void)
 
 static char *new_table(const char *prefix, const char *cols)
 {
-	char sfx[32];
-	it_suffix(sfx, sizeof(sfx));
-	char *name = it_fmt("%s_%s", prefix, sfx);
+	char *name = it_table(prefix);
 	char *sql = it_fmt("CREATE TABLE %s (%s)", name, cols);
 	pgh_exec(sql);
 	free(sql);
@@ -1564,6 +1562,7 @@ static const struct it_server servers[] = {{&port, main_server}, {0}};
 const struct it_program it_program = {
     .name = "tx",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
     .after_each = teardown,
     .timeout_s = 120,
