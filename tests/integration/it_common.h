@@ -40,47 +40,6 @@ IT_UNUSED static void it_suffix(char *out, size_t n)
 
 /* ---- HTTP on a caller-owned (keep-alive) curl handle ---- */
 
-struct it_buf {
-	char *data;
-	size_t len, cap;
-};
-
-/* Appends p[0..n) and keeps the data NUL-terminated; false on OOM. */
-static bool it_buf_append(struct it_buf *b, const char *p, size_t n)
-{
-	if (b->len + n + 1 > b->cap) {
-		size_t cap = b->cap ? b->cap * 2 : 4096;
-		while (cap < b->len + n + 1)
-			cap *= 2;
-		char *d = realloc(b->data, cap);
-		if (!d)
-			return false;
-		b->data = d;
-		b->cap = cap;
-	}
-	memcpy(b->data + b->len, p, n);
-	b->len += n;
-	b->data[b->len] = '\0';
-	return true;
-}
-
-/* The same for test code that cannot go on without the memory. */
-IT_UNUSED static void it_buf_put(struct it_buf *b, const char *p, size_t n)
-{
-	if (!it_buf_append(b, p, n))
-		abort();
-}
-
-IT_UNUSED static void it_buf_puts(struct it_buf *b, const char *s)
-{
-	it_buf_put(b, s, strlen(s));
-}
-
-IT_UNUSED static void it_buf_putc(struct it_buf *b, char c)
-{
-	it_buf_put(b, &c, 1);
-}
-
 IT_UNUSED static size_t it_buf_write(char *p, size_t size, size_t nmemb, void *ud)
 {
 	size_t n = size * nmemb;

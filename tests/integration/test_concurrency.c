@@ -7,14 +7,12 @@
  *
  * Tests run in order in one process (CK_NOFORK) against one server.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <stdatomic.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 static unsigned port;
 static atomic_long sent_ok; /* POST /query 200s seen by clients */
@@ -359,23 +357,10 @@ START_TEST(postgres_restart_under_load)
 }
 END_TEST
 
-/* A port that refuses connections (bound, never listening). */
-static unsigned refused_port(int *fd)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	*fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(*fd, 0);
-	ck_assert_int_eq(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
 START_TEST(postgres_down_at_start)
 {
 	int fd;
-	unsigned pgport = refused_port(&fd);
+	unsigned pgport = raw_refused_port(&fd);
 	char *db = it_fmt("host=127.0.0.1 port=%u user=postgres"
 			  " dbname=postgres connect_timeout=2",
 			  pgport);
@@ -414,12 +399,12 @@ START_TEST(postgres_down_at_start)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(many_clients_own_answers),
-    IT_CASE(long_and_short_mixed),
-    IT_CASE(stats_add_up),
-    IT_CASE(postgres_restart_under_load),
-    IT_CASE(postgres_down_at_start),
+static const struct test_case cases[] = {
+    TEST_CASE(many_clients_own_answers),
+    TEST_CASE(long_and_short_mixed),
+    TEST_CASE(stats_add_up),
+    TEST_CASE(postgres_restart_under_load),
+    TEST_CASE(postgres_down_at_start),
     {0},
 };
 

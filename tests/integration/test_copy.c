@@ -649,9 +649,7 @@ static void assert_same_bytes(const char *what, const struct it_buf *got,
 
 START_TEST(round_trip_csv_text_binary)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "rt_%s", sfx);
+	char *t = it_table("rt");
 	execf("create table %s (id int primary key, a text, b text, c text)", t);
 	size_t n = 400;
 	struct row *rows = calloc(n, sizeof(*rows));
@@ -755,6 +753,7 @@ START_TEST(round_trip_csv_text_binary)
 	free(sel);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the round trips");
+	free(t);
 }
 END_TEST
 
@@ -762,9 +761,7 @@ END_TEST
 
 START_TEST(options_both_ways)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "opt_%s", sfx);
+	char *t = it_table("opt");
 	execf("create table %s (id int primary key, a text, b text)", t);
 	const char *csv = "id;a;b\n"
 			  "1;x;NULL\n"
@@ -822,6 +819,7 @@ START_TEST(options_both_ways)
 	free(sel);
 	free(in);
 	execf("drop table %s", t);
+	free(t);
 }
 END_TEST
 
@@ -849,9 +847,7 @@ static size_t gen_rows(char *buf, size_t cap, void *ud)
 
 START_TEST(million_rows_each_way)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "big_%s", sfx);
+	char *t = it_table("big");
 	execf("create unlogged table %s (id int, a text, b text)", t);
 	char *in = cpath("/copy", "table", t, NULL);
 
@@ -934,6 +930,7 @@ START_TEST(million_rows_each_way)
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(2.0, "after the 1M-row download");
+	free(t);
 }
 END_TEST
 
@@ -983,9 +980,7 @@ static void expect_copy_error(const char *what, const char *path,
 
 START_TEST(errors_leave_table_unchanged)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "err_%s", sfx);
+	char *t = it_table("err");
 	execf("create table %s (id int primary key, a int, b text)", t);
 	execf("insert into %s select g, g, 'seed' from generate_series(1,10) g", t);
 	char *in = cpath("/copy", "table", t, NULL);
@@ -1036,6 +1031,7 @@ START_TEST(errors_leave_table_unchanged)
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the errors");
+	free(t);
 }
 END_TEST
 
@@ -1077,15 +1073,14 @@ START_TEST(bad_arguments_400)
 		free(cases[i].path);
 	}
 	/* An empty upload is fine: 0 rows. */
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "empty_%s", sfx);
+	char *t = it_table("empty");
 	execf("create table %s (a int)", t);
 	char *in = cpath("/copy", "table", t, NULL);
 	post_ok(in, "", 0, 0);
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after bad arguments");
+	free(t);
 }
 END_TEST
 
@@ -1160,9 +1155,7 @@ END_TEST
 /* query= must be one statement that returns rows, as PostgreSQL sees it. */
 START_TEST(query_checked_by_postgres)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "qc_%s", sfx);
+	char *t = it_table("qc");
 	execf("create table %s (a int)", t);
 	char *no_rows = it_fmt("insert into %s values (1)", t);
 	struct {
@@ -1197,6 +1190,7 @@ START_TEST(query_checked_by_postgres)
 	free(no_rows);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the query checks");
+	free(t);
 }
 END_TEST
 
@@ -1206,9 +1200,7 @@ END_TEST
  */
 START_TEST(query_read_only)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "ro_%s", sfx);
+	char *t = it_table("ro");
 	execf("create table %s (a int)", t);
 	execf("create function %s_w() returns int language plpgsql as "
 	      "$$begin insert into %s values (2); return 1; end$$",
@@ -1250,15 +1242,14 @@ START_TEST(query_read_only)
 	execf("drop sequence %s_s", t);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after read-only queries");
+	free(t);
 }
 END_TEST
 
 /* Option values that try to end the statement are only data. */
 START_TEST(hostile_option_values)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "hv_%s", sfx);
+	char *t = it_table("hv");
 	execf("create table %s (a int, b text)", t);
 	execf("insert into %s values (1, null)", t);
 	static const char *nulls[] = {
@@ -1286,6 +1277,7 @@ START_TEST(hostile_option_values)
 	}
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after hostile option values");
+	free(t);
 }
 END_TEST
 
@@ -1403,9 +1395,7 @@ static void post_gz_expect_413(unsigned p, const char *path, const char *gz,
 
 START_TEST(gzip_bombs_refused)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "gz_%s", sfx);
+	char *t = it_table("gz");
 	execf("create table %s (a int, b text)", t);
 	char *in = cpath("/copy", "table", t, NULL);
 	/* A genuine gzip upload works. */
@@ -1461,6 +1451,7 @@ START_TEST(gzip_bombs_refused)
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(2.0, "after the bombs");
+	free(t);
 }
 END_TEST
 
@@ -1468,9 +1459,7 @@ END_TEST
 
 START_TEST(disconnect_mid_upload)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "up_%s", sfx);
+	char *t = it_table("up");
 	execf("create table %s (id int, a text, b text)", t);
 	execf("insert into %s values (0, 'kept', 'kept')", t);
 	char *in = cpath("/copy", "table", t, NULL);
@@ -1503,6 +1492,7 @@ START_TEST(disconnect_mid_upload)
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the next upload");
+	free(t);
 }
 END_TEST
 
@@ -1510,9 +1500,7 @@ END_TEST
 
 START_TEST(disconnect_mid_download)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "down_%s", sfx);
+	char *t = it_table("down");
 	execf("create unlogged table %s as select g as id, repeat(md5(g::text), 8)"
 	      " as a from generate_series(1,200000) g",
 	      t);
@@ -1549,6 +1537,7 @@ START_TEST(disconnect_mid_download)
 	free(tab_text);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the next download");
+	free(t);
 }
 END_TEST
 
@@ -1591,9 +1580,7 @@ static void tx_end(const char *tok, const char *what)
 
 START_TEST(copy_in_tx_session)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "tx_%s", sfx);
+	char *t = it_table("tx");
 	execf("create table %s (id int primary key, a text)", t);
 
 	/* Commit. */
@@ -1674,6 +1661,7 @@ START_TEST(copy_in_tx_session)
 
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after the sessions");
+	free(t);
 }
 END_TEST
 
@@ -1681,9 +1669,7 @@ END_TEST
 
 START_TEST(expect_100_continue)
 {
-	char sfx[32], t[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(t, sizeof(t), "exp_%s", sfx);
+	char *t = it_table("exp");
 	execf("create table %s (id int, a text, b text)", t);
 	char *in = cpath("/copy", "table", t, NULL);
 	struct rowgen g = {.next = 1, .last = 60000};
@@ -1737,6 +1723,7 @@ START_TEST(expect_100_continue)
 	free(in);
 	execf("drop table %s", t);
 	wait_quiet(1.0, "after 100-continue");
+	free(t);
 }
 END_TEST
 
@@ -1761,23 +1748,23 @@ static void take_baseline(void)
 		CP_ASAN ? " (ASan)" : "");
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(round_trip_csv_text_binary),
-    IT_CASE(options_both_ways),
-    IT_CASE(million_rows_each_way),
-    IT_CASE(errors_leave_table_unchanged),
-    IT_CASE(bad_arguments_400),
-    IT_CASE(query_injection_to_program),
-    IT_CASE(query_injection_cr_comment),
-    IT_CASE(query_checked_by_postgres),
-    IT_CASE(query_read_only),
-    IT_CASE(hostile_option_values),
-    IT_CASE(table_names_with_dots),
-    IT_CASE(gzip_bombs_refused),
-    IT_CASE(disconnect_mid_upload),
-    IT_CASE(disconnect_mid_download),
-    IT_CASE(copy_in_tx_session),
-    IT_CASE(expect_100_continue),
+static const struct test_case cases[] = {
+    TEST_CASE(round_trip_csv_text_binary),
+    TEST_CASE(options_both_ways),
+    TEST_CASE(million_rows_each_way),
+    TEST_CASE(errors_leave_table_unchanged),
+    TEST_CASE(bad_arguments_400),
+    TEST_CASE(query_injection_to_program),
+    TEST_CASE(query_injection_cr_comment),
+    TEST_CASE(query_checked_by_postgres),
+    TEST_CASE(query_read_only),
+    TEST_CASE(hostile_option_values),
+    TEST_CASE(table_names_with_dots),
+    TEST_CASE(gzip_bombs_refused),
+    TEST_CASE(disconnect_mid_upload),
+    TEST_CASE(disconnect_mid_download),
+    TEST_CASE(copy_in_tx_session),
+    TEST_CASE(expect_100_continue),
     {0},
 };
 
@@ -1786,6 +1773,7 @@ static const struct it_server servers[] = {{&port, NULL}, {0}};
 const struct it_program it_program = {
     .name = "copy",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
     .started = take_baseline,
     .before_each = mark_baseline,

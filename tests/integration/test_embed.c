@@ -4,12 +4,10 @@
  * for leaks), a stopped server's port refusing connections, and a --db
  * password that shows nowhere: not in errors, answers or the log.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 static bool answers(unsigned p)
 {
@@ -300,19 +298,6 @@ static char *capture_end(struct capture *c)
 	return b.data;
 }
 
-/* A TCP port on 127.0.0.1 that nothing listens on (just closed). */
-static unsigned closed_port(void)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	socklen_t len = sizeof(a);
-	ck_assert(fd >= 0 && bind(fd, (struct sockaddr *)&a, sizeof(a)) == 0 &&
-		  getsockname(fd, (struct sockaddr *)&a, &len) == 0);
-	close(fd);
-	return ntohs(a.sin_port);
-}
-
 /*
  * A --db libpq cannot parse fails fpg_server_new (it used to be retried
  * forever), and neither the error nor the log shows its password, even
@@ -375,7 +360,8 @@ END_TEST
  */
 START_TEST(password_never_leaks_when_unreachable)
 {
-	unsigned closed = closed_port();
+	int fd;
+	unsigned closed = raw_refused_port(&fd);
 	char *dbs[] = {
 	    it_fmt("host=127.0.0.1 port=%u user=postgres password=" SECRET
 		   " connect_timeout=2",
@@ -425,6 +411,7 @@ START_TEST(password_never_leaks_when_unreachable)
 		free(log);
 		free(dbs[i]);
 	}
+	close(fd);
 }
 END_TEST
 
@@ -468,16 +455,16 @@ START_TEST(no_auth_stays_on_loopback)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(defaults_are_sane),
-    IT_CASE(bad_options_fail_with_a_message),
-    IT_CASE(port_in_use_is_an_error),
-    IT_CASE(two_servers_one_process),
-    IT_CASE(start_stop_free_cycles),
-    IT_CASE(stop_with_request_in_flight),
-    IT_CASE(bad_conninfo_is_a_startup_error),
-    IT_CASE(password_never_leaks_when_unreachable),
-    IT_CASE(no_auth_stays_on_loopback),
+static const struct test_case cases[] = {
+    TEST_CASE(defaults_are_sane),
+    TEST_CASE(bad_options_fail_with_a_message),
+    TEST_CASE(port_in_use_is_an_error),
+    TEST_CASE(two_servers_one_process),
+    TEST_CASE(start_stop_free_cycles),
+    TEST_CASE(stop_with_request_in_flight),
+    TEST_CASE(bad_conninfo_is_a_startup_error),
+    TEST_CASE(password_never_leaks_when_unreachable),
+    TEST_CASE(no_auth_stays_on_loopback),
     {0},
 };
 

@@ -873,18 +873,18 @@ static void load_schema(void)
 	PQfinish(c);
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(numbers),
-    IT_CASE(texts),
-    IT_CASE(jsons),
-    IT_CASE(misc),
-    IT_CASE(composites),
-    IT_CASE(anonymous_records),
-    IT_CASE(big_string),
-    IT_CASE(type_names),
-    IT_CASE(random_scalars),
-    IT_CASE(random_arrays),
-    IT_LOOP(datetimes, (int)(sizeof(zones) / sizeof(zones[0]))),
+static const struct test_case cases[] = {
+    TEST_CASE(numbers),
+    TEST_CASE(texts),
+    TEST_CASE(jsons),
+    TEST_CASE(misc),
+    TEST_CASE(composites),
+    TEST_CASE(anonymous_records),
+    TEST_CASE(big_string),
+    TEST_CASE(type_names),
+    TEST_CASE(random_scalars),
+    TEST_CASE(random_arrays),
+    TEST_LOOP(datetimes, (int)(sizeof(zones) / sizeof(zones[0]))),
     {0},
 };
 

@@ -292,35 +292,37 @@ END_TEST
 
 START_TEST(unique_violation)
 {
-	char sfx[32], sql[256];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(sql, sizeof(sql),
-		 "create table uv_%s (id int primary key);"
-		 " insert into uv_%s values (1)",
-		 sfx, sfx);
+	char *uv = it_table("uv"), *ck = it_table("ck"), *sql;
+	sql = it_fmt("create table %s (id int primary key);"
+		     " insert into %s values (1)",
+		     uv, uv);
 	pgh_exec(sql);
-	snprintf(sql, sizeof(sql),
-		 "{\"sql\":\"insert into uv_%s values ($1)\",\"params\":[1]}",
-		 sfx);
+	free(sql);
+	sql = it_fmt("{\"sql\":\"insert into %s values ($1)\",\"params\":[1]}",
+		     uv);
 	check_bad(sql, 409, "23505");
+	free(sql);
 	/* The failed inserts left nothing behind; a good one commits. */
-	snprintf(sql, sizeof(sql),
-		 "{\"sql\":\"insert into uv_%s values ($1)\",\"params\":[2]}",
-		 sfx);
+	sql = it_fmt("{\"sql\":\"insert into %s values ($1)\",\"params\":[2]}",
+		     uv);
 	struct http_resp *r = it_query(port, sql);
 	ck_assert_int_eq(r->status, 200);
 	http_resp_free(r);
-	snprintf(sql, sizeof(sql), "select count(*) from uv_%s", sfx);
+	free(sql);
+	sql = it_fmt("select count(*) from %s", uv);
 	char *v = pgh_scalar(sql);
 	ck_assert_str_eq(v, "2");
 	free(v);
+	free(sql);
 	/* A check violation is class 23 as well. */
-	snprintf(sql, sizeof(sql),
-		 "create table ck_%s (v int check (v > 0))", sfx);
+	sql = it_fmt("create table %s (v int check (v > 0))", ck);
 	pgh_exec(sql);
-	snprintf(sql, sizeof(sql),
-		 "{\"sql\":\"insert into ck_%s values (-1)\"}", sfx);
+	free(sql);
+	sql = it_fmt("{\"sql\":\"insert into %s values (-1)\"}", ck);
 	check_bad(sql, 409, "23514");
+	free(sql);
+	free(uv);
+	free(ck);
 }
 END_TEST
 
@@ -444,28 +446,28 @@ static void as_low_role(struct fpg_options *o)
 	o->db = db;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(invalid_json),
-    IT_CASE(body_not_an_object),
-    IT_CASE(empty_body),
-    IT_CASE(sql_missing_empty_or_not_string),
-    IT_CASE(params_not_an_array),
-    IT_CASE(wrong_parameter_count),
-    IT_CASE(two_statements),
-    IT_CASE(unknown_field),
-    IT_CASE(bad_option_values),
-    IT_CASE(bad_timeout),
-    IT_CASE(body_too_large),
-    IT_CASE(unsupported_content_type),
-    IT_CASE(not_acceptable),
-    IT_CASE(unknown_route),
-    IT_CASE(wrong_method),
-    IT_CASE(unknown_table),
-    IT_CASE(unique_violation),
-    IT_CASE(permission_denied),
-    IT_CASE(session_statements_rejected),
-    IT_CASE(session_state_does_not_leak),
-    IT_CASE(error_storm_on_one_connection),
+static const struct test_case cases[] = {
+    TEST_CASE(invalid_json),
+    TEST_CASE(body_not_an_object),
+    TEST_CASE(empty_body),
+    TEST_CASE(sql_missing_empty_or_not_string),
+    TEST_CASE(params_not_an_array),
+    TEST_CASE(wrong_parameter_count),
+    TEST_CASE(two_statements),
+    TEST_CASE(unknown_field),
+    TEST_CASE(bad_option_values),
+    TEST_CASE(bad_timeout),
+    TEST_CASE(body_too_large),
+    TEST_CASE(unsupported_content_type),
+    TEST_CASE(not_acceptable),
+    TEST_CASE(unknown_route),
+    TEST_CASE(wrong_method),
+    TEST_CASE(unknown_table),
+    TEST_CASE(unique_violation),
+    TEST_CASE(permission_denied),
+    TEST_CASE(session_statements_rejected),
+    TEST_CASE(session_state_does_not_leak),
+    TEST_CASE(error_storm_on_one_connection),
     {0},
 };
 
@@ -479,6 +481,7 @@ static const struct it_server servers[] = {
 const struct it_program it_program = {
     .name = "errors",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
     .setup = create_secret_and_role,
 };

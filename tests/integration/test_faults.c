@@ -92,9 +92,7 @@ static void *write_loop(void *arg)
 START_TEST(killed_mid_load_loses_no_acknowledged_write)
 {
 	enum { WRITERS = 4, EACH = 400 };
-	char sfx[32], table[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(table, sizeof(table), "flt_%s", sfx);
+	char *table = it_table("flt");
 	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
 	pgh_exec(ddl);
 	free(ddl);
@@ -163,6 +161,7 @@ START_TEST(killed_mid_load_loses_no_acknowledged_write)
 			usleep(20000);
 	}
 	ck_assert_msg(ok, "not answering %.2f s after PostgreSQL was back", t);
+	free(table);
 }
 END_TEST
 
@@ -292,10 +291,10 @@ static void synchronous_small_pool(struct fpg_options *o)
 	o->acquire_timeout_ms = 500;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(exhausted_pool_answers_503_by_the_acquire_deadline),
-    IT_CASE(frozen_postgres_every_request_ends_by_its_deadline),
-    IT_CASE(killed_mid_load_loses_no_acknowledged_write),
+static const struct test_case cases[] = {
+    TEST_CASE(exhausted_pool_answers_503_by_the_acquire_deadline),
+    TEST_CASE(frozen_postgres_every_request_ends_by_its_deadline),
+    TEST_CASE(killed_mid_load_loses_no_acknowledged_write),
     {0},
 };
 
@@ -307,5 +306,6 @@ static const struct it_server servers[] = {
 const struct it_program it_program = {
     .name = "faults",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
 };

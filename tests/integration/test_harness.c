@@ -3,12 +3,9 @@
  * survives a stop/start on the same port; the HTTP wrapper reports a refused
  * connection instead of failing.
  */
-#include <arpa/inet.h>
-#include <netinet/in.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include <check.h>
@@ -18,6 +15,7 @@
 #include "http.h"
 #include "it.h"
 #include "pg_harness.h"
+#include "raw.h"
 
 START_TEST(scalar_select_1)
 {
@@ -75,24 +73,10 @@ START_TEST(restart_same_port)
 }
 END_TEST
 
-/* A bound but not listening socket: connecting to it is refused. */
-static unsigned refused_port(int *fd)
-{
-	struct sockaddr_in sa = {.sin_family = AF_INET};
-	socklen_t len = sizeof(sa);
-
-	sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-	*fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(*fd, 0);
-	ck_assert_int_eq(bind(*fd, (struct sockaddr *)&sa, sizeof(sa)), 0);
-	ck_assert_int_eq(getsockname(*fd, (struct sockaddr *)&sa, &len), 0);
-	return ntohs(sa.sin_port);
-}
-
 START_TEST(http_refused_is_reported)
 {
 	int fd;
-	unsigned port = refused_port(&fd);
+	unsigned port = raw_refused_port(&fd);
 	struct http_resp *r = http_get(port, "/healthz");
 
 	ck_assert_ptr_nonnull(r);
@@ -107,15 +91,15 @@ START_TEST(http_refused_is_reported)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(scalar_select_1),
-    IT_CASE(scalar_null_is_null),
-    IT_CASE(exec_then_scalar),
-    IT_CASE(conninfo_and_port),
-    IT_CASE(restart_same_port),
+static const struct test_case cases[] = {
+    TEST_CASE(scalar_select_1),
+    TEST_CASE(scalar_null_is_null),
+    TEST_CASE(exec_then_scalar),
+    TEST_CASE(conninfo_and_port),
+    TEST_CASE(restart_same_port),
     /* After the restart: proves the cluster is still usable. */
-    IT_CASE(scalar_select_1),
-    IT_CASE(http_refused_is_reported),
+    TEST_CASE(scalar_select_1),
+    TEST_CASE(http_refused_is_reported),
     {0},
 };
 

@@ -12,93 +12,16 @@
  * Raw TCP sockets where curl would fix the request up. The seed of the
  * random cases is printed; FPG_TEST_SEED=N replays a run.
  */
-#include <errno.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <poll.h>
 #include <pthread.h>
-#include <sys/socket.h>
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 #define HEADER_TIMEOUT_MS 1000
 
 static unsigned port;	   /* header-timeout-ms 1000, defaults otherwise */
 static unsigned slot_port; /* one worker, 16 connections */
-
-/* ---- raw sockets ---- */
-
-static int raw_connect(unsigned p)
-{
-	int fd = socket(AF_INET, SOCK_STREAM, 0);
-	ck_assert_int_ge(fd, 0);
-	struct sockaddr_in a = {.sin_family = AF_INET,
-				.sin_port = htons((uint16_t)p),
-				.sin_addr.s_addr = htonl(INADDR_LOOPBACK)};
-	ck_assert_msg(connect(fd, (struct sockaddr *)&a, sizeof(a)) == 0,
-		      "connect: %s", strerror(errno));
-	int one = 1;
-	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-	return fd;
-}
-
-/* Sends what the peer takes; a peer that has closed is not an error. */
-static void raw_send(int fd, const void *data, size_t n)
-{
-	const char *p = data;
-	while (n) {
-		ssize_t k = send(fd, p, n, MSG_NOSIGNAL);
-		if (k <= 0)
-			return;
-		p += k;
-		n -= (size_t)k;
-	}
-}
-
-static void raw_sends(int fd, const char *s)
-{
-	raw_send(fd, s, strlen(s));
-}
-
-/*
- * Reads into b until the peer closes or timeout_ms pass (0: what is
- * there now). Returns true when it closed (EOF or reset).
- */
-static bool raw_read(int fd, struct it_buf *b, int timeout_ms)
-{
-	double end = it_now() + timeout_ms / 1000.0;
-	for (;;) {
-		int left = (int)((end - it_now()) * 1000);
-		struct pollfd pf = {.fd = fd, .events = POLLIN};
-		if (poll(&pf, 1, left > 0 ? left : 0) <= 0) {
-			if (left <= 0)
-				return false;
-			continue;
-		}
-		char buf[4096];
-		ssize_t k = recv(fd, buf, sizeof(buf), 0);
-		if (k <= 0)
-			return true;
-		it_buf_put(b, buf, (size_t)k);
-	}
-}
-
-/* The status of the first response in text, or 0. */
-static int raw_status(const char *text)
-{
-	int st = 0;
-	if (!text || sscanf(text, "HTTP/1.%*d %d", &st) != 1)
-		return 0;
-	return st;
-}
-
-/* The body of the first response (after the blank line), or "". */
-static const char *raw_body(const char *text)
-{
-	const char *p = text ? strstr(text, "\r\n\r\n") : NULL;
-	return p ? p + 4 : "";
-}
 
 /* The server still answers a correct query right. */
 static void assert_healthy(unsigned p)
@@ -926,18 +849,18 @@ static void few_slots(struct fpg_options *o)
 	o->max_connections = 16;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(generated_ids_unpredictable),
-    IT_CASE(cancel_needs_the_key),
-    IT_CASE(uncancellable_without_key),
-    IT_CASE(browser_simple_requests_refused),
-    IT_CASE(host_checked),
-    IT_CASE(header_trickle_is_cut),
-    IT_CASE(keepalive_idle_is_not_a_trickle),
-    IT_CASE(slow_upload_is_cut),
-    IT_CASE(tricklers_cannot_take_every_slot),
-    IT_CASE(bad_framing),
-    IT_CASE(malformed_json_bodies),
+static const struct test_case cases[] = {
+    TEST_CASE(generated_ids_unpredictable),
+    TEST_CASE(cancel_needs_the_key),
+    TEST_CASE(uncancellable_without_key),
+    TEST_CASE(browser_simple_requests_refused),
+    TEST_CASE(host_checked),
+    TEST_CASE(header_trickle_is_cut),
+    TEST_CASE(keepalive_idle_is_not_a_trickle),
+    TEST_CASE(slow_upload_is_cut),
+    TEST_CASE(tricklers_cannot_take_every_slot),
+    TEST_CASE(bad_framing),
+    TEST_CASE(malformed_json_bodies),
     {0},
 };
 

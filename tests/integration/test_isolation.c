@@ -156,9 +156,7 @@ START_TEST(sneaked_begin_loses_no_write)
 	static const char *const begins[] = {"BEGIN", ";BEGIN", "-- x\rBEGIN",
 					     "START TRANSACTION READ ONLY"};
 	cur = raw_port;
-	char sfx[32], table[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(table, sizeof(table), "iso_w_%s", sfx);
+	char *table = it_table("iso_w");
 	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
 	pgh_exec(ddl);
 	free(ddl);
@@ -183,6 +181,7 @@ START_TEST(sneaked_begin_loses_no_write)
 	struct http_resp *r = sql(";BEGIN");
 	it_assert_error(r, 400, "bad_request");
 	http_resp_free(r);
+	free(table);
 }
 END_TEST
 
@@ -227,9 +226,7 @@ static void *mix_client(void *arg)
 static void attack_mix(unsigned p)
 {
 	enum { CLIENTS = 6, EACH = 60 };
-	char sfx[32], table[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(table, sizeof(table), "iso_c_%s", sfx);
+	char *table = it_table("iso_c");
 	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
 	pgh_exec(ddl);
 	free(ddl);
@@ -270,6 +267,7 @@ static void attack_mix(unsigned p)
 	res = it_pg("SELECT pg_try_advisory_lock(7)", 0, NULL);
 	ck_assert_str_eq(PQgetvalue(res, 0, 0), "t");
 	PQclear(res);
+	free(table);
 }
 
 START_TEST(concurrent_attacks_keep_acknowledged_writes)
@@ -288,9 +286,7 @@ END_TEST
  * session, and the answer says what became of what ran before it. */
 START_TEST(commit_inside_a_session)
 {
-	char sfx[32], table[64];
-	it_suffix(sfx, sizeof(sfx));
-	snprintf(table, sizeof(table), "iso_t_%s", sfx);
+	char *table = it_table("iso_t");
 	char *ddl = it_fmt("CREATE TABLE %s (v int)", table);
 	pgh_exec(ddl);
 	free(ddl);
@@ -328,6 +324,7 @@ START_TEST(commit_inside_a_session)
 	free(ins);
 	free(path);
 	free(tok);
+	free(table);
 }
 END_TEST
 
@@ -624,27 +621,26 @@ END_TEST
 START_TEST(type_changes_are_seen)
 {
 	cur = raw_port;
-	char sfx[32];
-	it_suffix(sfx, sizeof(sfx));
-	char *ddl = it_fmt("CREATE TYPE iso_ty_%s AS (a int, b text);"
-			   "CREATE TABLE iso_tt_%s (v iso_ty_%s, w iso_ty_%s[]);"
-			   "INSERT INTO iso_tt_%s VALUES (ROW(1, 'x'), "
-			   "ARRAY[ROW(2, 'y')::iso_ty_%s])",
-			   sfx, sfx, sfx, sfx, sfx, sfx);
+	char *ty = it_table("iso_ty"), *tt = it_table("iso_tt");
+	char *ddl = it_fmt("CREATE TYPE %s AS (a int, b text);"
+			   "CREATE TABLE %s (v %s, w %s[]);"
+			   "INSERT INTO %s VALUES (ROW(1, 'x'), "
+			   "ARRAY[ROW(2, 'y')::%s])",
+			   ty, tt, ty, ty, tt, ty);
 	pgh_exec(ddl);
 	free(ddl);
 	static const char *const alters[] = {
-		"", "ALTER TYPE iso_ty_%s RENAME ATTRIBUTE a TO renamed",
-		"ALTER TYPE iso_ty_%s ADD ATTRIBUTE c int",
-		"ALTER TYPE iso_ty_%s DROP ATTRIBUTE b",
-		"ALTER TYPE iso_ty_%s ADD ATTRIBUTE d int[]"};
-	char *sel = it_fmt("SELECT v, w FROM iso_tt_%s", sfx);
+		"", "ALTER TYPE %s RENAME ATTRIBUTE a TO renamed",
+		"ALTER TYPE %s ADD ATTRIBUTE c int",
+		"ALTER TYPE %s DROP ATTRIBUTE b",
+		"ALTER TYPE %s ADD ATTRIBUTE d int[]"};
+	char *sel = it_fmt("SELECT v, w FROM %s", tt);
 	char *want_sql = it_fmt("SELECT to_json(v)::text, to_json(w)::text "
-				"FROM iso_tt_%s",
-				sfx);
+				"FROM %s",
+				tt);
 	for (size_t i = 0; i < sizeof(alters) / sizeof(*alters); i++) {
 		if (*alters[i]) {
-			char *alter = it_fmt(alters[i], sfx);
+			char *alter = it_fmt(alters[i], ty);
 			pgh_exec(alter);
 			free(alter);
 		}
@@ -667,6 +663,8 @@ START_TEST(type_changes_are_seen)
 	}
 	free(sel);
 	free(want_sql);
+	free(ty);
+	free(tt);
 }
 END_TEST
 
@@ -818,22 +816,22 @@ static void no_statement_cache(struct fpg_options *o)
 	o->statement_cache = 0;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(empty_statements),
-    IT_CASE(sneaked_begin_loses_no_write),
-    IT_CASE(concurrent_attacks_keep_acknowledged_writes),
-    IT_CASE(concurrent_attacks_without_statement_cache),
-    IT_CASE(commit_inside_a_session),
-    IT_CASE(settings_do_not_leak),
-    IT_CASE(role_does_not_leak),
-    IT_CASE(session_objects_do_not_leak),
-    IT_CASE(deallocate_all_recovers),
-    IT_CASE(timeouts_stay_with_their_statement),
-    IT_CASE(sessions_are_a_bounded_share),
-    IT_CASE(type_changes_are_seen),
-    IT_CASE(replaced_reset_is_noticed),
-    IT_CASE(taken_statement_name),
-    IT_CASE(no_statement_cache_undoes_prepare),
+static const struct test_case cases[] = {
+    TEST_CASE(empty_statements),
+    TEST_CASE(sneaked_begin_loses_no_write),
+    TEST_CASE(concurrent_attacks_keep_acknowledged_writes),
+    TEST_CASE(concurrent_attacks_without_statement_cache),
+    TEST_CASE(commit_inside_a_session),
+    TEST_CASE(settings_do_not_leak),
+    TEST_CASE(role_does_not_leak),
+    TEST_CASE(session_objects_do_not_leak),
+    TEST_CASE(deallocate_all_recovers),
+    TEST_CASE(timeouts_stay_with_their_statement),
+    TEST_CASE(sessions_are_a_bounded_share),
+    TEST_CASE(type_changes_are_seen),
+    TEST_CASE(replaced_reset_is_noticed),
+    TEST_CASE(taken_statement_name),
+    TEST_CASE(no_statement_cache_undoes_prepare),
     {0},
 };
 
@@ -849,5 +847,6 @@ static const struct it_server servers[] = {
 const struct it_program it_program = {
     .name = "isolation",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
 };

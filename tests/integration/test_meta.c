@@ -162,10 +162,10 @@ static void with_cors(struct fpg_options *o)
 	o->cors_origin = "https://app.example";
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(health_and_ready),
-    IT_CASE(metrics_match_stats_and_traffic),
-    IT_CASE(cors_only_when_configured),
+static const struct test_case cases[] = {
+    TEST_CASE(health_and_ready),
+    TEST_CASE(metrics_match_stats_and_traffic),
+    TEST_CASE(cors_only_when_configured),
     {0},
 };
 

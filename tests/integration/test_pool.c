@@ -535,16 +535,16 @@ START_TEST(free_with_ops_in_flight_ends_every_op)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(shared_op_gets_result_and_done),
-    IT_CASE(pipelined_ops_come_back_in_order),
-    IT_CASE(reset_restores_settings_and_drops_temp_tables),
-    IT_CASE(begin_replaces_the_connection),
-    IT_CASE(exclusive_holder_is_alone_until_release),
-    IT_CASE(waiter_deadline_fails_with_503),
-    IT_CASE(killed_backend_breaks_op_and_pool_reconnects),
-    IT_CASE(cancel_ends_a_held_statement),
-    IT_CASE(free_with_ops_in_flight_ends_every_op),
+static const struct test_case cases[] = {
+    TEST_CASE(shared_op_gets_result_and_done),
+    TEST_CASE(pipelined_ops_come_back_in_order),
+    TEST_CASE(reset_restores_settings_and_drops_temp_tables),
+    TEST_CASE(begin_replaces_the_connection),
+    TEST_CASE(exclusive_holder_is_alone_until_release),
+    TEST_CASE(waiter_deadline_fails_with_503),
+    TEST_CASE(killed_backend_breaks_op_and_pool_reconnects),
+    TEST_CASE(cancel_ends_a_held_statement),
+    TEST_CASE(free_with_ops_in_flight_ends_every_op),
     {0},
 };
 

@@ -1006,24 +1006,24 @@ static void load_schema(void)
 	pgh_exec(schema_sql);
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(rows_as_objects_with_columns),
-    IT_CASE(rows_as_arrays),
-    IT_CASE(commands_and_row_counts),
-    IT_CASE(expect_one_first_scalar),
-    IT_CASE(big_numbers_as_strings),
-    IT_CASE(timeout_ms_gives_504),
-    IT_CASE(params_scalars),
-    IT_CASE(params_integer_beyond_int64),
-    IT_CASE(params_numeric_40_digits),
-    IT_CASE(params_arrays),
-    IT_CASE(params_object_as_jsonb),
-    IT_CASE(request_id_echoed_or_generated),
-    IT_CASE(large_result_streams),
-    IT_CASE(error_mid_stream),
-    IT_CASE(error_before_first_byte),
-    IT_CASE(values_match_to_json),
-    IT_CASE(random_values_match_to_json),
+static const struct test_case cases[] = {
+    TEST_CASE(rows_as_objects_with_columns),
+    TEST_CASE(rows_as_arrays),
+    TEST_CASE(commands_and_row_counts),
+    TEST_CASE(expect_one_first_scalar),
+    TEST_CASE(big_numbers_as_strings),
+    TEST_CASE(timeout_ms_gives_504),
+    TEST_CASE(params_scalars),
+    TEST_CASE(params_integer_beyond_int64),
+    TEST_CASE(params_numeric_40_digits),
+    TEST_CASE(params_arrays),
+    TEST_CASE(params_object_as_jsonb),
+    TEST_CASE(request_id_echoed_or_generated),
+    TEST_CASE(large_result_streams),
+    TEST_CASE(error_mid_stream),
+    TEST_CASE(error_before_first_byte),
+    TEST_CASE(values_match_to_json),
+    TEST_CASE(random_values_match_to_json),
     {0},
 };
 

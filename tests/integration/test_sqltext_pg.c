@@ -99,8 +99,8 @@ START_TEST(agrees_with_postgres)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(agrees_with_postgres),
+static const struct test_case cases[] = {
+    TEST_CASE(agrees_with_postgres),
     {0},
 };
 

@@ -305,9 +305,7 @@ static struct stats get_stats(void)
 
 static char *new_table(const char *prefix, const char *cols)
 {
-	char sfx[32];
-	it_suffix(sfx, sizeof(sfx));
-	char *name = it_fmt("%s_%s", prefix, sfx);
+	char *name = it_table(prefix);
 	char *sql = it_fmt("CREATE TABLE %s (%s)", name, cols);
 	pgh_exec(sql);
 	free(sql);
@@ -1537,25 +1535,25 @@ static void main_server(struct fpg_options *o)
 	main_opts = *o;
 }
 
-static const struct it_case cases[] = {
-    IT_CASE(commit_visible_only_after_commit),
-    IT_CASE(begin_options_validated),
-    IT_CASE(isolation_levels),
-    IT_CASE(serializable_write_skew),
-    IT_CASE(read_only_and_deferrable),
-    IT_CASE(idle_timeout_rolls_back),
-    IT_CASE(busy_token_409_at_once),
-    IT_CASE(unknown_forged_and_ended_tokens),
-    IT_CASE(sessions_hop_between_workers),
-    IT_CASE(error_aborts_session),
-    IT_CASE(client_disconnect_cancels_statement),
-    IT_CASE(refused_statements_and_savepoints),
-    IT_CASE(session_state_does_not_leak),
-    IT_CASE(many_sessions_no_leaks),
-    IT_CASE(max_transactions_limit),
-    IT_CASE(max_lifetime_ends_session),
-    IT_CASE(max_transactions_is_per_server),
-    IT_CASE(shutdown_rolls_back_open_sessions),
+static const struct test_case cases[] = {
+    TEST_CASE(commit_visible_only_after_commit),
+    TEST_CASE(begin_options_validated),
+    TEST_CASE(isolation_levels),
+    TEST_CASE(serializable_write_skew),
+    TEST_CASE(read_only_and_deferrable),
+    TEST_CASE(idle_timeout_rolls_back),
+    TEST_CASE(busy_token_409_at_once),
+    TEST_CASE(unknown_forged_and_ended_tokens),
+    TEST_CASE(sessions_hop_between_workers),
+    TEST_CASE(error_aborts_session),
+    TEST_CASE(client_disconnect_cancels_statement),
+    TEST_CASE(refused_statements_and_savepoints),
+    TEST_CASE(session_state_does_not_leak),
+    TEST_CASE(many_sessions_no_leaks),
+    TEST_CASE(max_transactions_limit),
+    TEST_CASE(max_lifetime_ends_session),
+    TEST_CASE(max_transactions_is_per_server),
+    TEST_CASE(shutdown_rolls_back_open_sessions),
     {0},
 };
 
@@ -1564,6 +1562,7 @@ static const struct it_server servers[] = {{&port, main_server}, {0}};
 const struct it_program it_program = {
     .name = "tx",
     .cases = cases,
+    .schema_per_case = true,
     .servers = servers,
     .after_each = teardown,
     .timeout_s = 120,

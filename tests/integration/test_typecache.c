@@ -416,16 +416,16 @@ START_TEST(builtins_need_no_lookup)
 }
 END_TEST
 
-static const struct it_case cases[] = {
-    IT_CASE(composite_and_its_array),
-    IT_CASE(composite_inside_composite),
-    IT_CASE(enum_and_its_array),
-    IT_CASE(domains_take_their_base_type),
-    IT_CASE(range_and_its_array),
-    IT_CASE(unknown_oids_are_missing_then_known),
-    IT_CASE(load_refuses_a_wrong_result),
-    IT_CASE(refresh_follows_alter_type),
-    IT_CASE(builtins_need_no_lookup),
+static const struct test_case cases[] = {
+    TEST_CASE(composite_and_its_array),
+    TEST_CASE(composite_inside_composite),
+    TEST_CASE(enum_and_its_array),
+    TEST_CASE(domains_take_their_base_type),
+    TEST_CASE(range_and_its_array),
+    TEST_CASE(unknown_oids_are_missing_then_known),
+    TEST_CASE(load_refuses_a_wrong_result),
+    TEST_CASE(refresh_follows_alter_type),
+    TEST_CASE(builtins_need_no_lookup),
     {0},
 };
 

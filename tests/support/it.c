@@ -159,3 +159,37 @@ double it_wait_quiet(unsigned port, const struct it_activity *base,
 	free(q);
 	return 0;
 }
+
+bool it_buf_append(struct it_buf *b, const char *p, size_t n)
+{
+	if (b->len + n + 1 > b->cap) {
+		size_t cap = b->cap ? b->cap * 2 : 4096;
+		while (cap < b->len + n + 1)
+			cap *= 2;
+		char *d = realloc(b->data, cap);
+		if (!d)
+			return false;
+		b->data = d;
+		b->cap = cap;
+	}
+	memcpy(b->data + b->len, p, n);
+	b->len += n;
+	b->data[b->len] = '\0';
+	return true;
+}
+
+void it_buf_put(struct it_buf *b, const char *p, size_t n)
+{
+	if (!it_buf_append(b, p, n))
+		abort();
+}
+
+void it_buf_puts(struct it_buf *b, const char *s)
+{
+	it_buf_put(b, s, strlen(s));
+}
+
+void it_buf_putc(struct it_buf *b, char c)
+{
+	it_buf_put(b, &c, 1);
+}

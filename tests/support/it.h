@@ -5,8 +5,8 @@
  *
  *	START_TEST(answers_select_1) { ... } END_TEST
  *
- *	static const struct it_case cases[] = {
- *		IT_CASE(answers_select_1),
+ *	static const struct test_case cases[] = {
+ *		TEST_CASE(answers_select_1),
  *		{0},
  *	};
  *	static const struct it_server servers[] = {{&port, NULL}, {0}};
@@ -29,16 +29,7 @@
 #include <check.h>
 
 #include "fasterpg.h"
-
-struct it_case {
-	const char *name;
-	/* START_TEST's name is a variable, not a constant: its address is. */
-	const TTest *const *fn;
-	int loop_end; /* > 0: a loop test run with _i = 0 .. loop_end - 1 */
-};
-
-#define IT_CASE(fn) {#fn, &(fn), 0}
-#define IT_LOOP(fn, n) {#fn, &(fn), (n)}
+#include "spine.h"
 
 struct it_server {
 	unsigned *port; /* gets the port the server listens on */
@@ -48,7 +39,7 @@ struct it_server {
 
 struct it_program {
 	const char *name;
-	const struct it_case *cases;	 /* ends with {0} */
+	const struct test_case *cases;	 /* ends with {0} */
 	const struct it_server *servers; /* ends with {0}; may be NULL */
 	/* Once, after the cluster is up and before the servers start. */
 	void (*setup)(void);
@@ -140,3 +131,17 @@ struct it_activity it_activity_now(unsigned port);
  */
 double it_wait_quiet(unsigned port, const struct it_activity *base,
 		     double limit_s, const char *what);
+
+/* A growing NUL-terminated byte buffer; {0} is empty, caller frees data. */
+struct it_buf {
+	char *data;
+	size_t len, cap;
+};
+
+/* Appends p[0..n) and keeps the data NUL-terminated; false on OOM. */
+bool it_buf_append(struct it_buf *b, const char *p, size_t n);
+
+/* The same for test code that cannot go on without the memory (aborts). */
+void it_buf_put(struct it_buf *b, const char *p, size_t n);
+void it_buf_puts(struct it_buf *b, const char *s);
+void it_buf_putc(struct it_buf *b, char c);

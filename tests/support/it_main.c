@@ -6,8 +6,6 @@
 
 #include <stdio.h>
 #include <stdlib.h>
-#include <string.h>
-#include <time.h>
 
 #include <curl/curl.h>
 
@@ -40,16 +38,6 @@ const char *it_schema(void)
 char *it_table(const char *name)
 {
 	return it_fmt("%s.%s", it_schema(), name);
-}
-
-static unsigned pick_seed(void)
-{
-	const char *e = getenv("FPG_TEST_SEED");
-	if (e)
-		return (unsigned)strtoul(e, NULL, 10);
-	struct timespec ts;
-	clock_gettime(CLOCK_REALTIME, &ts);
-	return (unsigned)(ts.tv_sec ^ ts.tv_nsec);
 }
 
 static void create_schema(void)
@@ -90,24 +78,6 @@ static void after_case(void)
 		drop_schema();
 }
 
-/* One TCase per case, named after its function: CK_RUN_CASE picks it. */
-static Suite *build_suite(void)
-{
-	Suite *s = suite_create(it_program.name);
-	for (const struct it_case *c = it_program.cases; c->name; c++) {
-		TCase *tc = tcase_create(c->name);
-		if (it_program.timeout_s)
-			tcase_set_timeout(tc, it_program.timeout_s);
-		tcase_add_checked_fixture(tc, before_case, after_case);
-		if (c->loop_end > 0)
-			tcase_add_loop_test(tc, *c->fn, 0, c->loop_end);
-		else
-			tcase_add_test(tc, *c->fn);
-		suite_add_tcase(s, tc);
-	}
-	return s;
-}
-
 static size_t server_count(void)
 {
 	size_t n = 0;
@@ -121,7 +91,7 @@ int main(void)
 	const char *ext = it_program.external_db ? getenv("FPG_TEST_DB") : NULL;
 	db = ext ? ext : pgh_start();
 	curl_global_init(CURL_GLOBAL_ALL);
-	run_seed = pick_seed();
+	run_seed = spine_pick_seed();
 	srand(run_seed);
 	fprintf(stderr, "test_%s: seed %u\n", it_program.name, run_seed);
 	if (it_program.setup)
@@ -141,19 +111,9 @@ int main(void)
 	if (it_program.started)
 		it_program.started();
 
-	double t0 = it_now();
-	SRunner *sr = srunner_create(build_suite());
-	if (!it_program.fork)
-		srunner_set_fork_status(sr, CK_NOFORK);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	fprintf(stderr, "test_%s: %.2f s\n", it_program.name, it_now() - t0);
-	if (failed)
-		fprintf(stderr,
-			"test_%s: %d failed; FPG_TEST_SEED=%u replays this "
-			"run's random data\n",
-			it_program.name, failed, run_seed);
+	Suite *s = spine_suite(it_program.name, it_program.cases,
+			       it_program.timeout_s, before_case, after_case);
+	int failed = spine_run(s, it_program.fork, it_program.name, run_seed);
 
 	for (size_t i = nsrv; i-- > 0;) {
 		fpg_server_stop(srv[i], 1000);

@@ -11,13 +11,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include <jansson.h>
 
 #include "buf.h"
-
-static unsigned seed;
+#include "unit.h"
 
 START_TEST(growth_keeps_every_byte)
 {
@@ -26,7 +24,7 @@ START_TEST(growth_keeps_every_byte)
 	size_t cap = 1 << 20, n = 0;
 	char *want = malloc(cap);
 	ck_assert_ptr_nonnull(want);
-	unsigned rs = seed;
+	unsigned rs = unit_seed();
 	while (n < cap - 70000) {
 		size_t k = (size_t)rand_r(&rs) % 65536;
 		char *piece = malloc(k + 1);
@@ -55,7 +53,7 @@ START_TEST(growth_keeps_every_byte)
 		ck_assert_uint_eq(fpg_buf_pending(&b), n);
 	}
 	ck_assert_msg(memcmp(b.data, want, n) == 0, "bytes differ (seed %u)",
-		      seed);
+		      unit_seed());
 	free(want);
 	fpg_buf_deinit(&b);
 }
@@ -162,7 +160,7 @@ static void assert_escapes_like_oracle(const unsigned char *s, size_t n)
 	ck_assert(!b.failed);
 	ck_assert_msg(b.len == wn && memcmp(b.data, want, wn) == 0,
 		      "escape of %zu bytes differs (seed %u): got %.*s want %.*s",
-		      n, seed, (int)(b.len < 200 ? b.len : 200), b.data,
+		      n, unit_seed(), (int)(b.len < 200 ? b.len : 200), b.data,
 		      (int)(wn < 200 ? wn : 200), want);
 	free(want);
 	fpg_buf_deinit(&b);
@@ -182,7 +180,7 @@ END_TEST
 
 START_TEST(json_str_random_round_trips)
 {
-	unsigned rs = seed;
+	unsigned rs = unit_seed();
 	for (int r = 0; r < 300; r++) {
 		/* Up to ~3 pieces of the buffer's 4096-byte step. */
 		size_t n = (size_t)rand_r(&rs) % 13000;
@@ -208,25 +206,17 @@ START_TEST(json_str_random_round_trips)
 }
 END_TEST
 
-int main(void)
-{
-	const char *e = getenv("FPG_TEST_SEED");
-	seed = e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)time(NULL);
-	fprintf(stderr, "test_buf: seed %u\n", seed);
-	Suite *s = suite_create("buf");
-	TCase *tc = tcase_create("buf");
-	tcase_add_test(tc, growth_keeps_every_byte);
-	tcase_add_test(tc, printf_longer_than_the_room);
-	tcase_add_test(tc, consume_rewinds_and_steal_takes_the_rest);
-	tcase_add_test(tc, failure_is_sticky_and_drops_bytes);
-	tcase_add_test(tc, json_str_every_byte);
-	tcase_add_test(tc, json_str_random_round_trips);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed)
-		fprintf(stderr, "test_buf: FPG_TEST_SEED=%u replays\n", seed);
-	return failed != 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(growth_keeps_every_byte),
+	TEST_CASE(printf_longer_than_the_room),
+	TEST_CASE(consume_rewinds_and_steal_takes_the_rest),
+	TEST_CASE(failure_is_sticky_and_drops_bytes),
+	TEST_CASE(json_str_every_byte),
+	TEST_CASE(json_str_random_round_trips),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "buf",
+	.cases = cases,
+};

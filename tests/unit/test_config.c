@@ -15,14 +15,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 #include <unistd.h>
 
 #include "config.h"
+#include "unit.h"
 
 #define MAX_OPTS FPG_CONFIG_MAX_OPTIONS
-
-static unsigned seed;
 
 struct opt {
 	char name[64];
@@ -813,41 +811,38 @@ START_TEST(numbers_refuse_signs_and_spaces)
 }
 END_TEST
 
-int main(void)
+/* Once: the table is read back from --help, and the environment the
+ * tests were started with must not leak into the precedence checks. */
+static void setup(void)
 {
-	const char *e = getenv("FPG_TEST_SEED");
-	seed = e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)time(NULL);
-	fprintf(stderr, "test_config: seed %u\n", seed);
-	srand(seed);
 	read_table();
 	clear_env();
-	Suite *s = suite_create("config");
-	TCase *tc = tcase_create("config");
-	tcase_add_test(tc, table_is_read_back);
-	tcase_add_test(tc, defaults_match_options_init);
-	tcase_add_test(tc, every_default_is_accepted_as_a_flag);
-	tcase_add_test(tc, file_then_env_then_flag);
-	tcase_add_test(tc, config_file_from_environment);
-	tcase_add_test(tc, database_url_before_fasterpg_db);
-	tcase_add_test(tc, bounds_are_inclusive);
-	tcase_add_test(tc, sizes_take_binary_suffixes);
-	tcase_add_test(tc, numbers_refuse_garbage);
-	tcase_add_test(tc, command_line_errors_are_all_reported);
-	tcase_add_test(tc, file_errors_name_file_and_line);
-	tcase_add_test(tc, missing_file_is_an_error);
-	tcase_add_test(tc, environment_errors_name_the_variable);
-	tcase_add_test(tc, listen_host_and_port);
-	tcase_add_test(tc, help_and_version_actions);
-	tcase_add_test(tc, readme_documents_every_option);
-	tcase_add_test(tc, numbers_refuse_signs_and_spaces);
-	tcase_add_test(tc, flags_need_no_value);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed)
-		fprintf(stderr, "test_config: FPG_TEST_SEED=%u replays\n",
-			seed);
-	return failed != 0;
 }
+
+static const struct test_case cases[] = {
+	TEST_CASE(table_is_read_back),
+	TEST_CASE(defaults_match_options_init),
+	TEST_CASE(every_default_is_accepted_as_a_flag),
+	TEST_CASE(file_then_env_then_flag),
+	TEST_CASE(config_file_from_environment),
+	TEST_CASE(database_url_before_fasterpg_db),
+	TEST_CASE(bounds_are_inclusive),
+	TEST_CASE(sizes_take_binary_suffixes),
+	TEST_CASE(numbers_refuse_garbage),
+	TEST_CASE(command_line_errors_are_all_reported),
+	TEST_CASE(file_errors_name_file_and_line),
+	TEST_CASE(missing_file_is_an_error),
+	TEST_CASE(environment_errors_name_the_variable),
+	TEST_CASE(listen_host_and_port),
+	TEST_CASE(help_and_version_actions),
+	TEST_CASE(readme_documents_every_option),
+	TEST_CASE(numbers_refuse_signs_and_spaces),
+	TEST_CASE(flags_need_no_value),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "config",
+	.cases = cases,
+	.setup = setup,
+};

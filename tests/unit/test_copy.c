@@ -12,11 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
 #include "copy.h"
 #include "error.h"
+#include "unit.h"
 
 /* The arguments: name, value, ..., NULL. */
 struct args {
@@ -498,11 +498,7 @@ static void expect_tok(const char **p, enum tok_kind kind, const char *text,
 
 START_TEST(fuzz_hostile_values)
 {
-	unsigned seed = (unsigned)time(NULL);
-	if (getenv("FPG_TEST_SEED"))
-		seed = (unsigned)strtoul(getenv("FPG_TEST_SEED"), NULL, 10);
-	srand(seed);
-	fprintf(stderr, "fuzz_hostile_values: seed %u\n", seed);
+	unsigned seed = unit_seed();
 	for (int round = 0; round < 20000; round++) {
 		char schema[64], table[64], col[64], null[64], delim[2];
 		char s_sp[160], t_sp[160], c_sp[160], tsp[330];
@@ -658,29 +654,26 @@ START_TEST(args_refused)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("copy");
-	TCase *tc = tcase_create("copy");
-	tcase_add_test(tc, table_plain);
-	tcase_add_test(tc, table_quoting);
-	tcase_add_test(tc, schema_table);
-	tcase_add_test(tc, table_quoted_parts);
-	tcase_add_test(tc, columns);
-	tcase_add_test(tc, options);
-	tcase_add_test(tc, query_out);
-	tcase_add_test(tc, query_accepted);
-	tcase_add_test(tc, query_refused);
-	tcase_add_test(tc, query_backslash_read_exactly);
-	tcase_add_test(tc, query_refused_unbalanced_before_line_comment);
-	tcase_add_test(tc, query_refused_dollar_after_identifier);
-	tcase_add_test(tc, query_refused_postgres_lexer);
-	tcase_add_test(tc, args_refused);
-	tcase_add_test(tc, fuzz_hostile_values);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(table_plain),
+	TEST_CASE(table_quoting),
+	TEST_CASE(schema_table),
+	TEST_CASE(table_quoted_parts),
+	TEST_CASE(columns),
+	TEST_CASE(options),
+	TEST_CASE(query_out),
+	TEST_CASE(query_accepted),
+	TEST_CASE(query_refused),
+	TEST_CASE(query_backslash_read_exactly),
+	TEST_CASE(query_refused_unbalanced_before_line_comment),
+	TEST_CASE(query_refused_dollar_after_identifier),
+	TEST_CASE(query_refused_postgres_lexer),
+	TEST_CASE(args_refused),
+	TEST_CASE(fuzz_hostile_values),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "copy",
+	.cases = cases,
+};

@@ -17,6 +17,7 @@
 #include "buf.h"
 #include "encode.h"
 #include "typecache.h"
+#include "unit.h"
 
 enum {
 	OID_BOOL = 16,
@@ -723,7 +724,7 @@ START_TEST(fuzz)
 	    OID_DOMAINARRAY,
 	};
 	static const char alphabet[] = "{}()[]:=,;\"\\ NUL01239-+.eEt f:T";
-	unsigned seed = (unsigned)_i * 7919u + 1;
+	unsigned seed = unit_seed() + (unsigned)_i * 7919u;
 	char text[64];
 	for (int iter = 0; iter < 4000; iter++) {
 		size_t n = (size_t)(rand_r(&seed) % (int)sizeof(text));
@@ -757,53 +758,36 @@ START_TEST(rollback_with_offset)
 }
 END_TEST
 
-static Suite *encode_suite(void)
-{
-	Suite *s = suite_create("encode");
-	struct {
-		const char *name;
-		const TTest *fn;
-	} cases[] = {
-	    {"numbers", numbers},
-	    {"numbers_not_json", numbers_not_json},
-	    {"big_string", big_string},
-	    {"bools", bools},
-	    {"json_as_is", json_as_is},
-	    {"strings", strings},
-	    {"dates", dates},
-	    {"timestamps", timestamps},
-	    {"timestamps_malformed", timestamps_malformed},
-	    {"arrays", arrays},
-	    {"arrays_malformed", arrays_malformed},
-	    {"vectors", vectors},
-	    {"composites", composites},
-	    {"composites_malformed", composites_malformed},
-	    {"type_names", type_names},
-	    {"cache_missing", cache_missing},
-	    {"cache_grows", cache_grows},
-	    {"cache_load", cache_load},
-	    {"cache_load_bad_result", cache_load_bad_result},
-	    {"rollback_with_offset", rollback_with_offset},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tcase = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tcase, setup, teardown);
-		tcase_add_test(tcase, cases[i].fn);
-		suite_add_tcase(s, tcase);
-	}
-	TCase *fz = tcase_create("fuzz");
-	tcase_add_checked_fixture(fz, setup, teardown);
-	tcase_set_timeout(fz, 60);
-	tcase_add_loop_test(fz, fuzz, 0, 4);
-	suite_add_tcase(s, fz);
-	return s;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(numbers),
+	TEST_CASE(numbers_not_json),
+	TEST_CASE(big_string),
+	TEST_CASE(bools),
+	TEST_CASE(json_as_is),
+	TEST_CASE(strings),
+	TEST_CASE(dates),
+	TEST_CASE(timestamps),
+	TEST_CASE(timestamps_malformed),
+	TEST_CASE(arrays),
+	TEST_CASE(arrays_malformed),
+	TEST_CASE(vectors),
+	TEST_CASE(composites),
+	TEST_CASE(composites_malformed),
+	TEST_CASE(type_names),
+	TEST_CASE(cache_missing),
+	TEST_CASE(cache_grows),
+	TEST_CASE(cache_load),
+	TEST_CASE(cache_load_bad_result),
+	TEST_CASE(rollback_with_offset),
+	TEST_LOOP(fuzz, 4),
+	{0},
+};
 
-int main(void)
-{
-	SRunner *sr = srunner_create(encode_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+const struct unit_program unit_program = {
+	.name = "encode",
+	.cases = cases,
+	.before_each = setup,
+	.after_each = teardown,
+	/* fuzz takes seconds, more under sanitizers */
+	.timeout_s = 60,
+};

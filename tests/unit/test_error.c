@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "error.h"
+#include "unit.h"
 
 START_TEST(status_map)
 {
@@ -171,23 +172,20 @@ START_TEST(assert_fails_aborts)
 END_TEST
 #endif
 
-int main(void)
-{
-	Suite *s = suite_create("error");
-	TCase *tc = tcase_create("error");
-	tcase_add_test(tc, status_map);
-	tcase_add_test(tc, json_without_pg_result);
-	tcase_add_test(tc, tidy);
-	tcase_add_test(tc, redact_passwords);
-	tcase_add_test(tc, json_code_like_json);
-	tcase_add_test(tc, assert_holds);
+static const struct test_case cases[] = {
+	TEST_CASE(status_map),
+	TEST_CASE(json_without_pg_result),
+	TEST_CASE(tidy),
+	TEST_CASE(redact_passwords),
+	TEST_CASE(json_code_like_json),
+	TEST_CASE(assert_holds),
 #ifdef FPG_CASSERT
-	tcase_add_test_raise_signal(tc, assert_fails_aborts, SIGABRT);
+	TEST_RAISES(assert_fails_aborts, SIGABRT),
 #endif
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "error",
+	.cases = cases,
+};

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "guard.h"
+#include "unit.h"
 
 static struct fpg_hosts parse_ok(const char *list, const char *listen)
 {
@@ -202,25 +203,18 @@ START_TEST(same_secret)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("guard");
-	TCase *tc = tcase_create("hosts");
-	tcase_add_test(tc, default_hosts);
-	tcase_add_test(tc, wildcard_listen_allows_addresses);
-	tcase_add_test(tc, explicit_list);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("preflight");
-	tcase_add_test(tc, preflighted);
-	suite_add_tcase(s, tc);
-	tc = tcase_create("headers");
-	tcase_add_test(tc, ambiguous_headers);
-	tcase_add_test(tc, client_ids_and_keys);
-	tcase_add_test(tc, same_secret);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(default_hosts),
+	TEST_CASE(wildcard_listen_allows_addresses),
+	TEST_CASE(explicit_list),
+	TEST_CASE(preflighted),
+	TEST_CASE(ambiguous_headers),
+	TEST_CASE(client_ids_and_keys),
+	TEST_CASE(same_secret),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "guard",
+	.cases = cases,
+};

@@ -4,6 +4,7 @@
 #include <string.h>
 
 #include "params.h"
+#include "unit.h"
 
 static struct fpg_statement st;
 static struct fpg_error err;
@@ -242,31 +243,25 @@ START_TEST(nul_byte_is_400)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("params");
-	TCase *tc = tcase_create("convert");
-	tcase_add_checked_fixture(tc, NULL, teardown);
-	tcase_add_test(tc, scalars_keep_their_text);
-	tcase_add_test(tc, huge_numbers_keep_their_text);
-	tcase_add_test(tc, objects_are_their_json_text);
-	tcase_add_test(tc, arrays_become_array_literals);
-	tcase_add_test(tc, options_are_parsed);
-	suite_add_tcase(s, tc);
-	TCase *bad = tcase_create("validate");
-	tcase_add_checked_fixture(bad, NULL, teardown);
-	tcase_add_loop_test(bad, bad_bodies_are_400, 0,
-			    sizeof(bad_bodies) / sizeof(bad_bodies[0]));
-	tcase_add_test(bad, autocommit_check);
-	tcase_add_test(bad, batch_body_ends_after_key);
-	tcase_add_test(bad, line_comment_ends_at_cr);
-	tcase_add_test(bad, rollback_work_to_savepoint);
-	tcase_add_test(bad, checks_read_whole_words);
-	tcase_add_test(bad, nul_byte_is_400);
-	suite_add_tcase(s, bad);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(scalars_keep_their_text),
+	TEST_CASE(huge_numbers_keep_their_text),
+	TEST_CASE(objects_are_their_json_text),
+	TEST_CASE(arrays_become_array_literals),
+	TEST_CASE(options_are_parsed),
+	TEST_LOOP(bad_bodies_are_400,
+		  (int)(sizeof(bad_bodies) / sizeof(bad_bodies[0]))),
+	TEST_CASE(autocommit_check),
+	TEST_CASE(batch_body_ends_after_key),
+	TEST_CASE(line_comment_ends_at_cr),
+	TEST_CASE(rollback_work_to_savepoint),
+	TEST_CASE(checks_read_whole_words),
+	TEST_CASE(nul_byte_is_400),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "params",
+	.cases = cases,
+	.after_each = teardown,
+};

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "router.h"
+#include "unit.h"
 
 struct spec_route {
 	char method[8];
@@ -138,18 +139,15 @@ START_TEST(stat_names_cover_routes)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("router");
-	TCase *tc = tcase_create("spec");
-	tcase_add_test(tc, table_matches_spec);
-	tcase_add_test(tc, miss_is_404_or_405);
-	tcase_add_test(tc, miss_is_405_with_small_allow);
-	tcase_add_test(tc, stat_names_cover_routes);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(table_matches_spec),
+	TEST_CASE(miss_is_404_or_405),
+	TEST_CASE(miss_is_405_with_small_allow),
+	TEST_CASE(stat_names_cover_routes),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "router",
+	.cases = cases,
+};

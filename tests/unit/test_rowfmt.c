@@ -17,6 +17,7 @@
 #include "error.h"
 #include "rowfmt.h"
 #include "typecache.h"
+#include "unit.h"
 
 enum {
 	OID_BOOL = 16,
@@ -504,7 +505,7 @@ START_TEST(random_text_round_trip)
 	static const uint32_t types[] = {OID_TEXT, OID_TEXT};
 	enum { ROWS = 200, MAXLEN = 64 };
 	static char vals[ROWS][2][MAXLEN * 4 + 1];
-	unsigned seed = 12345;
+	unsigned seed = unit_seed();
 	PGresult *res = make_result(2, names, types);
 	for (int r = 0; r < ROWS; r++) {
 		for (int c = 0; c < 2; c++) {
@@ -538,40 +539,33 @@ START_TEST(random_text_round_trip)
 }
 END_TEST
 
-static Suite *rowfmt_suite(void)
-{
-	Suite *s = suite_create("rowfmt");
-	struct {
-		const char *name;
-		const TTest *tests[8];
-	} cases[] = {
-		{"json",
-		 {json_objects, json_arrays, json_no_rows, json_escaped_names,
-		  json_header_again, json_types, json_big_numbers_string}},
-		{"expect",
-		 {expect_first, expect_one_array, expect_scalar,
-		  expect_scalar_null, expect_scalar_no_columns,
-		  expect_no_rows}},
-		{"ndjson", {ndjson_rows, ndjson_arrays}},
-		{"csv", {csv_quoting, csv_types}},
-		{"end", {error_in_band, content_types}},
-		{"random", {random_text_round_trip}},
-	};
-	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		TCase *tc_ = tcase_create(cases[i].name);
-		tcase_add_checked_fixture(tc_, setup, teardown);
-		for (size_t k = 0; k < 8 && cases[i].tests[k]; k++)
-			tcase_add_test(tc_, cases[i].tests[k]);
-		suite_add_tcase(s, tc_);
-	}
-	return s;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(json_objects),
+	TEST_CASE(json_arrays),
+	TEST_CASE(json_no_rows),
+	TEST_CASE(json_escaped_names),
+	TEST_CASE(json_header_again),
+	TEST_CASE(json_types),
+	TEST_CASE(json_big_numbers_string),
+	TEST_CASE(expect_first),
+	TEST_CASE(expect_one_array),
+	TEST_CASE(expect_scalar),
+	TEST_CASE(expect_scalar_null),
+	TEST_CASE(expect_scalar_no_columns),
+	TEST_CASE(expect_no_rows),
+	TEST_CASE(ndjson_rows),
+	TEST_CASE(ndjson_arrays),
+	TEST_CASE(csv_quoting),
+	TEST_CASE(csv_types),
+	TEST_CASE(error_in_band),
+	TEST_CASE(content_types),
+	TEST_CASE(random_text_round_trip),
+	{0},
+};
 
-int main(void)
-{
-	SRunner *sr = srunner_create(rowfmt_suite());
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? EXIT_FAILURE : EXIT_SUCCESS;
-}
+const struct unit_program unit_program = {
+	.name = "rowfmt",
+	.cases = cases,
+	.before_each = setup,
+	.after_each = teardown,
+};

@@ -11,9 +11,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "sqltext.h"
+#include "unit.h"
 
 static char kind_letter(enum fpg_sqltext_kind k)
 {
@@ -245,11 +245,7 @@ static bool only_blank(const char *from, const char *to)
 
 START_TEST(random_texts_tile)
 {
-	unsigned seed = (unsigned)time(NULL);
-	if (getenv("FPG_TEST_SEED"))
-		seed = (unsigned)strtoul(getenv("FPG_TEST_SEED"), NULL, 10);
-	srand(seed);
-	fprintf(stderr, "random_texts_tile: seed %u\n", seed);
+	unsigned seed = unit_seed();
 	for (int round = 0; round < 50000; round++) {
 		char text[256];
 		random_text(text, sizeof(text));
@@ -272,23 +268,18 @@ START_TEST(random_texts_tile)
 }
 END_TEST
 
-int main(void)
-{
-	Suite *s = suite_create("sqltext");
-	TCase *tc = tcase_create("tokens");
-	tcase_add_test(tc, comments);
-	tcase_add_test(tc, strings);
-	tcase_add_test(tc, identifiers);
-	tcase_add_test(tc, dollar_quotes);
-	tcase_add_test(tc, numbers_and_operators);
-	tcase_add_test(tc, helpers);
-	suite_add_tcase(s, tc);
-	TCase *rnd = tcase_create("random");
-	tcase_add_test(rnd, random_texts_tile);
-	suite_add_tcase(s, rnd);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	return failed ? 1 : 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(comments),
+	TEST_CASE(strings),
+	TEST_CASE(identifiers),
+	TEST_CASE(dollar_quotes),
+	TEST_CASE(numbers_and_operators),
+	TEST_CASE(helpers),
+	TEST_CASE(random_texts_tile),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "sqltext",
+	.cases = cases,
+};

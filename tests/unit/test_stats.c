@@ -10,15 +10,14 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "buf.h"
 #include "stats.h"
+#include "unit.h"
 
 #define WORKERS 3
 #define NAME "[a-zA-Z_:][a-zA-Z0-9_:]*"
 
-static unsigned seed;
 static const char *const routes[] = {"POST /query", "GET /stats",
 				     "POST /tx"};
 enum { NROUTES = sizeof(routes) / sizeof(routes[0]) };
@@ -34,7 +33,7 @@ static void record_random(struct traffic *t)
 {
 	static const int statuses[] = {200, 200, 200, 400, 404, 409,
 				       500, 503, 504, 299, 777};
-	unsigned rs = seed;
+	unsigned rs = unit_seed();
 	for (unsigned i = 0; i < WORKERS; i++) {
 		t->w[i] = calloc(1, sizeof(*t->w[i]));
 		ck_assert_ptr_nonnull(t->w[i]);
@@ -199,7 +198,7 @@ START_TEST(counters_add_up_over_workers)
 		ck_assert_msg((unsigned long long)sum == t.per_route[r],
 			      "route %s: %.0f in /metrics, %llu recorded "
 			      "(seed %u)",
-			      routes[r], sum, t.per_route[r], seed);
+			      routes[r], sum, t.per_route[r], unit_seed());
 		snprintf(prefix, sizeof(prefix),
 			 "fasterpg_requests_total{route=\"%s\",status=\"200\"}",
 			 routes[r]);
@@ -254,22 +253,14 @@ START_TEST(json_has_the_same_totals)
 }
 END_TEST
 
-int main(void)
-{
-	const char *e = getenv("FPG_TEST_SEED");
-	seed = e ? (unsigned)strtoul(e, NULL, 10) : (unsigned)time(NULL);
-	fprintf(stderr, "test_stats: seed %u\n", seed);
-	Suite *s = suite_create("stats");
-	TCase *tc = tcase_create("stats");
-	tcase_add_test(tc, metrics_text_parses);
-	tcase_add_test(tc, counters_add_up_over_workers);
-	tcase_add_test(tc, json_has_the_same_totals);
-	suite_add_tcase(s, tc);
-	SRunner *sr = srunner_create(s);
-	srunner_run_all(sr, CK_NORMAL);
-	int failed = srunner_ntests_failed(sr);
-	srunner_free(sr);
-	if (failed)
-		fprintf(stderr, "test_stats: FPG_TEST_SEED=%u replays\n", seed);
-	return failed != 0;
-}
+static const struct test_case cases[] = {
+	TEST_CASE(metrics_text_parses),
+	TEST_CASE(counters_add_up_over_workers),
+	TEST_CASE(json_has_the_same_totals),
+	{0},
+};
+
+const struct unit_program unit_program = {
+	.name = "stats",
+	.cases = cases,
+};
