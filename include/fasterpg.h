@@ -106,6 +106,15 @@ struct fpg_options {
 	size_t min_upload_rate;	 /* bytes/s a request body must arrive at,
 				    over each 5 s the server waits for it;
 				    0 = no minimum */
+	const char *auth;	 /* how clients are authenticated: NULL or
+				    "" none (every client is the --db
+				    login), "password": each sends a
+				    PostgreSQL user and password (HTTP Basic)
+				    that PostgreSQL checks */
+	unsigned max_logins;	 /* per worker, logins with a pool open */
+	unsigned login_idle_timeout_ms; /* a login unused this long closes */
+	unsigned auth_recheck_ms; /* a password that logged in is trusted
+				     this long, then checked again */
 	unsigned insecure_no_auth; /* 1: listen beyond loopback although no
 				      client is authenticated (every
 				      client is the --db login) */

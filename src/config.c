@@ -113,6 +113,17 @@ static const struct opt_def opt_table[] = {
 	{"min-upload-rate", "FASTERPG_MIN_UPLOAD_RATE", NULL, OPT_SIZE,
 	 OFF(min_upload_rate), "1024", 0, 1ULL << 30,
 	 "bytes/s a request body must arrive at, per 5 s (0 = no minimum)"},
+	{"auth", "FASTERPG_AUTH", NULL, OPT_STR, OFF(auth), NULL, 0, 0,
+	 "password: clients send a PostgreSQL user and password (HTTP "
+	 "Basic), checked by PostgreSQL; unset: none"},
+	{"max-logins", "FASTERPG_MAX_LOGINS", NULL, OPT_UINT, OFF(max_logins),
+	 "100", 1, 100000, "logins with connections open, per worker"},
+	{"login-idle-timeout-ms", "FASTERPG_LOGIN_IDLE_TIMEOUT_MS", NULL,
+	 OPT_UINT, OFF(login_idle_timeout_ms), "300000", 1000, 86400000,
+	 "close a login's connections after it is unused this long"},
+	{"auth-recheck-ms", "FASTERPG_AUTH_RECHECK_MS", NULL, OPT_UINT,
+	 OFF(auth_recheck_ms), "60000", 0, 86400000,
+	 "trust a password that logged in this long, then log in again"},
 	{"insecure-no-auth", "FASTERPG_INSECURE_NO_AUTH", NULL, OPT_FLAG,
 	 OFF(insecure_no_auth), "0", 0, 1,
 	 "listen beyond loopback without authenticating clients: every "

@@ -143,13 +143,36 @@ void fpg_conn_close(struct fpg_conn *c, const char *why)
 	conn_close(c);
 }
 
+/*
+ * PostgreSQL turned the login down (wrong or missing password, no such
+ * role, no pg_hba.conf entry), as opposed to not being reachable. libpq
+ * keeps no SQLSTATE for a failed connect, only the server's message, in
+ * the server's lc_messages: these are its English texts (see
+ * docs/security.md).
+ */
+static bool login_refused(const char *why)
+{
+	static const char *const texts[] = {
+		"password authentication failed",
+		"authentication failed for user",
+		"no pg_hba.conf entry",
+		"no password supplied",
+		"pg_hba.conf rejects connection",
+	};
+	for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++)
+		if (strstr(why, texts[i]))
+			return true;
+	return strstr(why, "role \"") && strstr(why, "\" does not exist");
+}
+
 /* A connect or setup attempt failed: the owner decides what next. */
 static void connect_failed(struct fpg_conn *c, const char *why)
 {
 	char reason[256];
 	fpg_error_tidy(reason, sizeof(reason), why);
+	bool refused = c->state == FPG_CONN_CONNECTING && login_refused(why);
 	fpg_conn_close(c, why);
-	c->on->connect_failed(c, reason);
+	c->on->connect_failed(c, reason, refused);
 }
 
 /*
@@ -710,10 +733,14 @@ void fpg_conn_start(struct fpg_conn *c)
 	const struct fpg_options *opts = c->env->opts;
 	char options[1024];
 	startup_options(opts, options, sizeof(options));
+	/* A login's user and password come after dbname: they win over
+	 * what the conninfo in it says. */
 	const char *keys[] = {"dbname", "client_encoding",
-			      "fallback_application_name", "options", NULL};
+			      "fallback_application_name", "options",
+			      c->env->user ? "user" : NULL, "password", NULL};
 	const char *vals[] = {opts->db ? opts->db : "",
-			      "UTF8", "fasterpg", options, NULL};
+			      "UTF8", "fasterpg", options, c->env->user,
+			      c->env->password, NULL};
 	static _Atomic uint64_t next_id = 1;
 	c->id = atomic_fetch_add(&next_id, 1);
 	c->pg = PQconnectStartParams(keys, vals, 1);

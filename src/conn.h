@@ -38,6 +38,9 @@ struct fpg_conn_env {
 	struct fpg_typecache *types;	 /* for the pool's users (query.c) */
 	const bool *draining;		 /* no new connections once set */
 	unsigned worker_id;		 /* for logs */
+	/* The login, when not the one of opts->db (NULL: that one). */
+	const char *user;
+	const char *password;		 /* with user; NULL: none */
 	/* The statement cache every connection carries (query.c's): made
 	 * when a session starts, freed when it ends or was discarded. */
 	struct fpg_stmt_cache *(*stmts_new)(struct fpg_pool *pool,
@@ -55,8 +58,10 @@ struct fpg_conn_events {
 	bool (*op_ended)(struct fpg_conn *c);
 	/* Set up and ready for work (op_ended follows). */
 	void (*ready)(struct fpg_conn *c);
-	/* Connecting or setting up failed (why, tidied); it is DOWN. */
-	void (*connect_failed)(struct fpg_conn *c, const char *why);
+	/* Connecting or setting up failed (why, tidied); it is DOWN.
+	 * refused: PostgreSQL turned the login itself down. */
+	void (*connect_failed)(struct fpg_conn *c, const char *why,
+			       bool refused);
 	/* Marked BROKEN: the owner closes it at the end of the loop turn. */
 	void (*broken)(struct fpg_conn *c);
 	/* Corked for this loop turn: the owner uncorks it before waiting. */

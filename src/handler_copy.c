@@ -760,7 +760,8 @@ int fpg_handle_tx_copy_in(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->pool, req->path_param,
+				   &tx, &err);
 	return conn ? start(req, true, conn, tx)
 		    : fpg_request_error(req, &err, NULL);
 }
@@ -770,7 +771,8 @@ int fpg_handle_tx_copy_out(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->pool, req->path_param,
+				   &tx, &err);
 	return conn ? start(req, false, conn, tx)
 		    : fpg_request_error(req, &err, NULL);
 }

@@ -289,7 +289,8 @@ int fpg_handle_tx_query(struct fpg_request *req)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->pool, req->path_param,
+				   &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
 	int status = start_query(req, conn);

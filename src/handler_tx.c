@@ -473,7 +473,8 @@ static int end_tx(struct fpg_request *req, bool commit)
 	struct fpg_tx *tx;
 	struct fpg_error err;
 	struct fpg_conn *conn =
-		fpg_tx_take_prefix(req->svc->tx, req->path_param, &tx, &err);
+		fpg_tx_take_prefix(req->svc->tx, req->pool, req->path_param,
+				   &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
 	struct tx_req *tr = tx_req_new(req);

@@ -11,6 +11,7 @@
 #include "stats.h"
 struct fpg_pool {
 	struct fpg_conn_env d;
+	struct fpg_pool_owner owner;
 	const struct fpg_options *opts;
 	struct fpg_conn **conns; /* pool_max slots, each allocated */
 	unsigned nconns;
@@ -200,10 +201,29 @@ static bool any_ready(const struct fpg_pool *pool)
 	return false;
 }
 
-/* A connect or setup attempt failed: back off, and fail fast meanwhile. */
-static void on_connect_failed(struct fpg_conn *c, const char *why)
+/*
+ * A connect or setup attempt failed: back off, and fail fast meanwhile.
+ * A login PostgreSQL refused fails its waiters with 401 (it is the
+ * client's credential) and tells the owner; no connect follows until a
+ * request asks again.
+ */
+static void on_connect_failed(struct fpg_conn *c, const char *why,
+			      bool refused)
 {
 	struct fpg_pool *pool = c->pool;
+	if (refused) {
+		fpg_log_info("pool", NULL, "worker %u: login refused: %s",
+			     pool->d.worker_id, why);
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_REQUEST, 401,
+			      "PostgreSQL refused these credentials");
+		err.reason = "unauthorized";
+		fail_waiters(pool, &err, false);
+		update_gauges(pool);
+		if (pool->owner.refused)
+			pool->owner.refused(pool, pool->owner.ctx);
+		return;
+	}
 	snprintf(pool->last_error, sizeof(pool->last_error), "%s", why);
 	fpg_log_warn("pool", NULL, "worker %u: connect failed: %s",
 		     pool->d.worker_id, pool->last_error);
@@ -290,9 +310,12 @@ static bool on_guest_op_ended(struct fpg_conn *c)
 
 static void on_ready(struct fpg_conn *c)
 {
-	c->pool->db_down = false;
-	c->pool->backoff_ms = 0;
-	update_gauges(c->pool);
+	struct fpg_pool *pool = c->pool;
+	pool->db_down = false;
+	pool->backoff_ms = 0;
+	update_gauges(pool);
+	if (pool->owner.logged_in)
+		pool->owner.logged_in(pool, pool->owner.ctx);
 }
 
 static void on_broken(struct fpg_conn *c)
@@ -573,7 +596,7 @@ void fpg_pool_tick(struct fpg_pool *pool)
 		    now - c->connect_started_ms > CONNECT_TIMEOUT_MS)
 			fpg_conn_fail(c, "timed out connecting");
 	}
-	unsigned want = pool->opts->pool_min;
+	unsigned want = pool->owner.min;
 	if (pool->nwaiting && want < pool->nconns)
 		want = pool->nconns;
 	maybe_grow(pool, want);
@@ -585,18 +608,39 @@ void fpg_pool_tick(struct fpg_pool *pool)
 	}
 }
 
+bool fpg_pool_quiet(const struct fpg_pool *pool)
+{
+	if (!fpg_list_empty(&pool->waiters) || !fpg_list_empty(&pool->guests) ||
+	    pool->lent)
+		return false;
+	for (unsigned i = 0; i < pool->nconns; i++)
+		if (pool->conns[i]->inflight || pool->conns[i]->held)
+			return false;
+	return true;
+}
+
+const char *fpg_pool_login(const struct fpg_pool *pool)
+{
+	return pool->d.user ? pool->d.user : "";
+}
+
 const struct fpg_conn_env *fpg_pool_env(const struct fpg_pool *pool)
 {
 	return &pool->d;
 }
 
 struct fpg_pool *fpg_pool_new(const struct fpg_conn_env *env,
+			      const struct fpg_pool_owner *owner,
 			      struct fpg_error *err)
 {
 	struct fpg_pool *pool = calloc(1, sizeof(*pool));
 	if (!pool)
 		goto nomem;
 	pool->d = *env;
+	if (owner)
+		pool->owner = *owner;
+	else
+		pool->owner.min = env->opts->pool_min;
 	fpg_list_init(&pool->guests);
 	fpg_list_init(&pool->waiters);
 	pool->opts = env->opts;

@@ -36,9 +36,27 @@ struct fpg_pool_waiter {
 };
 
 
-/* A pool; env is copied. Caller owns (fpg_pool_free). */
+/* Who made a pool (logins.c), and what it wants to hear. */
+struct fpg_pool_owner {
+	unsigned min;	/* connections kept open */
+	/* A connection logged in (its credential is good), or PostgreSQL
+	 * refused the login (the waiters got 401). Either may be NULL. */
+	void (*logged_in)(struct fpg_pool *pool, void *ctx);
+	void (*refused)(struct fpg_pool *pool, void *ctx);
+	void *ctx;
+};
+
+/*
+ * A pool; env and owner are copied. owner NULL: nobody listens, and
+ * env->opts->pool_min connections are kept open. Caller owns
+ * (fpg_pool_free).
+ */
 struct fpg_pool *fpg_pool_new(const struct fpg_conn_env *env,
+			      const struct fpg_pool_owner *owner,
 			      struct fpg_error *err);
+
+/* Nobody waits, nothing runs, nothing is lent: freeing it loses nothing. */
+bool fpg_pool_quiet(const struct fpg_pool *pool);
 
 /* Closes every connection (ops get on_done with broken set). NULL ok. */
 void fpg_pool_free(struct fpg_pool *pool);
@@ -108,6 +126,9 @@ void fpg_pool_uncork(struct fpg_pool *pool);
 /* Closes broken connections; the worker calls it once per loop turn. */
 void fpg_pool_reap(struct fpg_pool *pool);
 
+
+/* The user of the pool's login, "" for the --db login's. */
+const char *fpg_pool_login(const struct fpg_pool *pool);
 
 /* What the pool and its connections were given. */
 const struct fpg_conn_env *fpg_pool_env(const struct fpg_pool *pool);

@@ -13,6 +13,7 @@
 
 #include "error.h"
 #include "guard.h"
+#include "logins.h"
 #include "log.h"
 #include "stats.h"
 
@@ -428,6 +429,10 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	if (req->header_problem)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONNECTION,
 					"close");
+	if (req->status == 401 && req->svc->auth_password)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Basic realm=\"fasterpg\", "
+					"charset=\"UTF-8\"");
 	const char *cors = req->svc->opts->cors_origin;
 	if (cors) {
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
@@ -443,7 +448,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 			MHD_add_response_header(
 				resp, "Access-Control-Allow-Headers",
 				"Content-Type, Accept, Content-Encoding, "
-				"X-Request-Id, X-Cancel-Key, "
+				"Authorization, X-Request-Id, X-Cancel-Key, "
 				"X-Requested-With");
 			MHD_add_response_header(resp, "Access-Control-Max-Age",
 						"600");
@@ -496,6 +501,39 @@ static int check_origin(struct fpg_request *req)
 				req->method, req->route->path);
 }
 
+/*
+ * With --auth password, a route that runs SQL runs it as the login the
+ * client names (HTTP Basic), on that login's pool; PostgreSQL checks the
+ * password (see logins.h). Returns a status when the request ends here.
+ */
+static int authenticate(struct fpg_request *req)
+{
+	if (!req->svc->auth_password || req->route->cross_site_ok)
+		return 0;
+	char *password = NULL;
+	char *user = MHD_basic_auth_get_username_password(req->conn, &password);
+	int status = 0;
+	struct fpg_error err;
+	if (!user || !password || !*user) {
+		status = fpg_request_fail(req, 401, "unauthorized",
+					  "send a PostgreSQL user name and "
+					  "password (HTTP Basic authorization)");
+	} else if (!fpg_logins_find(req->svc->logins, user, password,
+				    &req->pool, &err)) {
+		status = fpg_request_error(req, &err, NULL);
+	} else {
+		/* Other workers read it to match cancels. */
+		pthread_mutex_lock(&req->rs->lock);
+		snprintf(req->login, sizeof(req->login), "%s", user);
+		pthread_mutex_unlock(&req->rs->lock);
+	}
+	if (password)
+		explicit_bzero(password, strlen(password));
+	MHD_free(user);
+	MHD_free(password);
+	return status;
+}
+
 static void route(struct fpg_request *req)
 {
 	int status = req->route_status;
@@ -533,7 +571,7 @@ static void route(struct fpg_request *req)
 	} else if (*req->svc->draining) {
 		status = fpg_request_fail(req, 503, "shutting_down",
 					  "the server is shutting down");
-	} else {
+	} else if (!(status = authenticate(req))) {
 		status = req->route->handler(req);
 	}
 	if (status > 0)
@@ -688,20 +726,21 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 
 /* r may be cancelled by whoever knows id and key (key non-empty). */
 static bool cancel_matches(const struct fpg_request *r, const char *id,
-			   const char *key)
+			   const char *key, const char *login)
 {
 	return r->cancel_key[0] && strcmp(r->id, id) == 0 &&
+	       strcmp(r->login, login) == 0 &&
 	       fpg_guard_same_secret(r->cancel_key, strlen(r->cancel_key), key,
 				     strlen(key));
 }
 
 /* Cancels w's requests that id and key name. w's thread. */
 static void cancel_by_id(struct fpg_requests *w, const char *id,
-			 const char *key)
+			 const char *key, const char *login)
 {
 	/* Requests are freed only by MHD, never inside cancel(). */
 	for (struct fpg_request *req = w->list; req; req = req->next) {
-		if (cancel_matches(req, id, key) && req->handler &&
+		if (cancel_matches(req, id, key, login) && req->handler &&
 		    req->handler->cancel)
 			req->handler->cancel(req);
 	}
@@ -713,13 +752,14 @@ struct cancel_msg {
 	struct fpg_requests *w;
 	char id[sizeof(((struct fpg_request *)0)->id)];
 	char key[sizeof(((struct fpg_request *)0)->cancel_key)];
+	char login[sizeof(((struct fpg_request *)0)->login)];
 };
 
 static void cancel_msg_handle(struct fpg_msg *msg, bool live)
 {
 	struct cancel_msg *m = FPG_CONTAINER_OF(msg, struct cancel_msg, msg);
 	if (live)
-		cancel_by_id(m->w, m->id, m->key);
+		cancel_by_id(m->w, m->id, m->key, m->login);
 	free(m);
 }
 
@@ -731,18 +771,19 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 	for (unsigned i = 0; i < svc->nworkers; i++) {
 		struct fpg_requests *w = svc->all_requests[i];
 		unsigned here = 0;
-		/* Only ids and keys are read here (set before a request is
-		 * linked, never changed): the owner does the rest. */
+		/* Only ids, keys (set before a request is linked, never
+		 * changed) and logins (set once under the lock) are read
+		 * here: the owner does the rest. */
 		pthread_mutex_lock(&w->lock);
 		for (struct fpg_request *r = w->list; r; r = r->next)
-			if (r != self && cancel_matches(r, id, key))
+			if (r != self && cancel_matches(r, id, key, self->login))
 				here++;
 		pthread_mutex_unlock(&w->lock);
 		if (!here)
 			continue;
 		found += here;
 		if (w == self->rs) {
-			cancel_by_id(w, id, key);
+			cancel_by_id(w, id, key, self->login);
 			continue;
 		}
 		struct cancel_msg *m = malloc(sizeof(*m));
@@ -754,6 +795,7 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 		m->w = w;
 		snprintf(m->id, sizeof(m->id), "%s", id);
 		snprintf(m->key, sizeof(m->key), "%s", key);
+		snprintf(m->login, sizeof(m->login), "%s", self->login);
 		fpg_loop_post(w->svc->loop, &m->msg);
 	}
 	return found;

@@ -77,6 +77,8 @@ struct fpg_request {
 	struct fpg_requests *rs;
 	struct fpg_pool *pool;	  /* the caller's login's (svc->pool when no
 				     client is authenticated) */
+	char login[64];		  /* its user ("": the --db login), set once
+				     under rs->lock: cancels by id match it */
 	struct MHD_Connection *conn;
 	struct fpg_request *prev, *next; /* worker's live requests */
 	const struct fpg_route *route;

@@ -82,6 +82,11 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 			      "pipeline-depth and max-body-bytes must be > 0");
 		return false;
 	}
+	if (o->auth && *o->auth && strcmp(o->auth, "password") != 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "auth must be password (or unset)");
+		return false;
+	}
 	if (!check_db(o->db, err))
 		return false;
 	fpg_log_configure(level, strcmp(o->log_format, "json") == 0);
@@ -113,7 +118,7 @@ static bool check_exposure(const struct fpg_options *o, struct fpg_error *err)
 {
 	struct sockaddr_storage addr;
 	socklen_t len;
-	if (o->insecure_no_auth)
+	if (o->insecure_no_auth || (o->auth && *o->auth))
 		return true;
 	if (!fpg_listen_address(o->listen_host, o->listen_port, &addr, &len,
 				err))
@@ -123,9 +128,10 @@ static bool check_exposure(const struct fpg_options *o, struct fpg_error *err)
 	fpg_error_set(err, FPG_ERR_CONFIG, 0,
 		      "refusing to listen on %s: no client is authenticated, "
 		      "so whoever reaches the port runs SQL as the --db login; "
-		      "listen on 127.0.0.1 (behind a proxy that authenticates), "
-		      "or pass --insecure-no-auth if the network itself is "
-		      "trusted (e.g. a private container network)",
+		      "authenticate clients (--auth password), listen on "
+		      "127.0.0.1 (behind a proxy that authenticates), or pass "
+		      "--insecure-no-auth if the network itself is trusted "
+		      "(e.g. a private container network)",
 		      o->listen_host);
 	return false;
 }

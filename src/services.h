@@ -13,6 +13,7 @@
 
 struct fpg_hosts;
 struct fpg_lanes;
+struct fpg_logins;
 struct fpg_loop;
 struct fpg_pool;
 struct fpg_requests;
@@ -32,7 +33,9 @@ struct fpg_services {
 	unsigned worker_id;
 	const struct fpg_options *opts;
 	struct fpg_loop *loop;
-	struct fpg_pool *pool;
+	struct fpg_pool *pool;		/* the --db login's */
+	struct fpg_logins *logins;	/* every login's pool */
+	bool auth_password;		/* clients send their own login */
 	struct fpg_typecache *types;
 	struct fpg_tx_table *tx;	/* the sessions this worker began */
 	struct fpg_lanes *lanes;	/* lane choice of /query */

@@ -46,6 +46,7 @@ struct fpg_tx {
 	enum tx_state state;
 	uint32_t gen;
 	unsigned char secret[16];
+	char login[64];		       /* its login's user ("": --db's) */
 	enum fpg_tx_end end;
 	uint64_t idle_deadline_ms;
 	uint64_t life_deadline_ms;
@@ -475,6 +476,8 @@ struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w, struct fpg_pool *pool,
 		tx->gen++;
 		tx->end = FPG_TX_OPEN;
 		memcpy(tx->secret, secret, sizeof(secret));
+		snprintf(tx->login, sizeof(tx->login), "%s",
+			 fpg_pool_login(pool));
 		tx->life_deadline_ms = w->d.loop->now_ms + w->d.opts->tx_max_lifetime_ms;
 	}
 	pthread_mutex_unlock(&t->lock);
@@ -511,8 +514,9 @@ void fpg_tx_abandon(struct fpg_tx *tx)
 		tx->orphan = true;
 }
 
-struct fpg_conn *fpg_tx_take(struct fpg_tx_table *w, const char *token,
-			     struct fpg_tx **txp, struct fpg_error *err)
+struct fpg_conn *fpg_tx_take(struct fpg_tx_table *w, struct fpg_pool *caller,
+			     const char *token, struct fpg_tx **txp,
+			     struct fpg_error *err)
 {
 	unsigned char raw[23];
 	unsigned home = 0, slot = 0;
@@ -529,9 +533,11 @@ struct fpg_conn *fpg_tx_take(struct fpg_tx_table *w, const char *token,
 		goto unknown;
 	struct fpg_tx *tx = &ht->slots[slot];
 	pthread_mutex_lock(&tx->table->lock);
+	/* Another login's session is as unknown as one that never was. */
 	if (tx->gen != gen || tx->state == TX_FREE ||
 	    !fpg_guard_same_secret(tx->secret, sizeof(tx->secret), raw + 7,
-				   sizeof(tx->secret))) {
+				   sizeof(tx->secret)) ||
+	    strcmp(tx->login, fpg_pool_login(caller)) != 0) {
 		pthread_mutex_unlock(&tx->table->lock);
 		goto unknown;
 	}
@@ -644,7 +650,8 @@ void fpg_tx_tick(struct fpg_tx_table *w)
 	}
 }
 
-struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *w, const char *s,
+struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *w,
+				    struct fpg_pool *caller, const char *s,
 				    struct fpg_tx **txp, struct fpg_error *err)
 {
 	char token[FPG_TX_TOKEN_LEN + 1];
@@ -657,5 +664,5 @@ struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *w, const char *s,
 	}
 	memcpy(token, s, n);
 	token[n] = '\0';
-	return fpg_tx_take(w, token, txp, err);
+	return fpg_tx_take(w, caller, token, txp, err);
 }

@@ -112,20 +112,24 @@ unsigned fpg_tx_idle_timeout_ms(const struct fpg_tx *tx);
 uint64_t fpg_tx_expires_in_ms(const struct fpg_tx *tx, uint64_t now_ms);
 
 /*
- * Takes the session named by token for one step on worker w. Returns its
+ * Takes the session named by token for one step on worker w, for a
+ * caller of the login of pool caller (a session of another login is
+ * unknown to it: 404). Returns its
  * connection, ready to run in w's loop, or NULL with err: 404 unknown
  * token, 410 ended (with the reason), 409 busy. The session is released
  * when the connection has nothing left to do: a failed or finished
  * statement, a client gone, a broken connection.
  */
-struct fpg_conn *fpg_tx_take(struct fpg_tx_table *here, const char *token,
-			     struct fpg_tx **txp, struct fpg_error *err);
+struct fpg_conn *fpg_tx_take(struct fpg_tx_table *here, struct fpg_pool *caller,
+			     const char *token, struct fpg_tx **txp,
+			     struct fpg_error *err);
 
 /*
  * fpg_tx_take for the token that s starts with, up to the first '/' or
  * the end (a path's "{token}/query"); 404 when that cannot be a token.
  */
-struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *here, const char *s,
+struct fpg_conn *fpg_tx_take_prefix(struct fpg_tx_table *here,
+				    struct fpg_pool *caller, const char *s,
 				    struct fpg_tx **txp,
 				    struct fpg_error *err);
 

@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "logins.h"
 #include "pool.h"
 #include "query.h"
 #include "request.h"
@@ -28,7 +29,7 @@
 static void on_tick(void *ctx)
 {
 	struct fpg_worker *w = ctx;
-	fpg_pool_tick(w->pool);
+	fpg_logins_tick(w->logins);
 	fpg_tx_tick(w->tx_table);
 	fpg_request_tick(&w->reqs);
 }
@@ -150,9 +151,10 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		.stmts_new = fpg_stmt_cache_new,
 		.stmts_free = fpg_stmt_cache_free,
 	};
-	w->pool = fpg_pool_new(&env, err);
-	if (!w->pool)
+	w->logins = fpg_logins_new(&env, err);
+	if (!w->logins)
 		return false;
+	w->pool = fpg_logins_main(w->logins);
 	struct fpg_tx_deps txd = {
 		.index = id,
 		.pool = w->pool,
@@ -168,6 +170,8 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.opts = opts;
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
+	w->svc.logins = w->logins;
+	w->svc.auth_password = opts->auth && strcmp(opts->auth, "password") == 0;
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
@@ -203,13 +207,13 @@ static void begin_drain(struct fpg_worker *w)
 static void run_once(struct fpg_worker *w, int timeout)
 {
 	fpg_loop_wait(&w->loop, timeout);
-	fpg_pool_reap(w->pool);
+	fpg_logins_reap(w->logins);
 	fpg_request_flush_streams(&w->reqs);
 	w->reqs.resumed = false;
 	MHD_run(w->mhd);
 	fpg_clients_settle(&w->reqs.clients);
-	fpg_pool_reap(w->pool);
-	fpg_pool_uncork(w->pool);
+	fpg_logins_reap(w->logins);
+	fpg_logins_uncork(w->logins);
 }
 
 static void *worker_main(void *arg)
@@ -262,7 +266,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	if (w->mhd)
 		MHD_stop_daemon(w->mhd);
 	w->mhd = NULL;
-	fpg_pool_free(w->pool);
+	fpg_logins_free(w->logins);
+	w->logins = NULL;
 	w->pool = NULL;
 	fpg_tx_table_free(w->tx_table);
 	w->tx_table = NULL;

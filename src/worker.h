@@ -24,6 +24,7 @@
 
 struct fpg_canceller;
 struct fpg_lanes;
+struct fpg_logins;
 struct fpg_pool;
 struct fpg_tx_table;
 struct fpg_typecache;
@@ -36,7 +37,8 @@ struct fpg_worker {
 	struct fpg_loop loop;
 	struct fpg_evsrc mhd_ev;
 	struct MHD_Daemon *mhd;
-	struct fpg_pool *pool;
+	struct fpg_logins *logins; /* its pools, one per login */
+	struct fpg_pool *pool;	    /* the --db login's */
 	struct fpg_typecache *types;
 	struct fpg_lanes *lanes;    /* lane choice of /query (query.h) */
 	struct fpg_tx_table *tx_table; /* sessions this worker began */

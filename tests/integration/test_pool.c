@@ -70,7 +70,7 @@ static void pool_up(unsigned pool_max)
 	    .stmts_new = fpg_stmt_cache_new,
 	    .stmts_free = fpg_stmt_cache_free,
 	};
-	fx.pool = fpg_pool_new(&env, &err);
+	fx.pool = fpg_pool_new(&env, NULL, &err);
 	ck_assert_msg(fx.pool, "%s", err.message);
 }
 

@@ -1,0 +1,331 @@
+/*
+ * --auth password: each client names its PostgreSQL login (HTTP Basic)
+ * and runs as that login, checked by PostgreSQL. The cluster gets two
+ * roles with SCRAM passwords (pg_hba.conf asks them for passwords over
+ * TCP) and a table whose row-level security policy shows each role its
+ * own rows.
+ */
+#include <check.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <openssl/evp.h>
+
+#include "http.h"
+#include "it.h"
+#include "pg_harness.h"
+
+static unsigned port;	     /* --auth password */
+static unsigned quick_port;  /* the same, rechecking after 300 ms */
+static char alice_pw[40], bob_pw[40];
+
+/* "Authorization: Basic base64(user:password)" (static storage). */
+static const char *basic(const char *user, const char *password)
+{
+	static char header[300];
+	char plain[160];
+	unsigned char b64[220];
+	int n = snprintf(plain, sizeof(plain), "%s:%s", user, password);
+	EVP_EncodeBlock(b64, (const unsigned char *)plain, n);
+	snprintf(header, sizeof(header), "Authorization: Basic %s", b64);
+	return header;
+}
+
+static struct http_resp *post_as(unsigned p, const char *user,
+				 const char *password, json_t *j)
+{
+	char *body = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	const char *headers[] = {user ? basic(user, password) : NULL, NULL};
+	struct http_resp *r =
+		http_request(p, "POST", "/query", body, user ? headers : NULL);
+	free(body);
+	return r;
+}
+
+static struct http_resp *sql_as(unsigned p, const char *user,
+				const char *password, const char *sql)
+{
+	return post_as(p, user, password, json_pack("{s:s}", "sql", sql));
+}
+
+/* The scalar a statement answers as user (the test fails otherwise). */
+static char *scalar_as(unsigned p, const char *user, const char *password,
+		       const char *sql)
+{
+	struct http_resp *r = post_as(p, user, password,
+				      json_pack("{s:s,s:s}", "sql", sql,
+						"expect", "scalar"));
+	ck_assert_msg(r->status == 200 && json_is_object(r->json),
+		      "%s as %s: %ld %s", sql, user, r->status, r->body);
+	json_t *v = json_object_get(r->json, "value");
+	char *out = json_is_string(v) ? strdup(json_string_value(v))
+				       : json_dumps(v, JSON_ENCODE_ANY);
+	http_resp_free(r);
+	return out;
+}
+
+static void random_password(char *out, size_t n)
+{
+	static const char chars[] = "abcdefghijkmnopqrstuvwxyzABCDEFGH23456789";
+	for (size_t i = 0; i + 1 < n; i++)
+		out[i] = chars[(size_t)rand() % (sizeof(chars) - 1)];
+	out[n - 1] = '\0';
+}
+
+/* Roles, the table, and pg_hba.conf asking alice and bob for passwords. */
+static void setup(void)
+{
+	random_password(alice_pw, 24);
+	random_password(bob_pw, 24);
+	char sql[1024];
+	snprintf(sql, sizeof(sql),
+		 "SET password_encryption = 'scram-sha-256';"
+		 "CREATE ROLE alice LOGIN PASSWORD '%s';"
+		 "CREATE ROLE bob LOGIN PASSWORD '%s';"
+		 "CREATE TABLE auth_notes (owner name NOT NULL, note text);"
+		 "ALTER TABLE auth_notes ENABLE ROW LEVEL SECURITY;"
+		 "CREATE POLICY own ON auth_notes USING (owner = current_user)"
+		 " WITH CHECK (owner = current_user);"
+		 "GRANT SELECT, INSERT ON auth_notes TO alice, bob;"
+		 "INSERT INTO auth_notes VALUES ('alice', 'a1'), ('alice', 'a2'),"
+		 " ('bob', 'b1')",
+		 alice_pw, bob_pw);
+	pgh_exec(sql);
+	/* The server writes its own file (tabs become spaces: COPY's text
+	 * format would escape them). */
+	pgh_exec("CREATE TEMP TABLE hba AS SELECT 1 AS n, 'host all alice,bob "
+		 "127.0.0.1/32 scram-sha-256' AS line UNION ALL SELECT 2, "
+		 "'host all alice,bob ::1/128 scram-sha-256' UNION ALL SELECT "
+		 "2 + o, translate(l, chr(9), ' ') FROM regexp_split_to_table("
+		 "pg_read_file(current_setting('hba_file')), E'\\n') WITH "
+		 "ORDINALITY AS t(l, o);"
+		 "DO $$BEGIN EXECUTE format('COPY (SELECT line FROM hba ORDER "
+		 "BY n) TO %L', current_setting('hba_file')); END$$;"
+		 "SELECT pg_reload_conf()");
+}
+
+START_TEST(clients_must_name_a_login)
+{
+	struct http_resp *r = sql_as(port, NULL, NULL, "SELECT 1");
+	ck_assert_int_eq(r->status, 401);
+	char *how = http_header(r, "WWW-Authenticate");
+	ck_assert_ptr_nonnull(how);
+	ck_assert_ptr_nonnull(strstr(how, "Basic"));
+	free(how);
+	ck_assert_ptr_nonnull(strstr(r->body, "\"unauthorized\""));
+	http_resp_free(r);
+	/* What runs no SQL needs none. */
+	r = http_get(port, "/healthz");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+}
+END_TEST
+
+START_TEST(each_runs_as_itself)
+{
+	for (int round = 0; round < 3; round++) {
+		char *u = scalar_as(port, "alice", alice_pw,
+				    "SELECT current_user::text");
+		ck_assert_str_eq(u, "alice");
+		free(u);
+		u = scalar_as(port, "bob", bob_pw, "SELECT session_user::text");
+		ck_assert_str_eq(u, "bob");
+		free(u);
+		/* Row-level security sees the login. */
+		char *n = scalar_as(port, "alice", alice_pw,
+				    "SELECT string_agg(note, ',' ORDER BY note)"
+				    " FROM auth_notes");
+		ck_assert_str_eq(n, "a1,a2");
+		free(n);
+		n = scalar_as(port, "bob", bob_pw,
+			      "SELECT string_agg(note, ',') FROM auth_notes");
+		ck_assert_str_eq(n, "b1");
+		free(n);
+	}
+	struct http_resp *r = sql_as(port, "bob", bob_pw,
+				     "INSERT INTO auth_notes VALUES ('alice', "
+				     "'forged')");
+	ck_assert_int_ne(r->status, 200); /* 42501: WITH CHECK */
+	http_resp_free(r);
+}
+END_TEST
+
+START_TEST(wrong_passwords_are_401)
+{
+	char wrong[40];
+	random_password(wrong, 24);
+	const char *users[] = {"alice", "bob", "nobody_here"};
+	for (size_t i = 0; i < 3; i++) {
+		struct http_resp *r =
+			sql_as(port, users[i], wrong, "SELECT current_user");
+		ck_assert_msg(r->status == 401, "%s: %ld %s", users[i],
+			      r->status, r->body);
+		char *how = http_header(r, "WWW-Authenticate");
+		ck_assert_ptr_nonnull(how);
+		free(how);
+		/* Nothing tells whether the role exists. */
+		ck_assert_ptr_null(strstr(r->body, users[i]));
+		http_resp_free(r);
+	}
+	/* The right one still works after the wrong ones. */
+	char *u = scalar_as(port, "alice", alice_pw, "SELECT current_user::text");
+	ck_assert_str_eq(u, "alice");
+	free(u);
+}
+END_TEST
+
+START_TEST(nobody_becomes_another)
+{
+	static const char *const tries[] = {
+	    "SET ROLE bob",
+	    "SELECT set_config('role', 'bob', false)",
+	    "SELECT set_config('session_authorization', 'bob', false)",
+	    "DO $$BEGIN SET ROLE bob; END$$",
+	    "DO $$BEGIN EXECUTE 'SET SESSION AUTHORIZATION bob'; END$$",
+	    "RESET ROLE",
+	    "RESET SESSION AUTHORIZATION",
+	};
+	for (size_t i = 0; i < sizeof(tries) / sizeof(*tries); i++) {
+		struct http_resp *r = sql_as(port, "alice", alice_pw, tries[i]);
+		http_resp_free(r);
+		for (int k = 0; k < 3; k++) {
+			char *u = scalar_as(port, "alice", alice_pw,
+					    "SELECT current_user || '/' || "
+					    "session_user");
+			ck_assert_msg(strcmp(u, "alice/alice") == 0,
+				      "after %s: %s", tries[i], u);
+			free(u);
+		}
+	}
+}
+END_TEST
+
+START_TEST(changed_password_is_noticed)
+{
+	char old_pw[40], new_pw[40];
+	snprintf(old_pw, sizeof(old_pw), "%s", bob_pw);
+	random_password(new_pw, 24);
+	char *u = scalar_as(quick_port, "bob", old_pw, "SELECT current_user::text");
+	ck_assert_str_eq(u, "bob");
+	free(u);
+	char sql[200];
+	snprintf(sql, sizeof(sql), "ALTER ROLE bob PASSWORD '%s'", new_pw);
+	pgh_exec(sql);
+	/* Within the recheck time the remembered one may still serve; after
+	 * it, PostgreSQL is asked again and says no. */
+	struct timespec ts = {0, 400 * 1000000L};
+	nanosleep(&ts, NULL);
+	struct http_resp *r = sql_as(quick_port, "bob", old_pw, "SELECT 1");
+	ck_assert_msg(r->status == 401, "old password: %ld %s", r->status,
+		      r->body);
+	http_resp_free(r);
+	u = scalar_as(quick_port, "bob", new_pw, "SELECT current_user::text");
+	ck_assert_str_eq(u, "bob");
+	free(u);
+	snprintf(bob_pw, sizeof(bob_pw), "%s", new_pw);
+}
+END_TEST
+
+static struct http_resp *post_auth(const char *user, const char *password,
+				   const char *path, const char *body)
+{
+	const char *headers[] = {basic(user, password), NULL};
+	return http_request(port, "POST", path, body, headers);
+}
+
+START_TEST(sessions_belong_to_their_login)
+{
+	struct http_resp *r = post_auth("alice", alice_pw, "/tx", "{}");
+	ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
+	const char *t = json_string_value(json_object_get(r->json, "tx"));
+	ck_assert_ptr_nonnull(t);
+	char token[200], path[300];
+	snprintf(token, sizeof(token), "%s", t);
+	http_resp_free(r);
+	snprintf(path, sizeof(path), "/tx/%s/query", token);
+	r = post_auth("alice", alice_pw, path,
+		      "{\"sql\":\"INSERT INTO auth_notes VALUES "
+		      "(current_user, 'in tx')\"}");
+	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* bob holds the token, not the login: it does not exist for him. */
+	static const char *const steps[] = {"query", "commit", "rollback"};
+	for (size_t i = 0; i < 3; i++) {
+		snprintf(path, sizeof(path), "/tx/%s/%s", token, steps[i]);
+		r = post_auth("bob", bob_pw, path,
+			      "{\"sql\":\"SELECT current_user\"}");
+		ck_assert_msg(r->status == 404, "%s as bob: %ld %s", steps[i],
+			      r->status, r->body);
+		ck_assert_ptr_nonnull(strstr(r->body, "transaction_not_found"));
+		http_resp_free(r);
+	}
+	snprintf(path, sizeof(path), "/tx/%s/commit", token);
+	r = post_auth("alice", alice_pw, path, "{}");
+	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	char *n = scalar_as(port, "alice", alice_pw,
+			    "SELECT count(*) FROM auth_notes WHERE note = 'in tx'");
+	ck_assert_str_eq(n, "1");
+	free(n);
+	pgh_exec("DELETE FROM auth_notes WHERE note = 'in tx'");
+}
+END_TEST
+
+START_TEST(auth_may_listen_everywhere)
+{
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	o.listen_host = "0.0.0.0";
+	o.auth = "password";
+	struct fpg_server *srv = it_server_start(&o, &p);
+	char *u = scalar_as(p, "alice", alice_pw, "SELECT current_user::text");
+	ck_assert_str_eq(u, "alice");
+	free(u);
+	fpg_server_free(srv);
+	it_options(&o);
+	o.auth = "ldap";
+	struct fpg_error err = {0};
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
+}
+END_TEST
+
+static void with_password_auth(struct fpg_options *o)
+{
+	o->auth = "password";
+	o->threads = 2;
+}
+
+static void rechecking_quickly(struct fpg_options *o)
+{
+	with_password_auth(o);
+	o->auth_recheck_ms = 300;
+}
+
+static const struct test_case cases[] = {
+    TEST_CASE(clients_must_name_a_login),
+    TEST_CASE(each_runs_as_itself),
+    TEST_CASE(wrong_passwords_are_401),
+    TEST_CASE(nobody_becomes_another),
+    TEST_CASE(changed_password_is_noticed),
+    TEST_CASE(sessions_belong_to_their_login),
+    TEST_CASE(auth_may_listen_everywhere),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, with_password_auth},
+    {&quick_port, rechecking_quickly},
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "auth",
+    .cases = cases,
+    .servers = servers,
+    .setup = setup,
+};
