@@ -100,7 +100,7 @@ static void refused(struct fpg_pool *pool, void *ctx)
 }
 
 struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
-				  struct fpg_error *err)
+				  unsigned main_min, struct fpg_error *err)
 {
 	struct fpg_logins *ls = calloc(1, sizeof(*ls));
 	if (!ls) {
@@ -114,7 +114,8 @@ struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
 		free(ls);
 		return NULL;
 	}
-	ls->main = fpg_pool_new(&ls->env, NULL, err);
+	struct fpg_pool_owner owner = {.min = main_min};
+	ls->main = fpg_pool_new(&ls->env, &owner, err);
 	if (!ls->main) {
 		free(ls);
 		return NULL;

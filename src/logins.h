@@ -23,10 +23,11 @@ struct fpg_pool;
 
 /*
  * The logins of a worker whose connections get env (copied; its user and
- * password must be NULL). Makes the main pool. Caller owns.
+ * password must be NULL). Makes the main pool, which keeps main_min
+ * connections open. Caller owns.
  */
 struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
-				  struct fpg_error *err);
+				  unsigned main_min, struct fpg_error *err);
 
 /* Closes every pool (their ops end with an error). NULL is a no-op. */
 void fpg_logins_free(struct fpg_logins *ls);

@@ -151,7 +151,10 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		.stmts_new = fpg_stmt_cache_new,
 		.stmts_free = fpg_stmt_cache_free,
 	};
-	w->logins = fpg_logins_new(&env, err);
+	/* With clients' own logins, the --db one serves /readyz only: it
+	 * connects when asked, and may have no password at all. */
+	bool own_logins = opts->auth && strcmp(opts->auth, "password") == 0;
+	w->logins = fpg_logins_new(&env, own_logins ? 0 : opts->pool_min, err);
 	if (!w->logins)
 		return false;
 	w->pool = fpg_logins_main(w->logins);
@@ -171,7 +174,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
-	w->svc.auth_password = opts->auth && strcmp(opts->auth, "password") == 0;
+	w->svc.auth_password = own_logins;
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
