@@ -21,7 +21,7 @@ struct fpg_request;
 struct fpg_clients;
 
 struct fpg_client {
-	struct fpg_evsrc ev;	  /* first: the epoll callback finds us */
+	struct fpg_evsrc ev;	  /* the epoll callback finds us */
 	struct fpg_clients *set;
 	int fd;
 	bool hung_up;		  /* the peer closed (or half-closed) */

@@ -679,7 +679,7 @@ static void connect_poll(struct fpg_conn *c)
 
 static void conn_event(struct fpg_evsrc *src, uint32_t events)
 {
-	struct fpg_conn *c = (struct fpg_conn *)src;
+	struct fpg_conn *c = FPG_CONTAINER_OF(src, struct fpg_conn, ev);
 	if (c->state == FPG_CONN_CONNECTING) {
 		connect_poll(c);
 		return;

@@ -77,7 +77,7 @@ enum fpg_conn_state {
 };
 
 struct fpg_conn {
-	struct fpg_evsrc ev;	/* first: the epoll callback finds us */
+	struct fpg_evsrc ev;	/* the epoll callback finds us */
 	const struct fpg_conn_env *env; /* NULL while parked */
 	const struct fpg_conn_events *on; /* the owner's callbacks */
 	struct fpg_pool *pool;	/* the owner (opaque here), NULL parked */

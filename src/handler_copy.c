@@ -61,7 +61,7 @@ struct copy_req;
 
 /* The PostgreSQL side of one COPY. */
 struct copy_pg {
-	struct fpg_evsrc ev;	     /* first: socket events in raw mode */
+	struct fpg_evsrc ev;	     /* socket events in raw mode */
 	struct fpg_services *w;
 	struct fpg_pool *pool; /* the caller's login's */
 	struct fpg_conn *conn;
@@ -90,7 +90,7 @@ struct copy_pg {
 
 /* The HTTP side. */
 struct copy_req {
-	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_handler_state hs; /* the request points here */
 	struct fpg_request *req;
 	struct copy_pg *pg;	     /* NULL once it finished */
 	bool streaming;		     /* download: the 200 went out */
@@ -264,7 +264,7 @@ static bool inflate_some(struct copy_pg *p, const char *in, size_t n,
 
 static size_t upload(struct fpg_request *req, const char *data, size_t n)
 {
-	struct copy_req *cr = (struct copy_req *)req->handler;
+	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	if (!p || p->state != CS_IN || p->want_write || p->gz_pending)
 		return 0; /* suspended until PostgreSQL takes more */
@@ -290,7 +290,7 @@ static size_t upload(struct fpg_request *req, const char *data, size_t n)
 
 static void upload_end(struct fpg_request *req)
 {
-	struct copy_req *cr = (struct copy_req *)req->handler;
+	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	if (!p)
 		return;
@@ -344,7 +344,7 @@ static bool out_then_results(struct copy_pg *p);
 
 static void on_drained(struct fpg_request *req)
 {
-	struct copy_req *cr = (struct copy_req *)req->handler;
+	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	if (!p || !p->paused || fpg_buf_pending(&req->out) >= LOW_MARK)
 		return;
@@ -487,7 +487,7 @@ static bool read_check(struct copy_pg *p)
 
 static void pg_event(struct fpg_evsrc *src, uint32_t events)
 {
-	struct copy_pg *p = (struct copy_pg *)src;
+	struct copy_pg *p = FPG_CONTAINER_OF(src, struct copy_pg, ev);
 	PGconn *pg = fpg_conn_pg(p->conn);
 	if ((events & EPOLLOUT) && !flush(p))
 		return;
@@ -619,7 +619,7 @@ static void report(struct copy_pg *p)
 
 static void cleanup(struct fpg_request *req)
 {
-	struct copy_req *cr = (struct copy_req *)req->handler;
+	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	free(cr);
 	if (!p)

@@ -18,14 +18,14 @@ int fpg_handle_healthz(struct fpg_request *req)
 }
 
 struct ready_req {
-	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_handler_state hs; /* the request points here */
 	struct fpg_request *req;
 	struct fpg_query q;
 };
 
 static void ready_cleanup(struct fpg_request *req)
 {
-	struct ready_req *rr = (struct ready_req *)req->handler;
+	struct ready_req *rr = FPG_CONTAINER_OF(req->handler, struct ready_req, hs);
 	fpg_query_abandon(&rr->q);
 	free(rr);
 }

@@ -36,7 +36,7 @@
 #define LOW_MARK (64 * 1024)
 
 struct query_req {
-	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_handler_state hs; /* the request points here */
 	struct fpg_request *req;
 	struct fpg_statement st;
 	struct fpg_answer a;	/* its statement is st */
@@ -51,7 +51,7 @@ static struct query_req *query_req_of(struct fpg_answer *a)
 
 static void cleanup(struct fpg_request *req)
 {
-	struct query_req *qr = (struct query_req *)req->handler;
+	struct query_req *qr = FPG_CONTAINER_OF(req->handler, struct query_req, hs);
 	fpg_answer_deinit(&qr->a);
 	fpg_statement_deinit(&qr->st);
 	free(qr);
@@ -86,7 +86,7 @@ static void on_row(struct fpg_answer *a)
 
 static void on_drained(struct fpg_request *req)
 {
-	struct query_req *qr = (struct query_req *)req->handler;
+	struct query_req *qr = FPG_CONTAINER_OF(req->handler, struct query_req, hs);
 	fpg_answer_account(&qr->a);
 	if (qr->paused && fpg_buf_pending(&req->out) < LOW_MARK) {
 		qr->paused = false;
@@ -157,7 +157,7 @@ static const struct fpg_answer_ops answer_ops = {
 /* DELETE /query/{id} reached this request. */
 static void on_cancel(struct fpg_request *req)
 {
-	struct query_req *qr = (struct query_req *)req->handler;
+	struct query_req *qr = FPG_CONTAINER_OF(req->handler, struct query_req, hs);
 	if (qr->a.q.done)
 		return;
 	if (qr->a.q.exclusive) {

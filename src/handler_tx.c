@@ -22,7 +22,7 @@
 #define MAX_BATCH 1000
 
 struct tx_req {
-	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_handler_state hs; /* the request points here */
 	struct fpg_request *req;
 	struct fpg_tx *waiting;	     /* a tx step will call us back */
 	bool commit;
@@ -30,7 +30,7 @@ struct tx_req {
 
 static void tx_cleanup(struct fpg_request *req)
 {
-	struct tx_req *tr = (struct tx_req *)req->handler;
+	struct tx_req *tr = FPG_CONTAINER_OF(req->handler, struct tx_req, hs);
 	if (tr->waiting)
 		fpg_tx_abandon(tr->waiting);
 	free(tr);
@@ -200,7 +200,7 @@ int fpg_handle_tx_begin(struct fpg_request *req)
  * a jittered, doubling pause.
  */
 struct batch {
-	struct fpg_handler_state hs; /* first: the request points here */
+	struct fpg_handler_state hs; /* the request points here */
 	struct fpg_request *req;
 	struct fpg_tx_options opts;
 	struct fpg_statement *stmts;
@@ -221,7 +221,7 @@ struct batch {
 
 static void batch_cleanup(struct fpg_request *req)
 {
-	struct batch *b = (struct batch *)req->handler;
+	struct batch *b = FPG_CONTAINER_OF(req->handler, struct batch, hs);
 	if (b->item) {
 		fpg_answer_deinit(b->item);
 		free(b->item);

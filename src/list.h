@@ -93,6 +93,12 @@ static inline struct fpg_list *fpg_list_prev(const struct fpg_list *head,
 	return node->prev == head ? NULL : node->prev;
 }
 
+/* Runs the next statement for each node n of head's list (which the
+ * statement must not change). */
+#define FPG_LIST_EACH(n, head)                                             \
+	for (struct fpg_list *n = fpg_list_first(head); n;                 \
+	     n = fpg_list_next((head), n))
+
 struct fpg_fifo_link {
 	struct fpg_list node;
 	uint64_t since_ms; /* when it was appended */

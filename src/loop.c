@@ -110,38 +110,20 @@ static void on_wake(struct fpg_evsrc *src, uint32_t events)
 
 /* ---- timers ---- */
 
-static void timer_push(struct fpg_timer **head, struct fpg_timer *t)
-{
-	t->next = *head;
-	t->pprev = head;
-	if (*head)
-		(*head)->pprev = &t->next;
-	*head = t;
-}
-
-static void timer_unlink(struct fpg_timer *t)
-{
-	*t->pprev = t->next;
-	if (t->next)
-		t->next->pprev = t->pprev;
-	t->next = NULL;
-	t->pprev = NULL;
-}
-
 void fpg_loop_timer_arm(struct fpg_loop *l, struct fpg_timer *t,
 			unsigned delay_ms)
 {
 	fpg_loop_timer_disarm(l, t);
 	t->due_ms = l->now_ms + delay_ms;
 	t->armed = true;
-	timer_push(&l->timers, t);
+	fpg_list_push_back(&l->timers, &t->link);
 }
 
 void fpg_loop_timer_disarm(struct fpg_loop *l, struct fpg_timer *t)
 {
 	if (!t->armed && !t->firing)
 		return;
-	timer_unlink(t);
+	fpg_list_remove(&t->link);
 	t->armed = t->firing = false;
 }
 
@@ -152,18 +134,20 @@ void fpg_loop_timer_disarm(struct fpg_loop *l, struct fpg_timer *t)
  */
 static void fire_timers(struct fpg_loop *l)
 {
-	struct fpg_timer *t = l->timers, *next;
-	for (; t; t = next) {
-		next = t->next;
+	struct fpg_list *n = fpg_list_first(&l->timers), *next;
+	for (; n; n = next) {
+		next = fpg_list_next(&l->timers, n);
+		struct fpg_timer *t = FPG_CONTAINER_OF(n, struct fpg_timer, link);
 		if (t->due_ms > l->now_ms)
 			continue;
-		timer_unlink(t);
+		fpg_list_remove(n);
 		t->armed = false;
 		t->firing = true;
-		timer_push(&l->firing, t);
+		fpg_list_push_back(&l->firing, n);
 	}
-	while ((t = l->firing)) {
-		timer_unlink(t);
+	while ((n = fpg_list_first(&l->firing))) {
+		struct fpg_timer *t = FPG_CONTAINER_OF(n, struct fpg_timer, link);
+		fpg_list_remove(n);
 		t->firing = false;
 		t->fire(t);
 	}
@@ -193,6 +177,8 @@ bool fpg_loop_init(struct fpg_loop *l, unsigned tick_ms, void (*tick)(void *),
 	l->tick = tick;
 	l->tick_ctx = ctx;
 	l->now_ms = fpg_now_ms();
+	fpg_list_init(&l->timers);
+	fpg_list_init(&l->firing);
 	pthread_mutex_init(&l->mailbox_lock, NULL);
 	l->ready = true;
 	l->epfd = epoll_create1(EPOLL_CLOEXEC);

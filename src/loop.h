@@ -27,7 +27,7 @@ struct fpg_evsrc {
  * every request in flight has one armed.
  */
 struct fpg_timer {
-	struct fpg_timer *next, **pprev;
+	struct fpg_list link;	/* in the loop's armed or firing timers */
 	uint64_t due_ms;
 	void (*fire)(struct fpg_timer *t);
 	bool armed;
@@ -55,8 +55,8 @@ struct fpg_loop {
 	void *tick_ctx;
 	uint64_t now_ms;	    /* monotonic, refreshed per wait */
 	uint64_t turn;		    /* waits so far */
-	struct fpg_timer *timers;   /* armed, unordered */
-	struct fpg_timer *firing;   /* due this tick, not fired yet */
+	struct fpg_list timers;	    /* armed, unordered */
+	struct fpg_list firing;	    /* due this tick, not fired yet */
 	pthread_mutex_t mailbox_lock; /* guards mailbox */
 	struct fpg_msg *mailbox;    /* posted, newest first */
 	bool ready;		    /* init got as far as the lock */

@@ -443,11 +443,16 @@ static bool retry_elsewhere(struct fpg_query *q)
 static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
 			    const char *broken)
 {
-	struct fpg_query *q = st->waiters;
-	st->waiters = NULL;
-	while (q) {
-		struct fpg_query *next = q->next_waiter;
-		q->next_waiter = NULL;
+	/* Those that come while these are handled wait for the next call. */
+	struct fpg_list now, *n;
+	fpg_list_init(&now);
+	while ((n = fpg_list_first(&st->waiters))) {
+		fpg_list_remove(n);
+		fpg_list_push_back(&now, n);
+	}
+	while ((n = fpg_list_first(&now))) {
+		fpg_list_remove(n);
+		struct fpg_query *q = FPG_CONTAINER_OF(n, struct fpg_query, wait_link);
 		q->stmt = NULL;
 		if (broken)
 			finish_broken(q, broken);
@@ -455,7 +460,6 @@ static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
 			finish_pg_err(q, st->error);
 		else if (!st->error)
 			execute(q, conn, st);
-		q = next;
 	}
 }
 
@@ -608,6 +612,8 @@ static struct fpg_stmt *prepare(struct fpg_query *q, struct fpg_conn *conn,
 	if (c->count >= FPG_STMT_MAX)
 		fpg_stmt_evict(conn, c);
 	struct fpg_stmt *st = calloc(1, sizeof(*st));
+	if (st)
+		fpg_list_init(&st->waiters);
 	if (!st || !(st->sql = strdup(q->sql))) {
 		free(st);
 		finish_err(q, FPG_ERR_NOMEM, 503, "out of memory");
@@ -651,8 +657,7 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 	if (fresh && !(st = prepare(q, conn, h)))
 		return;
 	q->stmt = st;
-	q->next_waiter = st->waiters;
-	st->waiters = q;
+	fpg_list_push_back(&st->waiters, &q->wait_link);
 	if (fresh)
 		fpg_conn_push_op(conn, prep_result, prep_done, st, -1, 0);
 }
@@ -727,11 +732,7 @@ void fpg_query_abandon(struct fpg_query *q)
 	fpg_loop_timer_disarm(fpg_pool_env(q->pool)->loop, &q->deadline);
 	fpg_pool_cancel_wait(q->pool, &q->waiter);
 	if (q->stmt) {
-		struct fpg_query **pp = &q->stmt->waiters;
-		while (*pp && *pp != q)
-			pp = &(*pp)->next_waiter;
-		if (*pp)
-			*pp = q->next_waiter;
+		fpg_list_remove(&q->wait_link);
 		q->stmt = NULL;
 	}
 	if (q->op) {

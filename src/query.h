@@ -67,7 +67,7 @@ struct fpg_query {
 	struct fpg_timer deadline;
 	struct fpg_pool_waiter waiter;
 	struct fpg_stmt *stmt;	       /* while waiting for its Describe */
-	struct fpg_query *next_waiter; /* in stmt's waiter list */
+	struct fpg_list wait_link;     /* in stmt's waiters */
 	struct fpg_conn *conn;	       /* from acquisition on */
 	bool holds;		       /* holds conn, no op will release it */
 	struct fpg_pgop *op;	       /* while executing */

@@ -28,6 +28,8 @@ void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc)
 {
 	memset(rs, 0, sizeof(*rs));
 	rs->svc = svc;
+	fpg_list_init(&rs->list);
+	fpg_list_init(&rs->flush_list);
 	fpg_fifo_init(&rs->uploads);
 	fpg_clients_init(&rs->clients, svc, client_hung_up, client_closed);
 	pthread_mutex_init(&rs->lock, NULL);
@@ -206,10 +208,7 @@ static struct fpg_request *request_new(struct fpg_requests *w,
 				      &req->path_param);
 	req->route_index = w->svc->route_index(req->route);
 	pthread_mutex_lock(&w->lock);
-	req->next = w->list;
-	if (w->list)
-		w->list->prev = req;
-	w->list = req;
+	fpg_list_push_back(&w->list, &req->link);
 	pthread_mutex_unlock(&w->lock);
 	FPG_STAT_ADD(w->svc->stats->in_flight, 1);
 	upload_start(req); /* ends at once when there is no body */
@@ -297,37 +296,23 @@ void fpg_request_stream_push(struct fpg_request *req)
 		return;
 	if (fpg_buf_pending(&req->out) >= STREAM_RESUME_BYTES) {
 		resume(req);
-	} else if (!req->flush_queued) {
-		req->flush_queued = true;
-		req->flush_next = req->rs->flush_list;
-		req->rs->flush_list = req;
+	} else if (!fpg_list_linked(&req->flush_link)) {
+		fpg_list_push_back(&req->rs->flush_list, &req->flush_link);
 	}
 }
 
 void fpg_request_flush_streams(struct fpg_requests *w)
 {
-	struct fpg_request *req = w->flush_list;
-	w->flush_list = NULL;
-	while (req) {
-		struct fpg_request *next = req->flush_next;
-		req->flush_queued = false;
-		req->flush_next = NULL;
+	struct fpg_list *n;
+	while ((n = fpg_list_first(&w->flush_list))) {
+		fpg_list_remove(n);
+		struct fpg_request *req =
+			FPG_CONTAINER_OF(n, struct fpg_request, flush_link);
 		if (fpg_buf_pending(&req->out))
 			resume(req);
-		req = next;
 	}
 }
 
-static void unqueue_flush(struct fpg_request *req)
-{
-	if (!req->flush_queued)
-		return;
-	struct fpg_request **pp = &req->rs->flush_list;
-	while (*pp != req)
-		pp = &(*pp)->flush_next;
-	*pp = req->flush_next;
-	req->flush_queued = false;
-}
 
 void fpg_request_stream_end(struct fpg_request *req, bool failed)
 {
@@ -682,18 +667,13 @@ static void request_free(struct fpg_request *req)
 {
 	struct fpg_requests *w = req->rs;
 	stop_handler(req);
-	unqueue_flush(req);
+	fpg_list_remove(&req->flush_link);
 	upload_stop(req);
 	if (req->client) {
 		fpg_client_serve(req->client, NULL);
 	}
 	pthread_mutex_lock(&w->lock);
-	if (req->prev)
-		req->prev->next = req->next;
-	else
-		w->list = req->next;
-	if (req->next)
-		req->next->prev = req->prev;
+	fpg_list_remove(&req->link);
 	pthread_mutex_unlock(&w->lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
@@ -739,7 +719,9 @@ static void cancel_by_id(struct fpg_requests *w, const char *id,
 			 const char *key, const char *login)
 {
 	/* Requests are freed only by MHD, never inside cancel(). */
-	for (struct fpg_request *req = w->list; req; req = req->next) {
+	FPG_LIST_EACH(n, &w->list) {
+		struct fpg_request *req =
+			FPG_CONTAINER_OF(n, struct fpg_request, link);
 		if (cancel_matches(req, id, key, login) && req->handler &&
 		    req->handler->cancel)
 			req->handler->cancel(req);
@@ -775,9 +757,12 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 		 * changed) and logins (set once under the lock) are read
 		 * here: the owner does the rest. */
 		pthread_mutex_lock(&w->lock);
-		for (struct fpg_request *r = w->list; r; r = r->next)
+		FPG_LIST_EACH(n, &w->list) {
+			struct fpg_request *r =
+				FPG_CONTAINER_OF(n, struct fpg_request, link);
 			if (r != self && cancel_matches(r, id, key, self->login))
 				here++;
+		}
 		pthread_mutex_unlock(&w->lock);
 		if (!here)
 			continue;
@@ -803,7 +788,9 @@ unsigned fpg_request_cancel_everywhere(struct fpg_request *self,
 
 void fpg_request_kill_all(struct fpg_requests *w)
 {
-	for (struct fpg_request *req = w->list; req; req = req->next) {
+	FPG_LIST_EACH(n, &w->list) {
+		struct fpg_request *req =
+			FPG_CONTAINER_OF(n, struct fpg_request, link);
 		if (req->queued && !req->suspended)
 			continue;
 		stop_handler(req);

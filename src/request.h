@@ -36,8 +36,9 @@ struct fpg_requests {
 	struct fpg_services *svc;
 	pthread_mutex_t lock;	/* guards the links of list */
 	bool lock_ready;
-	struct fpg_request *list; /* live requests */
-	struct fpg_request *flush_list; /* see fpg_request_flush_streams */
+	struct fpg_list list;	/* of fpg_request.link: live requests */
+	struct fpg_list flush_list; /* of fpg_request.flush_link: see
+				       fpg_request_flush_streams */
 	struct fpg_clients clients; /* their connections */
 	struct fpg_fifo uploads; /* of fpg_request.upload: bodies being
 				    read, against min-upload-rate */
@@ -80,7 +81,7 @@ struct fpg_request {
 	char login[64];		  /* its user ("": the --db login), set once
 				     under rs->lock: cancels by id match it */
 	struct MHD_Connection *conn;
-	struct fpg_request *prev, *next; /* worker's live requests */
+	struct fpg_list link;	  /* in the worker's live requests */
 	const struct fpg_route *route;
 	unsigned route_index;	  /* for statistics */
 	int route_status;	  /* 404/405 when route is NULL */
@@ -116,8 +117,7 @@ struct fpg_request {
 	bool suspended;
 	bool client_gone;	  /* disconnected while suspended */
 	struct fpg_client *client; /* its connection's watch, or NULL */
-	struct fpg_request *flush_next; /* in the worker's flush list */
-	bool flush_queued;	  /* in the worker's flush list */
+	struct fpg_list flush_link; /* in the worker's flush list */
 
 	/* the body: linked in the worker's uploads while it is read (since
 	 * = the current rate window's start); unlinked while suspended, when

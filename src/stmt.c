@@ -22,6 +22,7 @@ struct fpg_stmt_cache *fpg_stmt_cache_new(struct fpg_pool *pool,
 	if (c) {
 		c->pool = pool;
 		c->conn = conn;
+		fpg_list_init(&c->lru);
 	}
 	return c;
 }
@@ -40,36 +41,12 @@ void fpg_stmt_cache_free(struct fpg_stmt_cache *cache)
 {
 	if (!cache)
 		return;
-	struct fpg_stmt *st = cache->lru_head;
-	while (st) {
-		struct fpg_stmt *next = st->lru_next;
-		fpg_stmt_free(st);
-		st = next;
+	struct fpg_list *n;
+	while ((n = fpg_list_first(&cache->lru))) {
+		fpg_list_remove(n);
+		fpg_stmt_free(FPG_CONTAINER_OF(n, struct fpg_stmt, lru));
 	}
 	free(cache);
-}
-
-static void lru_unlink(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	if (st->lru_prev)
-		st->lru_prev->lru_next = st->lru_next;
-	else
-		c->lru_head = st->lru_next;
-	if (st->lru_next)
-		st->lru_next->lru_prev = st->lru_prev;
-	else
-		c->lru_tail = st->lru_prev;
-	st->lru_prev = st->lru_next = NULL;
-}
-
-static void lru_push_front(struct fpg_stmt_cache *c, struct fpg_stmt *st)
-{
-	st->lru_next = c->lru_head;
-	if (c->lru_head)
-		c->lru_head->lru_prev = st;
-	else
-		c->lru_tail = st;
-	c->lru_head = st;
 }
 
 struct fpg_stmt *fpg_stmt_find(struct fpg_stmt_cache *c, const char *sql,
@@ -88,7 +65,7 @@ void fpg_stmt_remove(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 	while (*pp != st)
 		pp = &(*pp)->hnext;
 	*pp = st->hnext;
-	lru_unlink(c, st);
+	fpg_list_remove(&st->lru);
 	c->count--;
 }
 
@@ -98,14 +75,14 @@ void fpg_stmt_insert(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 	struct fpg_stmt **b = &c->buckets[st->hash % FPG_STMT_BUCKETS];
 	st->hnext = *b;
 	*b = st;
-	lru_push_front(c, st);
+	fpg_list_push_front(&c->lru, &st->lru);
 	c->count++;
 }
 
 void fpg_stmt_touch(struct fpg_stmt_cache *c, struct fpg_stmt *st)
 {
-	lru_unlink(c, st);
-	lru_push_front(c, st);
+	fpg_list_remove(&st->lru);
+	fpg_list_push_front(&c->lru, &st->lru);
 }
 
 /*
@@ -134,9 +111,12 @@ void fpg_stmt_drop(struct fpg_conn *conn, struct fpg_stmt_cache *c,
 /* Drops the least recently used ready statement. */
 void fpg_stmt_evict(struct fpg_conn *conn, struct fpg_stmt_cache *c)
 {
-	struct fpg_stmt *st = c->lru_tail;
-	while (st && st->state != FPG_STMT_READY)
-		st = st->lru_prev;
-	if (st)
-		fpg_stmt_drop(conn, c, st);
+	for (struct fpg_list *n = fpg_list_last(&c->lru); n;
+	     n = fpg_list_prev(&c->lru, n)) {
+		struct fpg_stmt *st = FPG_CONTAINER_OF(n, struct fpg_stmt, lru);
+		if (st->state == FPG_STMT_READY) {
+			fpg_stmt_drop(conn, c, st);
+			return;
+		}
+	}
 }

@@ -14,6 +14,8 @@
 
 #include <libpq-fe.h>
 
+#include "list.h"
+
 struct fpg_column;
 struct fpg_conn;
 struct fpg_pool;
@@ -43,7 +45,7 @@ enum fpg_stmt_kind {
 
 struct fpg_stmt {
 	struct fpg_stmt *hnext;	      /* hash chain */
-	struct fpg_stmt *lru_prev, *lru_next; /* most recent first */
+	struct fpg_list lru;	      /* in the cache's, most recent first */
 	struct fpg_stmt_cache *cache;
 	char *sql;
 	uint64_t hash;
@@ -53,7 +55,8 @@ struct fpg_stmt {
 	int nparams;
 	int ncols;
 	struct fpg_column *cols;      /* names in one block after the array */
-	struct fpg_query *waiters;    /* queries waiting for READY */
+	struct fpg_list waiters;      /* of fpg_query.wait_link: waiting for
+					 READY */
 	PGresult *error;	      /* the Parse failed */
 	uint32_t missing[FPG_STMT_MAX_TYPES];
 	size_t nmissing;
@@ -65,7 +68,7 @@ struct fpg_stmt_cache {
 	struct fpg_pool *pool;
 	struct fpg_conn *conn;	      /* the connection the cache belongs to */
 	struct fpg_stmt *buckets[FPG_STMT_BUCKETS];
-	struct fpg_stmt *lru_head, *lru_tail;
+	struct fpg_list lru;	      /* of fpg_stmt.lru */
 	unsigned count;
 	unsigned next_id;
 };

@@ -226,14 +226,14 @@ static void *worker_main(void *arg)
 		run_once(w, loop_timeout(w));
 		if (!w->draining && atomic_load(&w->stop_requested))
 			begin_drain(w);
-		if (w->draining && (!w->reqs.list ||
+		if (w->draining && (fpg_list_empty(&w->reqs.list) ||
 				    w->loop.now_ms >= w->drain_deadline_ms))
 			break;
 	}
 	/* Whatever is left is closed; every connection must be resumed
 	 * before MHD_stop_daemon. */
 	fpg_request_kill_all(&w->reqs);
-	for (int i = 0; i < 4 && w->reqs.list; i++)
+	for (int i = 0; i < 4 && !fpg_list_empty(&w->reqs.list); i++)
 		run_once(w, 0);
 	return NULL;
 }
