@@ -9,7 +9,8 @@
 #                                  (defaults HEAD~1, 10, 32, 3)
 #
 # TREE_ARGS adds options for the working tree's build only, e.g.
-# TREE_ARGS=--statement-cache=0 bench/compare.sh HEAD.
+# TREE_ARGS=--statement-cache=0 bench/compare.sh HEAD, and TREE_SCHEME=https
+# talks TLS to it (TREE_ARGS="--tls-cert C --tls-key K": the cost of TLS).
 set -euo pipefail
 
 REV=${1:-HEAD~1}
@@ -42,19 +43,19 @@ ticks() {
 backends() { pgrep -P "$(head -1 "$TMP/data/postmaster.pid")" | tr '\n' ' '; }
 
 declare -A RPS FCPU PCPU
-run_one() { # BIN LABEL [OPTIONS...]
-	local bin=$1 label=$2
-	shift 2
+run_one() { # BIN LABEL SCHEME [OPTIONS...]
+	local bin=$1 label=$2 scheme=$3
+	shift 3
 	"$bin" --db "$DB" --listen "127.0.0.1:$HTTPPORT" --log-level warn "$@" &
 	local fp=$!
-	for _ in $(seq 50); do curl -sf "127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
-	BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d2s -s "$ROOT/bench/query.lua" "http://127.0.0.1:$HTTPPORT/query" >/dev/null
+	for _ in $(seq 50); do curl -sfk "$scheme://127.0.0.1:$HTTPPORT/readyz" >/dev/null && break; sleep 0.1; done
+	BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d2s -s "$ROOT/bench/query.lua" "$scheme://127.0.0.1:$HTTPPORT/query" >/dev/null
 	local b f0 p0 out f1 p1 n
 	b=$(backends)
 	f0=$(ticks "$fp")
 	# shellcheck disable=SC2086
 	p0=$(ticks $b)
-	out=$(BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d"${DUR}s" -s "$ROOT/bench/query.lua" "http://127.0.0.1:$HTTPPORT/query")
+	out=$(BENCH_ROWS=$((SCALE * 100000)) wrk -t2 -c"$CONC" -d"${DUR}s" -s "$ROOT/bench/query.lua" "$scheme://127.0.0.1:$HTTPPORT/query")
 	f1=$(ticks "$fp")
 	# shellcheck disable=SC2086
 	p1=$(ticks $b)
@@ -72,9 +73,9 @@ run_one() { # BIN LABEL [OPTIONS...]
 }
 
 for _ in $(seq "$ROUNDS"); do
-	run_one "$OLD/build-bench/fasterpg" "base"
+	run_one "$OLD/build-bench/fasterpg" "base" http
 	# shellcheck disable=SC2086 # TREE_ARGS are words
-	run_one "$ROOT/build-bench/fasterpg" "tree" ${TREE_ARGS:-}
+	run_one "$ROOT/build-bench/fasterpg" "tree" "${TREE_SCHEME:-http}" ${TREE_ARGS:-}
 done
 med() { tr ' ' '\n' | grep -v '^$' | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 for l in base tree; do

@@ -115,6 +115,9 @@ struct fpg_options {
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted
 				     this long, then checked again */
+	const char *tls_cert;	 /* PEM certificate (chain) file: serve
+				    HTTPS; NULL: plain HTTP */
+	const char *tls_key;	 /* its PEM private key file */
 	unsigned insecure_no_auth; /* 1: listen beyond loopback although no
 				      client is authenticated (every
 				      client is the --db login) */

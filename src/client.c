@@ -43,7 +43,9 @@ void fpg_client_cut(struct fpg_client *cl, const char *id, int status,
 			 status, reason, fpg_buf_pending(&body),
 			 id ? "X-Request-Id: " : "", id ? id : "",
 			 id ? "\r\n" : "");
-	if (!body.failed && n > 0 && (size_t)n < sizeof(head)) {
+	/* Under TLS only MHD may write to the socket: then just the end. */
+	if (!cl->set->svc->opts->tls_cert && !body.failed && n > 0 &&
+	    (size_t)n < sizeof(head)) {
 		struct iovec iov[2] = {
 			{.iov_base = head, .iov_len = (size_t)n},
 			{.iov_base = body.data + body.off,

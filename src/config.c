@@ -124,6 +124,10 @@ static const struct opt_def opt_table[] = {
 	{"auth-recheck-ms", "FASTERPG_AUTH_RECHECK_MS", NULL, OPT_UINT,
 	 OFF(auth_recheck_ms), "60000", 0, 86400000,
 	 "trust a password that logged in this long, then log in again"},
+	{"tls-cert", "FASTERPG_TLS_CERT", NULL, OPT_STR, OFF(tls_cert), NULL,
+	 0, 0, "PEM certificate (chain) file: serve HTTPS (with --tls-key)"},
+	{"tls-key", "FASTERPG_TLS_KEY", NULL, OPT_STR, OFF(tls_key), NULL, 0,
+	 0, "PEM private key file of --tls-cert"},
 	{"insecure-no-auth", "FASTERPG_INSECURE_NO_AUTH", NULL, OPT_FLAG,
 	 OFF(insecure_no_auth), "0", 0, 1,
 	 "listen beyond loopback without authenticating clients: every "

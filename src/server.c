@@ -32,6 +32,36 @@ static bool copy_str(char **dst, const char **field)
  * starts like a URI, else as a database name (expand_dbname), and so do
  * we. libpq's message may quote any piece of it, password included.
  */
+/* The whole of a PEM file, NUL-terminated (caller frees), or NULL. */
+static char *read_pem(const char *path, const char *what,
+		      struct fpg_error *err)
+{
+	char *text = NULL;
+	size_t len = 0;
+	FILE *f = fopen(path, "r");
+	if (!f) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: %s", what, path,
+			      strerror(errno));
+		return NULL;
+	}
+	FILE *mem = open_memstream(&text, &len);
+	char buf[4096];
+	size_t n;
+	while (mem && (n = fread(buf, 1, sizeof(buf), f)) > 0 && len < 1 << 20)
+		fwrite(buf, 1, n, mem);
+	bool failed = !mem || ferror(f) || len >= 1 << 20;
+	fclose(f);
+	if (mem)
+		fclose(mem);
+	if (failed || !text || !strstr(text, "-----BEGIN ")) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: not a PEM file",
+			      what, path);
+		free(text);
+		return NULL;
+	}
+	return text;
+}
+
 static bool check_db(const char *db, struct fpg_error *err)
 {
 	if (!db || (!strchr(db, '=') && strncmp(db, "postgresql://", 13) != 0 &&
@@ -196,6 +226,15 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !fpg_hosts_parse(&srv->hosts, srv->opts.allowed_hosts,
 			     srv->opts.listen_host, err))
 		goto fail;
+	if (!srv->opts.tls_cert != !srv->opts.tls_key) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "tls-cert and tls-key go together");
+		goto fail;
+	}
+	if (srv->opts.tls_cert &&
+	    (!(srv->tls_cert = read_pem(srv->opts.tls_cert, "tls-cert", err)) ||
+	     !(srv->tls_key = read_pem(srv->opts.tls_key, "tls-key", err))))
+		goto fail;
 	unsigned n = srv->opts.threads;
 	if (n == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -240,8 +279,9 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_worker *w = &srv->workers[i];
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared, i,
-				     &port, err))
+		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared,
+				     srv->tls_cert, srv->tls_key, i, &port,
+				     err))
 			goto fail;
 	}
 	srv->port = port;
@@ -307,6 +347,10 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->log_format);
 	free(srv->cors_origin);
 	free(srv->allowed_hosts);
+	free(srv->tls_cert);
+	if (srv->tls_key)
+		explicit_bzero(srv->tls_key, strlen(srv->tls_key));
+	free(srv->tls_key);
 	fpg_hosts_deinit(&srv->hosts);
 	free(srv);
 }

@@ -19,6 +19,7 @@ struct fpg_server {
 	char *log_format;
 	char *cors_origin;
 	char *allowed_hosts;
+	char *tls_cert, *tls_key; /* PEM texts, or NULL: plain HTTP */
 	struct fpg_hosts hosts;	 /* from allowed_hosts; read-only once built */
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;

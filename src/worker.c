@@ -74,7 +74,8 @@ bool fpg_listen_address(const char *host, unsigned port,
 	return true;
 }
 
-static bool start_mhd(struct fpg_worker *w, unsigned *port,
+static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
+		      const char *tls_key, unsigned *port,
 		      struct fpg_error *err)
 {
 	struct sockaddr_storage addr;
@@ -85,6 +86,14 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 			 MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
+	if (tls_cert) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+			fpg_error_set(err, FPG_ERR_CONFIG, 0,
+				      "this libmicrohttpd has no TLS");
+			return false;
+		}
+		flags |= MHD_USE_TLS;
+	}
 	w->mhd = MHD_start_daemon(
 		flags, (uint16_t)*port, NULL, NULL, fpg_request_access, &w->reqs,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
@@ -102,12 +111,17 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
 		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
-		MHD_OPTION_END);
+		/* With TLS off these are the end of the list. */
+		tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, tls_cert,
+		MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_END);
 	if (!w->mhd) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
 			      "cannot listen on %s:%u (in use, or not "
-			      "allowed?)",
-			      w->opts->listen_host, *port);
+			      "allowed?%s)",
+			      w->opts->listen_host, *port,
+			      tls_cert ? " Or the TLS key does not fit the "
+					 "certificate"
+				       : "");
 		return false;
 	}
 	const union MHD_DaemonInfo *di =
@@ -124,7 +138,8 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 
 bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     const struct fpg_services *shared, unsigned id,
+		     const struct fpg_services *shared,
+		     const char *tls_cert, const char *tls_key, unsigned id,
 		     unsigned *port, struct fpg_error *err)
 {
 	w->opts = opts;
@@ -185,7 +200,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.route_index = fpg_router_index;
 	w->svc.route_names = fpg_router_stat_names();
 	w->svc.nroutes = fpg_router_count() + 1;
-	return start_mhd(w, port, err);
+	return start_mhd(w, tls_cert, tls_key, port, err);
 }
 
 static int loop_timeout(struct fpg_worker *w)

@@ -53,11 +53,14 @@ struct fpg_worker {
 /*
  * Sets up the worker: its loop, MHD daemon bound to host:*port (a 0 port
  * is replaced by the one bound), pool, session table and requests. The
- * whole-server fields of shared (see services.h) are copied.
+ * whole-server fields of shared (see services.h) are copied. With
+ * tls_cert and tls_key (PEM texts, borrowed for the worker's life) it
+ * serves HTTPS.
  */
 bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     const struct fpg_services *shared, unsigned id,
+		     const struct fpg_services *shared,
+		     const char *tls_cert, const char *tls_key, unsigned id,
 		     unsigned *port, struct fpg_error *err) FPG_MUST_CHECK;
 
 bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
