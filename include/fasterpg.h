@@ -115,6 +115,8 @@ struct fpg_options {
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted
 				     this long, then checked again */
+	unsigned read_only;	 /* 1: every statement runs in a read-only
+				    transaction (a write: 403, 25006) */
 	const char *tls_cert;	 /* PEM certificate (chain) file: serve
 				    HTTPS; NULL: plain HTTP */
 	const char *tls_key;	 /* its PEM private key file */

@@ -719,12 +719,16 @@ static void startup_options(const struct fpg_options *opts, char *out,
 	for (PQconninfoOption *o = info; o && o->keyword; o++)
 		if (strcmp(o->keyword, "options") == 0 && o->val)
 			user = o->val;
+	/* --read-only: every transaction starts read-only, and a statement
+	 * cannot make its own read-write once it runs; a default it sets
+	 * for later ones goes with the reset (RESET ALL). */
 	snprintf(out, size,
 		 "%s%s-c DateStyle=ISO,MDY -c IntervalStyle=postgres"
 		 " -c bytea_output=hex -c standard_conforming_strings=on"
-		 " -c statement_timeout=%u",
+		 " -c statement_timeout=%u%s",
 		 user ? user : "", user ? " " : "",
-		 opts->statement_timeout_ms);
+		 opts->statement_timeout_ms,
+		 opts->read_only ? " -c default_transaction_read_only=on" : "");
 	PQconninfoFree(info);
 }
 

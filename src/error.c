@@ -146,7 +146,8 @@ int fpg_error_status_for_sqlstate(const char *s)
 {
 	if (!s || strlen(s) != 5)
 		return 500;
-	if (strcmp(s, "42501") == 0)
+	/* no permission; a write in a read-only transaction */
+	if (strcmp(s, "42501") == 0 || strcmp(s, "25006") == 0)
 		return 403;
 	if (strcmp(s, "57014") == 0)
 		return 504;
