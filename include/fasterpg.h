@@ -106,11 +106,13 @@ struct fpg_options {
 	size_t min_upload_rate;	 /* bytes/s a request body must arrive at,
 				    over each 5 s the server waits for it;
 				    0 = no minimum */
-	const char *auth;	 /* how clients are authenticated: NULL or
-				    "" none (every client is the --db
-				    login), "password": each sends a
-				    PostgreSQL user and password (HTTP Basic)
-				    that PostgreSQL checks */
+	const char *auth;	 /* how clients are authenticated, a comma
+				    list: "password" (a PostgreSQL user and
+				    password, HTTP Basic, checked by
+				    PostgreSQL), "api-key" (a key of
+				    api_keys, Bearer); NULL or "": none
+				    (every client is the --db login) */
+	const char *api_keys;	 /* the API key file (see docs/security.md) */
 	unsigned max_logins;	 /* per worker, logins with a pool open */
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted
@@ -147,6 +149,14 @@ bool fpg_server_start(struct fpg_server *srv,
 
 /* The TCP port the server listens on (useful with listen_port = 0). */
 unsigned fpg_server_port(const struct fpg_server *srv);
+
+/*
+ * Reads again what may change while the server runs (the API key file):
+ * every worker switches to the new set at its next loop turn. On failure
+ * the old set stays and err says why. Any thread.
+ */
+bool fpg_server_reload(struct fpg_server *srv,
+		       struct fpg_error *err) FPG_MUST_CHECK;
 
 /*
  * Stops the server: stops accepting, lets requests in flight finish for up

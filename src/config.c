@@ -114,8 +114,11 @@ static const struct opt_def opt_table[] = {
 	 OFF(min_upload_rate), "1024", 0, 1ULL << 30,
 	 "bytes/s a request body must arrive at, per 5 s (0 = no minimum)"},
 	{"auth", "FASTERPG_AUTH", NULL, OPT_STR, OFF(auth), NULL, 0, 0,
-	 "password: clients send a PostgreSQL user and password (HTTP "
-	 "Basic), checked by PostgreSQL; unset: none"},
+	 "password (a PostgreSQL user and password, HTTP Basic, checked by "
+	 "PostgreSQL), api-key (Bearer keys of --api-keys), or both "
+	 "comma separated; unset: none"},
+	{"api-keys", "FASTERPG_API_KEYS", NULL, OPT_STR, OFF(api_keys), NULL,
+	 0, 0, "file of SHA-256(key) role [name] lines, read again on SIGHUP"},
 	{"max-logins", "FASTERPG_MAX_LOGINS", NULL, OPT_UINT, OFF(max_logins),
 	 "100", 1, 100000, "logins with connections open, per worker"},
 	{"login-idle-timeout-ms", "FASTERPG_LOGIN_IDLE_TIMEOUT_MS", NULL,

@@ -24,6 +24,7 @@ struct login {
 	char *user;
 	char *password;		    /* for its new connections */
 	unsigned char mac[MAC_LEN]; /* of user and password */
+	bool by_key;		    /* an API key's: no password of ours */
 	struct fpg_conn_env env;    /* the worker's, with the two above */
 	struct fpg_pool *pool;
 	bool checked;		    /* a connection logged in with it */
@@ -45,6 +46,8 @@ static bool mac_of(const struct fpg_logins *ls, const char *user,
 		   const char *password, unsigned char *out)
 {
 	/* user, a NUL, password: no two pairs give the same bytes. */
+	if (!password)
+		password = "";
 	size_t nu = strlen(user) + 1, np = strlen(password);
 	unsigned char *data = malloc(nu + np + 1);
 	if (!data)
@@ -147,8 +150,9 @@ static struct login *login_new(struct fpg_logins *ls, const char *user,
 {
 	struct login *l = calloc(1, sizeof(*l));
 	if (!l || !(l->user = strdup(user)) ||
-	    !(l->password = strdup(password)))
+	    (password && !(l->password = strdup(password))))
 		goto nomem;
+	l->by_key = !password;
 	memcpy(l->mac, mac, MAC_LEN);
 	l->ls = ls;
 	l->env = ls->env;
@@ -193,7 +197,8 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 	for (struct fpg_list *n = fpg_list_first(&ls->all); n;
 	     n = fpg_list_next(&ls->all, n)) {
 		struct login *l = FPG_CONTAINER_OF(n, struct login, link);
-		if (l->retiring || strcmp(l->user, user) != 0 ||
+		if (l->retiring || l->by_key != !password ||
+		    strcmp(l->user, user) != 0 ||
 		    !fpg_guard_same_secret(l->mac, MAC_LEN, mac, MAC_LEN))
 			continue;
 		if (l->checked && now - l->checked_ms >= recheck) {

@@ -38,8 +38,10 @@ struct fpg_pool *fpg_logins_main(struct fpg_logins *ls);
 /*
  * The pool for user with password (both borrowed for the call): the
  * remembered one, or a new one whose first connection checks them (its
- * waiters get 401 if PostgreSQL refuses). False with err (503) when
- * no more logins may be open or checked now.
+ * waiters get 401 if PostgreSQL refuses). password NULL: a role the
+ * gateway logs in as by libpq's own means (PGPASSFILE, a service file, a
+ * certificate), for an API key; never the same login as any password's.
+ * False with err (503) when no more logins may be open or checked now.
  */
 bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 		     const char *password, struct fpg_pool **pool,

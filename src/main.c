@@ -40,6 +40,7 @@ int main(int argc, char **argv)
 	sigemptyset(&set);
 	sigaddset(&set, SIGINT);
 	sigaddset(&set, SIGTERM);
+	sigaddset(&set, SIGHUP);
 	pthread_sigmask(SIG_BLOCK, &set, NULL);
 	struct fpg_error err = {0};
 	srv = fpg_server_new(&cfg.opts, &err);
@@ -48,7 +49,10 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	int sig;
-	sigwait(&set, &sig);
+	/* SIGHUP reads the API key file again; the others stop. */
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
+		if (!fpg_server_reload(srv, &err))
+			fprintf(stderr, "fasterpg: reload: %s\n", err.message);
 	fprintf(stderr, "fasterpg: signal %d, shutting down\n", sig);
 	fpg_server_stop(srv, 10000);
 	rc = 0;

@@ -12,6 +12,7 @@
 #include <sys/uio.h>
 
 #include "error.h"
+#include "apikeys.h"
 #include "guard.h"
 #include "logins.h"
 #include "log.h"
@@ -418,6 +419,9 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Basic realm=\"fasterpg\", "
 					"charset=\"UTF-8\"");
+	if (req->status == 401 && req->svc->auth_api_key)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
+					"Bearer realm=\"fasterpg\"");
 	const char *cors = req->svc->opts->cors_origin;
 	if (cors) {
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
@@ -486,37 +490,86 @@ static int check_origin(struct fpg_request *req)
 				req->method, req->route->path);
 }
 
-/*
- * With --auth password, a route that runs SQL runs it as the login the
- * client names (HTTP Basic), on that login's pool; PostgreSQL checks the
- * password (see logins.h). Returns a status when the request ends here.
- */
-static int authenticate(struct fpg_request *req)
+/* The request runs as user, on pool (the login's). */
+static void log_in(struct fpg_request *req, const char *user,
+		   struct fpg_pool *pool)
 {
-	if (!req->svc->auth_password || req->route->cross_site_ok)
-		return 0;
+	req->pool = pool;
+	/* Other workers read it to match cancels. */
+	pthread_mutex_lock(&req->rs->lock);
+	snprintf(req->login, sizeof(req->login), "%s", user);
+	pthread_mutex_unlock(&req->rs->lock);
+}
+
+/* HTTP Basic: a PostgreSQL user and password, which PostgreSQL checks. */
+static int basic_login(struct fpg_request *req)
+{
 	char *password = NULL;
 	char *user = MHD_basic_auth_get_username_password(req->conn, &password);
 	int status = 0;
 	struct fpg_error err;
-	if (!user || !password || !*user) {
+	struct fpg_pool *pool;
+	if (!user || !password || !*user || !*password) {
 		status = fpg_request_fail(req, 401, "unauthorized",
 					  "send a PostgreSQL user name and "
 					  "password (HTTP Basic authorization)");
-	} else if (!fpg_logins_find(req->svc->logins, user, password,
-				    &req->pool, &err)) {
+	} else if (!fpg_logins_find(req->svc->logins, user, password, &pool,
+				    &err)) {
 		status = fpg_request_error(req, &err, NULL);
 	} else {
-		/* Other workers read it to match cancels. */
-		pthread_mutex_lock(&req->rs->lock);
-		snprintf(req->login, sizeof(req->login), "%s", user);
-		pthread_mutex_unlock(&req->rs->lock);
+		log_in(req, user, pool);
 	}
 	if (password)
 		explicit_bzero(password, strlen(password));
 	MHD_free(user);
 	MHD_free(password);
 	return status;
+}
+
+/* Bearer KEY: the role --api-keys names for it. */
+static int key_login(struct fpg_request *req, const char *key)
+{
+	while (*key == ' ')
+		key++;
+	size_t n = strcspn(key, " \t");
+	const char *name, *role = fpg_apikeys_role(req->svc->keys, key, n, &name);
+	struct fpg_error err;
+	struct fpg_pool *pool;
+	if (!role || key[n + strspn(key + n, " \t")] != '\0')
+		return fpg_request_fail(req, 401, "unauthorized",
+					"unknown API key");
+	if (!fpg_logins_find(req->svc->logins, role, NULL, &pool, &err))
+		return fpg_request_error(req, &err, NULL);
+	fpg_log_debug("request", req->id, "API key %s: role %s", name, role);
+	log_in(req, role, pool);
+	return 0;
+}
+
+/*
+ * With --auth, a route that runs SQL runs it as the login the client
+ * names (HTTP Basic: checked by PostgreSQL; Bearer: an API key's role),
+ * on that login's pool (see logins.h). Returns a status when the
+ * request ends here.
+ */
+static int authenticate(struct fpg_request *req)
+{
+	const struct fpg_services *svc = req->svc;
+	if ((!svc->auth_password && !svc->auth_api_key) ||
+	    req->route->cross_site_ok)
+		return 0;
+	const char *h = fpg_request_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
+		return basic_login(req);
+	if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
+		return key_login(req, h + 7);
+	return fpg_request_fail(req, 401, "unauthorized",
+				"send %s in an Authorization header",
+				svc->auth_password && svc->auth_api_key
+					? "a PostgreSQL user and password "
+					  "(Basic) or an API key (Bearer)"
+				: svc->auth_password
+					? "a PostgreSQL user and password (Basic)"
+					: "an API key (Bearer)");
 }
 
 static void route(struct fpg_request *req)

@@ -15,6 +15,7 @@
 #include "cancel.h"
 #include "error.h"
 #include "log.h"
+#include "apikeys.h"
 #include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
@@ -83,6 +84,27 @@ static bool check_db(const char *db, struct fpg_error *err)
 	return false;
 }
 
+bool fpg_server_parse_auth(const char *list, bool *password, bool *api_key,
+			   struct fpg_error *err)
+{
+	*password = *api_key = false;
+	for (const char *p = list ? list : ""; *p;) {
+		size_t n = strcspn(p, ",");
+		if (n == 8 && strncmp(p, "password", 8) == 0) {
+			*password = true;
+		} else if (n == 7 && strncmp(p, "api-key", 7) == 0) {
+			*api_key = true;
+		} else if (n) {
+			fpg_error_set(err, FPG_ERR_CONFIG, 0,
+				      "auth: %.*s is not password or api-key",
+				      (int)n, p);
+			return false;
+		}
+		p += n + (p[n] == ',');
+	}
+	return true;
+}
+
 static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 {
 	enum fpg_log_level level;
@@ -112,9 +134,13 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 			      "pipeline-depth and max-body-bytes must be > 0");
 		return false;
 	}
-	if (o->auth && *o->auth && strcmp(o->auth, "password") != 0) {
+	bool password, api_key;
+	if (!fpg_server_parse_auth(o->auth, &password, &api_key, err))
+		return false;
+	if (api_key != (o->api_keys != NULL)) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
-			      "auth must be password (or unset)");
+			      api_key ? "auth api-key needs api-keys (a file)"
+				      : "api-keys needs auth api-key");
 		return false;
 	}
 	if (!check_db(o->db, err))
@@ -207,6 +233,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		return NULL;
 	}
 	srv->opts = *opts;
+	pthread_mutex_init(&srv->reload_lock, NULL);
+	srv->reload_ready = true;
 	if (!srv->opts.listen_host)
 		srv->opts.listen_host = "127.0.0.1";
 	if (!srv->opts.log_level)
@@ -218,7 +246,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
 	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
-	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts)) {
+	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
+	    !copy_str(&srv->api_keys, &srv->opts.api_keys)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
@@ -268,7 +297,19 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		srv->all_stats[i] = &srv->workers[i].stats;
 		srv->all_requests[i] = &srv->workers[i].reqs;
 	}
+	bool password = false, api_key = false;
+	if (!fpg_server_parse_auth(srv->opts.auth, &password, &api_key, err))
+		goto fail;
+	if (srv->opts.api_keys) {
+		srv->keys = fpg_apikeys_load(srv->opts.api_keys, err);
+		if (!srv->keys)
+			goto fail;
+		fpg_log_info("server", NULL, "%u API keys", fpg_apikeys_count(srv->keys));
+	}
 	struct fpg_services shared = {
+		.auth_password = password,
+		.auth_api_key = api_key,
+		.keys = srv->keys,
 		.hosts = &srv->hosts,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,
@@ -328,6 +369,24 @@ void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 	fpg_log_info("server", NULL, "stopped");
 }
 
+bool fpg_server_reload(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (!srv->opts.api_keys)
+		return true;
+	pthread_mutex_lock(&srv->reload_lock);
+	struct fpg_apikeys *keys = fpg_apikeys_load(srv->opts.api_keys, err);
+	if (keys) {
+		for (unsigned i = 0; i < srv->nworkers; i++)
+			fpg_worker_swap_keys(&srv->workers[i], keys);
+		fpg_apikeys_unref(srv->keys);
+		srv->keys = keys;
+		fpg_log_info("server", NULL, "reloaded: %u API keys",
+			     fpg_apikeys_count(keys));
+	}
+	pthread_mutex_unlock(&srv->reload_lock);
+	return keys != NULL;
+}
+
 void fpg_server_free(struct fpg_server *srv)
 {
 	if (!srv)
@@ -347,6 +406,10 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->log_format);
 	free(srv->cors_origin);
 	free(srv->allowed_hosts);
+	free(srv->api_keys);
+	fpg_apikeys_unref(srv->keys);
+	if (srv->reload_ready)
+		pthread_mutex_destroy(&srv->reload_lock);
 	free(srv->tls_cert);
 	if (srv->tls_key)
 		explicit_bzero(srv->tls_key, strlen(srv->tls_key));

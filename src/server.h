@@ -25,6 +25,10 @@ struct fpg_server {
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
+	struct fpg_apikeys *keys;	 /* the API keys now, or NULL */
+	pthread_mutex_t reload_lock;	 /* one reload at a time */
+	bool reload_ready;		 /* reload_lock initialised */
+	char *api_keys;			 /* the file's path */
 	struct fpg_stats **all_stats;	 /* [nworkers] of the workers' */
 	struct fpg_requests **all_requests; /* [nworkers] of the workers' */
 	unsigned port;
@@ -32,4 +36,9 @@ struct fpg_server {
 	bool stopped;
 };
 
-
+/*
+ * Which methods the --auth list names (NULL or "": none); false with err
+ * for anything else.
+ */
+bool fpg_server_parse_auth(const char *list, bool *password, bool *api_key,
+			   struct fpg_error *err) FPG_MUST_CHECK;

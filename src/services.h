@@ -11,6 +11,7 @@
 
 #include "fasterpg.h"
 
+struct fpg_apikeys;
 struct fpg_hosts;
 struct fpg_lanes;
 struct fpg_logins;
@@ -35,7 +36,10 @@ struct fpg_services {
 	struct fpg_loop *loop;
 	struct fpg_pool *pool;		/* the --db login's */
 	struct fpg_logins *logins;	/* every login's pool */
-	bool auth_password;		/* clients send their own login */
+	bool auth_password;		/* clients may send their own login */
+	bool auth_api_key;		/* ... or an API key */
+	struct fpg_apikeys *keys;	/* the API keys now (a reference of
+					   this worker's; swapped on reload) */
 	struct fpg_typecache *types;
 	struct fpg_tx_table *tx;	/* the sessions this worker began */
 	struct fpg_lanes *lanes;	/* lane choice of /query */

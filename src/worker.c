@@ -14,6 +14,7 @@
 
 #include "error.h"
 #include "log.h"
+#include "apikeys.h"
 #include "logins.h"
 #include "pool.h"
 #include "query.h"
@@ -168,7 +169,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	};
 	/* With clients' own logins, the --db one serves /readyz only: it
 	 * connects when asked, and may have no password at all. */
-	bool own_logins = opts->auth && strcmp(opts->auth, "password") == 0;
+	bool own_logins = shared->auth_password || shared->auth_api_key;
 	w->logins = fpg_logins_new(&env, own_logins ? 0 : opts->pool_min, err);
 	if (!w->logins)
 		return false;
@@ -189,7 +190,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
-	w->svc.auth_password = own_logins;
+	fpg_apikeys_ref(w->svc.keys);
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
@@ -272,6 +273,40 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
 	fpg_loop_wake(&w->loop);
 }
 
+/* A new set of API keys for a worker (its reference travels along). */
+struct keys_msg {
+	struct fpg_msg msg;
+	struct fpg_worker *w;
+	struct fpg_apikeys *keys;
+};
+
+static void keys_arrive(struct fpg_msg *msg, bool live)
+{
+	struct keys_msg *m = FPG_CONTAINER_OF(msg, struct keys_msg, msg);
+	if (live) {
+		struct fpg_apikeys *old = m->w->svc.keys;
+		m->w->svc.keys = m->keys;
+		m->keys = old;
+	}
+	fpg_apikeys_unref(m->keys);
+	free(m);
+}
+
+void fpg_worker_swap_keys(struct fpg_worker *w, struct fpg_apikeys *keys)
+{
+	struct keys_msg *m = malloc(sizeof(*m));
+	if (!m) {
+		fpg_log_error("worker", NULL, "worker %u: out of memory: keys "
+			      "not reloaded", w->id);
+		return;
+	}
+	fpg_apikeys_ref(keys);
+	m->msg.handle = keys_arrive;
+	m->w = w;
+	m->keys = keys;
+	fpg_loop_post(&w->loop, &m->msg);
+}
+
 void fpg_worker_join(struct fpg_worker *w)
 {
 	if (w->thread_started)
@@ -295,4 +330,6 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->lanes = NULL;
 	fpg_loop_deinit(&w->loop);
 	fpg_requests_deinit(&w->reqs);
+	fpg_apikeys_unref(w->svc.keys);
+	w->svc.keys = NULL;
 }

@@ -22,6 +22,7 @@
 #include "services.h"
 #include "stats.h"
 
+struct fpg_apikeys;
 struct fpg_canceller;
 struct fpg_lanes;
 struct fpg_logins;
@@ -69,6 +70,10 @@ bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHEC
 void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms);
 
 void fpg_worker_join(struct fpg_worker *w);
+
+/* Switches the worker to keys (it takes a reference) at its next loop
+ * turn. Any thread. */
+void fpg_worker_swap_keys(struct fpg_worker *w, struct fpg_apikeys *keys);
 
 /* Frees what init created; the thread must have been joined. */
 void fpg_worker_deinit(struct fpg_worker *w);

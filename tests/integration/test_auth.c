@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #include <openssl/evp.h>
 
@@ -17,9 +18,27 @@
 #include "it.h"
 #include "pg_harness.h"
 
-static unsigned port;	     /* --auth password */
+static unsigned port;	     /* --auth password,api-key */
 static unsigned quick_port;  /* the same, rechecking after 300 ms */
-static char alice_pw[40], bob_pw[40];
+static char alice_pw[40], bob_pw[40], carol_pw[40];
+static char keys_path[64], pgpass_path[64];
+static char key1[40], key2[40];
+
+/* The API key file: one line for key (its SHA-256), carol's. */
+static void write_keys(const char *key, const char *extra_line)
+{
+	unsigned char d[32];
+	unsigned int n = 0;
+	EVP_Digest(key, strlen(key), d, &n, EVP_sha256(), NULL);
+	FILE *f = fopen(keys_path, "w");
+	if (!f)
+		abort(); /* also called from setup(), where Check cannot */
+	fprintf(f, "# test keys\n\n");
+	for (unsigned i = 0; i < n; i++)
+		fprintf(f, "%02x", d[i]);
+	fprintf(f, " carol the test's key\n%s", extra_line ? extra_line : "");
+	fclose(f);
+}
 
 /* "Authorization: Basic base64(user:password)" (static storage). */
 static const char *basic(const char *user, const char *password)
@@ -80,11 +99,13 @@ static void setup(void)
 {
 	random_password(alice_pw, 24);
 	random_password(bob_pw, 24);
+	random_password(carol_pw, 24);
 	char sql[1024];
 	snprintf(sql, sizeof(sql),
 		 "SET password_encryption = 'scram-sha-256';"
 		 "CREATE ROLE alice LOGIN PASSWORD '%s';"
 		 "CREATE ROLE bob LOGIN PASSWORD '%s';"
+		 "CREATE ROLE carol LOGIN PASSWORD '%s';"
 		 "CREATE TABLE auth_notes (owner name NOT NULL, note text);"
 		 "ALTER TABLE auth_notes ENABLE ROW LEVEL SECURITY;"
 		 "CREATE POLICY own ON auth_notes USING (owner = current_user)"
@@ -92,13 +113,31 @@ static void setup(void)
 		 "GRANT SELECT, INSERT ON auth_notes TO alice, bob;"
 		 "INSERT INTO auth_notes VALUES ('alice', 'a1'), ('alice', 'a2'),"
 		 " ('bob', 'b1')",
-		 alice_pw, bob_pw);
+		 alice_pw, bob_pw, carol_pw);
 	pgh_exec(sql);
+	/* carol is an API key's role: the gateway finds her password where
+	 * libpq looks, PGPASSFILE. */
+	snprintf(pgpass_path, sizeof(pgpass_path), "/tmp/fpg_pgpass_XXXXXX");
+	int fd = mkstemp(pgpass_path);
+	if (fd < 0)
+		abort();
+	FILE *f = fdopen(fd, "w");
+	fprintf(f, "127.0.0.1:%u:*:carol:%s\n", pgh_port(), carol_pw);
+	fclose(f);
+	setenv("PGPASSFILE", pgpass_path, 1);
+	snprintf(keys_path, sizeof(keys_path), "/tmp/fpg_keys_XXXXXX");
+	fd = mkstemp(keys_path);
+	if (fd < 0)
+		abort();
+	close(fd);
+	random_password(key1, 32);
+	random_password(key2, 32);
+	write_keys(key1, NULL);
 	/* The server writes its own file (tabs become spaces: COPY's text
 	 * format would escape them). */
-	pgh_exec("CREATE TEMP TABLE hba AS SELECT 1 AS n, 'host all alice,bob "
+	pgh_exec("CREATE TEMP TABLE hba AS SELECT 1 AS n, 'host all alice,bob,carol "
 		 "127.0.0.1/32 scram-sha-256' AS line UNION ALL SELECT 2, "
-		 "'host all alice,bob ::1/128 scram-sha-256' UNION ALL SELECT "
+		 "'host all alice,bob,carol ::1/128 scram-sha-256' UNION ALL SELECT "
 		 "2 + o, translate(l, chr(9), ' ') FROM regexp_split_to_table("
 		 "pg_read_file(current_setting('hba_file')), E'\\n') WITH "
 		 "ORDINALITY AS t(l, o);"
@@ -107,14 +146,22 @@ static void setup(void)
 		 "SELECT pg_reload_conf()");
 }
 
+/* The program's files go with it. */
+__attribute__((destructor)) static void remove_files(void)
+{
+	if (keys_path[0])
+		unlink(keys_path);
+	if (pgpass_path[0])
+		unlink(pgpass_path);
+}
+
 START_TEST(clients_must_name_a_login)
 {
 	struct http_resp *r = sql_as(port, NULL, NULL, "SELECT 1");
 	ck_assert_int_eq(r->status, 401);
-	char *how = http_header(r, "WWW-Authenticate");
-	ck_assert_ptr_nonnull(how);
-	ck_assert_ptr_nonnull(strstr(how, "Basic"));
-	free(how);
+	/* One challenge per way this server takes. */
+	ck_assert_ptr_nonnull(strcasestr(r->headers, "WWW-Authenticate: Basic"));
+	ck_assert_ptr_nonnull(strcasestr(r->headers, "WWW-Authenticate: Bearer"));
 	ck_assert_ptr_nonnull(strstr(r->body, "\"unauthorized\""));
 	http_resp_free(r);
 	/* What runs no client SQL needs none; /readyz asks PostgreSQL as the
@@ -280,6 +327,91 @@ START_TEST(sessions_belong_to_their_login)
 }
 END_TEST
 
+static struct http_resp *sql_with(unsigned p, const char *authorization,
+				  const char *sql)
+{
+	char header[200];
+	snprintf(header, sizeof(header), "Authorization: %s", authorization);
+	json_t *j = json_pack("{s:s,s:s}", "sql", sql, "expect", "scalar");
+	char *body = json_dumps(j, JSON_COMPACT);
+	json_decref(j);
+	const char *headers[] = {header, NULL};
+	struct http_resp *r = http_request(p, "POST", "/query", body, headers);
+	free(body);
+	return r;
+}
+
+START_TEST(api_keys_run_as_their_role)
+{
+	char bearer[80];
+	snprintf(bearer, sizeof(bearer), "Bearer %s", key1);
+	for (int i = 0; i < 3; i++) {
+		struct http_resp *r = sql_with(port, bearer,
+					       "SELECT current_user::text");
+		ck_assert_msg(r->status == 200 && strstr(r->body, "\"carol\""),
+			      "%ld %s", r->status, r->body);
+		http_resp_free(r);
+	}
+	/* An unknown key, or a key with junk after it. */
+	char wrong[80];
+	snprintf(wrong, sizeof(wrong), "Bearer %sx", key1);
+	const char *bad[] = {wrong, "Bearer ", "Bearer a b", "Token abc"};
+	for (size_t i = 0; i < 4; i++) {
+		struct http_resp *r = sql_with(port, bad[i], "SELECT 1");
+		ck_assert_msg(r->status == 401, "%s: %ld", bad[i], r->status);
+		char *how = http_header(r, "WWW-Authenticate");
+		ck_assert_ptr_nonnull(how);
+		free(how);
+		http_resp_free(r);
+	}
+	/* The key's login is not a password's: carol with no password gets
+	 * nothing of it. */
+	struct http_resp *r = sql_as(port, "carol", "", "SELECT current_user");
+	ck_assert_int_eq(r->status, 401);
+	http_resp_free(r);
+}
+END_TEST
+
+static void with_password_auth(struct fpg_options *o);
+
+START_TEST(api_keys_reload)
+{
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	with_password_auth(&o);
+	struct fpg_server *srv = it_server_start(&o, &p);
+	char b1[80], b2[80];
+	snprintf(b1, sizeof(b1), "Bearer %s", key1);
+	snprintf(b2, sizeof(b2), "Bearer %s", key2);
+	struct http_resp *r = sql_with(p, b1, "SELECT 1");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	/* A file that does not load changes nothing. */
+	write_keys(key2, "not a digest carol\n");
+	struct fpg_error err = {0};
+	ck_assert(!fpg_server_reload(srv, &err));
+	ck_assert_ptr_nonnull(strstr(err.message, ":4:"));
+	r = sql_with(p, b1, "SELECT 1");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	/* A good one replaces the old keys on every worker. */
+	write_keys(key2, NULL);
+	ck_assert_msg(fpg_server_reload(srv, &err), "%s", err.message);
+	for (int i = 0; i < 4; i++) { /* both workers, whichever answers */
+		r = sql_with(p, b1, "SELECT 1");
+		ck_assert_msg(r->status == 401, "old key: %ld", r->status);
+		http_resp_free(r);
+		r = sql_with(p, b2, "SELECT current_user::text");
+		ck_assert_msg(r->status == 200, "new key: %ld %s", r->status,
+			      r->body);
+		http_resp_free(r);
+	}
+	fpg_server_free(srv);
+	write_keys(key1, NULL);
+}
+END_TEST
+
 START_TEST(auth_may_listen_everywhere)
 {
 	struct fpg_options o;
@@ -302,7 +434,8 @@ END_TEST
 
 static void with_password_auth(struct fpg_options *o)
 {
-	o->auth = "password";
+	o->auth = "password,api-key";
+	o->api_keys = keys_path;
 	o->threads = 2;
 }
 
@@ -319,6 +452,8 @@ static const struct test_case cases[] = {
     TEST_CASE(nobody_becomes_another),
     TEST_CASE(changed_password_is_noticed),
     TEST_CASE(sessions_belong_to_their_login),
+    TEST_CASE(api_keys_run_as_their_role),
+    TEST_CASE(api_keys_reload),
     TEST_CASE(auth_may_listen_everywhere),
     {0},
 };

@@ -1217,7 +1217,7 @@ START_TEST(query_read_only)
 		char *path = cpath("/copy", "query", texts[i], NULL);
 		struct cx x = {.method = "GET", .path = path, .keep = true};
 		cx_run(&x);
-		json_t *e = expect_error(&x, 409, NULL);
+		json_t *e = expect_error(&x, 403, NULL);
 		const char *code = json_string_value(json_object_get(e, "code"));
 		ck_assert_msg(strcmp(code, "25006") == 0, "%s: %s", texts[i],
 			      cx_desc(&x));
