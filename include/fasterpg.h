@@ -117,6 +117,9 @@ struct fpg_options {
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted
 				     this long, then checked again */
+	unsigned max_connections_per_ip; /* HTTP connections one client
+					    address may hold per worker
+					    (0 = no limit) */
 	unsigned read_only;	 /* 1: every statement runs in a read-only
 				    transaction (a write: 403, 25006) */
 	const char *tls_cert;	 /* PEM certificate (chain) file: serve

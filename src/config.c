@@ -82,6 +82,10 @@ static const struct opt_def opt_table[] = {
 	{"max-connections", "FASTERPG_MAX_CONNECTIONS", NULL, OPT_UINT,
 	 OFF(max_connections), "10000", 1, 1000000,
 	 "HTTP connections per worker"},
+	{"max-connections-per-ip", "FASTERPG_MAX_CONNECTIONS_PER_IP", NULL,
+	 OPT_UINT, OFF(max_connections_per_ip), "0", 0, 1000000,
+	 "HTTP connections one client address may hold per worker (0 = no "
+	 "limit)"},
 	{"max-transactions", "FASTERPG_MAX_TRANSACTIONS", NULL, OPT_UINT,
 	 OFF(max_transactions), "1000", 1, 65535,
 	 "open transaction sessions at most (server-wide)"},

@@ -100,6 +100,9 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 		MHD_OPTION_SOCK_ADDR, (struct sockaddr *)&addr,
 		MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1,
 		MHD_OPTION_CONNECTION_LIMIT, w->opts->max_connections,
+		/* Past it, MHD closes the new connection at once. */
+		MHD_OPTION_PER_IP_CONNECTION_LIMIT,
+		w->opts->max_connections_per_ip,
 		MHD_OPTION_CONNECTION_TIMEOUT, w->opts->http_idle_timeout_s,
 		/* Refuse ambiguous framing (e.g. whitespace before a header's
 		 * colon, HTTP/1.1 without Host) instead of guessing, so that

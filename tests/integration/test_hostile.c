@@ -22,6 +22,7 @@
 
 static unsigned port;	   /* header-timeout-ms 1000, defaults otherwise */
 static unsigned slot_port; /* one worker, 16 connections */
+static unsigned ip_port;   /* one worker, 3 connections per address */
 
 /* The server still answers a correct query right. */
 static void assert_healthy(unsigned p)
@@ -838,6 +839,53 @@ START_TEST(malformed_json_bodies)
 }
 END_TEST
 
+/* An answered keep-alive request on a new connection, or -1 when the
+ * server closed it instead. */
+static int keep_alive_connection(unsigned p)
+{
+	int fd = raw_connect(p);
+	raw_sends(fd, "GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n");
+	struct it_buf b = {0};
+	raw_read(fd, &b, 300);
+	int status = b.data ? raw_status(b.data) : 0;
+	free(b.data);
+	if (status != 200) {
+		close(fd);
+		return -1;
+	}
+	return fd;
+}
+
+START_TEST(connections_per_address_are_bounded)
+{
+	int held[3];
+	for (int i = 0; i < 3; i++) {
+		held[i] = keep_alive_connection(ip_port);
+		ck_assert_msg(held[i] >= 0, "connection %d refused", i);
+	}
+	/* A fourth from the same address is closed at once. */
+	ck_assert_int_eq(keep_alive_connection(ip_port), -1);
+	/* One leaves, one more may come. */
+	close(held[0]);
+	int again = -1;
+	for (int tries = 0; tries < 50 && again < 0; tries++) {
+		struct timespec ts = {0, 20 * 1000000L};
+		nanosleep(&ts, NULL);
+		again = keep_alive_connection(ip_port);
+	}
+	ck_assert_int_ge(again, 0);
+	close(again);
+	close(held[1]);
+	close(held[2]);
+}
+END_TEST
+
+static void three_per_address(struct fpg_options *o)
+{
+	o->threads = 1;
+	o->max_connections_per_ip = 3;
+}
+
 static void short_header_timeout(struct fpg_options *o)
 {
 	o->header_timeout_ms = HEADER_TIMEOUT_MS;
@@ -861,12 +909,14 @@ static const struct test_case cases[] = {
     TEST_CASE(tricklers_cannot_take_every_slot),
     TEST_CASE(bad_framing),
     TEST_CASE(malformed_json_bodies),
+    TEST_CASE(connections_per_address_are_bounded),
     {0},
 };
 
 static const struct it_server servers[] = {
     {&port, short_header_timeout},
     {&slot_port, few_slots},
+    {&ip_port, three_per_address},
     {0},
 };
 
