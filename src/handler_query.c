@@ -28,6 +28,7 @@
 #include "query.h"
 #include "rowfmt.h"
 #include "tx.h"
+#include "queries.h"
 #include "services.h"
 #include "stats.h"
 
@@ -220,7 +221,9 @@ static bool stream_asked(struct fpg_request *req)
  * Parses req's body and starts its statement: on a pooled connection, or
  * on tx_conn (a transaction's) when given.
  */
-static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
+/* named: the SQL of a named query (the body brings the rest), or NULL. */
+static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
+		       const char *named)
 {
 	/* Required, not assumed: a body without a type is what a web
 	 * page may send to any server without asking (CSRF). */
@@ -243,8 +246,10 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
 	qr->req = req;
-	if (!fpg_statement_parse(&qr->st, req->body.data ? req->body.data : "",
-				 req->body.len, &err)) {
+	const char *body = req->body.data ? req->body.data : "";
+	if (!(named ? fpg_statement_parse_named(&qr->st, named, body,
+						req->body.len, &err)
+		    : fpg_statement_parse(&qr->st, body, req->body.len, &err))) {
 		fpg_statement_deinit(&qr->st);
 		free(qr);
 		return fpg_request_error(req, &err, NULL);
@@ -281,7 +286,29 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn)
 
 int fpg_handle_query(struct fpg_request *req)
 {
-	return start_query(req, NULL);
+	return start_query(req, NULL, NULL);
+}
+
+int fpg_handle_named_query(struct fpg_request *req)
+{
+	const struct fpg_queries *qs = req->svc->queries;
+	char name[64];
+	size_t n = strcspn(req->path_param, "/");
+	const char *sql = NULL;
+	if (qs && n < sizeof(name)) {
+		memcpy(name, req->path_param, n);
+		name[n] = '\0';
+		sql = fpg_queries_sql(qs, name);
+	}
+	if (!sql)
+		return fpg_request_fail(req, 404, "query_not_found",
+					"no named query %.*s", (int)(n < 64 ? n : 64),
+					req->path_param);
+	if (!fpg_queries_allows(qs, name, req->login))
+		return fpg_request_fail(req, 403, "query_not_allowed",
+					"the query %s is not for this login",
+					name);
+	return start_query(req, NULL, sql);
 }
 
 int fpg_handle_tx_query(struct fpg_request *req)
@@ -293,7 +320,7 @@ int fpg_handle_tx_query(struct fpg_request *req)
 				   &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
-	int status = start_query(req, conn);
+	int status = start_query(req, conn, NULL);
 	/* Nothing was queued (a bad request, a wrong parameter count): the
 	 * session is free again at once. Else the connection frees it. */
 	fpg_tx_release_if_idle(tx);

@@ -402,11 +402,17 @@ static bool blank(const char *s)
 	return true;
 }
 
-bool fpg_statement_parse(struct fpg_statement *st, const char *body,
-			 size_t len, struct fpg_error *err)
+/* The body of a statement; named is the SQL of a named query (the body
+ * then must not bring its own), or NULL. */
+static bool parse_body(struct fpg_statement *st, const char *body,
+		       size_t len, const char *named, struct fpg_error *err)
 {
 	memset(st, 0, sizeof(*st));
 	json_error_t jerr;
+	if (len == 0 && named) {
+		st->sql = named;
+		return true;
+	}
 	if (len == 0) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "the request body is empty; expected a JSON "
@@ -442,6 +448,14 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 		if (!parse_field(st, key, v, err))
 			return false;
 	}
+	if (named && st->sql) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 400,
+			      "a named query brings its own SQL: send no "
+			      "\"sql\"");
+		return false;
+	}
+	if (named)
+		st->sql = named;
 	if (!st->sql) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "\"sql\" is missing");
@@ -453,6 +467,19 @@ bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 	}
 	json_t *params = json_object_get(st->root, "params");
 	return !params || parse_params(st, params, body, len, err);
+}
+
+bool fpg_statement_parse(struct fpg_statement *st, const char *body,
+			 size_t len, struct fpg_error *err)
+{
+	return parse_body(st, body, len, NULL, err);
+}
+
+bool fpg_statement_parse_named(struct fpg_statement *st, const char *sql,
+			       const char *body, size_t len,
+			       struct fpg_error *err)
+{
+	return parse_body(st, body, len, sql, err);
 }
 
 void fpg_statement_deinit(struct fpg_statement *st)

@@ -55,6 +55,15 @@ json_t *fpg_json_load(const char *body, size_t len, size_t flags,
 bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 			 size_t len, struct fpg_error *err) FPG_MUST_CHECK;
 
+/*
+ * The same for a named query: its SQL is sql (borrowed, must outlive st)
+ * and the body (which may be empty) brings the rest ("params", "expect",
+ * ...) but no "sql".
+ */
+bool fpg_statement_parse_named(struct fpg_statement *st, const char *sql,
+			       const char *body, size_t len,
+			       struct fpg_error *err) FPG_MUST_CHECK;
+
 void fpg_statement_deinit(struct fpg_statement *st);
 
 /*

@@ -9,6 +9,7 @@
 static const struct fpg_route routes[] = {
 	{"POST", "/query", fpg_handle_query, false, false},
 	{"DELETE", "/query/{}", fpg_handle_query_cancel, false, false},
+	{"POST", "/q/{}", fpg_handle_named_query, false, false},
 	{"POST", "/copy", fpg_handle_copy_in, true, false},
 	{"GET", "/copy", fpg_handle_copy_out, false, false},
 	{"POST", "/tx", fpg_handle_tx_begin, false, false},
@@ -30,6 +31,7 @@ _Static_assert(N_ROUTES < FPG_STATS_ROUTES, "grow FPG_STATS_ROUTES");
 static const char *const stat_names[] = {
 	"POST /query",
 	"DELETE /query/{request_id}",
+	"POST /q/{name}",
 	"POST /copy",
 	"GET /copy",
 	"POST /tx",

@@ -16,6 +16,7 @@
 #include "error.h"
 #include "log.h"
 #include "apikeys.h"
+#include "queries.h"
 #include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
@@ -306,7 +307,11 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 			goto fail;
 		fpg_log_info("server", NULL, "%u API keys", fpg_apikeys_count(srv->keys));
 	}
+	if (srv->opts.queries &&
+	    !(srv->queries = fpg_queries_load(srv->opts.queries, err)))
+		goto fail;
 	struct fpg_services shared = {
+		.queries = srv->queries,
 		.auth_password = password,
 		.auth_api_key = api_key,
 		.keys = srv->keys,
@@ -408,6 +413,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->allowed_hosts);
 	free(srv->api_keys);
 	fpg_apikeys_unref(srv->keys);
+	fpg_queries_free(srv->queries);
 	if (srv->reload_ready)
 		pthread_mutex_destroy(&srv->reload_lock);
 	free(srv->tls_cert);

@@ -17,6 +17,7 @@ struct fpg_lanes;
 struct fpg_logins;
 struct fpg_loop;
 struct fpg_pool;
+struct fpg_queries;
 struct fpg_requests;
 struct fpg_route;
 struct fpg_stats;
@@ -38,6 +39,7 @@ struct fpg_services {
 	struct fpg_logins *logins;	/* every login's pool */
 	bool auth_password;		/* clients may send their own login */
 	bool auth_api_key;		/* ... or an API key */
+	const struct fpg_queries *queries; /* named queries, or NULL */
 	struct fpg_apikeys *keys;	/* the API keys now (a reference of
 					   this worker's; swapped on reload) */
 	struct fpg_typecache *types;

@@ -10,7 +10,7 @@
 
 #include "buf.h"
 
-#define FPG_STATS_ROUTES 16
+#define FPG_STATS_ROUTES 24
 #define FPG_STATS_BUCKETS 128 /* latency buckets, see stats.c */
 
 /* HTTP statuses counted one by one; anything else lands in "other". */

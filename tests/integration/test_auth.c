@@ -23,6 +23,18 @@ static unsigned quick_port;  /* the same, rechecking after 300 ms */
 static char alice_pw[40], bob_pw[40], carol_pw[40];
 static char keys_path[64], pgpass_path[64];
 static char key1[40], key2[40];
+static char queries_dir[64];
+
+static void write_query(const char *name, const char *text)
+{
+	char path[128];
+	snprintf(path, sizeof(path), "%s/%s.sql", queries_dir, name);
+	FILE *f = fopen(path, "w");
+	if (!f)
+		abort(); /* from setup(), where Check cannot */
+	fputs(text, f);
+	fclose(f);
+}
 
 /* The API key file: one line for key (its SHA-256), carol's. */
 static void write_keys(const char *key, const char *extra_line)
@@ -133,6 +145,13 @@ static void setup(void)
 	random_password(key1, 32);
 	random_password(key2, 32);
 	write_keys(key1, NULL);
+	snprintf(queries_dir, sizeof(queries_dir), "/tmp/fpg_queries_XXXXXX");
+	if (!mkdtemp(queries_dir))
+		abort();
+	write_query("my_notes", "-- roles: alice, bob\n"
+				"SELECT string_agg(note, ',' ORDER BY note) "
+				"FROM auth_notes\n");
+	write_query("add", "SELECT $1::int + $2::int\n");
 	/* The server writes its own file (tabs become spaces: COPY's text
 	 * format would escape them). */
 	pgh_exec("CREATE TEMP TABLE hba AS SELECT 1 AS n, 'host all alice,bob,carol "
@@ -149,6 +168,14 @@ static void setup(void)
 /* The program's files go with it. */
 __attribute__((destructor)) static void remove_files(void)
 {
+	if (queries_dir[0]) {
+		char path[128];
+		snprintf(path, sizeof(path), "%s/my_notes.sql", queries_dir);
+		unlink(path);
+		snprintf(path, sizeof(path), "%s/add.sql", queries_dir);
+		unlink(path);
+		rmdir(queries_dir);
+	}
 	if (keys_path[0])
 		unlink(keys_path);
 	if (pgpass_path[0])
@@ -372,6 +399,63 @@ START_TEST(api_keys_run_as_their_role)
 }
 END_TEST
 
+static struct http_resp *named(const char *authorization, const char *name,
+				const char *body)
+{
+	char header[400], path[100];
+	snprintf(header, sizeof(header), "Authorization: %s", authorization);
+	snprintf(path, sizeof(path), "/q/%s", name);
+	const char *headers[] = {header, "Content-Type: application/json",
+				 NULL};
+	return http_request(port, "POST", path, body, headers);
+}
+
+START_TEST(named_queries_run_as_the_caller)
+{
+	char alice[300], bob[300], carol[80];
+	snprintf(alice, sizeof(alice), "%s", basic("alice", alice_pw) + 15);
+	snprintf(bob, sizeof(bob), "%s", basic("bob", bob_pw) + 15);
+	snprintf(carol, sizeof(carol), "Bearer %s", key1);
+	/* Row-level security sees the caller. */
+	struct http_resp *r =
+		named(alice, "my_notes", "{\"expect\":\"scalar\"}");
+	ck_assert_msg(r->status == 200 && strstr(r->body, "\"a1,a2\""),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	r = named(bob, "my_notes", "{\"expect\":\"scalar\"}");
+	ck_assert_msg(r->status == 200 && strstr(r->body, "\"b1\""), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+	/* Not among its roles. */
+	r = named(carol, "my_notes", "");
+	ck_assert_msg(r->status == 403 && strstr(r->body, "query_not_allowed"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* Anyone: parameters only. */
+	int a = rand() % 1000, b = rand() % 1000;
+	char body[100], want[40];
+	snprintf(body, sizeof(body), "{\"params\":[%d,%d],\"expect\":\"scalar\"}",
+		 a, b);
+	snprintf(want, sizeof(want), "{\"value\":%d}", a + b);
+	r = named(carol, "add", body);
+	ck_assert_msg(r->status == 200 && strstr(r->body, want), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+	r = named(alice, "add", "{\"sql\":\"SELECT 1\",\"params\":[1,2]}");
+	ck_assert_int_eq(r->status, 400);
+	http_resp_free(r);
+	r = named(alice, "nope", "{}");
+	ck_assert_msg(r->status == 404 && strstr(r->body, "query_not_found"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* Without a credential, nothing. */
+	const char *h[] = {"Content-Type: application/json", NULL};
+	r = http_request(port, "POST", "/q/add", "{}", h);
+	ck_assert_int_eq(r->status, 401);
+	http_resp_free(r);
+}
+END_TEST
+
 static void with_password_auth(struct fpg_options *o);
 
 START_TEST(api_keys_reload)
@@ -436,6 +520,7 @@ static void with_password_auth(struct fpg_options *o)
 {
 	o->auth = "password,api-key";
 	o->api_keys = keys_path;
+	o->queries = queries_dir;
 	o->threads = 2;
 }
 
@@ -453,6 +538,7 @@ static const struct test_case cases[] = {
     TEST_CASE(changed_password_is_noticed),
     TEST_CASE(sessions_belong_to_their_login),
     TEST_CASE(api_keys_run_as_their_role),
+    TEST_CASE(named_queries_run_as_the_caller),
     TEST_CASE(api_keys_reload),
     TEST_CASE(auth_may_listen_everywhere),
     {0},
