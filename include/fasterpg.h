@@ -114,6 +114,7 @@ struct fpg_options {
 				    (every client is the --db login) */
 	const char *api_keys;	 /* the API key file (see docs/security.md) */
 	const char *queries;	 /* a directory of named queries, NAME.sql */
+	const char *roles;	 /* per-role policy file (see docs/security.md) */
 	unsigned max_logins;	 /* per worker, logins with a pool open */
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted

@@ -125,6 +125,8 @@ static const struct opt_def opt_table[] = {
 	 0, 0, "file of SHA-256(key) role [name] lines, read again on SIGHUP"},
 	{"queries", "FASTERPG_QUERIES", NULL, OPT_STR, OFF(queries), NULL, 0,
 	 0, "directory of named queries (NAME.sql) for POST /q/NAME"},
+	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
+	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N]"},
 	{"max-logins", "FASTERPG_MAX_LOGINS", NULL, OPT_UINT, OFF(max_logins),
 	 "100", 1, 100000, "logins with connections open, per worker"},
 	{"login-idle-timeout-ms", "FASTERPG_LOGIN_IDLE_TIMEOUT_MS", NULL,

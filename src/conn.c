@@ -710,8 +710,8 @@ static void conn_event(struct fpg_evsrc *src, uint32_t events)
  * ALL (see send_reset) goes back to them. Options of the conninfo come
  * first, so that ours win.
  */
-static void startup_options(const struct fpg_options *opts, char *out,
-			    size_t size)
+static void startup_options(const struct fpg_options *opts, bool read_only,
+			    char *out, size_t size)
 {
 	const char *user = NULL;
 	PQconninfoOption *info =
@@ -728,7 +728,7 @@ static void startup_options(const struct fpg_options *opts, char *out,
 		 " -c statement_timeout=%u%s",
 		 user ? user : "", user ? " " : "",
 		 opts->statement_timeout_ms,
-		 opts->read_only ? " -c default_transaction_read_only=on" : "");
+		 read_only ? " -c default_transaction_read_only=on" : "");
 	PQconninfoFree(info);
 }
 
@@ -736,7 +736,8 @@ void fpg_conn_start(struct fpg_conn *c)
 {
 	const struct fpg_options *opts = c->env->opts;
 	char options[1024];
-	startup_options(opts, options, sizeof(options));
+	startup_options(opts, opts->read_only || c->env->read_only, options,
+			sizeof(options));
 	/* A login's user and password come after dbname: they win over
 	 * what the conninfo in it says. */
 	const char *keys[] = {"dbname", "client_encoding",

@@ -41,6 +41,8 @@ struct fpg_conn_env {
 	/* The login, when not the one of opts->db (NULL: that one). */
 	const char *user;
 	const char *password;		 /* with user; NULL: none */
+	bool read_only;			 /* its sessions start read-only
+					    (as opts->read_only does) */
 	/* The statement cache every connection carries (query.c's): made
 	 * when a session starts, freed when it ends or was discarded. */
 	struct fpg_stmt_cache *(*stmts_new)(struct fpg_pool *pool,

@@ -25,6 +25,8 @@ struct login {
 	char *password;		    /* for its new connections */
 	unsigned char mac[MAC_LEN]; /* of user and password */
 	bool by_key;		    /* an API key's: no password of ours */
+	double tokens;		    /* of the role's rate, this worker's */
+	uint64_t tokens_ms;	    /* when they were counted */
 	struct fpg_conn_env env;    /* the worker's, with the two above */
 	struct fpg_pool *pool;
 	bool checked;		    /* a connection logged in with it */
@@ -144,7 +146,7 @@ struct fpg_pool *fpg_logins_main(struct fpg_logins *ls)
 }
 
 static struct login *login_new(struct fpg_logins *ls, const char *user,
-			       const char *password,
+			       const char *password, bool read_only,
 			       const unsigned char *mac,
 			       struct fpg_error *err)
 {
@@ -158,6 +160,7 @@ static struct login *login_new(struct fpg_logins *ls, const char *user,
 	l->env = ls->env;
 	l->env.user = l->user;
 	l->env.password = l->password;
+	l->env.read_only = read_only;
 	struct fpg_pool_owner owner = {
 		.min = 0, /* a login opens connections only when asked */
 		.logged_in = logged_in,
@@ -184,8 +187,8 @@ fail:
 }
 
 bool fpg_logins_find(struct fpg_logins *ls, const char *user,
-		     const char *password, struct fpg_pool **pool,
-		     struct fpg_error *err)
+		     const char *password, bool read_only,
+		     struct fpg_pool **pool, struct fpg_error *err)
 {
 	unsigned char mac[MAC_LEN];
 	if (!mac_of(ls, user, password, mac)) {
@@ -198,6 +201,7 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 	     n = fpg_list_next(&ls->all, n)) {
 		struct login *l = FPG_CONTAINER_OF(n, struct login, link);
 		if (l->retiring || l->by_key != !password ||
+		    l->env.read_only != read_only ||
 		    strcmp(l->user, user) != 0 ||
 		    !fpg_guard_same_secret(l->mac, MAC_LEN, mac, MAC_LEN))
 			continue;
@@ -220,11 +224,39 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 			      ls->env.opts->max_logins);
 		return false;
 	}
-	struct login *l = login_new(ls, user, password, mac, err);
+	struct login *l = login_new(ls, user, password, read_only, mac, err);
 	if (!l)
 		return false;
 	*pool = l->pool;
 	return true;
+}
+
+unsigned fpg_logins_admit(struct fpg_logins *ls, struct fpg_pool *pool,
+			  double rate)
+{
+	struct login *l = NULL;
+	FPG_LIST_EACH(n, &ls->all) {
+		struct login *e = FPG_CONTAINER_OF(n, struct login, link);
+		if (e->pool == pool)
+			l = e;
+	}
+	if (!l || rate <= 0)
+		return 0;
+	/* A token bucket that holds a second's worth. */
+	uint64_t now = ls->env.loop->now_ms;
+	if (l->tokens_ms)
+		l->tokens += (double)(now - l->tokens_ms) * rate / 1000.0;
+	else
+		l->tokens = rate;
+	l->tokens_ms = now;
+	if (l->tokens > rate)
+		l->tokens = rate;
+	if (l->tokens >= 1.0) {
+		l->tokens -= 1.0;
+		return 0;
+	}
+	double wait_s = (1.0 - l->tokens) / rate;
+	return wait_s < 1.0 ? 1 : (unsigned)(wait_s + 0.999);
 }
 
 void fpg_logins_reap(struct fpg_logins *ls)

@@ -41,11 +41,21 @@ struct fpg_pool *fpg_logins_main(struct fpg_logins *ls);
  * waiters get 401 if PostgreSQL refuses). password NULL: a role the
  * gateway logs in as by libpq's own means (PGPASSFILE, a service file, a
  * certificate), for an API key; never the same login as any password's.
+ * read_only: the login's sessions start read-only (its role's policy).
  * False with err (503) when no more logins may be open or checked now.
  */
 bool fpg_logins_find(struct fpg_logins *ls, const char *user,
-		     const char *password, struct fpg_pool **pool,
+		     const char *password, bool read_only,
+		     struct fpg_pool **pool,
 		     struct fpg_error *err) FPG_MUST_CHECK;
+
+/*
+ * One more request of pool's login, at most rate a second on this worker
+ * (a token bucket holding a second's worth): 0 when it may go, else the
+ * seconds to wait. rate <= 0: no limit.
+ */
+unsigned fpg_logins_admit(struct fpg_logins *ls, struct fpg_pool *pool,
+			  double rate);
 
 /* The loop turn's end and tick, for every pool (see pool.h). */
 void fpg_logins_reap(struct fpg_logins *ls);

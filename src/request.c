@@ -15,6 +15,7 @@
 #include "apikeys.h"
 #include "guard.h"
 #include "logins.h"
+#include "roles.h"
 #include "log.h"
 #include "stats.h"
 
@@ -513,8 +514,10 @@ static int basic_login(struct fpg_request *req)
 		status = fpg_request_fail(req, 401, "unauthorized",
 					  "send a PostgreSQL user name and "
 					  "password (HTTP Basic authorization)");
-	} else if (!fpg_logins_find(req->svc->logins, user, password, &pool,
-				    &err)) {
+	} else if (!fpg_logins_find(req->svc->logins, user, password,
+				    fpg_roles_for(req->svc->roles, user)
+					    ->read_only,
+				    &pool, &err)) {
 		status = fpg_request_error(req, &err, NULL);
 	} else {
 		log_in(req, user, pool);
@@ -538,10 +541,34 @@ static int key_login(struct fpg_request *req, const char *key)
 	if (!role || key[n + strspn(key + n, " \t")] != '\0')
 		return fpg_request_fail(req, 401, "unauthorized",
 					"unknown API key");
-	if (!fpg_logins_find(req->svc->logins, role, NULL, &pool, &err))
+	if (!fpg_logins_find(req->svc->logins, role, NULL,
+			     fpg_roles_for(req->svc->roles, role)->read_only,
+			     &pool, &err))
 		return fpg_request_error(req, &err, NULL);
 	fpg_log_debug("request", req->id, "API key %s: role %s", name, role);
 	log_in(req, role, pool);
+	return 0;
+}
+
+/* What the caller's role may do (--roles): raw SQL, and how often. */
+static int apply_policy(struct fpg_request *req)
+{
+	const struct fpg_role_policy *p =
+		fpg_roles_for(req->svc->roles, req->login);
+	if (!p->raw_sql && req->route->raw_sql)
+		return fpg_request_fail(req, 403, "raw_sql_off",
+					"this role runs named queries only "
+					"(POST /q/NAME)");
+	unsigned wait_s = fpg_logins_admit(
+		req->svc->logins, req->pool,
+		(double)p->rate / (double)req->svc->nworkers);
+	if (wait_s) {
+		req->retry_after = wait_s;
+		return fpg_request_fail(req, 429, "rate_limited",
+					"this role sends more than %u requests "
+					"a second (--roles)",
+					p->rate);
+	}
 	return 0;
 }
 
@@ -558,10 +585,15 @@ static int authenticate(struct fpg_request *req)
 	    req->route->cross_site_ok)
 		return 0;
 	const char *h = fpg_request_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
+	int status = -1;
 	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
-		return basic_login(req);
-	if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
-		return key_login(req, h + 7);
+		status = basic_login(req);
+	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
+		status = key_login(req, h + 7);
+	if (status > 0)
+		return status;
+	if (status == 0)
+		return apply_policy(req);
 	return fpg_request_fail(req, 401, "unauthorized",
 				"send %s in an Authorization header",
 				svc->auth_password && svc->auth_api_key

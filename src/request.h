@@ -143,6 +143,8 @@ struct fpg_route {
 	bool cross_site_ok;	/* read-only and runs no SQL: a web page may
 				   send it without a preflight (see guard.h);
 				   every other route refuses such requests */
+	bool raw_sql;		/* runs SQL the client wrote (a role with
+				   raw-sql=no may not, see roles.h) */
 };
 
 /* MHD callbacks, registered by the worker. cls is its fpg_requests. */

@@ -7,22 +7,22 @@
 #include "stats.h"
 
 static const struct fpg_route routes[] = {
-	{"POST", "/query", fpg_handle_query, false, false},
-	{"DELETE", "/query/{}", fpg_handle_query_cancel, false, false},
-	{"POST", "/q/{}", fpg_handle_named_query, false, false},
-	{"POST", "/copy", fpg_handle_copy_in, true, false},
-	{"GET", "/copy", fpg_handle_copy_out, false, false},
-	{"POST", "/tx", fpg_handle_tx_begin, false, false},
-	{"POST", "/tx/{}/query", fpg_handle_tx_query, false, false},
-	{"POST", "/tx/{}/copy", fpg_handle_tx_copy_in, true, false},
-	{"GET", "/tx/{}/copy", fpg_handle_tx_copy_out, false, false},
-	{"POST", "/tx/{}/commit", fpg_handle_tx_commit, false, false},
-	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback, false, false},
-	{"DELETE", "/tx/{}", fpg_handle_tx_rollback, false, false},
-	{"GET", "/healthz", fpg_handle_healthz, false, true},
-	{"GET", "/readyz", fpg_handle_readyz, false, true},
-	{"GET", "/stats", fpg_handle_stats, false, true},
-	{"GET", "/metrics", fpg_handle_metrics, false, true},
+	{"POST", "/query", fpg_handle_query, false, false, true},
+	{"DELETE", "/query/{}", fpg_handle_query_cancel, false, false, false},
+	{"POST", "/q/{}", fpg_handle_named_query, false, false, false},
+	{"POST", "/copy", fpg_handle_copy_in, true, false, true},
+	{"GET", "/copy", fpg_handle_copy_out, false, false, true},
+	{"POST", "/tx", fpg_handle_tx_begin, false, false, true},
+	{"POST", "/tx/{}/query", fpg_handle_tx_query, false, false, true},
+	{"POST", "/tx/{}/copy", fpg_handle_tx_copy_in, true, false, true},
+	{"GET", "/tx/{}/copy", fpg_handle_tx_copy_out, false, false, true},
+	{"POST", "/tx/{}/commit", fpg_handle_tx_commit, false, false, true},
+	{"POST", "/tx/{}/rollback", fpg_handle_tx_rollback, false, false, true},
+	{"DELETE", "/tx/{}", fpg_handle_tx_rollback, false, false, true},
+	{"GET", "/healthz", fpg_handle_healthz, false, true, false},
+	{"GET", "/readyz", fpg_handle_readyz, false, true, false},
+	{"GET", "/stats", fpg_handle_stats, false, true, false},
+	{"GET", "/metrics", fpg_handle_metrics, false, true, false},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))

@@ -17,6 +17,7 @@
 #include "log.h"
 #include "apikeys.h"
 #include "queries.h"
+#include "roles.h"
 #include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
@@ -310,8 +311,17 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	if (srv->opts.queries &&
 	    !(srv->queries = fpg_queries_load(srv->opts.queries, err)))
 		goto fail;
+	if (srv->opts.roles && !password && !api_key) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "roles needs auth: a role is a client's login");
+		goto fail;
+	}
+	if (srv->opts.roles &&
+	    !(srv->roles = fpg_roles_load(srv->opts.roles, err)))
+		goto fail;
 	struct fpg_services shared = {
 		.queries = srv->queries,
+		.roles = srv->roles,
 		.auth_password = password,
 		.auth_api_key = api_key,
 		.keys = srv->keys,
@@ -414,6 +424,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->api_keys);
 	fpg_apikeys_unref(srv->keys);
 	fpg_queries_free(srv->queries);
+	fpg_roles_free(srv->roles);
 	if (srv->reload_ready)
 		pthread_mutex_destroy(&srv->reload_lock);
 	free(srv->tls_cert);

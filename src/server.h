@@ -27,6 +27,7 @@ struct fpg_server {
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
 	struct fpg_apikeys *keys;	 /* the API keys now, or NULL */
 	struct fpg_queries *queries;	 /* named queries, or NULL */
+	struct fpg_roles *roles;	 /* per-role policy, or NULL */
 	pthread_mutex_t reload_lock;	 /* one reload at a time */
 	bool reload_ready;		 /* reload_lock initialised */
 	char *api_keys;			 /* the file's path */

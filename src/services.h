@@ -18,6 +18,7 @@ struct fpg_logins;
 struct fpg_loop;
 struct fpg_pool;
 struct fpg_queries;
+struct fpg_roles;
 struct fpg_requests;
 struct fpg_route;
 struct fpg_stats;
@@ -40,6 +41,7 @@ struct fpg_services {
 	bool auth_password;		/* clients may send their own login */
 	bool auth_api_key;		/* ... or an API key */
 	const struct fpg_queries *queries; /* named queries, or NULL */
+	const struct fpg_roles *roles;	/* per-role policy, or NULL */
 	struct fpg_apikeys *keys;	/* the API keys now (a reference of
 					   this worker's; swapped on reload) */
 	struct fpg_typecache *types;

@@ -456,6 +456,73 @@ START_TEST(named_queries_run_as_the_caller)
 }
 END_TEST
 
+START_TEST(role_policy)
+{
+	char path[64];
+	snprintf(path, sizeof(path), "/tmp/fpg_roles_XXXXXX");
+	int fd = mkstemp(path);
+	ck_assert_int_ge(fd, 0);
+	FILE *f = fdopen(fd, "w");
+	fprintf(f, "# test policy\ncarol raw-sql=no\nalice read-only rate=2\n");
+	fclose(f);
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	o.auth = "password,api-key";
+	o.api_keys = keys_path;
+	o.queries = queries_dir;
+	o.roles = path;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	char carol[80];
+	snprintf(carol, sizeof(carol), "Bearer %s", key1);
+	/* Named queries only. */
+	struct http_resp *r = sql_with(p, carol, "SELECT 1");
+	ck_assert_msg(r->status == 403 && strstr(r->body, "raw_sql_off"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	char header[200];
+	snprintf(header, sizeof(header), "Authorization: %s", carol);
+	const char *hs[] = {header, "Content-Type: application/json", NULL};
+	r = http_request(p, "POST", "/q/add", "{\"params\":[2,3]}", hs);
+	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* Read-only, and rate-limited: a second's worth, then 429. */
+	r = sql_as(p, "alice", alice_pw,
+		   "INSERT INTO auth_notes VALUES ('alice', 'ro')");
+	ck_assert_msg(r->status == 403 && strstr(r->body, "25006"), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+	int limited = 0;
+	for (int i = 0; i < 12; i++) {
+		r = sql_as(p, "alice", alice_pw, "SELECT 1");
+		if (r->status == 429) {
+			limited++;
+			char *ra = http_header(r, "Retry-After");
+			ck_assert_msg(ra && atoi(ra) >= 1, "Retry-After %s",
+				      ra ? ra : "(none)");
+			free(ra);
+		} else {
+			ck_assert_int_eq(r->status, 200);
+		}
+		http_resp_free(r);
+	}
+	ck_assert_msg(limited >= 6, "only %d of 12 limited", limited);
+	struct timespec ts = {1, 200 * 1000000L};
+	nanosleep(&ts, NULL);
+	r = sql_as(p, "alice", alice_pw, "SELECT 1");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	/* Roles without a client's login make no sense. */
+	fpg_server_free(srv);
+	it_options(&o);
+	o.roles = path;
+	struct fpg_error err = {0};
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
+	unlink(path);
+}
+END_TEST
+
 static void with_password_auth(struct fpg_options *o);
 
 START_TEST(api_keys_reload)
@@ -539,6 +606,7 @@ static const struct test_case cases[] = {
     TEST_CASE(sessions_belong_to_their_login),
     TEST_CASE(api_keys_run_as_their_role),
     TEST_CASE(named_queries_run_as_the_caller),
+    TEST_CASE(role_policy),
     TEST_CASE(api_keys_reload),
     TEST_CASE(auth_may_listen_everywhere),
     {0},

@@ -1,0 +1,37 @@
+/*
+ * Per-role policy (--roles FILE): one line per login role, `*` for every
+ * role no line names,
+ *
+ *	reporting  read-only  raw-sql=no  rate=50
+ *
+ * - raw-sql=no: the role runs named queries only (403 raw_sql_off on
+ *   /query, /tx and /copy);
+ * - read-only: its statements run in read-only transactions (its pool's
+ *   sessions start read-only, as with --read-only);
+ * - rate=N: at most N requests a second (429 with Retry-After beyond).
+ *
+ * Without a line (and without `*`) a role may do all of it. Loaded once
+ * at start; immutable after, read by every worker.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include "fasterpg.h"
+
+struct fpg_roles;
+
+struct fpg_role_policy {
+	bool raw_sql;
+	bool read_only;
+	unsigned rate; /* requests per second, 0: no limit */
+};
+
+/* Loads path; NULL with err (file:line and what is wrong) on failure. */
+struct fpg_roles *fpg_roles_load(const char *path, struct fpg_error *err);
+
+void fpg_roles_free(struct fpg_roles *roles);
+
+/* The policy of role (roles may be NULL: no file, no limits). */
+const struct fpg_role_policy *fpg_roles_for(const struct fpg_roles *roles,
+					    const char *role);
