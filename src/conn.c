@@ -12,6 +12,7 @@
 #include "error.h"
 #include "log.h"
 #include "loop.h"
+#include "startup.h"
 #include "stats.h"
 
 /* The states a connection may come from into each state. */
@@ -143,34 +144,13 @@ void fpg_conn_close(struct fpg_conn *c, const char *why)
 	conn_close(c);
 }
 
-/*
- * PostgreSQL turned the login down (wrong or missing password, no such
- * role, no pg_hba.conf entry), as opposed to not being reachable. libpq
- * keeps no SQLSTATE for a failed connect, only the server's message, in
- * the server's lc_messages: these are its English texts (see
- * docs/security.md).
- */
-static bool login_refused(const char *why)
-{
-	static const char *const texts[] = {
-		"password authentication failed",
-		"authentication failed for user",
-		"no pg_hba.conf entry",
-		"no password supplied",
-		"pg_hba.conf rejects connection",
-	};
-	for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++)
-		if (strstr(why, texts[i]))
-			return true;
-	return strstr(why, "role \"") && strstr(why, "\" does not exist");
-}
 
 /* A connect or setup attempt failed: the owner decides what next. */
 static void connect_failed(struct fpg_conn *c, const char *why)
 {
 	char reason[256];
 	fpg_error_tidy(reason, sizeof(reason), why);
-	bool refused = c->state == FPG_CONN_CONNECTING && login_refused(why);
+	bool refused = c->state == FPG_CONN_CONNECTING && fpg_startup_refused(why);
 	fpg_conn_close(c, why);
 	c->on->connect_failed(c, reason, refused);
 }
@@ -705,39 +685,13 @@ static void conn_event(struct fpg_evsrc *src, uint32_t events)
 		conn_read(c);
 }
 
-/*
- * The session settings the encoder relies on, as startup options: RESET
- * ALL (see send_reset) goes back to them. Options of the conninfo come
- * first, so that ours win.
- */
-static void startup_options(const struct fpg_options *opts, bool read_only,
-			    char *out, size_t size)
-{
-	const char *user = NULL;
-	PQconninfoOption *info =
-		PQconninfoParse(opts->db ? opts->db : "", NULL);
-	for (PQconninfoOption *o = info; o && o->keyword; o++)
-		if (strcmp(o->keyword, "options") == 0 && o->val)
-			user = o->val;
-	/* --read-only: every transaction starts read-only, and a statement
-	 * cannot make its own read-write once it runs; a default it sets
-	 * for later ones goes with the reset (RESET ALL). */
-	snprintf(out, size,
-		 "%s%s-c DateStyle=ISO,MDY -c IntervalStyle=postgres"
-		 " -c bytea_output=hex -c standard_conforming_strings=on"
-		 " -c statement_timeout=%u%s",
-		 user ? user : "", user ? " " : "",
-		 opts->statement_timeout_ms,
-		 read_only ? " -c default_transaction_read_only=on" : "");
-	PQconninfoFree(info);
-}
 
 void fpg_conn_start(struct fpg_conn *c)
 {
 	const struct fpg_options *opts = c->env->opts;
 	char options[1024];
-	startup_options(opts, opts->read_only || c->env->read_only, options,
-			sizeof(options));
+	fpg_startup_options(opts, opts->read_only || c->env->read_only, options,
+			    sizeof(options));
 	/* A login's user and password come after dbname: they win over
 	 * what the conninfo in it says. */
 	const char *keys[] = {"dbname", "client_encoding",

@@ -5,18 +5,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 #include <strings.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
 #include "error.h"
-#include "apikeys.h"
+#include "auth.h"
 #include "guard.h"
-#include "logins.h"
-#include "roles.h"
 #include "log.h"
+#include "random.h"
 #include "stats.h"
 
 /* Resume a suspended stream only once this much is buffered: every
@@ -46,34 +44,6 @@ void fpg_requests_deinit(struct fpg_requests *rs)
 }
 
 /*
- * Fills out with n (at most 256) bytes from the kernel's CSPRNG, drawn in
- * 256-byte batches. False when getrandom() fails (it does not on Linux
- * >= 3.17 once the pool is seeded).
- */
-static bool draw_random(struct fpg_requests *rs, void *out, size_t n)
-{
-	if (n > sizeof(rs->random_pool))
-		return false;
-	if (rs->random_left < n) {
-		/* Up to 256 bytes, getrandom() returns them all and is not
-		 * interrupted by signals (getrandom(2)). */
-		ssize_t got =
-			getrandom(rs->random_pool, sizeof(rs->random_pool), 0);
-		if (got != (ssize_t)sizeof(rs->random_pool)) {
-			fpg_log_error("request", NULL, "getrandom: %s",
-				      got < 0 ? strerror(errno) : "short read");
-			return false;
-		}
-		rs->random_left = sizeof(rs->random_pool);
-	}
-	rs->random_left -= (unsigned)n;
-	memcpy(out, rs->random_pool + rs->random_left, n);
-	/* Handed out bytes must not stay behind for a later reader. */
-	memset(rs->random_pool + rs->random_left, 0, n);
-	return true;
-}
-
-/*
  * A generated id names the request in logs and answers only; it is drawn
  * from the CSPRNG all the same, so that one client cannot learn from its
  * own ids which ids others get.
@@ -87,7 +57,7 @@ static bool set_request_id(struct fpg_request *req)
 		return true;
 	}
 	unsigned char r[8];
-	if (!draw_random(req->rs, r, sizeof(r)))
+	if (!fpg_random_draw(&req->rs->random, r, sizeof(r)))
 		return false;
 	for (size_t i = 0; i < sizeof(r); i++)
 		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
@@ -491,91 +461,9 @@ static int check_origin(struct fpg_request *req)
 				req->method, req->route->path);
 }
 
-/* The request runs as user, on pool (the login's). */
-static void log_in(struct fpg_request *req, const char *user,
-		   struct fpg_pool *pool)
-{
-	req->pool = pool;
-	/* Other workers read it to match cancels. */
-	pthread_mutex_lock(&req->rs->lock);
-	snprintf(req->login, sizeof(req->login), "%s", user);
-	pthread_mutex_unlock(&req->rs->lock);
-}
-
-/* HTTP Basic: a PostgreSQL user and password, which PostgreSQL checks. */
-static int basic_login(struct fpg_request *req)
-{
-	char *password = NULL;
-	char *user = MHD_basic_auth_get_username_password(req->conn, &password);
-	int status = 0;
-	struct fpg_error err;
-	struct fpg_pool *pool;
-	if (!user || !password || !*user || !*password) {
-		status = fpg_request_fail(req, 401, "unauthorized",
-					  "send a PostgreSQL user name and "
-					  "password (HTTP Basic authorization)");
-	} else if (!fpg_logins_find(req->svc->logins, user, password,
-				    fpg_roles_for(req->svc->roles, user)
-					    ->read_only,
-				    &pool, &err)) {
-		status = fpg_request_error(req, &err, NULL);
-	} else {
-		log_in(req, user, pool);
-	}
-	if (password)
-		explicit_bzero(password, strlen(password));
-	MHD_free(user);
-	MHD_free(password);
-	return status;
-}
-
-/* Bearer KEY: the role --api-keys names for it. */
-static int key_login(struct fpg_request *req, const char *key)
-{
-	while (*key == ' ')
-		key++;
-	size_t n = strcspn(key, " \t");
-	const char *name, *role = fpg_apikeys_role(req->svc->keys, key, n, &name);
-	struct fpg_error err;
-	struct fpg_pool *pool;
-	if (!role || key[n + strspn(key + n, " \t")] != '\0')
-		return fpg_request_fail(req, 401, "unauthorized",
-					"unknown API key");
-	if (!fpg_logins_find(req->svc->logins, role, NULL,
-			     fpg_roles_for(req->svc->roles, role)->read_only,
-			     &pool, &err))
-		return fpg_request_error(req, &err, NULL);
-	fpg_log_debug("request", req->id, "API key %s: role %s", name, role);
-	log_in(req, role, pool);
-	return 0;
-}
-
-/* What the caller's role may do (--roles): raw SQL, and how often. */
-static int apply_policy(struct fpg_request *req)
-{
-	const struct fpg_role_policy *p =
-		fpg_roles_for(req->svc->roles, req->login);
-	if (!p->raw_sql && req->route->raw_sql)
-		return fpg_request_fail(req, 403, "raw_sql_off",
-					"this role runs named queries only "
-					"(POST /q/NAME)");
-	unsigned wait_s = fpg_logins_admit(
-		req->svc->logins, req->pool,
-		(double)p->rate / (double)req->svc->nworkers);
-	if (wait_s) {
-		req->retry_after = wait_s;
-		return fpg_request_fail(req, 429, "rate_limited",
-					"this role sends more than %u requests "
-					"a second (--roles)",
-					p->rate);
-	}
-	return 0;
-}
-
 /*
  * With --auth, a route that runs SQL runs it as the login the client
- * names (HTTP Basic: checked by PostgreSQL; Bearer: an API key's role),
- * on that login's pool (see logins.h). Returns a status when the
+ * names, on that login's pool (see auth.h). Returns a status when the
  * request ends here.
  */
 static int authenticate(struct fpg_request *req)
@@ -584,24 +472,19 @@ static int authenticate(struct fpg_request *req)
 	if ((!svc->auth_password && !svc->auth_api_key) ||
 	    req->route->cross_site_ok)
 		return 0;
-	const char *h = fpg_request_header(req, MHD_HTTP_HEADER_AUTHORIZATION);
-	int status = -1;
-	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
-		status = basic_login(req);
-	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
-		status = key_login(req, h + 7);
-	if (status > 0)
-		return status;
-	if (status == 0)
-		return apply_policy(req);
-	return fpg_request_fail(req, 401, "unauthorized",
-				"send %s in an Authorization header",
-				svc->auth_password && svc->auth_api_key
-					? "a PostgreSQL user and password "
-					  "(Basic) or an API key (Bearer)"
-				: svc->auth_password
-					? "a PostgreSQL user and password (Basic)"
-					: "an API key (Bearer)");
+	struct fpg_auth who;
+	struct fpg_error err;
+	if (!fpg_auth_identify(svc, req->conn, req->route->raw_sql, &who,
+			       &err)) {
+		req->retry_after = who.retry_after;
+		return fpg_request_error(req, &err, NULL);
+	}
+	req->pool = who.pool;
+	/* Other workers read it to match cancels. */
+	pthread_mutex_lock(&req->rs->lock);
+	snprintf(req->login, sizeof(req->login), "%s", who.login);
+	pthread_mutex_unlock(&req->rs->lock);
+	return 0;
 }
 
 static void route(struct fpg_request *req)

@@ -23,6 +23,7 @@
 #include "client.h"
 #include "fasterpg.h"
 #include "loop.h"
+#include "random.h"
 #include "services.h"
 
 struct fpg_request;
@@ -43,10 +44,7 @@ struct fpg_requests {
 	struct fpg_fifo uploads; /* of fpg_request.upload: bodies being
 				    read, against min-upload-rate */
 	bool resumed;		/* a connection was resumed: run MHD again */
-	/* getrandom() bytes not yet handed out (request ids): one system
-	 * call serves many, and no lock is shared */
-	unsigned char random_pool[256];
-	unsigned random_left;	/* unused bytes at the end of the pool */
+	struct fpg_random random; /* for request ids */
 };
 
 /* Sets up rs for a worker with svc (borrowed). */

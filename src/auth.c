@@ -1,0 +1,113 @@
+#include "auth.h"
+
+#include <stdio.h>
+#include <string.h>
+#include <strings.h>
+
+#include "apikeys.h"
+#include "error.h"
+#include "log.h"
+#include "logins.h"
+#include "roles.h"
+
+static void unauthorized(struct fpg_error *err, const char *msg)
+{
+	fpg_error_set(err, FPG_ERR_REQUEST, 401, "%s", msg);
+	err->reason = "unauthorized";
+}
+
+/* HTTP Basic: a PostgreSQL user and password, which PostgreSQL checks. */
+static bool basic_login(const struct fpg_services *svc,
+			struct MHD_Connection *conn, struct fpg_auth *out,
+			struct fpg_error *err)
+{
+	char *password = NULL;
+	char *user = MHD_basic_auth_get_username_password(conn, &password);
+	bool ok = false;
+	if (!user || !password || !*user || !*password)
+		unauthorized(err, "send a PostgreSQL user name and password "
+				  "(HTTP Basic authorization)");
+	else if (fpg_logins_find(svc->logins, user, password,
+				 fpg_roles_for(svc->roles, user)->read_only,
+				 &out->pool, err))
+		ok = snprintf(out->login, sizeof(out->login), "%s", user) > 0;
+	if (password)
+		explicit_bzero(password, strlen(password));
+	MHD_free(user);
+	MHD_free(password);
+	return ok;
+}
+
+/* Bearer KEY: the role --api-keys names for it. */
+static bool key_login(const struct fpg_services *svc, const char *key,
+		      struct fpg_auth *out, struct fpg_error *err)
+{
+	while (*key == ' ')
+		key++;
+	size_t n = strcspn(key, " \t");
+	const char *name, *role = fpg_apikeys_role(svc->keys, key, n, &name);
+	if (!role || key[n + strspn(key + n, " \t")] != '\0') {
+		unauthorized(err, "unknown API key");
+		return false;
+	}
+	if (!fpg_logins_find(svc->logins, role, NULL,
+			     fpg_roles_for(svc->roles, role)->read_only,
+			     &out->pool, err))
+		return false;
+	fpg_log_debug("auth", NULL, "API key %s: role %s", name, role);
+	snprintf(out->login, sizeof(out->login), "%s", role);
+	return true;
+}
+
+/* What the caller's role may do (--roles): raw SQL, and how often. */
+static bool apply_policy(const struct fpg_services *svc, bool raw_sql,
+			 struct fpg_auth *out, struct fpg_error *err)
+{
+	const struct fpg_role_policy *p = fpg_roles_for(svc->roles, out->login);
+	if (!p->raw_sql && raw_sql) {
+		fpg_error_set(err, FPG_ERR_REQUEST, 403,
+			      "this role runs named queries only (POST "
+			      "/q/NAME)");
+		err->reason = "raw_sql_off";
+		return false;
+	}
+	out->retry_after = fpg_logins_admit(svc->logins, out->pool,
+					    (double)p->rate /
+						    (double)svc->nworkers);
+	if (out->retry_after) {
+		fpg_error_set(err, FPG_ERR_LIMIT, 429,
+			      "this role sends more than %u requests a second "
+			      "(--roles)",
+			      p->rate);
+		err->reason = "rate_limited";
+		return false;
+	}
+	return true;
+}
+
+bool fpg_auth_identify(const struct fpg_services *svc,
+		       struct MHD_Connection *conn, bool raw_sql,
+		       struct fpg_auth *out, struct fpg_error *err)
+{
+	memset(out, 0, sizeof(*out));
+	const char *h = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	bool known;
+	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
+		known = basic_login(svc, conn, out, err);
+	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
+		known = key_login(svc, h + 7, out, err);
+	else {
+		unauthorized(err, svc->auth_password && svc->auth_api_key
+					  ? "send a PostgreSQL user and password "
+					    "(Basic) or an API key (Bearer) in "
+					    "an Authorization header"
+				  : svc->auth_password
+					  ? "send a PostgreSQL user and password "
+					    "(Basic) in an Authorization header"
+					  : "send an API key (Bearer) in an "
+					    "Authorization header");
+		return false;
+	}
+	return known && apply_policy(svc, raw_sql, out, err);
+}

@@ -1,0 +1,33 @@
+/*
+ * Who a request is, with --auth: the login its Authorization header
+ * names (HTTP Basic: a PostgreSQL user and password, checked by
+ * PostgreSQL; Bearer: an API key's role), that login's pool on this
+ * worker, and what its role may do (--roles: raw SQL, rate). The
+ * request's own worker thread.
+ */
+#pragma once
+
+#include <stdbool.h>
+
+#include <microhttpd.h>
+
+#include "fasterpg.h"
+#include "services.h"
+
+struct fpg_pool;
+
+struct fpg_auth {
+	struct fpg_pool *pool;	/* the login's */
+	char login[64];		/* its user */
+	unsigned retry_after;	/* seconds, with a 429 */
+};
+
+/*
+ * Identifies the request of conn for a route that runs client SQL
+ * (raw_sql) or not. False with err (401 unauthorized, 403 raw_sql_off,
+ * 429 rate_limited with out->retry_after, 503 too many logins) when it
+ * may not go on.
+ */
+bool fpg_auth_identify(const struct fpg_services *svc,
+		       struct MHD_Connection *conn, bool raw_sql,
+		       struct fpg_auth *out, struct fpg_error *err) FPG_MUST_CHECK;
