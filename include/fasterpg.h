@@ -115,6 +115,8 @@ struct fpg_options {
 	const char *api_keys;	 /* the API key file (see docs/security.md) */
 	const char *queries;	 /* a directory of named queries, NAME.sql */
 	const char *roles;	 /* per-role policy file (see docs/security.md) */
+	const char *anon_role;	 /* with auth: the role of requests that send
+				    no Authorization (NULL: 401) */
 	unsigned max_logins;	 /* per worker, logins with a pool open */
 	unsigned login_idle_timeout_ms; /* a login unused this long closes */
 	unsigned auth_recheck_ms; /* a password that logged in is trusted

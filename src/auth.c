@@ -38,6 +38,18 @@ static bool basic_login(const struct fpg_services *svc,
 	return ok;
 }
 
+/* A role the gateway logs in as itself (an API key's, --anon-role). */
+static bool role_login(const struct fpg_services *svc, const char *role,
+		       struct fpg_auth *out, struct fpg_error *err)
+{
+	if (!fpg_logins_find(svc->logins, role, NULL,
+			     fpg_roles_for(svc->roles, role)->read_only,
+			     &out->pool, err))
+		return false;
+	snprintf(out->login, sizeof(out->login), "%s", role);
+	return true;
+}
+
 /* Bearer KEY: the role --api-keys names for it. */
 static bool key_login(const struct fpg_services *svc, const char *key,
 		      struct fpg_auth *out, struct fpg_error *err)
@@ -50,13 +62,8 @@ static bool key_login(const struct fpg_services *svc, const char *key,
 		unauthorized(err, "unknown API key");
 		return false;
 	}
-	if (!fpg_logins_find(svc->logins, role, NULL,
-			     fpg_roles_for(svc->roles, role)->read_only,
-			     &out->pool, err))
-		return false;
 	fpg_log_debug("auth", NULL, "API key %s: role %s", name, role);
-	snprintf(out->login, sizeof(out->login), "%s", role);
-	return true;
+	return role_login(svc, role, out, err);
 }
 
 /* What the caller's role may do (--roles): raw SQL, and how often. */
@@ -97,6 +104,8 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 		known = basic_login(svc, conn, out, err);
 	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
 		known = key_login(svc, h + 7, out, err);
+	else if (!h && svc->anon_role)
+		known = role_login(svc, svc->anon_role, out, err);
 	else {
 		unauthorized(err, svc->auth_password && svc->auth_api_key
 					  ? "send a PostgreSQL user and password "

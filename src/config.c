@@ -127,6 +127,9 @@ static const struct opt_def opt_table[] = {
 	 0, "directory of named queries (NAME.sql) for POST /q/NAME"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
 	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N]"},
+	{"anon-role", "FASTERPG_ANON_ROLE", NULL, OPT_STR, OFF(anon_role), NULL,
+	 0, 0, "with --auth: the role of requests without Authorization "
+	 "(logged in as with API keys); unset: 401"},
 	{"max-logins", "FASTERPG_MAX_LOGINS", NULL, OPT_UINT, OFF(max_logins),
 	 "100", 1, 100000, "logins with connections open, per worker"},
 	{"login-idle-timeout-ms", "FASTERPG_LOGIN_IDLE_TIMEOUT_MS", NULL,

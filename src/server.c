@@ -249,7 +249,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
-	    !copy_str(&srv->api_keys, &srv->opts.api_keys)) {
+	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
+	    !copy_str(&srv->anon_role, &srv->opts.anon_role)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
@@ -311,6 +312,12 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	if (srv->opts.queries &&
 	    !(srv->queries = fpg_queries_load(srv->opts.queries, err)))
 		goto fail;
+	if (srv->opts.anon_role && !password && !api_key) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "anon-role needs auth (without it every client "
+			      "is the --db login)");
+		goto fail;
+	}
 	if (srv->opts.roles && !password && !api_key) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "roles needs auth: a role is a client's login");
@@ -324,6 +331,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.roles = srv->roles,
 		.auth_password = password,
 		.auth_api_key = api_key,
+		.anon_role = srv->anon_role,
 		.keys = srv->keys,
 		.hosts = &srv->hosts,
 		.tx_reg = srv->tx_reg,
@@ -422,6 +430,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->cors_origin);
 	free(srv->allowed_hosts);
 	free(srv->api_keys);
+	free(srv->anon_role);
 	fpg_apikeys_unref(srv->keys);
 	fpg_queries_free(srv->queries);
 	fpg_roles_free(srv->roles);

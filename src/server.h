@@ -31,6 +31,7 @@ struct fpg_server {
 	pthread_mutex_t reload_lock;	 /* one reload at a time */
 	bool reload_ready;		 /* reload_lock initialised */
 	char *api_keys;			 /* the file's path */
+	char *anon_role;
 	struct fpg_stats **all_stats;	 /* [nworkers] of the workers' */
 	struct fpg_requests **all_requests; /* [nworkers] of the workers' */
 	unsigned port;

@@ -40,6 +40,7 @@ struct fpg_services {
 	struct fpg_logins *logins;	/* every login's pool */
 	bool auth_password;		/* clients may send their own login */
 	bool auth_api_key;		/* ... or an API key */
+	const char *anon_role;		/* ... or none: this role; NULL: 401 */
 	const struct fpg_queries *queries; /* named queries, or NULL */
 	const struct fpg_roles *roles;	/* per-role policy, or NULL */
 	struct fpg_apikeys *keys;	/* the API keys now (a reference of

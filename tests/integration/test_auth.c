@@ -472,6 +472,7 @@ START_TEST(role_policy)
 	o.api_keys = keys_path;
 	o.queries = queries_dir;
 	o.roles = path;
+	o.anon_role = "carol";
 	struct fpg_server *srv = it_server_start(&o, &p);
 	char carol[80];
 	snprintf(carol, sizeof(carol), "Bearer %s", key1);
@@ -485,6 +486,21 @@ START_TEST(role_policy)
 	const char *hs[] = {header, "Content-Type: application/json", NULL};
 	r = http_request(p, "POST", "/q/add", "{\"params\":[2,3]}", hs);
 	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* No Authorization at all: the anonymous role, carol here. */
+	const char *plain[] = {"Content-Type: application/json", NULL};
+	r = http_request(p, "POST", "/q/add",
+			 "{\"params\":[4,5],\"expect\":\"scalar\"}", plain);
+	ck_assert_msg(r->status == 200 && strstr(r->body, "{\"value\":9}"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	r = http_request(p, "POST", "/query", "{\"sql\":\"SELECT 1\"}", plain);
+	ck_assert_msg(r->status == 403 && strstr(r->body, "raw_sql_off"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* A credential that is wrong is not anonymous. */
+	r = sql_as(p, "alice", "wrong-password", "SELECT 1");
+	ck_assert_int_eq(r->status, 401);
 	http_resp_free(r);
 	/* Read-only, and rate-limited: a second's worth, then 429. */
 	r = sql_as(p, "alice", alice_pw,
@@ -517,6 +533,10 @@ START_TEST(role_policy)
 	it_options(&o);
 	o.roles = path;
 	struct fpg_error err = {0};
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
+	it_options(&o);
+	o.anon_role = "carol";
 	ck_assert_ptr_null(fpg_server_new(&o, &err));
 	ck_assert_int_eq(err.code, FPG_ERR_CONFIG);
 	unlink(path);
