@@ -23,7 +23,7 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 	a->out = out;
 	a->out_start = fpg_buf_pending(out);
 	a->ops = ops;
-	unsigned max = w->opts->statement_timeout_ms;
+	unsigned max = fpg_pool_env(pool)->statement_timeout_ms;
 	a->q.timeout_ms = st->timeout_ms;
 	if (max && a->q.timeout_ms > max)
 		a->q.timeout_ms = max;

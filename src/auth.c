@@ -28,8 +28,8 @@ static bool basic_login(const struct fpg_services *svc,
 		unauthorized(err, "send a PostgreSQL user name and password "
 				  "(HTTP Basic authorization)");
 	else if (fpg_logins_find(svc->logins, user, password,
-				 fpg_roles_for(svc->roles, user)->read_only,
-				 &out->pool, err))
+				 fpg_roles_for(svc->roles, user), &out->pool,
+				 err))
 		ok = snprintf(out->login, sizeof(out->login), "%s", user) > 0;
 	if (password)
 		explicit_bzero(password, strlen(password));
@@ -43,8 +43,7 @@ static bool role_login(const struct fpg_services *svc, const char *role,
 		       struct fpg_auth *out, struct fpg_error *err)
 {
 	if (!fpg_logins_find(svc->logins, role, NULL,
-			     fpg_roles_for(svc->roles, role)->read_only,
-			     &out->pool, err))
+			     fpg_roles_for(svc->roles, role), &out->pool, err))
 		return false;
 	snprintf(out->login, sizeof(out->login), "%s", role);
 	return true;

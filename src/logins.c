@@ -13,6 +13,7 @@
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "roles.h"
 
 /* Credentials waiting for PostgreSQL's word at once, per worker. */
 #define CHECKS_AT_ONCE 8
@@ -146,7 +147,8 @@ struct fpg_pool *fpg_logins_main(struct fpg_logins *ls)
 }
 
 static struct login *login_new(struct fpg_logins *ls, const char *user,
-			       const char *password, bool read_only,
+			       const char *password,
+			       const struct fpg_role_policy *policy,
 			       const unsigned char *mac,
 			       struct fpg_error *err)
 {
@@ -160,7 +162,11 @@ static struct login *login_new(struct fpg_logins *ls, const char *user,
 	l->env = ls->env;
 	l->env.user = l->user;
 	l->env.password = l->password;
-	l->env.read_only = read_only;
+	l->env.read_only = policy->read_only;
+	unsigned cap = policy->statement_timeout_ms;
+	if (cap && (!l->env.statement_timeout_ms ||
+		    cap < l->env.statement_timeout_ms))
+		l->env.statement_timeout_ms = cap;
 	struct fpg_pool_owner owner = {
 		.min = 0, /* a login opens connections only when asked */
 		.logged_in = logged_in,
@@ -187,7 +193,8 @@ fail:
 }
 
 bool fpg_logins_find(struct fpg_logins *ls, const char *user,
-		     const char *password, bool read_only,
+		     const char *password,
+		     const struct fpg_role_policy *policy,
 		     struct fpg_pool **pool, struct fpg_error *err)
 {
 	unsigned char mac[MAC_LEN];
@@ -201,7 +208,7 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 	     n = fpg_list_next(&ls->all, n)) {
 		struct login *l = FPG_CONTAINER_OF(n, struct login, link);
 		if (l->retiring || l->by_key != !password ||
-		    l->env.read_only != read_only ||
+		    l->env.read_only != policy->read_only ||
 		    strcmp(l->user, user) != 0 ||
 		    !fpg_guard_same_secret(l->mac, MAC_LEN, mac, MAC_LEN))
 			continue;
@@ -224,7 +231,7 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 			      ls->env.opts->max_logins);
 		return false;
 	}
-	struct login *l = login_new(ls, user, password, read_only, mac, err);
+	struct login *l = login_new(ls, user, password, policy, mac, err);
 	if (!l)
 		return false;
 	*pool = l->pool;

@@ -20,6 +20,7 @@
 
 struct fpg_logins;
 struct fpg_pool;
+struct fpg_role_policy;
 
 /*
  * The logins of a worker whose connections get env (copied; its user and
@@ -41,11 +42,13 @@ struct fpg_pool *fpg_logins_main(struct fpg_logins *ls);
  * waiters get 401 if PostgreSQL refuses). password NULL: a role the
  * gateway logs in as by libpq's own means (PGPASSFILE, a service file, a
  * certificate), for an API key; never the same login as any password's.
- * read_only: the login's sessions start read-only (its role's policy).
+ * policy (its role's, borrowed for the call): read-only sessions, a
+ * lower statement timeout.
  * False with err (503) when no more logins may be open or checked now.
  */
 bool fpg_logins_find(struct fpg_logins *ls, const char *user,
-		     const char *password, bool read_only,
+		     const char *password,
+		     const struct fpg_role_policy *policy,
 		     struct fpg_pool **pool,
 		     struct fpg_error *err) FPG_MUST_CHECK;
 

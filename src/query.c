@@ -387,7 +387,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		goto fail;
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
-			 fpg_pool_env(q->pool)->opts->statement_timeout_ms);
+			 fpg_pool_env(q->pool)->statement_timeout_ms);
 		const char *v[2] = {dflt, "true"};
 		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
 				       0))
@@ -691,11 +691,12 @@ static void on_deadline(struct fpg_timer *t)
 }
 
 static unsigned deadline_of(const struct fpg_query *q,
-			    const struct fpg_options *o)
+			    const struct fpg_conn_env *d)
 {
+	const struct fpg_options *o = d->opts;
 	if (q->deadline_ms)
 		return q->deadline_ms;
-	unsigned stmt = q->timeout_ms ? q->timeout_ms : o->statement_timeout_ms;
+	unsigned stmt = q->timeout_ms ? q->timeout_ms : d->statement_timeout_ms;
 	if (!stmt)
 		return 0; /* no statement timeout: none here either */
 	return o->acquire_timeout_ms + stmt + 1000;
@@ -714,7 +715,7 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->retried = q->delivered = q->empty = q->garbled = false;
 	const struct fpg_conn_env *d = fpg_pool_env(pool);
 	q->waiter.deadline_ms = d->loop->now_ms + d->opts->acquire_timeout_ms;
-	q->deadline_ms = deadline_of(q, d->opts);
+	q->deadline_ms = deadline_of(q, d);
 	q->deadline.fire = on_deadline;
 	if (q->deadline_ms)
 		fpg_loop_timer_arm(d->loop, &q->deadline, q->deadline_ms);

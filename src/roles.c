@@ -40,6 +40,15 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 		p->raw_sql = false;
 	} else if (strcmp(w, "raw-sql=yes") == 0) {
 		p->raw_sql = true;
+	} else if (strncmp(w, "statement-timeout-ms=", 21) == 0 &&
+		   w[21] >= '1' && w[21] <= '9') {
+		errno = 0;
+		unsigned long v = strtoul(w + 21, &end, 10);
+		if (*end || errno || v > 86400000) {
+			*why = "statement-timeout-ms is 1 to 86400000";
+			return false;
+		}
+		p->statement_timeout_ms = (unsigned)v;
 	} else if (strncmp(w, "rate=", 5) == 0 && w[5] >= '0' && w[5] <= '9') {
 		errno = 0;
 		unsigned long v = strtoul(w + 5, &end, 10);
@@ -49,7 +58,8 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 		}
 		p->rate = (unsigned)v;
 	} else {
-		*why = "options are read-only, raw-sql=yes|no and rate=N";
+		*why = "options are read-only, raw-sql=yes|no, rate=N and "
+		       "statement-timeout-ms=N";
 		return false;
 	}
 	return true;

@@ -8,7 +8,9 @@
  *   /query, /tx and /copy);
  * - read-only: its statements run in read-only transactions (its pool's
  *   sessions start read-only, as with --read-only);
- * - rate=N: at most N requests a second (429 with Retry-After beyond).
+ * - rate=N: at most N requests a second (429 with Retry-After beyond);
+ * - statement-timeout-ms=N: its statements' time cap, if below the
+ *   server's --statement-timeout-ms.
  *
  * Without a line (and without `*`) a role may do all of it. Loaded once
  * at start; immutable after, read by every worker.
@@ -25,6 +27,8 @@ struct fpg_role_policy {
 	bool raw_sql;
 	bool read_only;
 	unsigned rate; /* requests per second, 0: no limit */
+	unsigned statement_timeout_ms; /* a lower cap than the server's,
+					  0: the server's */
 };
 
 /* Loads path; NULL with err (file:line and what is wrong) on failure. */

@@ -9,7 +9,7 @@
  * conn.c) goes back to them. The conninfo's own options come first, so
  * that ours win. */
 void fpg_startup_options(const struct fpg_options *opts, bool read_only,
-			 char *out, size_t size)
+			 unsigned statement_timeout_ms, char *out, size_t size)
 {
 	const char *user = NULL;
 	PQconninfoOption *info =
@@ -25,7 +25,7 @@ void fpg_startup_options(const struct fpg_options *opts, bool read_only,
 		 " -c bytea_output=hex -c standard_conforming_strings=on"
 		 " -c statement_timeout=%u%s",
 		 user ? user : "", user ? " " : "",
-		 opts->statement_timeout_ms,
+		 statement_timeout_ms,
 		 read_only ? " -c default_transaction_read_only=on" : "");
 	PQconninfoFree(info);
 }

@@ -12,10 +12,12 @@
 
 /*
  * The startup options for a connection of opts (read_only: its sessions
- * start read-only) into out, after what opts->db's own "options" says.
+ * start read-only; its statement timeout) into out, after what
+ * opts->db's own "options" says.
  */
 void fpg_startup_options(const struct fpg_options *opts, bool read_only,
-			 char *out, size_t size);
+			 unsigned statement_timeout_ms, char *out,
+			 size_t size);
 
 /*
  * Whether why, a failed connect's message, says PostgreSQL refused the

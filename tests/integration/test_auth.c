@@ -463,7 +463,8 @@ START_TEST(role_policy)
 	int fd = mkstemp(path);
 	ck_assert_int_ge(fd, 0);
 	FILE *f = fdopen(fd, "w");
-	fprintf(f, "# test policy\ncarol raw-sql=no\nalice read-only rate=2\n");
+	fprintf(f, "# test policy\ncarol raw-sql=no\nalice read-only rate=2\n"
+		   "bob statement-timeout-ms=300\n");
 	fclose(f);
 	struct fpg_options o;
 	unsigned p;
@@ -486,6 +487,18 @@ START_TEST(role_policy)
 	const char *hs[] = {header, "Content-Type: application/json", NULL};
 	r = http_request(p, "POST", "/q/add", "{\"params\":[2,3]}", hs);
 	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	/* A lower statement timeout: the session's, and a cap on what the
+	 * request asks for. */
+	char *t = scalar_as(p, "bob", bob_pw,
+			    "SELECT current_setting('statement_timeout')");
+	ck_assert_str_eq(t, "300ms");
+	free(t);
+	r = post_as(p, "bob", bob_pw,
+		    json_pack("{s:s,s:i}", "sql", "SELECT pg_sleep(1)",
+			      "timeout_ms", 5000));
+	ck_assert_msg(r->status == 504 && strstr(r->body, "57014"), "%ld %s",
+		      r->status, r->body);
 	http_resp_free(r);
 	/* No Authorization at all: the anonymous role, carol here. */
 	const char *plain[] = {"Content-Type: application/json", NULL};
