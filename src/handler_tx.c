@@ -15,6 +15,8 @@
 #include "handlers.h"
 #include "params.h"
 #include "tx.h"
+#include "pool.h"
+#include "roles.h"
 #include "services.h"
 #include "stats.h"
 
@@ -45,6 +47,21 @@ static struct tx_req *tx_req_new(struct fpg_request *req)
 	tr->req = req;
 	req->handler = &tr->hs;
 	return tr;
+}
+
+/* A role's session limit (--roles transactions=N), per worker: the
+ * sessions its pool here has lent. */
+static int over_session_limit(struct fpg_request *req)
+{
+	unsigned cap =
+		fpg_roles_for(req->svc->roles, req->login)->transactions;
+	if (!cap || fpg_pool_lent(req->pool) < cap)
+		return 0;
+	req->retry_after = 1;
+	return fpg_request_fail(req, 429, "too_many_sessions",
+				"this role has %u open transactions here, its "
+				"limit (--roles)",
+				cap);
 }
 
 /* ---- POST /tx ---- */
@@ -176,6 +193,9 @@ int fpg_handle_tx_begin(struct fpg_request *req)
 	unsigned retries;
 	if (!parse_options(req, &o, &batch, &retries, &err))
 		return fpg_request_error(req, &err, NULL);
+	int limited = over_session_limit(req);
+	if (limited)
+		return limited;
 	if (batch)
 		return start_batch(req, &o, retries);
 	struct tx_req *tr = tx_req_new(req);

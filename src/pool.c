@@ -619,6 +619,11 @@ bool fpg_pool_quiet(const struct fpg_pool *pool)
 	return true;
 }
 
+unsigned fpg_pool_lent(const struct fpg_pool *pool)
+{
+	return pool->lent;
+}
+
 const char *fpg_pool_login(const struct fpg_pool *pool)
 {
 	return pool->d.user ? pool->d.user : "";

@@ -127,6 +127,9 @@ void fpg_pool_uncork(struct fpg_pool *pool);
 void fpg_pool_reap(struct fpg_pool *pool);
 
 
+/* Connections out as transaction sessions now. */
+unsigned fpg_pool_lent(const struct fpg_pool *pool);
+
 /* The user of the pool's login, "" for the --db login's. */
 const char *fpg_pool_login(const struct fpg_pool *pool);
 

@@ -49,6 +49,15 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 			return false;
 		}
 		p->statement_timeout_ms = (unsigned)v;
+	} else if (strncmp(w, "transactions=", 13) == 0 && w[13] >= '1' &&
+		   w[13] <= '9') {
+		errno = 0;
+		unsigned long v = strtoul(w + 13, &end, 10);
+		if (*end || errno || v > 65535) {
+			*why = "transactions is 1 to 65535";
+			return false;
+		}
+		p->transactions = (unsigned)v;
 	} else if (strncmp(w, "rate=", 5) == 0 && w[5] >= '0' && w[5] <= '9') {
 		errno = 0;
 		unsigned long v = strtoul(w + 5, &end, 10);
@@ -58,8 +67,8 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 		}
 		p->rate = (unsigned)v;
 	} else {
-		*why = "options are read-only, raw-sql=yes|no, rate=N and "
-		       "statement-timeout-ms=N";
+		*why = "options are read-only, raw-sql=yes|no, rate=N, "
+		       "statement-timeout-ms=N and transactions=N";
 		return false;
 	}
 	return true;

@@ -10,7 +10,8 @@
  *   sessions start read-only, as with --read-only);
  * - rate=N: at most N requests a second (429 with Retry-After beyond);
  * - statement-timeout-ms=N: its statements' time cap, if below the
- *   server's --statement-timeout-ms.
+ *   server's --statement-timeout-ms;
+ * - transactions=N: at most N open sessions per worker (429 beyond).
  *
  * Without a line (and without `*`) a role may do all of it. Loaded once
  * at start; immutable after, read by every worker.
@@ -29,6 +30,7 @@ struct fpg_role_policy {
 	unsigned rate; /* requests per second, 0: no limit */
 	unsigned statement_timeout_ms; /* a lower cap than the server's,
 					  0: the server's */
+	unsigned transactions; /* open sessions per worker, 0: no limit */
 };
 
 /* Loads path; NULL with err (file:line and what is wrong) on failure. */

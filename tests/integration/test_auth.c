@@ -464,7 +464,7 @@ START_TEST(role_policy)
 	ck_assert_int_ge(fd, 0);
 	FILE *f = fdopen(fd, "w");
 	fprintf(f, "# test policy\ncarol raw-sql=no\nalice read-only rate=2\n"
-		   "bob statement-timeout-ms=300\n");
+		   "bob statement-timeout-ms=300 transactions=1\n");
 	fclose(f);
 	struct fpg_options o;
 	unsigned p;
@@ -474,6 +474,7 @@ START_TEST(role_policy)
 	o.queries = queries_dir;
 	o.roles = path;
 	o.anon_role = "carol";
+	o.threads = 1; /* the session limit is per worker */
 	struct fpg_server *srv = it_server_start(&o, &p);
 	char carol[80];
 	snprintf(carol, sizeof(carol), "Bearer %s", key1);
@@ -500,6 +501,30 @@ START_TEST(role_policy)
 	ck_assert_msg(r->status == 504 && strstr(r->body, "57014"), "%ld %s",
 		      r->status, r->body);
 	http_resp_free(r);
+	/* One open session at a time for bob. */
+	char bobh[300];
+	snprintf(bobh, sizeof(bobh), "%s", basic("bob", bob_pw));
+	const char *bh[] = {bobh, "Content-Type: application/json", NULL};
+	char tok[128], path2[200];
+	for (int round = 0; round < 2; round++) {
+		r = http_request(p, "POST", "/tx", "{}", bh);
+		ck_assert_msg(r->status == 201, "%ld %s", r->status, r->body);
+		snprintf(tok, sizeof(tok), "%s",
+			 json_string_value(json_object_get(r->json, "tx")));
+		http_resp_free(r);
+		r = http_request(p, "POST", "/tx", "{}", bh);
+		ck_assert_msg(r->status == 429 &&
+				      strstr(r->body, "too_many_sessions"),
+			      "%ld %s", r->status, r->body);
+		http_resp_free(r);
+		snprintf(path2, sizeof(path2), "/tx/%s/rollback", tok);
+		r = http_request(p, "POST", path2, "{}", bh);
+		ck_assert_int_eq(r->status, 200);
+		http_resp_free(r);
+		/* The session is gone once its connection is home. */
+		struct timespec pause = {0, 50 * 1000000L};
+		nanosleep(&pause, NULL);
+	}
 	/* No Authorization at all: the anonymous role, carol here. */
 	const char *plain[] = {"Content-Type: application/json", NULL};
 	r = http_request(p, "POST", "/q/add",
