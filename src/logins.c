@@ -241,12 +241,8 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 unsigned fpg_logins_admit(struct fpg_logins *ls, struct fpg_pool *pool,
 			  double rate)
 {
-	struct login *l = NULL;
-	FPG_LIST_EACH(n, &ls->all) {
-		struct login *e = FPG_CONTAINER_OF(n, struct login, link);
-		if (e->pool == pool)
-			l = e;
-	}
+	/* A login's pool has it as its owner; the main pool has none. */
+	struct login *l = pool == ls->main ? NULL : fpg_pool_owner_ctx(pool);
 	if (!l || rate <= 0)
 		return 0;
 	/* A token bucket that holds a second's worth. */

@@ -619,6 +619,11 @@ bool fpg_pool_quiet(const struct fpg_pool *pool)
 	return true;
 }
 
+void *fpg_pool_owner_ctx(const struct fpg_pool *pool)
+{
+	return pool->owner.ctx;
+}
+
 unsigned fpg_pool_lent(const struct fpg_pool *pool)
 {
 	return pool->lent;

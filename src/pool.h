@@ -127,6 +127,9 @@ void fpg_pool_uncork(struct fpg_pool *pool);
 void fpg_pool_reap(struct fpg_pool *pool);
 
 
+/* The ctx of the pool's owner (NULL without one). */
+void *fpg_pool_owner_ctx(const struct fpg_pool *pool);
+
 /* Connections out as transaction sessions now. */
 unsigned fpg_pool_lent(const struct fpg_pool *pool);
 
