@@ -6,6 +6,7 @@
  * own rows.
  */
 #include <check.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -316,6 +317,67 @@ static struct http_resp *post_auth(const char *user, const char *password,
 	return http_request(port, "POST", path, body, headers);
 }
 
+struct sleeper {
+	char id[64];
+	struct http_resp *r;
+	pthread_t th;
+};
+
+static const char cancel_key[] = "alice-cancel-key-0123456789";
+
+static void *sleeper_main(void *arg)
+{
+	struct sleeper *v = arg;
+	char hid[128], hkey[200], auth[300];
+	snprintf(hid, sizeof(hid), "X-Request-Id: %s", v->id);
+	snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s", cancel_key);
+	snprintf(auth, sizeof(auth), "%s", basic("alice", alice_pw));
+	const char *const hdrs[] = {hid, hkey, auth,
+				    "Content-Type: application/json", NULL};
+	v->r = http_request(port, "POST", "/query?stream=true",
+			    "{\"sql\":\"SELECT pg_sleep(3)\"}", hdrs);
+	return NULL;
+}
+
+static long cancel_as(const char *user, const char *password, const char *id)
+{
+	char path[200], hkey[200], auth[300];
+	snprintf(path, sizeof(path), "/query/%s", id);
+	snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s", cancel_key);
+	snprintf(auth, sizeof(auth), "%s", basic(user, password));
+	const char *const hdrs[] = {hkey, auth, NULL};
+	struct http_resp *r = http_request(port, "DELETE", path, NULL, hdrs);
+	long st = r->status;
+	http_resp_free(r);
+	return st;
+}
+
+START_TEST(cancels_belong_to_their_login)
+{
+	struct sleeper v;
+	snprintf(v.id, sizeof(v.id), "sleeper-%u-%d", it_seed(), rand());
+	pthread_create(&v.th, NULL, sleeper_main, &v);
+	/* Wait until it runs. */
+	bool running = false;
+	for (int i = 0; i < 100 && !running; i++) {
+		usleep(30 * 1000);
+		char *n = pgh_scalar("SELECT count(*) FROM pg_stat_activity "
+				     "WHERE usename = 'alice' AND query LIKE "
+				     "'SELECT pg_sleep(3)%'");
+		running = strcmp(n, "0") != 0;
+		free(n);
+	}
+	ck_assert(running);
+	/* bob knows the id and the key, but is not alice: nothing there. */
+	ck_assert_int_eq(cancel_as("bob", bob_pw, v.id), 404);
+	ck_assert_int_eq(cancel_as("alice", alice_pw, v.id), 202);
+	pthread_join(v.th, NULL);
+	ck_assert_msg(v.r->status == 504 || strstr(v.r->body, "57014"),
+		      "sleeper: %ld %s", v.r->status, v.r->body);
+	http_resp_free(v.r);
+}
+END_TEST
+
 START_TEST(sessions_belong_to_their_login)
 {
 	struct http_resp *r = post_auth("alice", alice_pw, "/tx", "{}");
@@ -342,6 +404,14 @@ START_TEST(sessions_belong_to_their_login)
 		ck_assert_ptr_nonnull(strstr(r->body, "transaction_not_found"));
 		http_resp_free(r);
 	}
+	/* Nor its COPY. */
+	snprintf(path, sizeof(path), "/tx/%s/copy?table=auth_notes", token);
+	const char *copy_headers[] = {basic("bob", bob_pw),
+				      "X-Requested-With: test", NULL};
+	r = http_request(port, "GET", path, NULL, copy_headers);
+	ck_assert_msg(r->status == 404, "copy as bob: %ld %s", r->status,
+		      r->body);
+	http_resp_free(r);
 	snprintf(path, sizeof(path), "/tx/%s/commit", token);
 	r = post_auth("alice", alice_pw, path, "{}");
 	ck_assert_msg(r->status == 200, "%ld %s", r->status, r->body);
@@ -662,6 +732,7 @@ static const struct test_case cases[] = {
     TEST_CASE(nobody_becomes_another),
     TEST_CASE(changed_password_is_noticed),
     TEST_CASE(sessions_belong_to_their_login),
+    TEST_CASE(cancels_belong_to_their_login),
     TEST_CASE(api_keys_run_as_their_role),
     TEST_CASE(named_queries_run_as_the_caller),
     TEST_CASE(role_policy),
