@@ -11,6 +11,7 @@
 #include "stats.h"
 struct fpg_pool {
 	struct fpg_conn_env d;
+	int64_t shown[4];	/* what it added to the worker's gauges */
 	struct fpg_pool_owner owner;
 	const struct fpg_options *opts;
 	struct fpg_conn **conns; /* pool_max slots, each allocated */
@@ -34,11 +35,21 @@ struct fpg_pool {
 #define BACKOFF_MIN_MS 50
 #define BACKOFF_MAX_MS 1000
 
+/* The worker's gauge g moves by what this pool's count did: a worker
+ * has a pool per login, and the gauges are their sums. */
+static void move_gauge(_Atomic int64_t *g, int64_t *shown, int64_t now)
+{
+	atomic_fetch_add_explicit(g, now - *shown, memory_order_relaxed);
+	*shown = now;
+}
+
 static void update_gauges(struct fpg_pool *pool)
 {
 	int64_t open = 0, connecting = 0, busy = 0;
-	for (unsigned i = 0; i < pool->nconns; i++) {
+	for (unsigned i = 0; pool->conns && i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
+		if (!c)
+			continue; /* fpg_pool_new ran out of memory */
 		if (c->state == FPG_CONN_READY) {
 			open++;
 			if (c->inflight)
@@ -48,12 +59,10 @@ static void update_gauges(struct fpg_pool *pool)
 		}
 	}
 	struct fpg_stats *st = pool->d.stats;
-	atomic_store_explicit(&st->pool_open, open, memory_order_relaxed);
-	atomic_store_explicit(&st->pool_connecting, connecting,
-			      memory_order_relaxed);
-	atomic_store_explicit(&st->pool_busy, busy, memory_order_relaxed);
-	atomic_store_explicit(&st->pool_waiting, (int64_t)pool->nwaiting,
-			      memory_order_relaxed);
+	move_gauge(&st->pool_open, &pool->shown[0], open);
+	move_gauge(&st->pool_connecting, &pool->shown[1], connecting);
+	move_gauge(&st->pool_busy, &pool->shown[2], busy);
+	move_gauge(&st->pool_waiting, &pool->shown[3], (int64_t)pool->nwaiting);
 }
 
 /* ---- waiters ---- */
@@ -706,6 +715,10 @@ void fpg_pool_free(struct fpg_pool *pool)
 		fpg_conn_close(g, "server shutting down");
 		free(g);
 	}
+	/* Its share of the worker's gauges goes with it. */
 	free(pool->conns);
+	pool->conns = NULL;
+	pool->nwaiting = 0;
+	update_gauges(pool);
 	free(pool);
 }

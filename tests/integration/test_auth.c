@@ -651,6 +651,37 @@ START_TEST(role_policy)
 }
 END_TEST
 
+START_TEST(pool_gauges_add_up_over_logins)
+{
+	struct fpg_options o;
+	unsigned p;
+	static char db[512];
+	it_options(&o);
+	snprintf(db, sizeof(db), "%s application_name=fpg-gauges", o.db);
+	o.db = db;
+	o.auth = "password";
+	o.threads = 1;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	/* Each login holds a connection of its own pool. */
+	char *u = scalar_as(p, "alice", alice_pw, "SELECT current_user::text");
+	free(u);
+	u = scalar_as(p, "bob", bob_pw, "SELECT current_user::text");
+	free(u);
+	struct http_resp *r = http_get(p, "/stats");
+	ck_assert_int_eq(r->status, 200);
+	json_t *pool = json_object_get(json_object_get(r->json, "total"), "pool");
+	json_int_t open = json_integer_value(json_object_get(pool, "open"));
+	ck_assert_msg(open >= 2, "open %lld: %s", (long long)open, r->body);
+	http_resp_free(r);
+	char *n = pgh_scalar("SELECT count(*) FROM pg_stat_activity WHERE "
+			     "usename IN ('alice', 'bob') AND "
+			     "application_name = 'fpg-gauges'");
+	ck_assert_int_eq(open, atoi(n));
+	free(n);
+	fpg_server_free(srv);
+}
+END_TEST
+
 static void with_password_auth(struct fpg_options *o);
 
 START_TEST(api_keys_reload)
@@ -737,6 +768,7 @@ static const struct test_case cases[] = {
     TEST_CASE(named_queries_run_as_the_caller),
     TEST_CASE(role_policy),
     TEST_CASE(api_keys_reload),
+    TEST_CASE(pool_gauges_add_up_over_logins),
     TEST_CASE(auth_may_listen_everywhere),
     {0},
 };
