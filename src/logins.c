@@ -14,6 +14,7 @@
 #include "loop.h"
 #include "pool.h"
 #include "roles.h"
+#include "stats.h"
 
 /* Credentials waiting for PostgreSQL's word at once, per worker. */
 #define CHECKS_AT_ONCE 8
@@ -70,6 +71,7 @@ static bool mac_of(const struct fpg_logins *ls, const char *user,
 static void login_free(struct login *l)
 {
 	fpg_list_remove(&l->link);
+	FPG_STAT_ADD(l->ls->env.stats->logins_open, -1);
 	fpg_pool_free(l->pool);
 	if (l->password)
 		OPENSSL_cleanse(l->password, strlen(l->password));
@@ -102,7 +104,9 @@ static void logged_in(struct fpg_pool *pool, void *ctx)
 
 static void refused(struct fpg_pool *pool, void *ctx)
 {
-	retire(ctx);
+	struct login *l = ctx;
+	FPG_STAT_ADD(l->ls->env.stats->login_refusals, 1);
+	retire(l);
 }
 
 struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
@@ -178,6 +182,7 @@ static struct login *login_new(struct fpg_logins *ls, const char *user,
 		goto fail;
 	l->used_ms = ls->env.loop->now_ms;
 	fpg_list_push_back(&ls->all, &l->link);
+	FPG_STAT_ADD(ls->env.stats->logins_open, 1);
 	ls->open++;
 	ls->checking++;
 	return l;

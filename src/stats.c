@@ -57,6 +57,8 @@ struct totals {
 	uint64_t rows, bytes, connect_failures, replaced;
 	uint64_t commits, rollbacks, expired, retries;
 	uint64_t header_timeouts, slow_bodies, evicted;
+	int64_t logins;
+	uint64_t refusals;
 };
 
 static void add_worker(struct totals *t, struct fpg_stats *st)
@@ -83,6 +85,8 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->header_timeouts += FPG_STAT_GET(st->http_header_timeouts);
 	t->slow_bodies += FPG_STAT_GET(st->http_slow_bodies);
 	t->evicted += FPG_STAT_GET(st->http_evicted);
+	t->logins += FPG_STAT_GET(st->logins_open);
+	t->refusals += FPG_STAT_GET(st->login_refusals);
 }
 
 static double percentile_ms(const struct totals *t, uint64_t count, double p)
@@ -129,6 +133,8 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 		       (unsigned long long)t->rollbacks,
 		       (unsigned long long)t->expired,
 		       (unsigned long long)t->retries);
+	fpg_buf_printf(out, "\"logins\":{\"open\":%lld,\"refused\":%llu},",
+		       (long long)t->logins, (unsigned long long)t->refusals);
 	fpg_buf_printf(out, "\"slow_clients_closed\":{\"header_timeout\":%llu,"
 			    "\"slow_body\":%llu,\"evicted\":%llu},",
 		       (unsigned long long)t->header_timeouts,
@@ -297,6 +303,12 @@ void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
 		     "Connections replaced because client SQL left their "
 		     "session in a state the pool could not reset",
 		     "counter", t.replaced);
+	prom_counter(out, "fasterpg_logins_open",
+		     "Logins with a pool of their own (--auth)", "gauge",
+		     (uint64_t)(t.logins < 0 ? 0 : t.logins));
+	prom_counter(out, "fasterpg_login_refusals_total",
+		     "Logins PostgreSQL refused (wrong password, no such role)",
+		     "counter", t.refusals);
 	prom_counter(out, "fasterpg_requests_in_flight",
 		     "Requests being served", "gauge",
 		     (uint64_t)(t.in_flight < 0 ? 0 : t.in_flight));

@@ -40,6 +40,8 @@ struct fpg_stats {
 	_Atomic uint64_t http_header_timeouts; /* headers past the deadline */
 	_Atomic uint64_t http_slow_bodies;     /* body below min-upload-rate */
 	_Atomic uint64_t http_evicted;	       /* too many waiting for headers */
+	_Atomic int64_t logins_open;	       /* logins with a pool (--auth) */
+	_Atomic uint64_t login_refusals;       /* logins PostgreSQL refused */
 };
 
 #define FPG_STAT_ADD(field, n)                                             \

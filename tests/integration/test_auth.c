@@ -669,15 +669,29 @@ START_TEST(pool_gauges_add_up_over_logins)
 	free(u);
 	struct http_resp *r = http_get(p, "/stats");
 	ck_assert_int_eq(r->status, 200);
-	json_t *pool = json_object_get(json_object_get(r->json, "total"), "pool");
+	json_t *total = json_object_get(r->json, "total");
+	json_t *pool = json_object_get(total, "pool");
 	json_int_t open = json_integer_value(json_object_get(pool, "open"));
 	ck_assert_msg(open >= 2, "open %lld: %s", (long long)open, r->body);
+	json_t *logins = json_object_get(total, "logins");
+	ck_assert_int_eq(json_integer_value(json_object_get(logins, "open")), 2);
+	ck_assert_int_eq(json_integer_value(json_object_get(logins, "refused")),
+			 0);
 	http_resp_free(r);
 	char *n = pgh_scalar("SELECT count(*) FROM pg_stat_activity WHERE "
 			     "usename IN ('alice', 'bob') AND "
 			     "application_name = 'fpg-gauges'");
 	ck_assert_int_eq(open, atoi(n));
 	free(n);
+	/* A refused login is counted (and its pool goes away). */
+	r = sql_as(p, "alice", "not-her-password", "SELECT 1");
+	ck_assert_int_eq(r->status, 401);
+	http_resp_free(r);
+	r = http_get(p, "/metrics");
+	ck_assert_msg(strstr(r->body, "fasterpg_login_refusals_total 1\n") &&
+			      strstr(r->body, "# TYPE fasterpg_logins_open gauge"),
+		      "%s", r->body);
+	http_resp_free(r);
 	fpg_server_free(srv);
 }
 END_TEST
