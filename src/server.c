@@ -107,7 +107,9 @@ bool fpg_server_parse_auth(const char *list, bool *password, bool *api_key,
 	return true;
 }
 
-static bool check_options(const struct fpg_options *o, struct fpg_error *err)
+/* Valid options; *password and *api_key get the methods --auth names. */
+static bool check_options(const struct fpg_options *o, bool *password,
+			  bool *api_key, struct fpg_error *err)
 {
 	enum fpg_log_level level;
 	if (!fpg_log_level_parse(o->log_level, &level)) {
@@ -136,12 +138,11 @@ static bool check_options(const struct fpg_options *o, struct fpg_error *err)
 			      "pipeline-depth and max-body-bytes must be > 0");
 		return false;
 	}
-	bool password, api_key;
-	if (!fpg_server_parse_auth(o->auth, &password, &api_key, err))
+	if (!fpg_server_parse_auth(o->auth, password, api_key, err))
 		return false;
-	if (api_key != (o->api_keys != NULL)) {
+	if (*api_key != (o->api_keys != NULL)) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
-			      api_key ? "auth api-key needs api-keys (a file)"
+			      *api_key ? "auth api-key needs api-keys (a file)"
 				      : "api-keys needs auth api-key");
 		return false;
 	}
@@ -172,11 +173,12 @@ static bool is_loopback(const struct sockaddr_storage *a)
  * Every client runs its SQL as the --db login: beyond loopback, anyone
  * who reaches the port would. That takes a decision, not a default.
  */
-static bool check_exposure(const struct fpg_options *o, struct fpg_error *err)
+static bool check_exposure(const struct fpg_options *o, bool authenticated,
+			   struct fpg_error *err)
 {
 	struct sockaddr_storage addr;
 	socklen_t len;
-	if (o->insecure_no_auth || (o->auth && *o->auth))
+	if (o->insecure_no_auth || authenticated)
 		return true;
 	if (!fpg_listen_address(o->listen_host, o->listen_port, &addr, &len,
 				err))
@@ -254,7 +256,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	if (!check_options(&srv->opts, err) ||
+	bool password = false, api_key = false;
+	if (!check_options(&srv->opts, &password, &api_key, err) ||
 	    !fpg_hosts_parse(&srv->hosts, srv->opts.allowed_hosts,
 			     srv->opts.listen_host, err))
 		goto fail;
@@ -285,7 +288,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	if (!check_exposure(&srv->opts, err) ||
+	if (!check_exposure(&srv->opts, password || api_key, err) ||
 	    !port_is_free(srv->opts.listen_host, srv->opts.listen_port, err))
 		goto fail;
 	/* The first worker binds (port 0 becomes a real one); the others
@@ -300,9 +303,6 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		srv->all_stats[i] = &srv->workers[i].stats;
 		srv->all_requests[i] = &srv->workers[i].reqs;
 	}
-	bool password = false, api_key = false;
-	if (!fpg_server_parse_auth(srv->opts.auth, &password, &api_key, err))
-		goto fail;
 	if (srv->opts.api_keys) {
 		srv->keys = fpg_apikeys_load(srv->opts.api_keys, err);
 		if (!srv->keys)

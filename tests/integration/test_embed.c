@@ -430,6 +430,14 @@ START_TEST(no_auth_stays_on_loopback)
 		ck_assert_ptr_nonnull(strstr(err.message, "--insecure-no-auth"));
 		ck_assert_ptr_nonnull(strstr(err.message, wide[k]));
 	}
+	/* An --auth list that names no method is no authentication. */
+	struct fpg_options none;
+	it_options(&none);
+	none.listen_host = "0.0.0.0";
+	none.auth = ",";
+	struct fpg_error e2 = {0};
+	ck_assert_ptr_null(fpg_server_new(&none, &e2));
+	ck_assert_ptr_nonnull(strstr(e2.message, "--insecure-no-auth"));
 	/* Loopback names and addresses need nothing. */
 	static const char *const local[] = {"127.0.0.1", "localhost",
 					    "127.0.0.2"};
