@@ -16,6 +16,19 @@ static void unauthorized(struct fpg_error *err, const char *msg)
 	err->reason = "unauthorized";
 }
 
+/* The pool of user's login on this worker; password NULL: a role the
+ * gateway logs in as itself (an API key's, --anon-role). */
+static bool log_in(const struct fpg_services *svc, const char *user,
+		   const char *password, struct fpg_auth *out,
+		   struct fpg_error *err)
+{
+	if (!fpg_logins_find(svc->logins, user, password,
+			     fpg_roles_for(svc->roles, user), &out->pool, err))
+		return false;
+	snprintf(out->login, sizeof(out->login), "%s", user);
+	return true;
+}
+
 /* HTTP Basic: a PostgreSQL user and password, which PostgreSQL checks. */
 static bool basic_login(const struct fpg_services *svc,
 			struct MHD_Connection *conn, struct fpg_auth *out,
@@ -27,26 +40,13 @@ static bool basic_login(const struct fpg_services *svc,
 	if (!user || !password || !*user || !*password)
 		unauthorized(err, "send a PostgreSQL user name and password "
 				  "(HTTP Basic authorization)");
-	else if (fpg_logins_find(svc->logins, user, password,
-				 fpg_roles_for(svc->roles, user), &out->pool,
-				 err))
-		ok = snprintf(out->login, sizeof(out->login), "%s", user) > 0;
+	else
+		ok = log_in(svc, user, password, out, err);
 	if (password)
 		explicit_bzero(password, strlen(password));
 	MHD_free(user);
 	MHD_free(password);
 	return ok;
-}
-
-/* A role the gateway logs in as itself (an API key's, --anon-role). */
-static bool role_login(const struct fpg_services *svc, const char *role,
-		       struct fpg_auth *out, struct fpg_error *err)
-{
-	if (!fpg_logins_find(svc->logins, role, NULL,
-			     fpg_roles_for(svc->roles, role), &out->pool, err))
-		return false;
-	snprintf(out->login, sizeof(out->login), "%s", role);
-	return true;
 }
 
 /* Bearer KEY: the role --api-keys names for it. */
@@ -62,7 +62,7 @@ static bool key_login(const struct fpg_services *svc, const char *key,
 		return false;
 	}
 	fpg_log_debug("auth", NULL, "API key %s: role %s", name, role);
-	return role_login(svc, role, out, err);
+	return log_in(svc, role, NULL, out, err);
 }
 
 /* What the caller's role may do (--roles): raw SQL, and how often. */
@@ -104,7 +104,7 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
 		known = key_login(svc, h + 7, out, err);
 	else if (!h && svc->anon_role)
-		known = role_login(svc, svc->anon_role, out, err);
+		known = log_in(svc, svc->anon_role, NULL, out, err);
 	else {
 		unauthorized(err, svc->auth_password && svc->auth_api_key
 					  ? "send a PostgreSQL user and password "
