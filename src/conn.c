@@ -690,7 +690,7 @@ void fpg_conn_start(struct fpg_conn *c)
 {
 	const struct fpg_options *opts = c->env->opts;
 	char options[1024];
-	fpg_startup_options(opts, opts->read_only || c->env->read_only,
+	fpg_startup_options(opts, c->env->read_only,
 			    c->env->statement_timeout_ms, options,
 			    sizeof(options));
 	/* A login's user and password come after dbname: they win over

@@ -42,7 +42,7 @@ struct fpg_conn_env {
 	const char *user;
 	const char *password;		 /* with user; NULL: none */
 	bool read_only;			 /* its sessions start read-only
-					    (as opts->read_only does) */
+					    (--read-only, or its role's) */
 	unsigned statement_timeout_ms;	 /* its statements' cap (0: none) */
 	/* The statement cache every connection carries (query.c's): made
 	 * when a session starts, freed when it ends or was discarded. */

@@ -5,7 +5,9 @@
 #include <sys/random.h>
 
 #include <openssl/crypto.h>
+#include <openssl/core_names.h>
 #include <openssl/evp.h>
+#include <openssl/params.h>
 
 #include "error.h"
 #include "guard.h"
@@ -43,7 +45,9 @@ struct fpg_logins {
 	struct fpg_list all;	    /* of struct login */
 	unsigned open;		    /* not retiring */
 	unsigned checking;	    /* open and not checked yet */
-	unsigned char key[MAC_LEN]; /* the HMAC key, this worker's */
+	/* HMAC-SHA256 keyed with random bytes of this worker's, set up once:
+	 * each credential's MAC starts from a copy (no lookups per request) */
+	EVP_MAC_CTX *keyed;
 };
 
 static bool mac_of(const struct fpg_logins *ls, const char *user,
@@ -52,20 +56,38 @@ static bool mac_of(const struct fpg_logins *ls, const char *user,
 	/* user, a NUL, password: no two pairs give the same bytes. */
 	if (!password)
 		password = "";
-	size_t nu = strlen(user) + 1, np = strlen(password);
-	unsigned char *data = malloc(nu + np + 1);
-	if (!data)
-		return false;
-	memcpy(data, user, nu);
-	memcpy(data + nu, password, np);
+	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(ls->keyed);
 	size_t len = 0;
-	bool ok = EVP_Q_mac(NULL, "HMAC", NULL, "SHA256", NULL, ls->key,
-			    sizeof(ls->key), data, nu + np, out, MAC_LEN,
-			    &len) != NULL &&
-		  len == MAC_LEN;
-	OPENSSL_cleanse(data, nu + np);
-	free(data);
+	bool ok = c &&
+		  EVP_MAC_update(c, (const unsigned char *)user,
+				 strlen(user) + 1) &&
+		  EVP_MAC_update(c, (const unsigned char *)password,
+				 strlen(password)) &&
+		  EVP_MAC_final(c, out, &len, MAC_LEN) && len == MAC_LEN;
+	EVP_MAC_CTX_free(c);
 	return ok;
+}
+
+/* The keyed HMAC context of a worker, or NULL. */
+static EVP_MAC_CTX *keyed_hmac(void)
+{
+	unsigned char key[MAC_LEN];
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		return NULL;
+	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
+	EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
+	char digest[] = "SHA256";
+	OSSL_PARAM params[] = {
+		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
+		OSSL_PARAM_construct_end(),
+	};
+	if (c && !EVP_MAC_init(c, key, sizeof(key), params)) {
+		EVP_MAC_CTX_free(c);
+		c = NULL;
+	}
+	EVP_MAC_free(mac); /* the context keeps its own reference */
+	OPENSSL_cleanse(key, sizeof(key));
+	return c;
 }
 
 static void login_free(struct login *l)
@@ -119,14 +141,15 @@ struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
 	}
 	ls->env = *env;
 	fpg_list_init(&ls->all);
-	if (getrandom(ls->key, sizeof(ls->key), 0) != (ssize_t)sizeof(ls->key)) {
-		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "no randomness for a key");
+	if (!(ls->keyed = keyed_hmac())) {
+		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "cannot key an HMAC");
 		free(ls);
 		return NULL;
 	}
 	struct fpg_pool_owner owner = {.min = main_min};
 	ls->main = fpg_pool_new(&ls->env, &owner, err);
 	if (!ls->main) {
+		EVP_MAC_CTX_free(ls->keyed);
 		free(ls);
 		return NULL;
 	}
@@ -141,7 +164,7 @@ void fpg_logins_free(struct fpg_logins *ls)
 	while ((n = fpg_list_first(&ls->all)))
 		login_free(FPG_CONTAINER_OF(n, struct login, link));
 	fpg_pool_free(ls->main);
-	OPENSSL_cleanse(ls->key, sizeof(ls->key));
+	EVP_MAC_CTX_free(ls->keyed);
 	free(ls);
 }
 
@@ -166,7 +189,7 @@ static struct login *login_new(struct fpg_logins *ls, const char *user,
 	l->env = ls->env;
 	l->env.user = l->user;
 	l->env.password = l->password;
-	l->env.read_only = policy->read_only;
+	l->env.read_only = ls->env.read_only || policy->read_only;
 	unsigned cap = policy->statement_timeout_ms;
 	if (cap && (!l->env.statement_timeout_ms ||
 		    cap < l->env.statement_timeout_ms))
@@ -213,7 +236,7 @@ bool fpg_logins_find(struct fpg_logins *ls, const char *user,
 	     n = fpg_list_next(&ls->all, n)) {
 		struct login *l = FPG_CONTAINER_OF(n, struct login, link);
 		if (l->retiring || l->by_key != !password ||
-		    l->env.read_only != policy->read_only ||
+		    l->env.read_only != (ls->env.read_only || policy->read_only) ||
 		    strcmp(l->user, user) != 0 ||
 		    !fpg_guard_same_secret(l->mac, MAC_LEN, mac, MAC_LEN))
 			continue;

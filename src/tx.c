@@ -407,10 +407,9 @@ static void begin_on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *held)
 	char sql[128], idle[16];
 	snprintf(sql, sizeof(sql), "BEGIN ISOLATION LEVEL %s%s%s",
 		 isolation_sql[tx->opts.isolation],
-		 tx->opts.read_only || tx->home->d.opts->read_only ||
-			 fpg_pool_env(tx->pool)->read_only
+		 tx->opts.read_only || fpg_pool_env(tx->pool)->read_only
 			 ? " READ ONLY"
-							    : " READ WRITE",
+			 : " READ WRITE",
 		 tx->opts.deferrable ? " DEFERRABLE" : "");
 	/* PostgreSQL's own backstop if we ever lose track of the session. */
 	snprintf(idle, sizeof(idle), "%u", tx->idle_timeout_ms + 10000);

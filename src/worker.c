@@ -168,6 +168,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		.draining = &w->draining,
 		.worker_id = id,
 		.statement_timeout_ms = opts->statement_timeout_ms,
+		.read_only = opts->read_only != 0,
 		.stmts_new = fpg_stmt_cache_new,
 		.stmts_free = fpg_stmt_cache_free,
 	};
