@@ -110,9 +110,21 @@ struct fpg_options {
 				    list: "password" (a PostgreSQL user and
 				    password, HTTP Basic, checked by
 				    PostgreSQL), "api-key" (a key of
-				    api_keys, Bearer); NULL or "": none
+				    api_keys, Bearer), "jwt" (a JSON Web
+				    Token, Bearer); NULL or "": none
 				    (every client is the --db login) */
 	const char *api_keys;	 /* the API key file (see docs/security.md) */
+	const char *jwt_secret_file; /* HS256/384/512 secret (the file's bytes) */
+	const char *jwt_key_file; /* RS/PS/ES public key: PEM, JWK or JWKS */
+	const char *jwks_file;	 /* a JWKS file (read again on SIGHUP) */
+	const char *jwks_url;	 /* a JWKS fetched over HTTP(S), refreshed */
+	unsigned jwks_refresh_s; /* ... this often (and for an unknown kid) */
+	const char *jwt_role_claim; /* path of the role claim, "role" */
+	const char *jwt_audience; /* aud a token must name; NULL: any */
+	const char *jwt_issuer;	 /* iss a token must have; NULL: any */
+	const char *jwt_roles;	 /* the roles a token may name, comma list */
+	const char *jwt_algorithms; /* accepted; NULL: every one a key fits */
+	unsigned jwt_leeway_s;	 /* clock skew allowed for exp and nbf */
 	const char *queries;	 /* a directory of named queries, NAME.sql */
 	const char *roles;	 /* per-role policy file (see docs/security.md) */
 	const char *anon_role;	 /* with auth: the role of requests that send

@@ -1,11 +1,14 @@
 #include "auth.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <time.h>
 
 #include "apikeys.h"
 #include "error.h"
+#include "jwt.h"
 #include "log.h"
 #include "logins.h"
 #include "roles.h"
@@ -51,18 +54,62 @@ static bool basic_login(const struct fpg_services *svc,
 
 /* Bearer KEY: the role --api-keys names for it. */
 static bool key_login(const struct fpg_services *svc, const char *key,
-		      struct fpg_auth *out, struct fpg_error *err)
+		      size_t n, struct fpg_auth *out, struct fpg_error *err)
 {
-	while (*key == ' ')
-		key++;
-	size_t n = strcspn(key, " \t");
 	const char *name, *role = fpg_apikeys_role(svc->keys, key, n, &name);
-	if (!role || key[n + strspn(key + n, " \t")] != '\0') {
+	if (!role) {
 		unauthorized(err, "unknown API key");
 		return false;
 	}
 	fpg_log_debug("auth", NULL, "API key %s: role %s", name, role);
 	return log_in(svc, role, NULL, out, err);
+}
+
+/* Bearer TOKEN: the role a JSON Web Token names (or, naming none, the
+ * anonymous role's). */
+static bool token_login(const struct fpg_services *svc, const char *token,
+			size_t len, struct fpg_auth *out,
+			struct fpg_error *err)
+{
+	struct fpg_jwt_identity id;
+	if (!fpg_jwt_verify(svc->jwt, token, len, (int64_t)time(NULL), &id,
+			    err)) {
+		if (id.unknown_kid && svc->jwks_stale)
+			svc->jwks_stale(svc->jwks_ctx);
+		return false;
+	}
+	const char *role = id.role[0] ? id.role : svc->anon_role;
+	if (!role) {
+		free(id.claims);
+		fpg_error_set(err, FPG_ERR_REQUEST, 401,
+			      "the token names no role (jwt-role-claim) and "
+			      "there is no anon-role");
+		err->reason = "invalid_token";
+		return false;
+	}
+	if (!log_in(svc, role, NULL, out, err)) {
+		free(id.claims);
+		return false;
+	}
+	out->claims = id.claims;
+	return true;
+}
+
+static bool bearer_login(const struct fpg_services *svc, const char *cred,
+			 struct fpg_auth *out, struct fpg_error *err)
+{
+	while (*cred == ' ')
+		cred++;
+	size_t n = strcspn(cred, " \t");
+	bool jwt = svc->auth_jwt &&
+		   (!svc->auth_api_key || fpg_jwt_looks_like(cred, n));
+	if (cred[n + strspn(cred + n, " \t")] != '\0') {
+		unauthorized(err, jwt ? "the token is not one word"
+				      : "unknown API key");
+		return false;
+	}
+	return jwt ? token_login(svc, cred, n, out, err)
+		   : key_login(svc, cred, n, out, err);
 }
 
 /* What the caller's role may do (--roles): raw SQL, and how often. */
@@ -101,21 +148,38 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 	bool known;
 	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
 		known = basic_login(svc, conn, out, err);
-	else if (h && svc->auth_api_key && strncasecmp(h, "Bearer ", 7) == 0)
-		known = key_login(svc, h + 7, out, err);
+	else if (h && (svc->auth_api_key || svc->auth_jwt) &&
+		 strncasecmp(h, "Bearer ", 7) == 0)
+		known = bearer_login(svc, h + 7, out, err);
 	else if (!h && svc->anon_role)
 		known = log_in(svc, svc->anon_role, NULL, out, err);
 	else {
-		unauthorized(err, svc->auth_password && svc->auth_api_key
-					  ? "send a PostgreSQL user and password "
-					    "(Basic) or an API key (Bearer) in "
-					    "an Authorization header"
-				  : svc->auth_password
-					  ? "send a PostgreSQL user and password "
-					    "(Basic) in an Authorization header"
-					  : "send an API key (Bearer) in an "
-					    "Authorization header");
+		bool bearer = svc->auth_api_key || svc->auth_jwt;
+		const char *what = svc->auth_api_key && svc->auth_jwt
+					   ? "an API key or a JSON Web Token"
+				   : svc->auth_api_key ? "an API key"
+						       : "a JSON Web Token";
+		if (svc->auth_password && bearer)
+			fpg_error_set(err, FPG_ERR_REQUEST, 401,
+				      "send a PostgreSQL user and password "
+				      "(Basic) or %s (Bearer) in an "
+				      "Authorization header",
+				      what);
+		else if (svc->auth_password)
+			fpg_error_set(err, FPG_ERR_REQUEST, 401,
+				      "send a PostgreSQL user and password "
+				      "(Basic) in an Authorization header");
+		else
+			fpg_error_set(err, FPG_ERR_REQUEST, 401,
+				      "send %s (Bearer) in an Authorization "
+				      "header",
+				      what);
+		err->reason = "unauthorized";
 		return false;
 	}
-	return known && apply_policy(svc, raw_sql, out, err);
+	if (known && apply_policy(svc, raw_sql, out, err))
+		return true;
+	free(out->claims);
+	out->claims = NULL;
+	return false;
 }

@@ -1,7 +1,8 @@
 /*
  * Who a request is, with --auth: the login its Authorization header
  * names (HTTP Basic: a PostgreSQL user and password, checked by
- * PostgreSQL; Bearer: an API key's role), that login's pool on this
+ * PostgreSQL; Bearer: an API key's role or a JSON Web Token's), that
+ * login's pool on this
  * worker, and what its role may do (--roles: raw SQL, rate). The
  * request's own worker thread.
  */
@@ -19,14 +20,17 @@ struct fpg_pool;
 struct fpg_auth {
 	struct fpg_pool *pool;	/* the login's */
 	char login[64];		/* its user */
+	char *claims;		/* a JWT's payload (compact JSON), or NULL;
+				   the caller frees */
 	unsigned retry_after;	/* seconds, with a 429 */
 };
 
 /*
  * Identifies the request of conn for a route that runs client SQL
- * (raw_sql) or not. False with err (401 unauthorized, 403 raw_sql_off,
- * 429 rate_limited with out->retry_after, 503 too many logins) when it
- * may not go on.
+ * (raw_sql) or not. False with err (401 unauthorized or invalid_token,
+ * 403 raw_sql_off or role_not_allowed, 429 rate_limited with
+ * out->retry_after, 503 too many logins) when it may not go on; nothing
+ * is left to free then.
  */
 bool fpg_auth_identify(const struct fpg_services *svc,
 		       struct MHD_Connection *conn, bool raw_sql,

@@ -394,6 +394,7 @@ static void run_item(struct batch *b)
 	a->ctx = b;
 	a->q.conn_fixed = b->conn;
 	a->q.exclusive = true;
+	a->q.claims = req->claims;
 	b->item = a;
 	fpg_answer_submit(a);
 }

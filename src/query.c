@@ -133,11 +133,12 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		return;
 	}
 	if (op->queries_done != q->stmt_query) {
-		/* The timeout's set_config(). In a transaction session its
-		 * failure is the statement's (the statement did not run); on a
-		 * shared one it had a part of its own and the statement ran
-		 * with the server's timeout. */
-		if (status == PGRES_FATAL_ERROR && q->conn_fixed && !q->error &&
+		/* A set_config() before the statement (timeout, claims). In
+		 * the statement's own part its failure is the statement's (the
+		 * statement did not run); in a part of its own the statement
+		 * ran without it (the server's timeout, no claims). */
+		if (status == PGRES_FATAL_ERROR && !q->error &&
+		    op->queries_done >= q->segment &&
 		    op->queries_done < q->stmt_query) {
 			q->error = res;
 			return;
@@ -320,7 +321,33 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
  * transaction and set back right after the statement.
  */
 static const char timeout_sql[] =
-	"SELECT pg_catalog.set_config('statement_timeout', $1, $2::bool)";
+	"SELECT pg_catalog.set_config('statement_timeout', $1, "
+	"$2::pg_catalog.bool)";
+
+/*
+ * A JWT's claims for SQL: request.jwt.claims is the payload, and each
+ * top-level claim whose name is an identifier is request.jwt.claim.NAME
+ * too (as PostgREST had it). Qualified throughout: in a transaction
+ * session the client's search_path is in force.
+ */
+static const char claims_sql[] =
+	"SELECT pg_catalog.set_config('request.jwt.claims', "
+	"$1::pg_catalog.text, "
+	"$2::pg_catalog.bool), pg_catalog.count(pg_catalog.set_config("
+	"pg_catalog.concat('request.jwt.claim.', key), value, "
+	"$2::pg_catalog.bool)) FROM pg_catalog.json_each_text("
+	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
+	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
+
+/* Sends a set_config() statement (timeout_sql, claims_sql): value, and
+ * whether it lasts to the end of the transaction (else of the session,
+ * which the reset after the statement puts back). */
+static bool send_setting(PGconn *pg, const char *sql, const char *value,
+			 bool local)
+{
+	const char *v[2] = {value, local ? "true" : "false"};
+	return PQsendQueryParams(pg, sql, 2, NULL, v, NULL, NULL, 0);
+}
 
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		    struct fpg_stmt *st)
@@ -366,16 +393,39 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 			goto fail;
 		q->typecheck_query = q->stmt_query++;
 	}
+	/*
+	 * Settings go in the statement's own part, local to its
+	 * transaction, in a transaction session and for claims that may
+	 * (named queries). On a shared session the timeout and other
+	 * claims get a part of their own first, for the session, so that
+	 * the statement is the first of its transaction (VACUUM and the like
+	 * refuse to run after another statement of a pipeline); the reset
+	 * after the statement puts them back. Unnamed: client SQL could
+	 * replace a named one.
+	 */
+	bool own_part = !q->conn_fixed &&
+			(q->timeout_ms || (q->claims && !q->claims_in_tx));
+	snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
 	if (q->timeout_ms) {
-		/* Unnamed: client SQL could replace a named one. */
-		snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
-		const char *v[2] = {ms, q->conn_fixed ? "true" : "false"};
-		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
-				       0) ||
-		    (!q->conn_fixed && !PQpipelineSync(pg)))
+		if (!send_setting(pg, timeout_sql, ms, !own_part))
 			goto fail;
 		q->stmt_query++;
-		flags |= q->conn_fixed ? 0 : FPG_OP_TWO_PARTS;
+	}
+	if (q->claims && own_part && !q->claims_in_tx) {
+		if (!send_setting(pg, claims_sql, q->claims, false))
+			goto fail;
+		q->stmt_query++;
+	}
+	if (own_part) {
+		if (!PQpipelineSync(pg))
+			goto fail;
+		flags |= FPG_OP_TWO_PARTS;
+	}
+	q->segment = own_part ? q->stmt_query : 0;
+	if (q->claims && (!own_part || q->claims_in_tx)) {
+		if (!send_setting(pg, claims_sql, q->claims, true))
+			goto fail;
+		q->stmt_query++;
 	}
 	/* Without a statement cache (--statement-cache=0) the statement is
 	 * not kept under a name: it is parsed again with each run, and
@@ -388,9 +438,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
 			 fpg_pool_env(q->pool)->statement_timeout_ms);
-		const char *v[2] = {dflt, "true"};
-		if (!PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL,
-				       0))
+		if (!send_setting(pg, timeout_sql, dflt, true))
 			goto fail;
 	}
 	q->columns_pending = !st->name[0];

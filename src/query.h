@@ -49,6 +49,11 @@ struct fpg_query {
 	int nparams;
 	const char *const *params; /* text values, NULL = SQL NULL */
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
+	const char *claims;	   /* a JWT's payload, for SQL to read as
+				      request.jwt.claims, or NULL */
+	bool claims_in_tx;	   /* ... set in the statement's own
+				      transaction (a named query: no extra
+				      transaction), not before it */
 	unsigned deadline_ms;	   /* the answer is due within this long,
 				      else 504 (0: acquire timeout + the
 				      statement's timeout + 1 s) */
@@ -72,7 +77,9 @@ struct fpg_query {
 	bool holds;		       /* holds conn, no op will release it */
 	struct fpg_pgop *op;	       /* while executing */
 	int stmt_query;		       /* index of the statement in its op
-					  (after a type check or timeout) */
+					  (after a type check or settings) */
+	int segment;		       /* index of the first query of the
+					  statement's own part */
 	int typecheck_query;	       /* index of the type lookup, or -1 */
 	PGresult *final;	       /* kept until the Sync */
 	PGresult *error;	       /* first error, kept until the Sync */

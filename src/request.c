@@ -390,7 +390,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Basic realm=\"fasterpg\", "
 					"charset=\"UTF-8\"");
-	if (req->status == 401 && req->svc->auth_api_key)
+	if (req->status == 401 &&
+	    (req->svc->auth_api_key || req->svc->auth_jwt))
 		MHD_add_response_header(resp, MHD_HTTP_HEADER_WWW_AUTHENTICATE,
 					"Bearer realm=\"fasterpg\"");
 	const char *cors = req->svc->opts->cors_origin;
@@ -469,7 +470,7 @@ static int check_origin(struct fpg_request *req)
 static int authenticate(struct fpg_request *req)
 {
 	const struct fpg_services *svc = req->svc;
-	if ((!svc->auth_password && !svc->auth_api_key) ||
+	if ((!svc->auth_password && !svc->auth_api_key && !svc->auth_jwt) ||
 	    req->route->cross_site_ok)
 		return 0;
 	struct fpg_auth who;
@@ -480,6 +481,7 @@ static int authenticate(struct fpg_request *req)
 		return fpg_request_error(req, &err, NULL);
 	}
 	req->pool = who.pool;
+	req->claims = who.claims;
 	/* Other workers read it to match cancels. */
 	pthread_mutex_lock(&req->rs->lock);
 	snprintf(req->login, sizeof(req->login), "%s", who.login);
@@ -645,6 +647,7 @@ static void request_free(struct fpg_request *req)
 	pthread_mutex_unlock(&w->lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
+	free(req->claims);
 	FPG_STAT_ADD(w->svc->stats->in_flight, -1);
 	free(req);
 }

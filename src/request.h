@@ -78,6 +78,7 @@ struct fpg_request {
 				     client is authenticated) */
 	char login[64];		  /* its user ("": the --db login), set once
 				     under rs->lock: cancels by id match it */
+	char *claims;		  /* a JWT's payload, or NULL; owned */
 	struct MHD_Connection *conn;
 	struct fpg_list link;	  /* in the worker's live requests */
 	const struct fpg_route *route;

@@ -86,30 +86,39 @@ static bool check_db(const char *db, struct fpg_error *err)
 	return false;
 }
 
-bool fpg_server_parse_auth(const char *list, bool *password, bool *api_key,
+bool fpg_server_parse_auth(const char *list, unsigned *methods,
 			   struct fpg_error *err)
 {
-	*password = *api_key = false;
+	static const struct {
+		const char *name;
+		unsigned bit;
+	} names[] = {{"password", FPG_AUTH_PASSWORD},
+		     {"api-key", FPG_AUTH_API_KEY},
+		     {"jwt", FPG_AUTH_JWT}};
+	*methods = 0;
 	for (const char *p = list ? list : ""; *p;) {
-		size_t n = strcspn(p, ",");
-		if (n == 8 && strncmp(p, "password", 8) == 0) {
-			*password = true;
-		} else if (n == 7 && strncmp(p, "api-key", 7) == 0) {
-			*api_key = true;
-		} else if (n) {
+		size_t n = strcspn(p, ","), i;
+		for (i = 0; n && i < sizeof(names) / sizeof(*names); i++)
+			if (strlen(names[i].name) == n &&
+			    strncmp(p, names[i].name, n) == 0)
+				break;
+		if (n && i == sizeof(names) / sizeof(*names)) {
 			fpg_error_set(err, FPG_ERR_CONFIG, 0,
-				      "auth: %.*s is not password or api-key",
-				      (int)n, p);
+				      "auth: %.*s is not password, api-key or "
+				      "jwt",
+				      (int)(n < 32 ? n : 32), p);
 			return false;
 		}
+		if (n)
+			*methods |= names[i].bit;
 		p += n + (p[n] == ',');
 	}
 	return true;
 }
 
-/* Valid options; *password and *api_key get the methods --auth names. */
-static bool check_options(const struct fpg_options *o, bool *password,
-			  bool *api_key, struct fpg_error *err)
+/* Valid options; *methods gets those --auth names (fpg_auth_method). */
+static bool check_options(const struct fpg_options *o, unsigned *methods,
+			  struct fpg_error *err)
 {
 	enum fpg_log_level level;
 	if (!fpg_log_level_parse(o->log_level, &level)) {
@@ -138,12 +147,22 @@ static bool check_options(const struct fpg_options *o, bool *password,
 			      "pipeline-depth and max-body-bytes must be > 0");
 		return false;
 	}
-	if (!fpg_server_parse_auth(o->auth, password, api_key, err))
+	if (!fpg_server_parse_auth(o->auth, methods, err))
 		return false;
-	if (*api_key != (o->api_keys != NULL)) {
+	bool api_key = *methods & FPG_AUTH_API_KEY;
+	if (api_key != (o->api_keys != NULL)) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
-			      *api_key ? "auth api-key needs api-keys (a file)"
+			      api_key ? "auth api-key needs api-keys (a file)"
 				      : "api-keys needs auth api-key");
+		return false;
+	}
+	bool jwt = *methods & FPG_AUTH_JWT;
+	bool jwt_opts = o->jwt_secret_file || o->jwt_key_file ||
+			o->jwks_file || o->jwks_url || o->jwt_roles ||
+			o->jwt_audience || o->jwt_issuer || o->jwt_algorithms;
+	if (jwt_opts && !jwt) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "the jwt- and jwks- options need auth jwt");
 		return false;
 	}
 	if (!check_db(o->db, err))
@@ -228,6 +247,106 @@ static bool port_is_free(const char *host, unsigned port,
 	return ok;
 }
 
+static bool copy_jwt_options(struct fpg_server *srv)
+{
+	struct fpg_options *o = &srv->opts;
+	const char **f[] = {&o->jwt_secret_file, &o->jwt_key_file,
+			    &o->jwks_file,	 &o->jwt_role_claim,
+			    &o->jwt_audience,	 &o->jwt_issuer,
+			    &o->jwt_roles,	 &o->jwt_algorithms};
+	_Static_assert(sizeof(f) / sizeof(*f) ==
+			       sizeof(srv->jwt_strs) / sizeof(*srv->jwt_strs),
+		       "one copy per option");
+	for (size_t i = 0; i < sizeof(f) / sizeof(*f); i++)
+		if (!copy_str(&srv->jwt_strs[i], f[i]))
+			return false;
+	return true;
+}
+
+/* New API keys and JWT verifier (each NULL: unchanged) for the server and
+ * every worker; their references move to the server. Under reload_lock. */
+static void swap_auth(struct fpg_server *srv, struct fpg_apikeys *keys,
+		      struct fpg_jwt *jwt)
+{
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_swap_auth(&srv->workers[i], keys, jwt);
+	if (keys) {
+		fpg_apikeys_unref(srv->keys);
+		srv->keys = keys;
+	}
+	if (jwt) {
+		fpg_jwt_unref(srv->jwt);
+		srv->jwt = jwt;
+	}
+}
+
+/* A JWKS fetched (the fetching thread; at start, the server's). */
+static void jwks_fetched(void *ctx, const char *text, size_t len)
+{
+	struct fpg_server *srv = ctx;
+	struct fpg_error err;
+	pthread_mutex_lock(&srv->reload_lock);
+	struct fpg_jwt *jwt = fpg_jwt_load(&srv->jwt_cfg, text, len, false, &err);
+	char *copy = jwt ? malloc(len + 1) : NULL;
+	if (copy) {
+		memcpy(copy, text, len);
+		copy[len] = '\0';
+		free(srv->jwks_text);
+		srv->jwks_text = copy;
+		srv->jwks_len = len;
+		swap_auth(srv, NULL, jwt);
+		fpg_log_info("jwks", NULL, "%u JWT keys", fpg_jwt_key_count(jwt));
+	} else {
+		fpg_jwt_unref(jwt);
+		fpg_log_error("jwks", NULL, "%s; the keys fetched before stay",
+			      jwt ? "out of memory" : err.message);
+	}
+	pthread_mutex_unlock(&srv->reload_lock);
+}
+
+static void jwks_stale(void *ctx)
+{
+	fpg_jwks_poke(ctx);
+}
+
+/* The JWT verifier: its keys from files, and from --jwks-url fetched once
+ * now (a gateway that cannot check any token is not started). */
+static bool start_jwt(struct fpg_server *srv, struct fpg_error *err)
+{
+	const struct fpg_options *o = &srv->opts;
+	srv->jwt_cfg = (struct fpg_jwt_config){
+		.secret_file = o->jwt_secret_file,
+		.key_file = o->jwt_key_file,
+		.jwks_file = o->jwks_file,
+		.role_claim = o->jwt_role_claim,
+		.audience = o->jwt_audience,
+		.issuer = o->jwt_issuer,
+		.roles = o->jwt_roles,
+		.algorithms = o->jwt_algorithms,
+		.leeway_s = o->jwt_leeway_s,
+	};
+	if (!o->jwks_url) {
+		srv->jwt = fpg_jwt_load(&srv->jwt_cfg, NULL, 0, false, err);
+		return srv->jwt != NULL;
+	}
+	/* The rules are checked before anything is fetched. */
+	struct fpg_jwt *probe = fpg_jwt_load(&srv->jwt_cfg, NULL, 0, true, err);
+	if (!probe)
+		return false;
+	fpg_jwt_unref(probe);
+	srv->jwks = fpg_jwks_new(o->jwks_url, o->jwks_refresh_s, jwks_fetched,
+				 srv, err);
+	if (!srv->jwks || !fpg_jwks_fetch(srv->jwks, err))
+		return false;
+	if (!srv->jwt) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "jwks-url: the JWKS fetched holds no usable key "
+			      "(see the log)");
+		return false;
+	}
+	return true;
+}
+
 struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 				  struct fpg_error *err)
 {
@@ -252,12 +371,13 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
 	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
-	    !copy_str(&srv->anon_role, &srv->opts.anon_role)) {
+	    !copy_str(&srv->anon_role, &srv->opts.anon_role) ||
+	    !copy_jwt_options(srv)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	bool password = false, api_key = false;
-	if (!check_options(&srv->opts, &password, &api_key, err) ||
+	unsigned methods = 0;
+	if (!check_options(&srv->opts, &methods, err) ||
 	    !fpg_hosts_parse(&srv->hosts, srv->opts.allowed_hosts,
 			     srv->opts.listen_host, err))
 		goto fail;
@@ -288,7 +408,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
 	}
-	if (!check_exposure(&srv->opts, password || api_key, err) ||
+	if (!check_exposure(&srv->opts, methods != 0, err) ||
 	    !port_is_free(srv->opts.listen_host, srv->opts.listen_port, err))
 		goto fail;
 	/* The first worker binds (port 0 becomes a real one); the others
@@ -312,13 +432,13 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	if (srv->opts.queries &&
 	    !(srv->queries = fpg_queries_load(srv->opts.queries, err)))
 		goto fail;
-	if (srv->opts.anon_role && !password && !api_key) {
+	if (srv->opts.anon_role && !methods) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "anon-role needs auth (without it every client "
 			      "is the --db login)");
 		goto fail;
 	}
-	if (srv->opts.roles && !password && !api_key) {
+	if (srv->opts.roles && !methods) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "roles needs auth: a role is a client's login");
 		goto fail;
@@ -326,11 +446,17 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	if (srv->opts.roles &&
 	    !(srv->roles = fpg_roles_load(srv->opts.roles, err)))
 		goto fail;
+	if ((methods & FPG_AUTH_JWT) && !start_jwt(srv, err))
+		goto fail;
 	struct fpg_services shared = {
 		.queries = srv->queries,
 		.roles = srv->roles,
-		.auth_password = password,
-		.auth_api_key = api_key,
+		.auth_password = methods & FPG_AUTH_PASSWORD,
+		.auth_api_key = methods & FPG_AUTH_API_KEY,
+		.auth_jwt = methods & FPG_AUTH_JWT,
+		.jwt = srv->jwt,
+		.jwks_stale = srv->jwks ? jwks_stale : NULL,
+		.jwks_ctx = srv->jwks,
 		.anon_role = srv->anon_role,
 		.keys = srv->keys,
 		.hosts = &srv->hosts,
@@ -370,6 +496,10 @@ bool fpg_server_start(struct fpg_server *srv, struct fpg_error *err)
 			return false;
 		}
 	}
+	if (srv->jwks && !fpg_jwks_start(srv->jwks, err)) {
+		fpg_server_stop(srv, 0);
+		return false;
+	}
 	fpg_log_info("server", NULL, "listening on %s:%u with %u workers",
 		     srv->opts.listen_host, srv->port, srv->nworkers);
 	return true;
@@ -389,25 +519,39 @@ void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 		fpg_worker_request_stop(&srv->workers[i], grace_ms);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_join(&srv->workers[i]);
+	/* No worker pokes it now; a fetch it finishes posts to their
+	 * loops, which are still there. */
+	fpg_jwks_free(srv->jwks);
+	srv->jwks = NULL;
 	fpg_log_info("server", NULL, "stopped");
 }
 
 bool fpg_server_reload(struct fpg_server *srv, struct fpg_error *err)
 {
-	if (!srv->opts.api_keys)
-		return true;
 	pthread_mutex_lock(&srv->reload_lock);
-	struct fpg_apikeys *keys = fpg_apikeys_load(srv->opts.api_keys, err);
-	if (keys) {
-		for (unsigned i = 0; i < srv->nworkers; i++)
-			fpg_worker_swap_keys(&srv->workers[i], keys);
-		fpg_apikeys_unref(srv->keys);
-		srv->keys = keys;
-		fpg_log_info("server", NULL, "reloaded: %u API keys",
-			     fpg_apikeys_count(keys));
+	struct fpg_apikeys *keys = NULL;
+	struct fpg_jwt *jwt = NULL;
+	bool ok = true;
+	if (srv->opts.api_keys &&
+	    !(keys = fpg_apikeys_load(srv->opts.api_keys, err)))
+		ok = false;
+	if (ok && srv->jwt &&
+	    !(jwt = fpg_jwt_load(&srv->jwt_cfg, srv->jwks_text, srv->jwks_len,
+				 srv->jwks != NULL, err)))
+		ok = false;
+	if (ok) {
+		swap_auth(srv, keys, jwt);
+		if (keys)
+			fpg_log_info("server", NULL, "reloaded: %u API keys",
+				     fpg_apikeys_count(keys));
+		if (jwt)
+			fpg_log_info("server", NULL, "reloaded: %u JWT keys",
+				     fpg_jwt_key_count(jwt));
+	} else {
+		fpg_apikeys_unref(keys);
 	}
 	pthread_mutex_unlock(&srv->reload_lock);
-	return keys != NULL;
+	return ok;
 }
 
 void fpg_server_free(struct fpg_server *srv)
@@ -415,6 +559,7 @@ void fpg_server_free(struct fpg_server *srv)
 	if (!srv)
 		return;
 	fpg_server_stop(srv, 0);
+	fpg_jwks_free(srv->jwks); /* never started */
 	/* Before the workers: a cancel still running posts to them. */
 	fpg_canceller_free(srv->canceller);
 	for (unsigned i = 0; i < srv->nworkers; i++)
@@ -432,6 +577,10 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->api_keys);
 	free(srv->anon_role);
 	fpg_apikeys_unref(srv->keys);
+	fpg_jwt_unref(srv->jwt);
+	free(srv->jwks_text);
+	for (size_t i = 0; i < sizeof(srv->jwt_strs) / sizeof(*srv->jwt_strs); i++)
+		free(srv->jwt_strs[i]);
 	fpg_queries_free(srv->queries);
 	fpg_roles_free(srv->roles);
 	if (srv->reload_ready)

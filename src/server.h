@@ -9,6 +9,8 @@
 #include "config.h"
 #include "fasterpg.h"
 #include "guard.h"
+#include "jwks.h"
+#include "jwt.h"
 #include "worker.h"
 
 struct fpg_server {
@@ -28,7 +30,14 @@ struct fpg_server {
 	struct fpg_apikeys *keys;	 /* the API keys now, or NULL */
 	struct fpg_queries *queries;	 /* named queries, or NULL */
 	struct fpg_roles *roles;	 /* per-role policy, or NULL */
-	pthread_mutex_t reload_lock;	 /* one reload at a time */
+	struct fpg_jwt_config jwt_cfg;	 /* with auth jwt; strings in opts */
+	struct fpg_jwt *jwt;		 /* the verifier now, or NULL */
+	struct fpg_jwks *jwks;		 /* fetches --jwks-url, or NULL */
+	char *jwks_text;		 /* what it fetched last */
+	size_t jwks_len;
+	char *jwt_strs[8];		 /* copies of the jwt- options */
+	pthread_mutex_t reload_lock;	 /* one reload at a time (SIGHUP, a
+					    JWKS fetched) */
 	bool reload_ready;		 /* reload_lock initialised */
 	char *api_keys;			 /* the file's path */
 	char *anon_role;
@@ -39,9 +48,15 @@ struct fpg_server {
 	bool stopped;
 };
 
+enum fpg_auth_method {
+	FPG_AUTH_PASSWORD = 1u << 0,
+	FPG_AUTH_API_KEY = 1u << 1,
+	FPG_AUTH_JWT = 1u << 2,
+};
+
 /*
- * Which methods the --auth list names (NULL or "": none); false with err
- * for anything else.
+ * Which methods (fpg_auth_method bits) the --auth list names (NULL or "":
+ * none); false with err for anything else.
  */
-bool fpg_server_parse_auth(const char *list, bool *password, bool *api_key,
+bool fpg_server_parse_auth(const char *list, unsigned *methods,
 			   struct fpg_error *err) FPG_MUST_CHECK;

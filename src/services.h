@@ -13,6 +13,7 @@
 
 struct fpg_apikeys;
 struct fpg_hosts;
+struct fpg_jwt;
 struct fpg_lanes;
 struct fpg_logins;
 struct fpg_loop;
@@ -40,6 +41,12 @@ struct fpg_services {
 	struct fpg_logins *logins;	/* every login's pool */
 	bool auth_password;		/* clients may send their own login */
 	bool auth_api_key;		/* ... or an API key */
+	bool auth_jwt;			/* ... or a JSON Web Token */
+	struct fpg_jwt *jwt;		/* its verifier now (a reference of
+					   this worker's; swapped on reload) */
+	void (*jwks_stale)(void *ctx);	/* a token's kid is unknown: fetch
+					   the JWKS soon; NULL: no URL */
+	void *jwks_ctx;
 	const char *anon_role;		/* ... or none: this role; NULL: 401 */
 	const struct fpg_queries *queries; /* named queries, or NULL */
 	const struct fpg_roles *roles;	/* per-role policy, or NULL */

@@ -15,6 +15,7 @@
 #include "error.h"
 #include "log.h"
 #include "apikeys.h"
+#include "jwt.h"
 #include "logins.h"
 #include "pool.h"
 #include "query.h"
@@ -174,7 +175,8 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	};
 	/* With clients' own logins, the --db one serves /readyz only: it
 	 * connects when asked, and may have no password at all. */
-	bool own_logins = shared->auth_password || shared->auth_api_key;
+	bool own_logins = shared->auth_password || shared->auth_api_key ||
+			  shared->auth_jwt;
 	w->logins = fpg_logins_new(&env, own_logins ? 0 : opts->pool_min, err);
 	if (!w->logins)
 		return false;
@@ -196,6 +198,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
 	fpg_apikeys_ref(w->svc.keys);
+	fpg_jwt_ref(w->svc.jwt);
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
@@ -278,37 +281,49 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
 	fpg_loop_wake(&w->loop);
 }
 
-/* A new set of API keys for a worker (its reference travels along). */
-struct keys_msg {
+/* New API keys and JWT verifier for a worker (their references travel
+ * along; NULL: unchanged). */
+struct auth_msg {
 	struct fpg_msg msg;
 	struct fpg_worker *w;
 	struct fpg_apikeys *keys;
+	struct fpg_jwt *jwt;
 };
 
-static void keys_arrive(struct fpg_msg *msg, bool live)
+static void auth_arrive(struct fpg_msg *msg, bool live)
 {
-	struct keys_msg *m = FPG_CONTAINER_OF(msg, struct keys_msg, msg);
-	if (live) {
-		struct fpg_apikeys *old = m->w->svc.keys;
-		m->w->svc.keys = m->keys;
+	struct auth_msg *m = FPG_CONTAINER_OF(msg, struct auth_msg, msg);
+	struct fpg_services *svc = &m->w->svc;
+	if (live && m->keys) {
+		struct fpg_apikeys *old = svc->keys;
+		svc->keys = m->keys;
 		m->keys = old;
 	}
+	if (live && m->jwt) {
+		struct fpg_jwt *old = svc->jwt;
+		svc->jwt = m->jwt;
+		m->jwt = old;
+	}
 	fpg_apikeys_unref(m->keys);
+	fpg_jwt_unref(m->jwt);
 	free(m);
 }
 
-void fpg_worker_swap_keys(struct fpg_worker *w, struct fpg_apikeys *keys)
+void fpg_worker_swap_auth(struct fpg_worker *w, struct fpg_apikeys *keys,
+			  struct fpg_jwt *jwt)
 {
-	struct keys_msg *m = malloc(sizeof(*m));
+	struct auth_msg *m = malloc(sizeof(*m));
 	if (!m) {
 		fpg_log_error("worker", NULL, "worker %u: out of memory: keys "
 			      "not reloaded", w->id);
 		return;
 	}
 	fpg_apikeys_ref(keys);
-	m->msg.handle = keys_arrive;
+	fpg_jwt_ref(jwt);
+	m->msg.handle = auth_arrive;
 	m->w = w;
 	m->keys = keys;
+	m->jwt = jwt;
 	fpg_loop_post(&w->loop, &m->msg);
 }
 
@@ -337,4 +352,6 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	fpg_requests_deinit(&w->reqs);
 	fpg_apikeys_unref(w->svc.keys);
 	w->svc.keys = NULL;
+	fpg_jwt_unref(w->svc.jwt);
+	w->svc.jwt = NULL;
 }

@@ -24,6 +24,7 @@
 
 struct fpg_apikeys;
 struct fpg_canceller;
+struct fpg_jwt;
 struct fpg_lanes;
 struct fpg_logins;
 struct fpg_pool;
@@ -71,9 +72,10 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms);
 
 void fpg_worker_join(struct fpg_worker *w);
 
-/* Switches the worker to keys (it takes a reference) at its next loop
- * turn. Any thread. */
-void fpg_worker_swap_keys(struct fpg_worker *w, struct fpg_apikeys *keys);
+/* Switches the worker to keys and jwt (it takes a reference of each;
+ * NULL: keeps its own) at its next loop turn. Any thread. */
+void fpg_worker_swap_auth(struct fpg_worker *w, struct fpg_apikeys *keys,
+			  struct fpg_jwt *jwt);
 
 /* Frees what init created; the thread must have been joined. */
 void fpg_worker_deinit(struct fpg_worker *w);

@@ -200,6 +200,8 @@ START_TEST(defaults_match_options_init)
 	a.listen_host = b.listen_host = NULL;
 	a.log_level = b.log_level = NULL;
 	a.log_format = b.log_format = NULL;
+	ck_assert_str_eq(o->jwt_role_claim, d.jwt_role_claim);
+	a.jwt_role_claim = b.jwt_role_claim = NULL;
 	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
 	ck_assert_uint_eq(o->pool_min, 1);
 	ck_assert_uint_eq(o->pool_max, 4);
