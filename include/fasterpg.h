@@ -125,6 +125,8 @@ struct fpg_options {
 	const char *jwt_roles;	 /* the roles a token may name, comma list */
 	const char *jwt_algorithms; /* accepted; NULL: every one a key fits */
 	unsigned jwt_leeway_s;	 /* clock skew allowed for exp and nbf */
+	const char *claims_key_file; /* signs the claims SQL sees, for
+					docs/verified-claims.sql */
 	const char *queries;	 /* a directory of named queries, NAME.sql */
 	const char *roles;	 /* per-role policy file (see docs/security.md) */
 	const char *anon_role;	 /* with auth: the role of requests that send

@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "apikeys.h"
+#include "claims.h"
 #include "error.h"
 #include "jwt.h"
 #include "log.h"
@@ -91,7 +92,12 @@ static bool token_login(const struct fpg_services *svc, const char *token,
 		free(id.claims);
 		return false;
 	}
-	out->claims = id.claims;
+	out->claims = fpg_claims_new(id.claims, role, svc->claims_signer,
+				     (int64_t)time(NULL));
+	if (!out->claims) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+		return false;
+	}
 	return true;
 }
 
@@ -179,7 +185,7 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 	}
 	if (known && apply_policy(svc, raw_sql, out, err))
 		return true;
-	free(out->claims);
+	fpg_claims_free(out->claims);
 	out->claims = NULL;
 	return false;
 }

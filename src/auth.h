@@ -15,13 +15,13 @@
 #include "fasterpg.h"
 #include "services.h"
 
+struct fpg_claims;
 struct fpg_pool;
 
 struct fpg_auth {
 	struct fpg_pool *pool;	/* the login's */
 	char login[64];		/* its user */
-	char *claims;		/* a JWT's payload (compact JSON), or NULL;
-				   the caller frees */
+	struct fpg_claims *claims; /* a JWT's, or NULL; the caller frees */
 	unsigned retry_after;	/* seconds, with a 429 */
 };
 

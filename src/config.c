@@ -149,6 +149,10 @@ static const struct opt_def opt_table[] = {
 	 "accepted algorithms, comma separated; unset: all a key fits"},
 	{"jwt-leeway-s", "FASTERPG_JWT_LEEWAY_S", NULL, OPT_UINT,
 	 OFF(jwt_leeway_s), "30", 0, 3600, "clock skew allowed for exp, nbf"},
+	{"claims-key-file", "FASTERPG_CLAIMS_KEY_FILE", NULL, OPT_STR,
+	 OFF(claims_key_file), NULL, 0, 0,
+	 "key (32+ bytes) signing the claims SQL sees, checked by "
+	 "docs/verified-claims.sql"},
 	{"queries", "FASTERPG_QUERIES", NULL, OPT_STR, OFF(queries), NULL, 0,
 	 0, "directory of named queries (NAME.sql) for POST /q/NAME"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,

@@ -333,38 +333,56 @@ static bool add_pem_key(struct fpg_jwt *j, const char *text, size_t len,
 	return add_key(j, jwk, NULL, NULL, where, err);
 }
 
-static bool load_secret(struct fpg_jwt *j, const char *path,
-			struct fpg_error *err)
+unsigned char *fpg_jwt_read_secret(const char *path, const char *what,
+				   size_t *len, struct fpg_error *err)
 {
-	size_t len = 0;
-	char *s = read_file(path, "jwt-secret-file", &len, err);
+	size_t n = 0;
+	char *s = read_file(path, what, &n, err);
 	if (!s)
-		return false;
-	size_t n = len;
+		return NULL;
+	size_t size = n;
 	/* An editor's newline is not part of the secret. */
 	if (n && s[n - 1] == '\n')
 		n--;
 	if (n && s[n - 1] == '\r')
 		n--;
-	bool ok = false;
 	if (n < MIN_SECRET) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
-			      "jwt-secret-file %s: a secret of at least %d "
-			      "bytes, please (it has %zu)",
-			      path, MIN_SECRET, n);
-		goto out;
+			      "%s %s: a secret of at least %d bytes, please "
+			      "(it has %zu)",
+			      what, path, MIN_SECRET, n);
+		wipe_free(s, size);
+		return NULL;
 	}
+	/* A buffer of its size: the file's is 1 MiB. */
+	unsigned char *secret = malloc(n);
+	if (secret) {
+		memcpy(secret, s, n);
+		*len = n;
+	} else {
+		nomem(err);
+	}
+	wipe_free(s, size);
+	return secret;
+}
+
+static bool load_secret(struct fpg_jwt *j, const char *path,
+			struct fpg_error *err)
+{
+	size_t len = 0;
+	unsigned char *s = fpg_jwt_read_secret(path, "jwt-secret-file", &len,
+					       err);
+	if (!s)
+		return false;
+	bool ok = false;
 	cjose_err cerr;
-	cjose_jwk_t *jwk = cjose_jwk_create_oct_spec((const uint8_t *)s, n,
-						     &cerr);
-	if (!jwk) {
+	cjose_jwk_t *jwk = cjose_jwk_create_oct_spec(s, len, &cerr);
+	if (!jwk)
 		fpg_error_set(err, FPG_ERR_CONFIG, 0, "jwt-secret-file: %s",
 			      cerr.message);
-		goto out;
-	}
-	ok = add_key(j, jwk, NULL, NULL, "jwt-secret-file", err);
-out:
-	wipe_free(s, len);
+	else
+		ok = add_key(j, jwk, NULL, NULL, "jwt-secret-file", err);
+	wipe_free((char *)s, len);
 	return ok;
 }
 

@@ -45,6 +45,13 @@ struct fpg_jwt *fpg_jwt_load(const struct fpg_jwt_config *cfg,
 			     const char *jwks, size_t jwks_len,
 			     bool allow_empty, struct fpg_error *err);
 
+/*
+ * A secret file's bytes (at least 32, without a final newline; *len of
+ * them), for the caller to wipe and free. NULL with err naming what.
+ */
+unsigned char *fpg_jwt_read_secret(const char *path, const char *what,
+				   size_t *len, struct fpg_error *err);
+
 /* References: one is the loader's; the last unref frees. NULL no-op. */
 void fpg_jwt_ref(struct fpg_jwt *j);
 void fpg_jwt_unref(struct fpg_jwt *j);

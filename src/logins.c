@@ -2,15 +2,12 @@
 
 #include <stdlib.h>
 #include <string.h>
-#include <sys/random.h>
 
 #include <openssl/crypto.h>
-#include <openssl/core_names.h>
-#include <openssl/evp.h>
-#include <openssl/params.h>
 
 #include "error.h"
 #include "guard.h"
+#include "hmac.h"
 #include "list.h"
 #include "log.h"
 #include "loop.h"
@@ -20,7 +17,7 @@
 
 /* Credentials waiting for PostgreSQL's word at once, per worker. */
 #define CHECKS_AT_ONCE 8
-#define MAC_LEN 32
+#define MAC_LEN FPG_HMAC_LEN
 
 struct login {
 	struct fpg_list link;	    /* in fpg_logins.all */
@@ -45,9 +42,8 @@ struct fpg_logins {
 	struct fpg_list all;	    /* of struct login */
 	unsigned open;		    /* not retiring */
 	unsigned checking;	    /* open and not checked yet */
-	/* HMAC-SHA256 keyed with random bytes of this worker's, set up once:
-	 * each credential's MAC starts from a copy (no lookups per request) */
-	EVP_MAC_CTX *keyed;
+	struct fpg_hmac *keyed;	    /* keyed with random bytes of this
+				       worker's: credentials' MACs */
 };
 
 static bool mac_of(const struct fpg_logins *ls, const char *user,
@@ -56,38 +52,9 @@ static bool mac_of(const struct fpg_logins *ls, const char *user,
 	/* user, a NUL, password: no two pairs give the same bytes. */
 	if (!password)
 		password = "";
-	EVP_MAC_CTX *c = EVP_MAC_CTX_dup(ls->keyed);
-	size_t len = 0;
-	bool ok = c &&
-		  EVP_MAC_update(c, (const unsigned char *)user,
-				 strlen(user) + 1) &&
-		  EVP_MAC_update(c, (const unsigned char *)password,
-				 strlen(password)) &&
-		  EVP_MAC_final(c, out, &len, MAC_LEN) && len == MAC_LEN;
-	EVP_MAC_CTX_free(c);
-	return ok;
-}
-
-/* The keyed HMAC context of a worker, or NULL. */
-static EVP_MAC_CTX *keyed_hmac(void)
-{
-	unsigned char key[MAC_LEN];
-	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
-		return NULL;
-	EVP_MAC *mac = EVP_MAC_fetch(NULL, "HMAC", NULL);
-	EVP_MAC_CTX *c = mac ? EVP_MAC_CTX_new(mac) : NULL;
-	char digest[] = "SHA256";
-	OSSL_PARAM params[] = {
-		OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, digest, 0),
-		OSSL_PARAM_construct_end(),
-	};
-	if (c && !EVP_MAC_init(c, key, sizeof(key), params)) {
-		EVP_MAC_CTX_free(c);
-		c = NULL;
-	}
-	EVP_MAC_free(mac); /* the context keeps its own reference */
-	OPENSSL_cleanse(key, sizeof(key));
-	return c;
+	const void *parts[] = {user, password};
+	size_t lens[] = {strlen(user) + 1, strlen(password)};
+	return fpg_hmac_parts(ls->keyed, parts, lens, 2, out);
 }
 
 static void login_free(struct login *l)
@@ -141,7 +108,7 @@ struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
 	}
 	ls->env = *env;
 	fpg_list_init(&ls->all);
-	if (!(ls->keyed = keyed_hmac())) {
+	if (!(ls->keyed = fpg_hmac_new(NULL, 0))) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0, "cannot key an HMAC");
 		free(ls);
 		return NULL;
@@ -149,7 +116,7 @@ struct fpg_logins *fpg_logins_new(const struct fpg_conn_env *env,
 	struct fpg_pool_owner owner = {.min = main_min};
 	ls->main = fpg_pool_new(&ls->env, &owner, err);
 	if (!ls->main) {
-		EVP_MAC_CTX_free(ls->keyed);
+		fpg_hmac_free(ls->keyed);
 		free(ls);
 		return NULL;
 	}
@@ -164,7 +131,7 @@ void fpg_logins_free(struct fpg_logins *ls)
 	while ((n = fpg_list_first(&ls->all)))
 		login_free(FPG_CONTAINER_OF(n, struct login, link));
 	fpg_pool_free(ls->main);
-	EVP_MAC_CTX_free(ls->keyed);
+	fpg_hmac_free(ls->keyed);
 	free(ls);
 }
 

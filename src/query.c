@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "claims.h"
 #include "error.h"
 #include "log.h"
 #include "loop.h"
@@ -332,21 +333,31 @@ static const char timeout_sql[] =
  */
 static const char claims_sql[] =
 	"SELECT pg_catalog.set_config('request.jwt.claims', "
-	"$1::pg_catalog.text, "
-	"$2::pg_catalog.bool), pg_catalog.count(pg_catalog.set_config("
+	"$1::pg_catalog.text, $4::pg_catalog.bool), "
+	"pg_catalog.set_config('fasterpg.claims_at', $2::pg_catalog.text, "
+	"$4::pg_catalog.bool), "
+	"pg_catalog.set_config('fasterpg.claims_mac', $3::pg_catalog.text, "
+	"$4::pg_catalog.bool), "
+	"pg_catalog.count(pg_catalog.set_config("
 	"pg_catalog.concat('request.jwt.claim.', key), value, "
-	"$2::pg_catalog.bool)) FROM pg_catalog.json_each_text("
+	"$4::pg_catalog.bool)) FROM pg_catalog.json_each_text("
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
-/* Sends a set_config() statement (timeout_sql, claims_sql): value, and
- * whether it lasts to the end of the transaction (else of the session,
- * which the reset after the statement puts back). */
-static bool send_setting(PGconn *pg, const char *sql, const char *value,
-			 bool local)
+/* The claims, and their signature (fasterpg.claims_at and _mac, empty
+ * without --claims-key-file), for the transaction or the session. */
+static bool send_claims(PGconn *pg, const struct fpg_claims *c, bool local)
 {
-	const char *v[2] = {value, local ? "true" : "false"};
-	return PQsendQueryParams(pg, sql, 2, NULL, v, NULL, NULL, 0);
+	const char *v[4] = {c->json, c->at, c->mac, local ? "true" : "false"};
+	return PQsendQueryParams(pg, claims_sql, 4, NULL, v, NULL, NULL, 0);
+}
+
+/* Sends the statement timeout ms, for the transaction (local) or the
+ * session (which the reset after the statement puts back). */
+static bool send_timeout(PGconn *pg, const char *ms, bool local)
+{
+	const char *v[2] = {ms, local ? "true" : "false"};
+	return PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL, 0);
 }
 
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
@@ -407,12 +418,12 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 			(q->timeout_ms || (q->claims && !q->claims_in_tx));
 	snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
 	if (q->timeout_ms) {
-		if (!send_setting(pg, timeout_sql, ms, !own_part))
+		if (!send_timeout(pg, ms, !own_part))
 			goto fail;
 		q->stmt_query++;
 	}
 	if (q->claims && own_part && !q->claims_in_tx) {
-		if (!send_setting(pg, claims_sql, q->claims, false))
+		if (!send_claims(pg, q->claims, false))
 			goto fail;
 		q->stmt_query++;
 	}
@@ -423,7 +434,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	}
 	q->segment = own_part ? q->stmt_query : 0;
 	if (q->claims && (!own_part || q->claims_in_tx)) {
-		if (!send_setting(pg, claims_sql, q->claims, true))
+		if (!send_claims(pg, q->claims, true))
 			goto fail;
 		q->stmt_query++;
 	}
@@ -438,7 +449,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	if (q->timeout_ms && q->conn_fixed) {
 		snprintf(dflt, sizeof(dflt), "%u",
 			 fpg_pool_env(q->pool)->statement_timeout_ms);
-		if (!send_setting(pg, timeout_sql, dflt, true))
+		if (!send_timeout(pg, dflt, true))
 			goto fail;
 	}
 	q->columns_pending = !st->name[0];

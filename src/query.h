@@ -17,6 +17,7 @@
 #include "loop.h"
 #include "rowfmt.h"
 
+struct fpg_claims;
 struct fpg_query;
 struct fpg_stmt;
 struct fpg_stmt_cache;
@@ -49,8 +50,8 @@ struct fpg_query {
 	int nparams;
 	const char *const *params; /* text values, NULL = SQL NULL */
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
-	const char *claims;	   /* a JWT's payload, for SQL to read as
-				      request.jwt.claims, or NULL */
+	const struct fpg_claims *claims; /* a JWT's, for SQL to read as
+					    request.jwt.claims, or NULL */
 	bool claims_in_tx;	   /* ... set in the statement's own
 				      transaction (a named query: no extra
 				      transaction), not before it */

@@ -12,6 +12,7 @@
 
 #include "error.h"
 #include "auth.h"
+#include "claims.h"
 #include "guard.h"
 #include "log.h"
 #include "random.h"
@@ -647,7 +648,7 @@ static void request_free(struct fpg_request *req)
 	pthread_mutex_unlock(&w->lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
-	free(req->claims);
+	fpg_claims_free(req->claims);
 	FPG_STAT_ADD(w->svc->stats->in_flight, -1);
 	free(req);
 }

@@ -26,6 +26,7 @@
 #include "random.h"
 #include "services.h"
 
+struct fpg_claims;
 struct fpg_request;
 
 /*
@@ -78,7 +79,7 @@ struct fpg_request {
 				     client is authenticated) */
 	char login[64];		  /* its user ("": the --db login), set once
 				     under rs->lock: cancels by id match it */
-	char *claims;		  /* a JWT's payload, or NULL; owned */
+	struct fpg_claims *claims; /* a JWT's, or NULL; owned */
 	struct MHD_Connection *conn;
 	struct fpg_list link;	  /* in the worker's live requests */
 	const struct fpg_route *route;

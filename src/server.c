@@ -159,7 +159,8 @@ static bool check_options(const struct fpg_options *o, unsigned *methods,
 	bool jwt = *methods & FPG_AUTH_JWT;
 	bool jwt_opts = o->jwt_secret_file || o->jwt_key_file ||
 			o->jwks_file || o->jwks_url || o->jwt_roles ||
-			o->jwt_audience || o->jwt_issuer || o->jwt_algorithms;
+			o->jwt_audience || o->jwt_issuer || o->jwt_algorithms ||
+			o->claims_key_file;
 	if (jwt_opts && !jwt) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "the jwt- and jwks- options need auth jwt");
@@ -448,6 +449,11 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		goto fail;
 	if ((methods & FPG_AUTH_JWT) && !start_jwt(srv, err))
 		goto fail;
+	if (srv->opts.claims_key_file &&
+	    !(srv->claims_key = fpg_jwt_read_secret(srv->opts.claims_key_file,
+						    "claims-key-file",
+						    &srv->claims_key_len, err)))
+		goto fail;
 	struct fpg_services shared = {
 		.queries = srv->queries,
 		.roles = srv->roles,
@@ -457,6 +463,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.jwt = srv->jwt,
 		.jwks_stale = srv->jwks ? jwks_stale : NULL,
 		.jwks_ctx = srv->jwks,
+		.claims_key = srv->claims_key,
+		.claims_key_len = srv->claims_key_len,
 		.anon_role = srv->anon_role,
 		.keys = srv->keys,
 		.hosts = &srv->hosts,
@@ -579,6 +587,9 @@ void fpg_server_free(struct fpg_server *srv)
 	fpg_apikeys_unref(srv->keys);
 	fpg_jwt_unref(srv->jwt);
 	free(srv->jwks_text);
+	if (srv->claims_key)
+		explicit_bzero(srv->claims_key, srv->claims_key_len);
+	free(srv->claims_key);
 	for (size_t i = 0; i < sizeof(srv->jwt_strs) / sizeof(*srv->jwt_strs); i++)
 		free(srv->jwt_strs[i]);
 	fpg_queries_free(srv->queries);

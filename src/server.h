@@ -36,6 +36,8 @@ struct fpg_server {
 	char *jwks_text;		 /* what it fetched last */
 	size_t jwks_len;
 	char *jwt_strs[8];		 /* copies of the jwt- options */
+	unsigned char *claims_key;	 /* --claims-key-file's bytes */
+	size_t claims_key_len;
 	pthread_mutex_t reload_lock;	 /* one reload at a time (SIGHUP, a
 					    JWKS fetched) */
 	bool reload_ready;		 /* reload_lock initialised */

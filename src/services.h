@@ -12,6 +12,7 @@
 #include "fasterpg.h"
 
 struct fpg_apikeys;
+struct fpg_hmac;
 struct fpg_hosts;
 struct fpg_jwt;
 struct fpg_lanes;
@@ -47,6 +48,8 @@ struct fpg_services {
 	void (*jwks_stale)(void *ctx);	/* a token's kid is unknown: fetch
 					   the JWKS soon; NULL: no URL */
 	void *jwks_ctx;
+	struct fpg_hmac *claims_signer; /* signs claims (--claims-key-file),
+					   this worker's; or NULL */
 	const char *anon_role;		/* ... or none: this role; NULL: 401 */
 	const struct fpg_queries *queries; /* named queries, or NULL */
 	const struct fpg_roles *roles;	/* per-role policy, or NULL */
@@ -63,6 +66,8 @@ struct fpg_services {
 	fpg_route_index_fn route_index;
 	/* whole server */
 	const struct fpg_hosts *hosts;	/* the names it answers to */
+	const unsigned char *claims_key; /* --claims-key-file's, or NULL */
+	size_t claims_key_len;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
 	unsigned nworkers;
 	struct fpg_stats *const *all_stats;	  /* [nworkers] */

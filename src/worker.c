@@ -15,6 +15,7 @@
 #include "error.h"
 #include "log.h"
 #include "apikeys.h"
+#include "hmac.h"
 #include "jwt.h"
 #include "logins.h"
 #include "pool.h"
@@ -199,6 +200,12 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.logins = w->logins;
 	fpg_apikeys_ref(w->svc.keys);
 	fpg_jwt_ref(w->svc.jwt);
+	if (shared->claims_key &&
+	    !(w->svc.claims_signer = fpg_hmac_new(shared->claims_key,
+						  shared->claims_key_len))) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return false;
+	}
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
@@ -354,4 +361,6 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->svc.keys = NULL;
 	fpg_jwt_unref(w->svc.jwt);
 	w->svc.jwt = NULL;
+	fpg_hmac_free(w->svc.claims_signer);
+	w->svc.claims_signer = NULL;
 }

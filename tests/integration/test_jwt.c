@@ -3,7 +3,8 @@
  * The test makes its own keys (an HMAC secret, RSA and EC key pairs),
  * signs tokens with libcjose, and serves a JWKS over HTTP for
  * --jwks-url. Roles: webuser (named queries only, rows by the token's
- * sub through row-level security on request.jwt.claims) and reader.
+ * sub through row-level security on request.jwt.claims), reader, and
+ * webraw (raw SQL, rows by claims that docs/verified-claims.sql checks).
  */
 #include <check.h>
 #include <pthread.h>
@@ -27,8 +28,9 @@
 static unsigned port;	  /* secret + JWKS file, aud, iss, named queries */
 static unsigned pem_port; /* a PEM public key, a nested role claim */
 static unsigned url_port; /* --jwks-url */
+static unsigned signed_port; /* --claims-key-file */
 static char dir[64];
-static char secret[48];
+static char secret[48], claims_key[65];
 static cjose_jwk_t *hmac_key, *rsa_key, *ec_key, *rsa2_key, *pem_key,
 	*url_key, *url2_key;
 static char pem_text[4096]; /* pem_key's public key, PEM */
@@ -287,6 +289,41 @@ static void setup(void)
 		 "GRANT SELECT ON jwt_notes TO webuser;"
 		 "INSERT INTO jwt_notes VALUES ('ann', 'a1'), ('ann', 'a2'),"
 		 " ('ben', 'b1')");
+	for (size_t i = 0; i < 64; i++)
+		claims_key[i] = "0123456789abcdef"[rand() % 16];
+	char k[80];
+	snprintf(k, sizeof(k), "%s\n", claims_key);
+	write_file("claims.key", k);
+	/* As an operator would: the script, then the key. */
+	FILE *f = fopen(FPG_SOURCE_DIR "/docs/verified-claims.sql", "r");
+	if (!f)
+		abort();
+	static char script[16384];
+	script[fread(script, 1, sizeof(script) - 1, f)] = '\0';
+	fclose(f);
+	pgh_exec(script);
+	char *key_sql = it_fmt("INSERT INTO fasterpg_claims.key VALUES "
+			       "(convert_to('%s', 'UTF8'))",
+			       claims_key);
+	pgh_exec(key_sql);
+	free(key_sql);
+	pgh_exec("CREATE ROLE webraw LOGIN;"
+		 "CREATE TABLE signed_notes (owner text NOT NULL, note text);"
+		 "ALTER TABLE signed_notes ENABLE ROW LEVEL SECURITY;"
+		 "CREATE POLICY by_sub ON signed_notes USING (owner = "
+		 "(SELECT fasterpg_claims.verified() ->> 'sub'));"
+		 "GRANT SELECT ON signed_notes TO webraw, reader;"
+		 "INSERT INTO signed_notes VALUES ('ann', 's1'), ('ann', 's2'),"
+		 " ('ben', 't1');"
+		 /* What a raw-SQL caller can write (here given to it). */
+		 "CREATE FUNCTION forge(c text, a text, m text, t regclass) "
+		 "RETURNS text LANGUAGE plpgsql AS $$DECLARE r text; BEGIN "
+		 "PERFORM set_config('request.jwt.claims', c, true), "
+		 "set_config('fasterpg.claims_at', a, true), "
+		 "set_config('fasterpg.claims_mac', m, true); "
+		 "EXECUTE format('SELECT string_agg(note, '','' ORDER BY note) "
+		 "FROM %s', t) INTO r; RETURN r; END$$;"
+		 "GRANT SELECT ON jwt_notes TO webraw;");
 }
 
 __attribute__((destructor)) static void remove_files(void)
@@ -294,7 +331,7 @@ __attribute__((destructor)) static void remove_files(void)
 	if (!dir[0])
 		return;
 	static const char *const names[] = {
-		"secret", "jwks.json", "key.pem", "roles",
+		"secret", "jwks.json", "key.pem", "roles", "claims.key",
 		"queries/my_notes.sql", "queries/whoami.sql", "queries"};
 	for (size_t i = 0; i < sizeof(names) / sizeof(*names); i++) {
 		char *p = path_of(names[i]);
@@ -345,6 +382,18 @@ static void url_server(struct fpg_options *o)
 	o->auth = "jwt";
 	o->jwks_url = url;
 	o->jwt_roles = "reader";
+}
+
+static void signed_server(struct fpg_options *o)
+{
+	static char secret_path[96], key_path[96], queries[96];
+	o->auth = "jwt";
+	o->jwt_secret_file = kept_path(secret_path, sizeof(secret_path),
+				       "secret");
+	o->claims_key_file = kept_path(key_path, sizeof(key_path),
+				       "claims.key");
+	o->jwt_roles = "webraw,reader";
+	o->queries = kept_path(queries, sizeof(queries), "queries");
 }
 
 START_TEST(valid_tokens_run_as_their_role)
@@ -726,6 +775,85 @@ START_TEST(algorithm_allow_list)
 }
 END_TEST
 
+static char *forge_sql(const char *claims, const char *at, const char *mac,
+		       const char *table)
+{
+	return it_fmt("SELECT forge('%s', '%s', '%s', '%s')", claims, at, mac,
+		      table);
+}
+
+START_TEST(signed_claims_cannot_be_forged)
+{
+	char *ann_c = claims_of("webraw", "ann", 60, 0);
+	char *ann = sign(hmac_key, "HS256", NULL, ann_c);
+	char *ben_c = claims_of("webraw", "ben", 60, 0);
+	char *ben = sign(hmac_key, "HS256", NULL, ben_c);
+	const char *rows = "SELECT string_agg(note, ',' ORDER BY note) FROM "
+			   "signed_notes";
+	/* Raw SQL sees the rows of its token's sub. */
+	char *s = scalar(signed_port, ann, rows);
+	ck_assert_str_eq(s, "s1,s2");
+	free(s);
+	s = scalar(signed_port, ben, rows);
+	ck_assert_str_eq(s, "t1");
+	free(s);
+	/* ann's raw SQL claims to be ben. Unsigned claims believe it... */
+	char *forged = it_fmt("{\"sub\":\"ben\"}");
+	char *sql = forge_sql(forged, "", "", "jwt_notes");
+	s = scalar(signed_port, ann, sql);
+	ck_assert_str_eq(s, "b1");
+	free(s), free(sql);
+	/* ...signed ones do not: no MAC, ann's MAC, a made-up one. */
+	char *ann_at = scalar(signed_port, ann,
+			      "SELECT current_setting('fasterpg.claims_at')");
+	char *ann_mac = scalar(signed_port, ann,
+			       "SELECT current_setting('fasterpg.claims_mac')");
+	ck_assert_uint_eq(strlen(ann_mac), 64);
+	const char *macs[] = {"", ann_mac,
+			      "00000000000000000000000000000000"
+			      "00000000000000000000000000000000"};
+	for (int i = 0; i < 3; i++) {
+		sql = forge_sql(forged, ann_at, macs[i], "signed_notes");
+		struct http_resp *r = sql_with(signed_port, ann, sql);
+		ck_assert_msg(r->status == 403 && strstr(r->body, "42501"),
+			      "mac %d: %ld %s", i, r->status, r->body);
+		http_resp_free(r);
+		free(sql);
+	}
+	/* The claims, time and MAC of reader's request, replayed by
+	 * webraw: bound to the login they were made for. */
+	char *reader_c = claims_of("reader", "ann", 60, 0);
+	char *reader = sign(hmac_key, "HS256", NULL, reader_c);
+	char *r_claims = scalar(signed_port, reader,
+				"SELECT current_setting('request.jwt.claims')");
+	char *r_at = scalar(signed_port, reader,
+			    "SELECT current_setting('fasterpg.claims_at')");
+	char *r_mac = scalar(signed_port, reader,
+			     "SELECT current_setting('fasterpg.claims_mac')");
+	s = scalar(signed_port, reader, rows); /* reader's own: fine */
+	ck_assert_str_eq(s, "s1,s2");
+	free(s);
+	sql = forge_sql(r_claims, r_at, r_mac, "signed_notes");
+	struct http_resp *r = sql_with(signed_port, ben, sql);
+	ck_assert_msg(r->status == 403 && strstr(r->body, "42501"), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+	free(sql);
+	/* A named query reads them as well. */
+	char auth[2048];
+	snprintf(auth, sizeof(auth), "Authorization: Bearer %s", ben);
+	const char *headers[] = {auth, NULL};
+	r = http_request(signed_port, "POST", "/q/whoami",
+			 "{\"expect\":\"scalar\"}", headers);
+	ck_assert_msg(r->status == 200 && strstr(r->body, "webraw ben"),
+		      "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	free(r_claims), free(r_at), free(r_mac), free(reader), free(reader_c);
+	free(ann_at), free(ann_mac), free(forged);
+	free(ann), free(ann_c), free(ben), free(ben_c);
+}
+END_TEST
+
 static const struct test_case cases[] = {
     TEST_CASE(valid_tokens_run_as_their_role),
     TEST_CASE(bad_tokens_are_refused),
@@ -735,6 +863,7 @@ static const struct test_case cases[] = {
     TEST_CASE(jwks_url_rotation),
     TEST_CASE(configuration_is_checked),
     TEST_CASE(algorithm_allow_list),
+    TEST_CASE(signed_claims_cannot_be_forged),
     {0},
 };
 
@@ -742,6 +871,7 @@ static const struct it_server servers[] = {
     {&port, jwt_server},
     {&pem_port, pem_server},
     {&url_port, url_server},
+    {&signed_port, signed_server},
     {0},
 };
 
