@@ -299,7 +299,7 @@ test_build() {
 	run_suite "$dir" integration "${test_opts[@]}"
 }
 
-FUZZ_TARGETS=(fuzz_statement fuzz_sqlcheck fuzz_copy fuzz_router fuzz_encode)
+FUZZ_TARGETS=(fuzz_statement fuzz_sqlcheck fuzz_copy fuzz_router fuzz_encode fuzz_jwt)
 
 # fuzz_target NAME: runs build-fuzz's target for FUZZ_SECONDS over its
 # committed corpus. New inputs go to a scratch corpus (listed first, so the

@@ -145,6 +145,22 @@ static void wipe_free(char *buf, size_t len)
 	free(buf);
 }
 
+/*
+ * Whether s (n bytes) is base64url as JWS and JWK fields have it: the
+ * URL-safe alphabet without padding, of a length that encodes whole
+ * bytes. Checked before libcjose decodes anything: its decoder aborts the
+ * process (an assert) on a '=' after 4k+1 characters.
+ */
+static bool b64url_ok(const char *s, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		unsigned char c = (unsigned char)s[i];
+		if (!isalnum(c) && c != '-' && c != '_')
+			return false;
+	}
+	return n % 4 != 1;
+}
+
 /* ---- keys ---- */
 
 static bool add_key(struct fpg_jwt *j, cjose_jwk_t *jwk, const char *kid,
@@ -190,6 +206,22 @@ static bool add_jwk(struct fpg_jwt *j, json_t *jwk, const char *where,
 			     where, kid ? json_string_value(kid) : "without kid",
 			     kty, use ? ", use " : "", use ? use : "");
 		return true;
+	}
+	static const char *const fields[] = {"n", "e", "d", "p", "q", "dp",
+					     "dq", "qi", "x", "y", "k"};
+	for (size_t i = 0; i < sizeof(fields) / sizeof(*fields); i++) {
+		json_t *f = json_object_get(jwk, fields[i]);
+		if (f && (!json_is_string(f) ||
+			  !b64url_ok(json_string_value(f),
+				     json_string_length(f)))) {
+			fpg_error_set(err, FPG_ERR_CONFIG, 0,
+				      "%s: key %s: \"%s\" is not base64url",
+				      where,
+				      kid ? json_string_value(kid)
+					  : "without kid",
+				      fields[i]);
+			return false;
+		}
 	}
 	if (json_object_get(jwk, "d"))
 		fpg_log_warn("jwt", NULL,
@@ -587,6 +619,18 @@ bool fpg_jwt_looks_like(const char *token, size_t len)
 	return dot2 && !memchr(dot2 + 1, '.', len - (size_t)(dot2 + 1 - token));
 }
 
+/* Three parts of base64url (see b64url_ok), the first two not empty. */
+static bool well_formed(const char *token, size_t len)
+{
+	if (!fpg_jwt_looks_like(token, len))
+		return false;
+	const char *dot = memchr(token, '.', len);
+	const char *dot2 = memchr(dot + 1, '.', len - (size_t)(dot + 1 - token));
+	size_t n1 = (size_t)(dot - token), n2 = (size_t)(dot2 - dot - 1);
+	return n1 && n2 && b64url_ok(token, n1) && b64url_ok(dot + 1, n2) &&
+	       b64url_ok(dot2 + 1, len - (size_t)(dot2 + 1 - token));
+}
+
 static bool invalid(struct fpg_error *err, const char *reason,
 		    const char *msg)
 {
@@ -746,7 +790,7 @@ bool fpg_jwt_verify(const struct fpg_jwt *j, const char *token, size_t len,
 		    struct fpg_error *err)
 {
 	memset(out, 0, sizeof(*out));
-	if (len > MAX_TOKEN || !fpg_jwt_looks_like(token, len))
+	if (len > MAX_TOKEN || !well_formed(token, len))
 		return invalid(err, "invalid_token",
 			       "the token is not a JWS in compact form "
 			       "(three base64url parts)");

@@ -522,6 +522,19 @@ START_TEST(bad_tokens_are_refused)
 	expect_refusal(pem_port, t, 401, "invalid_token", "key confusion");
 	free(t);
 	cjose_jwk_release(confused);
+	/* A '=' where libcjose's base64 decoder would abort the process
+	 * (found by fuzz_jwt): in the header, the claims, the signature. */
+	expect_refusal(port, "eyJhbGciOiJSUzI1NiIsImtpZCI6InIiLCJjsml5I="
+			     "pbIngiXX0.e30.AAAA",
+		       401, "invalid_token", "'=' in the header");
+	h = b64url("{\"alg\":\"HS256\"}");
+	const char *tails[] = {"e30=.AAAA", "eyJ4IjoxfQ.AAAAA=", "eyJ4IjoxfQ.A"};
+	for (int i = 0; i < 3; i++) {
+		t = it_fmt("%s.%s", h, tails[i]);
+		expect_refusal(port, t, 401, "invalid_token", tails[i]);
+		free(t);
+	}
+	free(h);
 	/* Not a token at all. */
 	expect_refusal(port, "a.b.c", 401, "invalid_token", "garbage");
 	expect_refusal(port, "abc", 401, "invalid_token", "one part");
