@@ -150,6 +150,9 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->id = id;
 	w->mhd_ev.on_event = on_mhd;
 	w->svc = *shared;
+	/* The worker's own references, taken before anything can fail:
+	 * deinit releases them whatever init reached. */
+	fpg_apikeys_ref(w->svc.keys);
 	fpg_requests_init(&w->reqs, &w->svc);
 	if (!fpg_loop_init(&w->loop, TICK_MS, on_tick, w, err))
 		return false;
@@ -195,7 +198,6 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
-	fpg_apikeys_ref(w->svc.keys);
 	w->svc.types = w->types;
 	w->svc.tx = w->tx_table;
 	w->svc.lanes = w->lanes;
