@@ -18,6 +18,7 @@
 #include "apikeys.h"
 #include "queries.h"
 #include "roles.h"
+#include "tls.h"
 #include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
@@ -35,36 +36,6 @@ static bool copy_str(char **dst, const char **field)
  * starts like a URI, else as a database name (expand_dbname), and so do
  * we. libpq's message may quote any piece of it, password included.
  */
-/* The whole of a PEM file, NUL-terminated (caller frees), or NULL. */
-static char *read_pem(const char *path, const char *what,
-		      struct fpg_error *err)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: %s", what, path,
-			      strerror(errno));
-		return NULL;
-	}
-	FILE *mem = open_memstream(&text, &len);
-	char buf[4096];
-	size_t n;
-	while (mem && (n = fread(buf, 1, sizeof(buf), f)) > 0 && len < 1 << 20)
-		fwrite(buf, 1, n, mem);
-	bool failed = !mem || ferror(f) || len >= 1 << 20;
-	fclose(f);
-	if (mem)
-		fclose(mem);
-	if (failed || !text || !strstr(text, "-----BEGIN ")) {
-		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: not a PEM file",
-			      what, path);
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 static bool check_db(const char *db, struct fpg_error *err)
 {
 	if (!db || (!strchr(db, '=') && strncmp(db, "postgresql://", 13) != 0 &&
@@ -252,6 +223,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
 	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
+	    !copy_str(&srv->tls_cert, &srv->opts.tls_cert) ||
+	    !copy_str(&srv->tls_key, &srv->opts.tls_key) ||
 	    !copy_str(&srv->anon_role, &srv->opts.anon_role)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		goto fail;
@@ -267,9 +240,12 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		goto fail;
 	}
 	if (srv->opts.tls_cert &&
-	    (!(srv->tls_cert = read_pem(srv->opts.tls_cert, "tls-cert", err)) ||
-	     !(srv->tls_key = read_pem(srv->opts.tls_key, "tls-key", err))))
+	    !(srv->tls = fpg_tls_load(srv->opts.tls_cert, srv->opts.tls_key,
+				      err)))
 		goto fail;
+	if (srv->tls)
+		fpg_log_info("server", NULL, "TLS certificate %s",
+			     fpg_tls_describe(srv->tls));
 	unsigned n = srv->opts.threads;
 	if (n == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -333,6 +309,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.auth_api_key = api_key,
 		.anon_role = srv->anon_role,
 		.keys = srv->keys,
+		.tls = srv->tls,
 		.hosts = &srv->hosts,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,
@@ -343,9 +320,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_worker *w = &srv->workers[i];
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared,
-				     srv->tls_cert, srv->tls_key, i, &port,
-				     err))
+		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared, i,
+				     &port, err))
 			goto fail;
 	}
 	srv->port = port;
@@ -392,22 +368,70 @@ void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 	fpg_log_info("server", NULL, "stopped");
 }
 
-bool fpg_server_reload(struct fpg_server *srv, struct fpg_error *err)
+/* The API key file again; the old keys stay when it does not load. */
+static bool reload_keys(struct fpg_server *srv, struct fpg_error *err)
 {
 	if (!srv->opts.api_keys)
 		return true;
-	pthread_mutex_lock(&srv->reload_lock);
 	struct fpg_apikeys *keys = fpg_apikeys_load(srv->opts.api_keys, err);
-	if (keys) {
-		for (unsigned i = 0; i < srv->nworkers; i++)
-			fpg_worker_swap_keys(&srv->workers[i], keys);
-		fpg_apikeys_unref(srv->keys);
-		srv->keys = keys;
-		fpg_log_info("server", NULL, "reloaded: %u API keys",
-			     fpg_apikeys_count(keys));
-	}
+	if (!keys)
+		return false;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_swap_keys(&srv->workers[i], keys);
+	fpg_apikeys_unref(srv->keys);
+	srv->keys = keys;
+	fpg_log_info("server", NULL, "reloaded: %u API keys",
+		     fpg_apikeys_count(keys));
+	return true;
+}
+
+/*
+ * The TLS pair again. A pair that does not load (or whose key does not
+ * fit) changes nothing, so the server is never left without one; a
+ * loaded one serves the workers' next handshakes, while the connections
+ * open now keep the pair they began with.
+ */
+static bool reload_tls(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (!srv->tls)
+		return true;
+	struct fpg_tls *tls =
+		fpg_tls_load(srv->opts.tls_cert, srv->opts.tls_key, err);
+	if (!tls)
+		return false;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_swap_tls(&srv->workers[i], tls);
+	fpg_tls_unref(srv->tls);
+	srv->tls = tls;
+	fpg_log_info("server", NULL, "reloaded: TLS certificate %s",
+		     fpg_tls_describe(tls));
+	return true;
+}
+
+/*
+ * Each part stands alone: a key file with a typo does not hold back a
+ * renewed certificate, nor the reverse. What is refused is logged here,
+ * where the old one is kept; err gets the first refusal.
+ */
+bool fpg_server_reload(struct fpg_server *srv, struct fpg_error *err)
+{
+	struct fpg_error keys_err = {0}, tls_err = {0};
+	pthread_mutex_lock(&srv->reload_lock);
+	bool keys_ok = reload_keys(srv, &keys_err);
+	bool tls_ok = reload_tls(srv, &tls_err);
 	pthread_mutex_unlock(&srv->reload_lock);
-	return keys != NULL;
+	if (!keys_ok)
+		fpg_log_error("server", NULL,
+			      "reload: %s (the API keys stay as they were)",
+			      keys_err.message);
+	if (!tls_ok)
+		fpg_log_error("server", NULL,
+			      "reload: %s (the TLS certificate stays as it "
+			      "was)",
+			      tls_err.message);
+	if (err && !(keys_ok && tls_ok))
+		*err = keys_ok ? tls_err : keys_err;
+	return keys_ok && tls_ok;
 }
 
 void fpg_server_free(struct fpg_server *srv)
@@ -436,9 +460,8 @@ void fpg_server_free(struct fpg_server *srv)
 	fpg_roles_free(srv->roles);
 	if (srv->reload_ready)
 		pthread_mutex_destroy(&srv->reload_lock);
+	fpg_tls_unref(srv->tls);
 	free(srv->tls_cert);
-	if (srv->tls_key)
-		explicit_bzero(srv->tls_key, strlen(srv->tls_key));
 	free(srv->tls_key);
 	fpg_hosts_deinit(&srv->hosts);
 	free(srv);

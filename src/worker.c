@@ -21,6 +21,7 @@
 #include "request.h"
 #include "router.h"
 #include "stmt.h"
+#include "tls.h"
 #include "tx.h"
 #include "typecache.h"
 
@@ -75,10 +76,12 @@ bool fpg_listen_address(const char *host, unsigned port,
 	return true;
 }
 
-static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
-		      const char *tls_key, unsigned *port,
+static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		      struct fpg_error *err)
 {
+	bool tls = w->svc.tls != NULL;
+	/* So the compiler checks it against GnuTLS's type (a vararg). */
+	gnutls_certificate_retrieve_function2 *pick = fpg_clients_pick_cert;
 	struct sockaddr_storage addr;
 	socklen_t len;
 	if (!fpg_listen_address(w->opts->listen_host, *port, &addr, &len, err))
@@ -87,10 +90,13 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 			 MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (tls_cert) {
-		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+	if (tls) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+		    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) !=
+			    MHD_YES) {
 			fpg_error_set(err, FPG_ERR_CONFIG, 0,
-				      "this libmicrohttpd has no TLS");
+				      "this libmicrohttpd has no TLS (or no "
+				      "certificate callback)");
 			return false;
 		}
 		flags |= MHD_USE_TLS;
@@ -115,17 +121,16 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
 		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
-		/* With TLS off these are the end of the list. */
-		tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, tls_cert,
-		MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_END);
+		/* The pair comes from the callback at each handshake, so a
+		 * reload reaches new connections (tls.h). With TLS off this
+		 * is the end of the list. */
+		tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END,
+		pick, MHD_OPTION_END);
 	if (!w->mhd) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
 			      "cannot listen on %s:%u (in use, or not "
-			      "allowed?%s)",
-			      w->opts->listen_host, *port,
-			      tls_cert ? " Or the TLS key does not fit the "
-					 "certificate"
-				       : "");
+			      "allowed?)",
+			      w->opts->listen_host, *port);
 		return false;
 	}
 	const union MHD_DaemonInfo *di =
@@ -142,8 +147,7 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 
 bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     const struct fpg_services *shared,
-		     const char *tls_cert, const char *tls_key, unsigned id,
+		     const struct fpg_services *shared, unsigned id,
 		     unsigned *port, struct fpg_error *err)
 {
 	w->opts = opts;
@@ -153,6 +157,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	/* The worker's own references, taken before anything can fail:
 	 * deinit releases them whatever init reached. */
 	fpg_apikeys_ref(w->svc.keys);
+	fpg_tls_ref(w->svc.tls);
 	fpg_requests_init(&w->reqs, &w->svc);
 	if (!fpg_loop_init(&w->loop, TICK_MS, on_tick, w, err))
 		return false;
@@ -208,7 +213,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.route_index = fpg_router_index;
 	w->svc.route_names = fpg_router_stat_names();
 	w->svc.nroutes = fpg_router_count() + 1;
-	return start_mhd(w, tls_cert, tls_key, port, err);
+	return start_mhd(w, port, err);
 }
 
 static int loop_timeout(struct fpg_worker *w)
@@ -314,6 +319,40 @@ void fpg_worker_swap_keys(struct fpg_worker *w, struct fpg_apikeys *keys)
 	fpg_loop_post(&w->loop, &m->msg);
 }
 
+/* A new TLS pair for a worker (its reference travels along). */
+struct tls_msg {
+	struct fpg_msg msg;
+	struct fpg_worker *w;
+	struct fpg_tls *tls;
+};
+
+static void tls_arrive(struct fpg_msg *msg, bool live)
+{
+	struct tls_msg *m = FPG_CONTAINER_OF(msg, struct tls_msg, msg);
+	if (live) {
+		struct fpg_tls *old = m->w->svc.tls;
+		m->w->svc.tls = m->tls;
+		m->tls = old;
+	}
+	fpg_tls_unref(m->tls);
+	free(m);
+}
+
+void fpg_worker_swap_tls(struct fpg_worker *w, struct fpg_tls *tls)
+{
+	struct tls_msg *m = malloc(sizeof(*m));
+	if (!m) {
+		fpg_log_error("worker", NULL, "worker %u: out of memory: TLS "
+			      "certificate not reloaded", w->id);
+		return;
+	}
+	fpg_tls_ref(tls);
+	m->msg.handle = tls_arrive;
+	m->w = w;
+	m->tls = tls;
+	fpg_loop_post(&w->loop, &m->msg);
+}
+
 void fpg_worker_join(struct fpg_worker *w)
 {
 	if (w->thread_started)
@@ -339,4 +378,6 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	fpg_requests_deinit(&w->reqs);
 	fpg_apikeys_unref(w->svc.keys);
 	w->svc.keys = NULL;
+	fpg_tls_unref(w->svc.tls);
+	w->svc.tls = NULL;
 }
