@@ -172,9 +172,13 @@ bool fpg_server_start(struct fpg_server *srv,
 unsigned fpg_server_port(const struct fpg_server *srv);
 
 /*
- * Reads again what may change while the server runs (the API key file):
- * every worker switches to the new set at its next loop turn. On failure
- * the old set stays and err says why. Any thread.
+ * Reads again what may change while the server runs: the API key file,
+ * and the TLS certificate and key files. Every worker switches to what
+ * loaded at its next loop turn (TLS: for the connections it accepts from
+ * then on; open ones keep their certificate). A part that does not load
+ * (a TLS key that does not fit its certificate among them) is logged as
+ * an error and keeps its old value; then the result is false and err
+ * says why (the first such part). Any thread.
  */
 bool fpg_server_reload(struct fpg_server *srv,
 		       struct fpg_error *err) FPG_MUST_CHECK;

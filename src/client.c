@@ -9,6 +9,7 @@
 #include "buf.h"
 #include "error.h"
 #include "stats.h"
+#include "tls.h"
 
 void fpg_clients_init(struct fpg_clients *cs, struct fpg_services *svc,
 		      void (*hung_up)(struct fpg_request *req),
@@ -165,6 +166,7 @@ void fpg_clients_notify(void *cls, struct MHD_Connection *conn,
 		fpg_fifo_remove(&w->unsure, &cl->unsure);
 		if (cl->req)
 			w->closed(cl->req);
+		fpg_tls_unref(cl->tls);
 		free(cl);
 		*socket_context = NULL;
 		return;
@@ -189,6 +191,40 @@ void fpg_clients_notify(void *cls, struct MHD_Connection *conn,
 	}
 	*socket_context = cl;
 	pending_start(cl);
+}
+
+/*
+ * GnuTLS gives the callback no context of ours, only the session; MHD
+ * set the session's pointer to its connection (its own PSK callback
+ * finds the connection that way), whose socket context is our client.
+ * The pair is taken once per connection: GnuTLS points into it until
+ * the session ends, so the client holds a reference until MHD reports
+ * the connection closed (MHD has ended the session by then; GnuTLS
+ * frees nothing of ours). No lock: svc->tls changes in this thread
+ * only (a reload's mailbox message).
+ */
+int fpg_clients_pick_cert(gnutls_session_t session,
+			  const gnutls_datum_t *req_ca_rdn, int nreqs,
+			  const gnutls_pk_algorithm_t *pk_algos,
+			  int pk_algos_length, gnutls_pcert_st **pcert,
+			  unsigned int *pcert_length, gnutls_privkey_t *pkey)
+{
+	struct MHD_Connection *conn = gnutls_session_get_ptr(session);
+	const union MHD_ConnectionInfo *ci =
+		conn ? MHD_get_connection_info(
+			       conn, MHD_CONNECTION_INFO_SOCKET_CONTEXT)
+		     : NULL;
+	struct fpg_client *cl = ci ? ci->socket_context : NULL;
+	/* Without its client (out of memory at accept) there is nobody to
+	 * hold the pair: that handshake fails. */
+	if (!cl || (!cl->tls && !cl->set->svc->tls))
+		return -1;
+	if (!cl->tls) {
+		cl->tls = cl->set->svc->tls;
+		fpg_tls_ref(cl->tls);
+	}
+	fpg_tls_credentials(cl->tls, pcert, pcert_length, pkey);
+	return 0;
 }
 
 void fpg_client_serve(struct fpg_client *cl, struct fpg_request *req)

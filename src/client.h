@@ -11,6 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
+#include <gnutls/abstract.h>
 #include <microhttpd.h>
 
 #include "list.h"
@@ -19,6 +20,7 @@
 
 struct fpg_request;
 struct fpg_clients;
+struct fpg_tls;
 
 struct fpg_client {
 	struct fpg_evsrc ev;	  /* the epoll callback finds us */
@@ -33,6 +35,9 @@ struct fpg_client {
 	 * when that edge may be stale (see client_event) */
 	struct fpg_fifo_link unsure;
 	uint64_t active_turn;	  /* last loop turn a request began or ended */
+	/* the pair its TLS handshake used (a reference, released when the
+	 * connection closes: GnuTLS keeps pointing into it), or NULL */
+	struct fpg_tls *tls;
 };
 
 struct fpg_clients {
@@ -53,6 +58,17 @@ void fpg_clients_init(struct fpg_clients *cs, struct fpg_services *svc,
 void fpg_clients_notify(void *cls, struct MHD_Connection *conn,
 			void **socket_context,
 			enum MHD_ConnectionNotificationCode toe);
+
+/*
+ * MHD's certificate callback (MHD_OPTION_HTTPS_CERT_CALLBACK, run in
+ * the worker's thread by the handshake): the worker's current pair
+ * (svc->tls), which the connection keeps for its life.
+ */
+int fpg_clients_pick_cert(gnutls_session_t session,
+			  const gnutls_datum_t *req_ca_rdn, int nreqs,
+			  const gnutls_pk_algorithm_t *pk_algos,
+			  int pk_algos_length, gnutls_pcert_st **pcert,
+			  unsigned int *pcert_length, gnutls_privkey_t *pkey);
 
 /* The client of a request that MHD has begun (req) or finished (NULL). */
 void fpg_client_serve(struct fpg_client *cl, struct fpg_request *req);

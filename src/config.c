@@ -173,9 +173,11 @@ static const struct opt_def opt_table[] = {
 	 "0", 0, 1,
 	 "run every statement in a read-only transaction (writes: 403)"},
 	{"tls-cert", "FASTERPG_TLS_CERT", NULL, OPT_STR, OFF(tls_cert), NULL,
-	 0, 0, "PEM certificate (chain) file: serve HTTPS (with --tls-key)"},
+	 0, 0,
+	 "PEM certificate (chain) file: serve HTTPS (with --tls-key); read "
+	 "again on SIGHUP"},
 	{"tls-key", "FASTERPG_TLS_KEY", NULL, OPT_STR, OFF(tls_key), NULL, 0,
-	 0, "PEM private key file of --tls-cert"},
+	 0, "PEM private key file of --tls-cert; read again on SIGHUP"},
 	{"insecure-no-auth", "FASTERPG_INSECURE_NO_AUTH", NULL, OPT_FLAG,
 	 OFF(insecure_no_auth), "0", 0, 1,
 	 "listen beyond loopback without authenticating clients: every "

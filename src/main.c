@@ -49,10 +49,12 @@ int main(int argc, char **argv)
 		goto out;
 	}
 	int sig;
-	/* SIGHUP reads the API key file again; the others stop. */
-	while (sigwait(&set, &sig) == 0 && sig == SIGHUP)
-		if (!fpg_server_reload(srv, &err))
-			fprintf(stderr, "fasterpg: reload: %s\n", err.message);
+	/* SIGHUP reads the API key file and the TLS pair again (the server
+	 * logs what it refuses, and keeps the old); the others stop. */
+	while (sigwait(&set, &sig) == 0 && sig == SIGHUP) {
+		bool reloaded = fpg_server_reload(srv, &err);
+		(void)reloaded;
+	}
 	fprintf(stderr, "fasterpg: signal %d, shutting down\n", sig);
 	fpg_server_stop(srv, 10000);
 	rc = 0;

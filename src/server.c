@@ -18,6 +18,7 @@
 #include "apikeys.h"
 #include "queries.h"
 #include "roles.h"
+#include "tls.h"
 #include "tx.h"
 
 static bool copy_str(char **dst, const char **field)
@@ -35,36 +36,6 @@ static bool copy_str(char **dst, const char **field)
  * starts like a URI, else as a database name (expand_dbname), and so do
  * we. libpq's message may quote any piece of it, password included.
  */
-/* The whole of a PEM file, NUL-terminated (caller frees), or NULL. */
-static char *read_pem(const char *path, const char *what,
-		      struct fpg_error *err)
-{
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = fopen(path, "r");
-	if (!f) {
-		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: %s", what, path,
-			      strerror(errno));
-		return NULL;
-	}
-	FILE *mem = open_memstream(&text, &len);
-	char buf[4096];
-	size_t n;
-	while (mem && (n = fread(buf, 1, sizeof(buf), f)) > 0 && len < 1 << 20)
-		fwrite(buf, 1, n, mem);
-	bool failed = !mem || ferror(f) || len >= 1 << 20;
-	fclose(f);
-	if (mem)
-		fclose(mem);
-	if (failed || !text || !strstr(text, "-----BEGIN ")) {
-		fpg_error_set(err, FPG_ERR_CONFIG, 0, "%s %s: not a PEM file",
-			      what, path);
-		free(text);
-		return NULL;
-	}
-	return text;
-}
-
 static bool check_db(const char *db, struct fpg_error *err)
 {
 	if (!db || (!strchr(db, '=') && strncmp(db, "postgresql://", 13) != 0 &&
@@ -270,7 +241,7 @@ static void swap_auth(struct fpg_server *srv, struct fpg_apikeys *keys,
 		      struct fpg_jwt *jwt)
 {
 	for (unsigned i = 0; i < srv->nworkers; i++)
-		fpg_worker_swap_auth(&srv->workers[i], keys, jwt);
+		fpg_worker_swap(&srv->workers[i], keys, jwt, NULL);
 	if (keys) {
 		fpg_apikeys_unref(srv->keys);
 		srv->keys = keys;
@@ -372,6 +343,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
 	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
+	    !copy_str(&srv->tls_cert, &srv->opts.tls_cert) ||
+	    !copy_str(&srv->tls_key, &srv->opts.tls_key) ||
 	    !copy_str(&srv->anon_role, &srv->opts.anon_role) ||
 	    !copy_jwt_options(srv)) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
@@ -388,9 +361,12 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		goto fail;
 	}
 	if (srv->opts.tls_cert &&
-	    (!(srv->tls_cert = read_pem(srv->opts.tls_cert, "tls-cert", err)) ||
-	     !(srv->tls_key = read_pem(srv->opts.tls_key, "tls-key", err))))
+	    !(srv->tls = fpg_tls_load(srv->opts.tls_cert, srv->opts.tls_key,
+				      err)))
 		goto fail;
+	if (srv->tls)
+		fpg_log_info("server", NULL, "TLS certificate %s",
+			     fpg_tls_describe(srv->tls));
 	unsigned n = srv->opts.threads;
 	if (n == 0) {
 		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
@@ -467,6 +443,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.claims_key_len = srv->claims_key_len,
 		.anon_role = srv->anon_role,
 		.keys = srv->keys,
+		.tls = srv->tls,
 		.hosts = &srv->hosts,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,
@@ -477,9 +454,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_worker *w = &srv->workers[i];
 		srv->nworkers = i + 1;
-		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared,
-				     srv->tls_cert, srv->tls_key, i, &port,
-				     err))
+		if (!fpg_worker_init(w, &srv->opts, srv->canceller, &shared, i,
+				     &port, err))
 			goto fail;
 	}
 	srv->port = port;
@@ -534,32 +510,85 @@ void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 	fpg_log_info("server", NULL, "stopped");
 }
 
+/* The API key file again; the old keys stay when it does not load. */
+static bool reload_keys(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (!srv->opts.api_keys)
+		return true;
+	struct fpg_apikeys *keys = fpg_apikeys_load(srv->opts.api_keys, err);
+	if (!keys)
+		return false;
+	swap_auth(srv, keys, NULL);
+	fpg_log_info("server", NULL, "reloaded: %u API keys",
+		     fpg_apikeys_count(keys));
+	return true;
+}
+
+/* The JWT key files again (with the JWKS fetched last); the old keys stay
+ * when they do not load. */
+static bool reload_jwt(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (!srv->jwt)
+		return true;
+	struct fpg_jwt *jwt = fpg_jwt_load(&srv->jwt_cfg, srv->jwks_text,
+					   srv->jwks_len, srv->jwks != NULL,
+					   err);
+	if (!jwt)
+		return false;
+	swap_auth(srv, NULL, jwt);
+	fpg_log_info("server", NULL, "reloaded: %u JWT keys",
+		     fpg_jwt_key_count(jwt));
+	return true;
+}
+
+/*
+ * The TLS pair again. A pair that does not load (or whose key does not
+ * fit) changes nothing, so the server is never left without one; a
+ * loaded one serves the workers' next handshakes, while the connections
+ * open now keep the pair they began with.
+ */
+static bool reload_tls(struct fpg_server *srv, struct fpg_error *err)
+{
+	if (!srv->tls)
+		return true;
+	struct fpg_tls *tls =
+		fpg_tls_load(srv->opts.tls_cert, srv->opts.tls_key, err);
+	if (!tls)
+		return false;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_swap(&srv->workers[i], NULL, NULL, tls);
+	fpg_tls_unref(srv->tls);
+	srv->tls = tls;
+	fpg_log_info("server", NULL, "reloaded: TLS certificate %s",
+		     fpg_tls_describe(tls));
+	return true;
+}
+
+/*
+ * Each part stands alone: a key file with a typo does not hold back a
+ * renewed certificate, nor the reverse. What is refused is logged here,
+ * where the old one is kept; err gets the first refusal.
+ */
 bool fpg_server_reload(struct fpg_server *srv, struct fpg_error *err)
 {
+	static const char *const stays[] = {"the API keys", "the JWT keys",
+					     "the TLS certificate"};
+	struct fpg_error errs[3] = {0};
 	pthread_mutex_lock(&srv->reload_lock);
-	struct fpg_apikeys *keys = NULL;
-	struct fpg_jwt *jwt = NULL;
-	bool ok = true;
-	if (srv->opts.api_keys &&
-	    !(keys = fpg_apikeys_load(srv->opts.api_keys, err)))
-		ok = false;
-	if (ok && srv->jwt &&
-	    !(jwt = fpg_jwt_load(&srv->jwt_cfg, srv->jwks_text, srv->jwks_len,
-				 srv->jwks != NULL, err)))
-		ok = false;
-	if (ok) {
-		swap_auth(srv, keys, jwt);
-		if (keys)
-			fpg_log_info("server", NULL, "reloaded: %u API keys",
-				     fpg_apikeys_count(keys));
-		if (jwt)
-			fpg_log_info("server", NULL, "reloaded: %u JWT keys",
-				     fpg_jwt_key_count(jwt));
-	} else {
-		fpg_apikeys_unref(keys);
-	}
+	bool ok[3] = {reload_keys(srv, &errs[0]), reload_jwt(srv, &errs[1]),
+		      reload_tls(srv, &errs[2])};
 	pthread_mutex_unlock(&srv->reload_lock);
-	return ok;
+	bool all = true;
+	for (int i = 0; i < 3; i++) {
+		if (ok[i])
+			continue;
+		fpg_log_error("server", NULL, "reload: %s (%s stay as they were)",
+			      errs[i].message, stays[i]);
+		if (err && all)
+			*err = errs[i];
+		all = false;
+	}
+	return all;
 }
 
 void fpg_server_free(struct fpg_server *srv)
@@ -596,9 +625,8 @@ void fpg_server_free(struct fpg_server *srv)
 	fpg_roles_free(srv->roles);
 	if (srv->reload_ready)
 		pthread_mutex_destroy(&srv->reload_lock);
+	fpg_tls_unref(srv->tls);
 	free(srv->tls_cert);
-	if (srv->tls_key)
-		explicit_bzero(srv->tls_key, strlen(srv->tls_key));
 	free(srv->tls_key);
 	fpg_hosts_deinit(&srv->hosts);
 	free(srv);

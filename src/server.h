@@ -13,6 +13,8 @@
 #include "jwt.h"
 #include "worker.h"
 
+struct fpg_tls;
+
 struct fpg_server {
 	struct fpg_options opts; /* strings point into the copies below */
 	char *db;
@@ -21,7 +23,8 @@ struct fpg_server {
 	char *log_format;
 	char *cors_origin;
 	char *allowed_hosts;
-	char *tls_cert, *tls_key; /* PEM texts, or NULL: plain HTTP */
+	char *tls_cert, *tls_key; /* the files' paths */
+	struct fpg_tls *tls;	  /* the pair now, or NULL: plain HTTP */
 	struct fpg_hosts hosts;	 /* from allowed_hosts; read-only once built */
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;

@@ -24,6 +24,7 @@ struct fpg_roles;
 struct fpg_requests;
 struct fpg_route;
 struct fpg_stats;
+struct fpg_tls;
 struct fpg_tx_registry;
 struct fpg_tx_table;
 struct fpg_typecache;
@@ -55,6 +56,9 @@ struct fpg_services {
 	const struct fpg_roles *roles;	/* per-role policy, or NULL */
 	struct fpg_apikeys *keys;	/* the API keys now (a reference of
 					   this worker's; swapped on reload) */
+	struct fpg_tls *tls;		/* the pair new TLS connections get (a
+					   reference of this worker's; swapped
+					   on reload), or NULL: plain HTTP */
 	struct fpg_typecache *types;
 	struct fpg_tx_table *tx;	/* the sessions this worker began */
 	struct fpg_lanes *lanes;	/* lane choice of /query */

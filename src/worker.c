@@ -23,6 +23,7 @@
 #include "request.h"
 #include "router.h"
 #include "stmt.h"
+#include "tls.h"
 #include "tx.h"
 #include "typecache.h"
 
@@ -77,10 +78,12 @@ bool fpg_listen_address(const char *host, unsigned port,
 	return true;
 }
 
-static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
-		      const char *tls_key, unsigned *port,
+static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		      struct fpg_error *err)
 {
+	bool tls = w->svc.tls != NULL;
+	/* So the compiler checks it against GnuTLS's type (a vararg). */
+	gnutls_certificate_retrieve_function2 *pick = fpg_clients_pick_cert;
 	struct sockaddr_storage addr;
 	socklen_t len;
 	if (!fpg_listen_address(w->opts->listen_host, *port, &addr, &len, err))
@@ -89,10 +92,13 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 			 MHD_USE_TURBO | MHD_USE_ERROR_LOG;
 	if (addr.ss_family == AF_INET6)
 		flags |= MHD_USE_IPv6;
-	if (tls_cert) {
-		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES) {
+	if (tls) {
+		if (MHD_is_feature_supported(MHD_FEATURE_TLS) != MHD_YES ||
+		    MHD_is_feature_supported(MHD_FEATURE_HTTPS_CERT_CALLBACK) !=
+			    MHD_YES) {
 			fpg_error_set(err, FPG_ERR_CONFIG, 0,
-				      "this libmicrohttpd has no TLS");
+				      "this libmicrohttpd has no TLS (or no "
+				      "certificate callback)");
 			return false;
 		}
 		flags |= MHD_USE_TLS;
@@ -117,17 +123,16 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
 		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
-		/* With TLS off these are the end of the list. */
-		tls_cert ? MHD_OPTION_HTTPS_MEM_CERT : MHD_OPTION_END, tls_cert,
-		MHD_OPTION_HTTPS_MEM_KEY, tls_key, MHD_OPTION_END);
+		/* The pair comes from the callback at each handshake, so a
+		 * reload reaches new connections (tls.h). With TLS off this
+		 * is the end of the list. */
+		tls ? MHD_OPTION_HTTPS_CERT_CALLBACK : MHD_OPTION_END,
+		pick, MHD_OPTION_END);
 	if (!w->mhd) {
 		fpg_error_set(err, FPG_ERR_SYSTEM, 0,
 			      "cannot listen on %s:%u (in use, or not "
-			      "allowed?%s)",
-			      w->opts->listen_host, *port,
-			      tls_cert ? " Or the TLS key does not fit the "
-					 "certificate"
-				       : "");
+			      "allowed?)",
+			      w->opts->listen_host, *port);
 		return false;
 	}
 	const union MHD_DaemonInfo *di =
@@ -144,14 +149,18 @@ static bool start_mhd(struct fpg_worker *w, const char *tls_cert,
 
 bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     const struct fpg_services *shared,
-		     const char *tls_cert, const char *tls_key, unsigned id,
+		     const struct fpg_services *shared, unsigned id,
 		     unsigned *port, struct fpg_error *err)
 {
 	w->opts = opts;
 	w->id = id;
 	w->mhd_ev.on_event = on_mhd;
 	w->svc = *shared;
+	/* The worker's own references, taken before anything can fail:
+	 * deinit releases them whatever init reached. */
+	fpg_apikeys_ref(w->svc.keys);
+	fpg_jwt_ref(w->svc.jwt);
+	fpg_tls_ref(w->svc.tls);
 	fpg_requests_init(&w->reqs, &w->svc);
 	if (!fpg_loop_init(&w->loop, TICK_MS, on_tick, w, err))
 		return false;
@@ -198,8 +207,6 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
-	fpg_apikeys_ref(w->svc.keys);
-	fpg_jwt_ref(w->svc.jwt);
 	if (shared->claims_key &&
 	    !(w->svc.claims_signer = fpg_hmac_new(shared->claims_key,
 						  shared->claims_key_len))) {
@@ -216,7 +223,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.route_index = fpg_router_index;
 	w->svc.route_names = fpg_router_stat_names();
 	w->svc.nroutes = fpg_router_count() + 1;
-	return start_mhd(w, tls_cert, tls_key, port, err);
+	return start_mhd(w, port, err);
 }
 
 static int loop_timeout(struct fpg_worker *w)
@@ -288,49 +295,59 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
 	fpg_loop_wake(&w->loop);
 }
 
-/* New API keys and JWT verifier for a worker (their references travel
- * along; NULL: unchanged). */
-struct auth_msg {
+/* What a reload brought a worker: API keys, a JWT verifier, a TLS pair
+ * (their references travel along; NULL: unchanged). */
+struct reload_msg {
 	struct fpg_msg msg;
 	struct fpg_worker *w;
 	struct fpg_apikeys *keys;
 	struct fpg_jwt *jwt;
+	struct fpg_tls *tls;
 };
 
-static void auth_arrive(struct fpg_msg *msg, bool live)
+/* Puts *fresh in *slot when given, leaving the old one in *fresh. */
+#define SWAP_IN(slot, fresh)                                                   \
+	do {                                                                   \
+		if (*(fresh)) {                                                \
+			void *old_ = *(slot);                                  \
+			*(slot) = *(fresh);                                    \
+			*(fresh) = old_;                                       \
+		}                                                              \
+	} while (0)
+
+static void reload_arrive(struct fpg_msg *msg, bool live)
 {
-	struct auth_msg *m = FPG_CONTAINER_OF(msg, struct auth_msg, msg);
+	struct reload_msg *m = FPG_CONTAINER_OF(msg, struct reload_msg, msg);
 	struct fpg_services *svc = &m->w->svc;
-	if (live && m->keys) {
-		struct fpg_apikeys *old = svc->keys;
-		svc->keys = m->keys;
-		m->keys = old;
-	}
-	if (live && m->jwt) {
-		struct fpg_jwt *old = svc->jwt;
-		svc->jwt = m->jwt;
-		m->jwt = old;
+	if (live) {
+		SWAP_IN(&svc->keys, &m->keys);
+		SWAP_IN(&svc->jwt, &m->jwt);
+		SWAP_IN(&svc->tls, &m->tls);
 	}
 	fpg_apikeys_unref(m->keys);
 	fpg_jwt_unref(m->jwt);
+	fpg_tls_unref(m->tls);
 	free(m);
 }
 
-void fpg_worker_swap_auth(struct fpg_worker *w, struct fpg_apikeys *keys,
-			  struct fpg_jwt *jwt)
+void fpg_worker_swap(struct fpg_worker *w, struct fpg_apikeys *keys,
+		     struct fpg_jwt *jwt, struct fpg_tls *tls)
 {
-	struct auth_msg *m = malloc(sizeof(*m));
+	struct reload_msg *m = malloc(sizeof(*m));
 	if (!m) {
-		fpg_log_error("worker", NULL, "worker %u: out of memory: keys "
-			      "not reloaded", w->id);
+		fpg_log_error("worker", NULL, "worker %u: out of memory: what "
+			      "was reloaded stays unused",
+			      w->id);
 		return;
 	}
 	fpg_apikeys_ref(keys);
 	fpg_jwt_ref(jwt);
-	m->msg.handle = auth_arrive;
-	m->w = w;
-	m->keys = keys;
-	m->jwt = jwt;
+	fpg_tls_ref(tls);
+	*m = (struct reload_msg){.msg.handle = reload_arrive,
+				 .w = w,
+				 .keys = keys,
+				 .jwt = jwt,
+				 .tls = tls};
 	fpg_loop_post(&w->loop, &m->msg);
 }
 
@@ -363,4 +380,6 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->svc.jwt = NULL;
 	fpg_hmac_free(w->svc.claims_signer);
 	w->svc.claims_signer = NULL;
+	fpg_tls_unref(w->svc.tls);
+	w->svc.tls = NULL;
 }

@@ -28,6 +28,7 @@ struct fpg_jwt;
 struct fpg_lanes;
 struct fpg_logins;
 struct fpg_pool;
+struct fpg_tls;
 struct fpg_tx_table;
 struct fpg_typecache;
 
@@ -55,14 +56,13 @@ struct fpg_worker {
 /*
  * Sets up the worker: its loop, MHD daemon bound to host:*port (a 0 port
  * is replaced by the one bound), pool, session table and requests. The
- * whole-server fields of shared (see services.h) are copied. With
- * tls_cert and tls_key (PEM texts, borrowed for the worker's life) it
- * serves HTTPS.
+ * whole-server fields of shared (see services.h) are copied, and the
+ * worker takes its own references to keys and tls; with tls it serves
+ * HTTPS.
  */
 bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		     struct fpg_canceller *canceller,
-		     const struct fpg_services *shared,
-		     const char *tls_cert, const char *tls_key, unsigned id,
+		     const struct fpg_services *shared, unsigned id,
 		     unsigned *port, struct fpg_error *err) FPG_MUST_CHECK;
 
 bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
@@ -72,10 +72,11 @@ void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms);
 
 void fpg_worker_join(struct fpg_worker *w);
 
-/* Switches the worker to keys and jwt (it takes a reference of each;
- * NULL: keeps its own) at its next loop turn. Any thread. */
-void fpg_worker_swap_auth(struct fpg_worker *w, struct fpg_apikeys *keys,
-			  struct fpg_jwt *jwt);
+/* Switches the worker to keys, jwt and tls (it takes a reference of each;
+ * NULL: keeps its own) at its next loop turn; connections open then keep
+ * the TLS pair they began with. Any thread. */
+void fpg_worker_swap(struct fpg_worker *w, struct fpg_apikeys *keys,
+		     struct fpg_jwt *jwt, struct fpg_tls *tls);
 
 /* Frees what init created; the thread must have been joined. */
 void fpg_worker_deinit(struct fpg_worker *w);

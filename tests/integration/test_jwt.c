@@ -653,6 +653,11 @@ START_TEST(jwks_file_reload)
 	write_file("jwks.json", jwks);
 	free(jwks);
 	ck_assert_msg(fpg_server_reload(srv, &err), "%s", err.message);
+	/* Each worker switches at its next loop turn, which may come just
+	 * after a request's. */
+	double until = it_now() + 5;
+	for (int seen = 0; seen < 8 && it_now() < until;)
+		seen = status_of(p, t2, "SELECT 1") == 200 ? seen + 1 : 0;
 	for (int i = 0; i < 4; i++) {
 		ck_assert_int_eq(status_of(p, t1, "SELECT 1"), 401);
 		ck_assert_int_eq(status_of(p, t2, "SELECT 1"), 200);
