@@ -2,6 +2,10 @@
 -- random key per request.
 wrk.method = "POST"
 wrk.headers["Content-Type"] = "application/json"
+-- BENCH_AUTH: an Authorization header value (bench/auth.sh)
+if os.getenv("BENCH_AUTH") then
+	wrk.headers["Authorization"] = os.getenv("BENCH_AUTH")
+end
 local rows = tonumber(os.getenv("BENCH_ROWS") or "1000000")
 
 request = function()

@@ -10,6 +10,7 @@
 #include "claims.h"
 #include "error.h"
 #include "jwt.h"
+#include "jwtcache.h"
 #include "log.h"
 #include "logins.h"
 #include "roles.h"
@@ -73,8 +74,8 @@ static bool token_login(const struct fpg_services *svc, const char *token,
 			struct fpg_error *err)
 {
 	struct fpg_jwt_identity id;
-	if (!fpg_jwt_verify(svc->jwt, token, len, (int64_t)time(NULL), &id,
-			    err)) {
+	if (!fpg_jwt_cache_verify(svc->jwt_cache, svc->jwt, token, len,
+				  (int64_t)time(NULL), &id, err)) {
 		if (id.unknown_kid && svc->jwks_stale)
 			svc->jwks_stale(svc->jwks_ctx);
 		return false;

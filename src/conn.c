@@ -275,12 +275,17 @@ static bool send_reset(struct fpg_conn *c)
 	return true;
 }
 
-/* Prepares the reset (after connecting, or DISCARD ALL). */
+/* Prepares the reset and the pool's session statements (after
+ * connecting, or DISCARD ALL). */
 static bool send_reset_prepare(struct fpg_conn *c)
 {
 	for (size_t i = 0; cached(c) && i < reset_count(c); i++)
 		if (!PQsendPrepare(c->pg, reset_stmts[i].name,
 				   reset_stmts[i].sql, 0, NULL))
+			return false;
+	for (size_t i = 0; cached(c) && i < c->env->nsession_stmts; i++)
+		if (!PQsendPrepare(c->pg, c->env->session_stmts[i].name,
+				   c->env->session_stmts[i].sql, 0, NULL))
 			return false;
 	return true;
 }

@@ -49,6 +49,15 @@ struct fpg_conn_env {
 	struct fpg_stmt_cache *(*stmts_new)(struct fpg_pool *pool,
 					    struct fpg_conn *conn);
 	void (*stmts_free)(struct fpg_stmt_cache *cache);
+	/* Statements of the pool's own that every session prepares with
+	 * its reset, when prepared statements outlive requests
+	 * (--statement-cache=1); borrowed, static. */
+	const struct fpg_conn_stmt *session_stmts;
+	size_t nsession_stmts;
+};
+
+struct fpg_conn_stmt {
+	const char *name, *sql;
 };
 
 /* What a connection tells its owner; each gets the connection. */

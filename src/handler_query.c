@@ -258,7 +258,6 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->a.q.claims = req->claims;
-	qr->a.q.claims_in_tx = named != NULL;
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;
 	qr->hs.drained = on_drained;

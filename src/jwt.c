@@ -56,6 +56,7 @@ struct key {
 
 struct fpg_jwt {
 	atomic_uint refs;
+	uint64_t id;
 	unsigned nkeys;
 	struct key keys[MAX_KEYS];
 	bool accepted[NALGS];
@@ -100,6 +101,11 @@ void fpg_jwt_unref(struct fpg_jwt *j)
 unsigned fpg_jwt_key_count(const struct fpg_jwt *j)
 {
 	return j->nkeys;
+}
+
+uint64_t fpg_jwt_id(const struct fpg_jwt *j)
+{
+	return j->id;
 }
 
 static void nomem(struct fpg_error *err)
@@ -579,7 +585,9 @@ struct fpg_jwt *fpg_jwt_load(const struct fpg_jwt_config *cfg,
 		nomem(err);
 		return NULL;
 	}
+	static atomic_uint_fast64_t ids;
 	atomic_init(&j->refs, 1);
+	j->id = atomic_fetch_add(&ids, 1) + 1;
 	j->leeway_s = cfg->leeway_s;
 	if ((cfg->audience && !(j->audience = strdup(cfg->audience))) ||
 	    (cfg->issuer && !(j->issuer = strdup(cfg->issuer)))) {
@@ -708,9 +716,11 @@ static bool check_claims(const struct fpg_jwt *j, json_t *c, int64_t now,
 		return invalid(err, "invalid_token",
 			       "the token's exp and nbf must be numbers");
 	double skew = (double)j->leeway_s;
-	if (exp && !((double)now < json_number_value(exp) + skew))
+	out->valid_from = nbf ? json_number_value(nbf) - skew : -HUGE_VAL;
+	out->valid_until = exp ? json_number_value(exp) + skew : HUGE_VAL;
+	if (!((double)now < out->valid_until))
 		return invalid(err, "token_expired", "the token has expired");
-	if (nbf && !((double)now + skew >= json_number_value(nbf)))
+	if (!((double)now >= out->valid_from))
 		return invalid(err, "invalid_token",
 			       "the token is not valid yet (nbf)");
 	if (j->issuer) {

@@ -58,6 +58,9 @@ void fpg_jwt_unref(struct fpg_jwt *j);
 
 unsigned fpg_jwt_key_count(const struct fpg_jwt *j);
 
+/* A number no other verifier of this process has had. */
+uint64_t fpg_jwt_id(const struct fpg_jwt *j);
+
 /* Whether token (len bytes) has the shape of a JWS (three parts). */
 bool fpg_jwt_looks_like(const char *token, size_t len);
 
@@ -66,6 +69,9 @@ struct fpg_jwt_identity {
 	char *claims;	  /* the payload, compact JSON; the caller frees */
 	bool unknown_kid; /* refused: its kid is none of ours (a JWKS
 			     fetched anew may know it) */
+	double valid_from, valid_until; /* accepted: the Unix seconds
+					   between which it is (nbf and exp
+					   with the leeway; +-HUGE_VAL) */
 };
 
 /*

@@ -208,7 +208,10 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
  * anew and the request runs once more: after DDL changed a table (0A000
  * "cached plan must not change result type", raised before it runs), or
  * when client SQL deallocated it (26000). Deallocation is not something
- * the pool did, so that connection is replaced afterwards.
+ * the pool did, so that connection is replaced afterwards. And a statement
+ * that must be the first of its transaction (VACUUM, CREATE DATABASE, ...:
+ * 25001, raised before it does anything) runs again with the claims in a
+ * part of their own.
  */
 static bool replan(struct fpg_query *q, const PGresult *error)
 {
@@ -216,6 +219,14 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	const char *msg = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
 	if (q->retried || !state || !msg || q->delivered)
 		return false;
+	if (strcmp(state, "25001") == 0 && q->claims && !q->conn_fixed &&
+	    !q->claims_alone) {
+		q->claims_alone = true;
+		q->retried = true;
+		q->op = NULL;
+		on_conn(&q->waiter, q->conn);
+		return true;
+	}
 	bool stale = strcmp(state, "0A000") == 0 &&
 		     strstr(msg, "cached plan must not change result type");
 	bool gone = strcmp(state, "26000") == 0;
@@ -344,11 +355,24 @@ static const char claims_sql[] =
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
+/* Parsing it with every request cost PostgreSQL about 45 us, prepared
+ * 10 (bench/auth.sh). */
+const struct fpg_conn_stmt fpg_query_session_stmts[] = {
+	{"fpg_claims", claims_sql},
+};
+const size_t fpg_query_nsession_stmts =
+	sizeof(fpg_query_session_stmts) / sizeof(*fpg_query_session_stmts);
+
 /* The claims, and their signature (fasterpg.claims_at and _mac, empty
- * without --claims-key-file), for the transaction or the session. */
-static bool send_claims(PGconn *pg, const struct fpg_claims *c, bool local)
+ * without --claims-key-file), for the transaction or the session. Unnamed
+ * without a statement cache: DISCARD ALL drops the prepared one. */
+static bool send_claims(PGconn *pg, const struct fpg_query *q, bool local)
 {
+	const struct fpg_claims *c = q->claims;
 	const char *v[4] = {c->json, c->at, c->mac, local ? "true" : "false"};
+	if (fpg_pool_env(q->pool)->opts->statement_cache)
+		return PQsendQueryPrepared(pg, "fpg_claims", 4, v, NULL, NULL,
+					   0);
 	return PQsendQueryParams(pg, claims_sql, 4, NULL, v, NULL, NULL, 0);
 }
 
@@ -405,25 +429,26 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		q->typecheck_query = q->stmt_query++;
 	}
 	/*
-	 * Settings go in the statement's own part, local to its
-	 * transaction, in a transaction session and for claims that may
-	 * (named queries). On a shared session the timeout and other
-	 * claims get a part of their own first, for the session, so that
-	 * the statement is the first of its transaction (VACUUM and the like
-	 * refuse to run after another statement of a pipeline); the reset
-	 * after the statement puts them back. Unnamed: client SQL could
-	 * replace a named one.
+	 * Claims go in the statement's own part, local to its transaction:
+	 * no extra transaction. So does the timeout in a transaction
+	 * session. On a shared session the timeout gets a part of its own
+	 * first, for the session, so that the statement is the first of its
+	 * transaction (VACUUM and the like refuse to run after another
+	 * statement of a pipeline), and so do claims for a statement that
+	 * refused them (claims_alone, see retry_alone); the reset after the
+	 * statement puts them back. The timeout is unnamed: client SQL
+	 * could replace a named one.
 	 */
-	bool own_part = !q->conn_fixed &&
-			(q->timeout_ms || (q->claims && !q->claims_in_tx));
+	bool claims_first = q->claims && q->claims_alone && !q->conn_fixed;
+	bool own_part = !q->conn_fixed && (q->timeout_ms || claims_first);
 	snprintf(ms, sizeof(ms), "%u", q->timeout_ms);
 	if (q->timeout_ms) {
 		if (!send_timeout(pg, ms, !own_part))
 			goto fail;
 		q->stmt_query++;
 	}
-	if (q->claims && own_part && !q->claims_in_tx) {
-		if (!send_claims(pg, q->claims, false))
+	if (claims_first) {
+		if (!send_claims(pg, q, false))
 			goto fail;
 		q->stmt_query++;
 	}
@@ -433,8 +458,8 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		flags |= FPG_OP_TWO_PARTS;
 	}
 	q->segment = own_part ? q->stmt_query : 0;
-	if (q->claims && (!own_part || q->claims_in_tx)) {
-		if (!send_claims(pg, q->claims, true))
+	if (q->claims && !claims_first) {
+		if (!send_claims(pg, q, true))
 			goto fail;
 		q->stmt_query++;
 	}

@@ -52,9 +52,6 @@ struct fpg_query {
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
 	const struct fpg_claims *claims; /* a JWT's, for SQL to read as
 					    request.jwt.claims, or NULL */
-	bool claims_in_tx;	   /* ... set in the statement's own
-				      transaction (a named query: no extra
-				      transaction), not before it */
 	unsigned deadline_ms;	   /* the answer is due within this long,
 				      else 504 (0: acquire timeout + the
 				      statement's timeout + 1 s) */
@@ -91,7 +88,13 @@ struct fpg_query {
 					  first result (unnamed statement) */
 	bool done;
 	bool retried;		       /* ran once more (stale plan, ...) */
+	bool claims_alone;	       /* the claims get a part of their own
+					  (the statement must run alone) */
 };
+
+/* What every session of a pool prepares for query.c (fpg_conn_env). */
+extern const struct fpg_conn_stmt fpg_query_session_stmts[];
+extern const size_t fpg_query_nsession_stmts;
 
 /* Starts q on a connection of pool (see fpg_query_ops for what follows). */
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q);

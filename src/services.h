@@ -15,6 +15,7 @@ struct fpg_apikeys;
 struct fpg_hmac;
 struct fpg_hosts;
 struct fpg_jwt;
+struct fpg_jwt_cache;
 struct fpg_lanes;
 struct fpg_logins;
 struct fpg_loop;
@@ -46,6 +47,8 @@ struct fpg_services {
 	bool auth_jwt;			/* ... or a JSON Web Token */
 	struct fpg_jwt *jwt;		/* its verifier now (a reference of
 					   this worker's; swapped on reload) */
+	struct fpg_jwt_cache *jwt_cache; /* tokens verified lately, this
+					    worker's */
 	void (*jwks_stale)(void *ctx);	/* a token's kid is unknown: fetch
 					   the JWKS soon; NULL: no URL */
 	void *jwks_ctx;

@@ -17,6 +17,7 @@
 #include "apikeys.h"
 #include "hmac.h"
 #include "jwt.h"
+#include "jwtcache.h"
 #include "logins.h"
 #include "pool.h"
 #include "query.h"
@@ -182,6 +183,8 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 		.read_only = opts->read_only != 0,
 		.stmts_new = fpg_stmt_cache_new,
 		.stmts_free = fpg_stmt_cache_free,
+		.session_stmts = fpg_query_session_stmts,
+		.nsession_stmts = fpg_query_nsession_stmts,
 	};
 	/* With clients' own logins, the --db one serves /readyz only: it
 	 * connects when asked, and may have no password at all. */
@@ -207,6 +210,10 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
+	if (shared->auth_jwt && !(w->svc.jwt_cache = fpg_jwt_cache_new())) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return false;
+	}
 	if (shared->claims_key &&
 	    !(w->svc.claims_signer = fpg_hmac_new(shared->claims_key,
 						  shared->claims_key_len))) {
@@ -380,6 +387,8 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->svc.jwt = NULL;
 	fpg_hmac_free(w->svc.claims_signer);
 	w->svc.claims_signer = NULL;
+	fpg_jwt_cache_free(w->svc.jwt_cache);
+	w->svc.jwt_cache = NULL;
 	fpg_tls_unref(w->svc.tls);
 	w->svc.tls = NULL;
 }

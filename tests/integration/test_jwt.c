@@ -872,6 +872,43 @@ START_TEST(signed_claims_cannot_be_forged)
 }
 END_TEST
 
+/* A token verified before (and so remembered) still expires. */
+START_TEST(remembered_tokens_expire)
+{
+	char *c = claims_of("reader", "ann", -4, 0); /* leeway 5: 1 s left */
+	char *t = sign(ec_key, "ES256", "e1", c);
+	for (int i = 0; i < 4; i++)
+		ck_assert_int_eq(status_of(port, t, "SELECT 1"), 200);
+	usleep(1500 * 1000);
+	expect_refusal(port, t, 401, "token_expired", "remembered, expired");
+	free(t), free(c);
+}
+END_TEST
+
+/* Without a statement cache the claims statement is parsed each time. */
+START_TEST(claims_without_statement_cache)
+{
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	jwt_server(&o);
+	o.statement_cache = 0;
+	o.threads = 1;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	char *c = claims_of("reader", "fay", 60, 0);
+	char *t = sign(hmac_key, "HS256", NULL, c);
+	for (int i = 0; i < 3; i++) {
+		char *s = scalar(p, t,
+				 "SELECT current_setting('request.jwt.claim.sub')");
+		ck_assert_str_eq(s, "fay");
+		free(s);
+		ck_assert_int_eq(status_of(p, t, "VACUUM pg_class"), 200);
+	}
+	free(t), free(c);
+	fpg_server_free(srv);
+}
+END_TEST
+
 static const struct test_case cases[] = {
     TEST_CASE(valid_tokens_run_as_their_role),
     TEST_CASE(bad_tokens_are_refused),
@@ -882,6 +919,8 @@ static const struct test_case cases[] = {
     TEST_CASE(configuration_is_checked),
     TEST_CASE(algorithm_allow_list),
     TEST_CASE(signed_claims_cannot_be_forged),
+    TEST_CASE(remembered_tokens_expire),
+    TEST_CASE(claims_without_statement_cache),
     {0},
 };
 
