@@ -150,7 +150,8 @@ static const struct opt_def opt_table[] = {
 	{"jwt-leeway-s", "FASTERPG_JWT_LEEWAY_S", NULL, OPT_UINT,
 	 OFF(jwt_leeway_s), "30", 0, 3600, "clock skew allowed for exp, nbf"},
 	{"queries", "FASTERPG_QUERIES", NULL, OPT_STR, OFF(queries), NULL, 0,
-	 0, "directory of named queries (NAME.sql) for POST /q/NAME"},
+	 0, "directory of named queries (NAME.sql) for POST /q/NAME (and GET "
+	 "for those marked -- read-only)"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
 	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N] "
 	 "[statement-timeout-ms=N] [transactions=N]"},

@@ -339,6 +339,10 @@ static const char claims_sql[] =
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
+/* A read-only named query's transaction (fpg_query.read_only). */
+static const char read_only_sql[] =
+	"SELECT pg_catalog.set_config('transaction_read_only', 'on', true)";
+
 /* Sends a set_config() statement (timeout_sql, claims_sql): value, and
  * whether it lasts to the end of the transaction (else of the session,
  * which the reset after the statement puts back). */
@@ -375,6 +379,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		fpg_pool_acquire(q->pool, &q->waiter);
 		return;
 	}
+	FPG_ASSERT(!(q->read_only && q->conn_fixed));
 	PGconn *pg = fpg_conn_pg(conn);
 	q->stmt_query = 0;
 	unsigned flags = 0;
@@ -424,6 +429,16 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	q->segment = own_part ? q->stmt_query : 0;
 	if (q->claims && (!own_part || q->claims_in_tx)) {
 		if (!send_setting(pg, claims_sql, q->claims, true))
+			goto fail;
+		q->stmt_query++;
+	}
+	if (q->read_only) {
+		/* In the statement's implicit transaction, before it took a
+		 * snapshot: nothing it runs can turn it back (25001 or "must
+		 * be set before any query"), and a failure here is its own
+		 * (q->segment). */
+		if (!PQsendQueryParams(pg, read_only_sql, 0, NULL, NULL, NULL,
+				       NULL, 0))
 			goto fail;
 		q->stmt_query++;
 	}

@@ -54,6 +54,10 @@ struct fpg_query {
 	bool claims_in_tx;	   /* ... set in the statement's own
 				      transaction (a named query: no extra
 				      transaction), not before it */
+	bool read_only;		   /* the statement's transaction is made
+				      read-only first, in its own part
+				      (PostgreSQL refuses writes: 25006);
+				      not with conn_fixed */
 	unsigned deadline_ms;	   /* the answer is due within this long,
 				      else 504 (0: acquire timeout + the
 				      statement's timeout + 1 s) */
