@@ -154,7 +154,7 @@ static const struct opt_def opt_table[] = {
 	 "for those marked -- read-only)"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
 	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N] "
-	 "[statement-timeout-ms=N] [transactions=N]"},
+	 "[statement-timeout-ms=N] [transactions=N] [streams=N]"},
 	{"anon-role", "FASTERPG_ANON_ROLE", NULL, OPT_STR, OFF(anon_role), NULL,
 	 0, 0, "with --auth: the role of requests without Authorization "
 	 "(logged in as with API keys); unset: 401"},

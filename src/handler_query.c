@@ -15,6 +15,7 @@
  * connection of their own (the slow lane): there the worker stops reading
  * PostgreSQL's results above HIGH_MARK bytes waiting for the client and
  * starts again below LOW_MARK, so memory stays bounded whatever the size.
+ * A role's streams=N (--roles) caps those per worker (choose_lane).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -334,6 +335,29 @@ static int check_body_type(struct fpg_request *req)
 }
 
 /*
+ * The lane of a statement on a pooled connection. One that asked to
+ * stream (a streaming format, ?stream=true) holds a connection of its
+ * own or is refused (--roles streams=N); one the lane memory would put
+ * there runs on a shared one instead when the role is at its limit:
+ * the client did not ask for it. Returns a status when refused.
+ */
+static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
+{
+	struct fpg_request *req = qr->req;
+	if (qr->st.expect != FPG_EXPECT_ALL)
+		return 0;
+	if (fmt != FPG_ROWFMT_JSON || stream_asked(req)) {
+		if (!fpg_request_hold_stream(req))
+			return fpg_request_too_many_streams(req);
+		qr->a.q.exclusive = true;
+	} else if (fpg_lanes_choose_own(req->svc->lanes, req->pool,
+					qr->st.sql)) {
+		qr->a.q.exclusive = fpg_request_hold_stream(req);
+	}
+	return 0;
+}
+
+/*
  * Parses the statement of req (its body, or src's) and starts it: on a
  * pooled connection, or on tx_conn (a transaction's) when given.
  */
@@ -388,12 +412,8 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 		 * and its session state is the client's business. */
 		qr->a.q.conn_fixed = tx_conn;
 		qr->a.q.exclusive = true;
-	} else {
-		qr->a.q.exclusive =
-			qr->st.expect == FPG_EXPECT_ALL &&
-			(fmt != FPG_ROWFMT_JSON || stream_asked(req) ||
-			 fpg_lanes_choose_own(req->svc->lanes, req->pool,
-					      qr->st.sql));
+	} else if ((status = choose_lane(qr, fmt))) {
+		return status;
 	}
 	fpg_answer_submit(&qr->a);
 	return 0;

@@ -2,7 +2,9 @@
  * Named queries marked "-- read-only": they run in a read-only
  * transaction that PostgreSQL enforces (a write answers 403 with 25006
  * and changes nothing, on POST and GET), and GET /q/NAME runs them with
- * the body's fields in the query string.
+ * the body's fields in the query string. And a role's streams=N
+ * (--roles): at most N streaming answers or COPYs at once per worker,
+ * 429 too_many_streams beyond, counted down however a request ends.
  *
  * The cluster trusts every login (the harness's pg_hba.conf), so the
  * passwords of --auth password are anything: what matters here is the
@@ -77,7 +79,7 @@ static void setup(void)
 		write_file(name, query_files[i][1]);
 		free(name);
 	}
-	write_file("roles", "# policies\nstreamer rate=1000\n");
+	write_file("roles", "# streams per worker\nstreamer streams=1\n");
 }
 
 __attribute__((destructor)) static void remove_files(void)
@@ -294,6 +296,205 @@ START_TEST(get_keeps_roles)
 }
 END_TEST
 
+/* ---- streams=N ---- */
+
+struct streamer {
+	pthread_t th;
+	const char *method, *path, *body, *accept, *ctype;
+	char id[64];	   /* X-Request-Id, "" for none */
+	long timeout_ms;   /* 0: http's default */
+	struct http_resp *r;
+};
+
+static const char cancel_key[] = "named-test-cancel-key-0123456789";
+
+static void *streamer_main(void *arg)
+{
+	struct streamer *s = arg;
+	char hid[100], hkey[100], auth[200];
+	snprintf(hid, sizeof(hid), "X-Request-Id: %s", s->id);
+	snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s", cancel_key);
+	snprintf(auth, sizeof(auth), "%s", basic("streamer"));
+	const char *hs[] = {auth, "X-Requested-With: test",
+			    s->accept ? s->accept : "Accept: application/x-ndjson",
+			    s->ctype ? s->ctype : "Content-Type: application/json",
+			    s->id[0] ? hid : NULL, hkey, NULL};
+	struct http_opts o = {.timeout_ms = s->timeout_ms};
+	s->r = http_request_opts(auth_port, s->method, s->path, s->body, hs,
+				 &o);
+	return NULL;
+}
+
+/* The streamer's request, as it answers (in this thread). */
+static struct http_resp *stream_now(const char *sql)
+{
+	struct streamer s = {.method = "POST", .path = "/query"};
+	char *body = it_fmt("{\"sql\":\"%s\"}", sql);
+	s.body = body;
+	streamer_main(&s);
+	free(body);
+	return s.r;
+}
+
+static void start_streamer(struct streamer *s)
+{
+	ck_assert_int_eq(pthread_create(&s->th, NULL, streamer_main, s), 0);
+}
+
+/* Until the streamer's pg_sleep runs on PostgreSQL (or 3 s). */
+static void wait_running(const char *like)
+{
+	char *sql = it_fmt("SELECT count(*) FROM pg_stat_activity WHERE "
+			   "usename = 'streamer' AND state = 'active' AND "
+			   "query LIKE '%s'",
+			   like);
+	bool running = false;
+	for (int i = 0; i < 300 && !running; i++) {
+		usleep(10 * 1000);
+		char *n = pgh_scalar(sql);
+		running = strcmp(n, "0") != 0;
+		free(n);
+	}
+	free(sql);
+	ck_assert_msg(running, "%s never ran", like);
+}
+
+static void check_too_many(struct http_resp *r, const char *what)
+{
+	ck_assert_msg(r->status == 429 && strstr(r->body, "too_many_streams"),
+		      "%s: %ld %s", what, r->status, r->body);
+	char *ra = http_header(r, "Retry-After");
+	ck_assert_msg(ra && strcmp(ra, "1") == 0, "%s: Retry-After %s", what,
+		      ra ? ra : "(none)");
+	free(ra);
+	http_resp_free(r);
+}
+
+/* What a second streaming request of the role gets while one streams. */
+static void check_refused_while_streaming(void)
+{
+	check_too_many(stream_now("SELECT 1"), "NDJSON");
+	struct streamer s = {.method = "POST", .path = "/query?stream=true",
+			     .body = "{\"sql\":\"SELECT 1\"}",
+			     .accept = "Accept: application/json"};
+	streamer_main(&s);
+	check_too_many(s.r, "stream=true");
+	s = (struct streamer){.method = "GET",
+			      .path = "/copy?query=SELECT%201",
+			      .accept = "Accept: text/csv"};
+	streamer_main(&s);
+	check_too_many(s.r, "GET /copy");
+	s = (struct streamer){.method = "POST",
+			      .path = "/copy?table=named_notes",
+			      .body = "9,copied\n",
+			      .ctype = "Content-Type: text/csv"};
+	streamer_main(&s);
+	check_too_many(s.r, "POST /copy");
+	ck_assert_int_eq(rows_of("copied"), 0);
+	/* A JSON answer needs no stream: it shares a connection, even
+	 * where the lane memory would have given it one of its own (a
+	 * statement never seen before). */
+	char *sql = it_fmt("SELECT %d AS fresh", rand());
+	s = (struct streamer){.method = "POST", .path = "/query",
+			      .accept = "Accept: application/json"};
+	char *body = it_fmt("{\"sql\":\"%s\"}", sql);
+	s.body = body;
+	streamer_main(&s);
+	ck_assert_msg(s.r->status == 200 && strstr(s.r->body, "fresh"),
+		      "%ld %s", s.r->status, s.r->body);
+	http_resp_free(s.r);
+	free(body);
+	free(sql);
+	/* Other roles are not counted with it. */
+	const char *hs[] = {basic("alice"), "Accept: application/x-ndjson",
+			    NULL};
+	struct http_resp *r =
+		http_request(auth_port, "POST", "/query",
+			     "{\"sql\":\"SELECT 'alice' AS who\"}", hs);
+	ck_assert_msg(r->status == 200 && strstr(r->body, "alice"), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+}
+
+/* A new stream works after the last one ended (within a second: the
+ * server may notice a client that left a little later). A count that
+ * leaked would refuse it for good. */
+static void check_one_stream_works(const char *after)
+{
+	struct http_resp *r = NULL;
+	for (int i = 0; i < 50; i++) {
+		http_resp_free(r);
+		r = stream_now("SELECT 'again' AS v");
+		if (r->status != 429)
+			break;
+		usleep(20 * 1000);
+	}
+	ck_assert_msg(r->status == 200 && strstr(r->body, "again"),
+		      "after %s: %ld %s", after, r->status, r->body);
+	http_resp_free(r);
+}
+
+START_TEST(streams_per_role)
+{
+	/* One stream at a time, whichever kind holds it. */
+	struct streamer s = {.method = "POST", .path = "/query",
+			     .body = "{\"sql\":\"SELECT pg_sleep(1.5) AS s\"}"};
+	start_streamer(&s);
+	wait_running("SELECT pg_sleep(1.5)%");
+	check_refused_while_streaming();
+	pthread_join(s.th, NULL);
+	ck_assert_msg(s.r->status == 200 && strstr(s.r->body, "\"s\""),
+		      "%ld %s", s.r->status, s.r->body);
+	http_resp_free(s.r);
+	/* Finished: the count is down, again and again. */
+	for (int i = 0; i < 3; i++)
+		check_one_stream_works("a stream that finished");
+	s = (struct streamer){
+		.method = "GET", .accept = "Accept: text/csv",
+		.path = "/copy?query=SELECT%20pg_sleep(1.5)%20AS%20s"};
+	start_streamer(&s);
+	wait_running("%pg_sleep(1.5)%");
+	check_too_many(stream_now("SELECT 1"), "NDJSON while a COPY");
+	pthread_join(s.th, NULL);
+	ck_assert_msg(s.r->status == 200, "%ld %s", s.r->status, s.r->body);
+	http_resp_free(s.r);
+	check_one_stream_works("a COPY");
+	/* An error, */
+	struct http_resp *r = stream_now("SELECT 1/0");
+	ck_assert_msg(r->status == 400 || strstr(r->body, "22012"), "%ld %s",
+		      r->status, r->body);
+	http_resp_free(r);
+	check_one_stream_works("an error");
+	/* a client that left, */
+	s = (struct streamer){.method = "POST", .path = "/query",
+			      .body = "{\"sql\":\"SELECT pg_sleep(1.4)\"}",
+			      .timeout_ms = 300};
+	streamer_main(&s);
+	ck_assert_int_ne(s.r->curl_code, 0);
+	http_resp_free(s.r);
+	check_one_stream_works("a client that left");
+	/* a statement cancelled. */
+	s = (struct streamer){.method = "POST", .path = "/query",
+			      .body = "{\"sql\":\"SELECT pg_sleep(1.3)\"}"};
+	snprintf(s.id, sizeof(s.id), "named-%u-%d", it_seed(), rand());
+	start_streamer(&s);
+	wait_running("SELECT pg_sleep(1.3)%");
+	char *path = it_fmt("/query/%s", s.id);
+	char hkey[100];
+	snprintf(hkey, sizeof(hkey), "X-Cancel-Key: %s", cancel_key);
+	const char *hs[] = {basic("streamer"), hkey, NULL};
+	r = http_request(auth_port, "DELETE", path, NULL, hs);
+	ck_assert_msg(r->status == 202, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	free(path);
+	pthread_join(s.th, NULL);
+	ck_assert_msg(strstr(s.r->body, "57014"), "%ld %s", s.r->status,
+		      s.r->body);
+	http_resp_free(s.r);
+	check_one_stream_works("a cancel");
+}
+END_TEST
+
 static void plain(struct fpg_options *o)
 {
 	o->queries = dir;
@@ -306,12 +507,14 @@ static void with_roles(struct fpg_options *o)
 	o->queries = dir;
 	o->auth = "password";
 	o->roles = roles;
+	o->threads = 1; /* streams are counted per worker */
 }
 
 static const struct test_case cases[] = {
 	TEST_CASE(read_only_queries_cannot_write),
 	TEST_CASE(get_runs_read_only_queries),
 	TEST_CASE(get_keeps_roles),
+	TEST_CASE(streams_per_role),
 	{0},
 };
 
