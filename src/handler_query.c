@@ -2,8 +2,9 @@
  * POST /query, POST and GET /q/{name}, POST /tx/{token}/query and DELETE
  * /query/{request_id}: one statement with bound parameters; rows are
  * encoded straight from libpq's results into the response, as JSON, NDJSON
- * or CSV (docs/api.md, written by answer.c and rowfmt.c). This file is the HTTP side: negotiation, the
- * lane, when the status goes out and how the answer streams.
+ * or CSV (docs/api.md, written by answer.c and rowfmt.c). This file is the
+ * HTTP side: negotiation, the lane, when the status goes out and how the
+ * answer streams.
  *
  * Lanes. By default a statement shares a pipelined connection (the fast
  * lane); the first FIRST_CHUNK bytes of its answer are held back so that
@@ -302,8 +303,8 @@ static bool url_to_body(struct fpg_request *req, struct url_body *u)
 		return false;
 	}
 	fpg_buf_putc(&u->json, '{');
-	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND,
-				    url_field, u);
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, url_field,
+				    u);
 	fpg_buf_putc(&u->json, '}');
 	return !u->why[0];
 }
@@ -429,8 +430,7 @@ int fpg_handle_query(struct fpg_request *req)
  * The named query of req's path that its login may run: its name goes to
  * name, its SQL to *sql. Returns a status when there is none.
  */
-static int find_named(struct fpg_request *req, char name[64],
-		      const char **sql)
+static int find_named(struct fpg_request *req, char name[64], const char **sql)
 {
 	const struct fpg_queries *qs = req->svc->queries;
 	size_t n = strcspn(req->path_param, "/");
