@@ -154,10 +154,11 @@ static const struct opt_def opt_table[] = {
 	 "key (32+ bytes) signing the claims SQL sees, checked by "
 	 "docs/verified-claims.sql"},
 	{"queries", "FASTERPG_QUERIES", NULL, OPT_STR, OFF(queries), NULL, 0,
-	 0, "directory of named queries (NAME.sql) for POST /q/NAME"},
+	 0, "directory of named queries (NAME.sql) for POST /q/NAME (and GET "
+	 "for those marked -- read-only)"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
 	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N] "
-	 "[statement-timeout-ms=N] [transactions=N]"},
+	 "[statement-timeout-ms=N] [transactions=N] [streams=N]"},
 	{"anon-role", "FASTERPG_ANON_ROLE", NULL, OPT_STR, OFF(anon_role), NULL,
 	 0, 0, "with --auth: the role of requests without Authorization "
 	 "(logged in as with API keys); unset: 401"},

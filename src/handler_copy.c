@@ -684,6 +684,12 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 					  "out of memory");
 		goto fail;
 	}
+	/* A connection of its own for the whole COPY (a session's COPY
+	 * runs on the session's: transactions=N counts those). */
+	if (!tx_conn && !fpg_request_hold_stream(req)) {
+		status = fpg_request_too_many_streams(req);
+		goto fail;
+	}
 	const char *enc = fpg_request_header(req, "Content-Encoding");
 	if (in && enc && strcasecmp(enc, "identity") != 0) {
 		bool gzip = strcasecmp(enc, "gzip") == 0 ||

@@ -1,9 +1,10 @@
 /*
- * POST /query, POST /tx/{token}/query and DELETE /query/{request_id}: one
- * statement with bound parameters; rows are encoded straight from libpq's
- * results into the response, as JSON, NDJSON or CSV (docs/api.md, written
- * by answer.c and rowfmt.c). This file is the HTTP side: negotiation, the
- * lane, when the status goes out and how the answer streams.
+ * POST /query, POST and GET /q/{name}, POST /tx/{token}/query and DELETE
+ * /query/{request_id}: one statement with bound parameters; rows are
+ * encoded straight from libpq's results into the response, as JSON, NDJSON
+ * or CSV (docs/api.md, written by answer.c and rowfmt.c). This file is the
+ * HTTP side: negotiation, the lane, when the status goes out and how the
+ * answer streams.
  *
  * Lanes. By default a statement shares a pipelined connection (the fast
  * lane); the first FIRST_CHUNK bytes of its answer are held back so that
@@ -15,6 +16,7 @@
  * connection of their own (the slow lane): there the worker stops reading
  * PostgreSQL's results above HIGH_MARK bytes waiting for the client and
  * starts again below LOW_MARK, so memory stays bounded whatever the size.
+ * A role's streams=N (--roles) caps those per worker (choose_lane).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -217,13 +219,110 @@ static bool stream_asked(struct fpg_request *req)
 	return v && (strcmp(v, "true") == 0 || strcmp(v, "1") == 0);
 }
 
-/*
- * Parses req's body and starts its statement: on a pooled connection, or
- * on tx_conn (a transaction's) when given.
- */
-/* named: the SQL of a named query (the body brings the rest), or NULL. */
-static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
-		       const char *named)
+/* ---- GET /q/{name}: the query string as the body ---- */
+
+/* What GET /q/NAME takes, each once; all but stream are body fields. */
+static const char *const url_fields[] = {
+	"params", "expect", "rows", "big_numbers", "timeout_ms", "stream",
+	NULL};
+
+struct url_body {
+	struct fpg_buf json; /* {"params":[...],"expect":"one",...} */
+	unsigned seen;	     /* bit i: url_fields[i] was given */
+	char why[200];	     /* set: the query string is refused */
+};
+
+/* A body field's value from the URL: params is JSON text (one array,
+ * checked alone so that nothing can follow it into the object),
+ * timeout_ms a number when it is digits, the others strings. */
+static bool url_value(struct url_body *u, int i, const char *v, size_t n)
+{
+	if (i == 0) {
+		json_error_t jerr;
+		json_t *j = fpg_json_load(v, n, JSON_REJECT_DUPLICATES |
+						       JSON_DECODE_INT_AS_REAL,
+					  &jerr, NULL);
+		bool array = json_is_array(j);
+		json_decref(j);
+		if (!array) {
+			snprintf(u->why, sizeof(u->why),
+				 "?params must be a JSON array, URL-encoded "
+				 "(%.120s)",
+				 j ? "not an array" : jerr.text);
+			return false;
+		}
+		fpg_buf_append(&u->json, v, n);
+	} else if (i == 4 && n && n <= 9 && strspn(v, "0123456789") == n) {
+		fpg_buf_append(&u->json, v, n);
+	} else {
+		fpg_buf_json_str(&u->json, v, n);
+	}
+	return true;
+}
+
+static enum MHD_Result url_field(void *cls, enum MHD_ValueKind kind,
+				 const char *key, size_t key_len,
+				 const char *value, size_t value_len)
+{
+	struct url_body *u = cls;
+	int i = 0;
+	while (url_fields[i] && strcmp(url_fields[i], key) != 0)
+		i++;
+	if (!url_fields[i]) {
+		snprintf(u->why, sizeof(u->why),
+			 "unknown query parameter \"%.64s\" (known: params, "
+			 "expect, rows, big_numbers, timeout_ms, stream)",
+			 key);
+		return MHD_NO;
+	}
+	if (u->seen & (1u << i) || !value || memchr(value, '\0', value_len)) {
+		snprintf(u->why, sizeof(u->why), "?%s %s", key,
+			 u->seen & (1u << i) ? "is given twice"
+					     : "needs a value (no NUL byte)");
+		return MHD_NO;
+	}
+	u->seen |= 1u << i;
+	if (strcmp(key, "stream") == 0)
+		return MHD_YES; /* read where POST reads it, stream_asked() */
+	fpg_buf_puts(&u->json, u->json.len > 1 ? ",\"" : "\"");
+	fpg_buf_puts(&u->json, key);
+	fpg_buf_puts(&u->json, "\":");
+	return url_value(u, i, value, value_len) ? MHD_YES : MHD_NO;
+}
+
+/* GET /q/NAME's query string as the body POST /q/NAME would have: u->json,
+ * or false with u->why. */
+static bool url_to_body(struct fpg_request *req, struct url_body *u)
+{
+	memset(u, 0, sizeof(*u));
+	fpg_buf_init(&u->json);
+	if (req->body.len) {
+		snprintf(u->why, sizeof(u->why),
+			 "GET /q/{name} takes no body: send its fields in the "
+			 "query string (?params=...)");
+		return false;
+	}
+	fpg_buf_putc(&u->json, '{');
+	MHD_get_connection_values_n(req->conn, MHD_GET_ARGUMENT_KIND, url_field,
+				    u);
+	fpg_buf_putc(&u->json, '}');
+	return !u->why[0];
+}
+
+/* ---- starting ---- */
+
+/* Where a statement comes from, besides the request. */
+struct query_source {
+	const char *named;  /* the SQL of a named query, or NULL: the
+			       body's "sql" */
+	bool read_only;	    /* the named query is marked read-only */
+	const char *body;   /* the fields as JSON: GET's query string;
+			       NULL: the request's body */
+	size_t len;
+};
+
+/* A request that brings a JSON body must say so. */
+static int check_body_type(struct fpg_request *req)
 {
 	/* Required, not assumed: a body without a type is what a web
 	 * page may send to any server without asking (CSRF). */
@@ -233,6 +332,42 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 					"send the body as application/json "
 					"(got %.64s)",
 					ctype ? ctype : "no Content-Type");
+	return 0;
+}
+
+/*
+ * The lane of a statement on a pooled connection. One that asked to
+ * stream (a streaming format, ?stream=true) holds a connection of its
+ * own or is refused (--roles streams=N); one the lane memory would put
+ * there runs on a shared one instead when the role is at its limit:
+ * the client did not ask for it. Returns a status when refused.
+ */
+static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
+{
+	struct fpg_request *req = qr->req;
+	if (qr->st.expect != FPG_EXPECT_ALL)
+		return 0;
+	if (fmt != FPG_ROWFMT_JSON || stream_asked(req)) {
+		if (!fpg_request_hold_stream(req))
+			return fpg_request_too_many_streams(req);
+		qr->a.q.exclusive = true;
+	} else if (fpg_lanes_choose_own(req->svc->lanes, req->pool,
+					qr->st.sql)) {
+		qr->a.q.exclusive = fpg_request_hold_stream(req);
+	}
+	return 0;
+}
+
+/*
+ * Parses the statement of req (its body, or src's) and starts it: on a
+ * pooled connection, or on tx_conn (a transaction's) when given.
+ */
+static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
+		       const struct query_source *src)
+{
+	int status = src->body ? 0 : check_body_type(req);
+	if (status)
+		return status;
 	int format = negotiate(fpg_request_header(req, "Accept"));
 	if (format < 0)
 		return fpg_request_fail(req, 406, "not_acceptable",
@@ -246,10 +381,12 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 		return fpg_request_fail(req, 503, "out_of_memory",
 					"out of memory");
 	qr->req = req;
-	const char *body = req->body.data ? req->body.data : "";
-	if (!(named ? fpg_statement_parse_named(&qr->st, named, body,
-						req->body.len, &err)
-		    : fpg_statement_parse(&qr->st, body, req->body.len, &err))) {
+	const char *body = src->body ? src->body
+				     : req->body.data ? req->body.data : "";
+	size_t len = src->body ? src->len : req->body.len;
+	if (!(src->named ? fpg_statement_parse_named(&qr->st, src->named,
+						     body, len, &err)
+			 : fpg_statement_parse(&qr->st, body, len, &err))) {
 		fpg_statement_deinit(&qr->st);
 		free(qr);
 		return fpg_request_error(req, &err, NULL);
@@ -258,6 +395,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->a.q.claims = req->claims;
+	qr->a.q.read_only = src->read_only;
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;
 	qr->hs.drained = on_drained;
@@ -274,12 +412,8 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 		 * and its session state is the client's business. */
 		qr->a.q.conn_fixed = tx_conn;
 		qr->a.q.exclusive = true;
-	} else {
-		qr->a.q.exclusive =
-			qr->st.expect == FPG_EXPECT_ALL &&
-			(fmt != FPG_ROWFMT_JSON || stream_asked(req) ||
-			 fpg_lanes_choose_own(req->svc->lanes, req->pool,
-					      qr->st.sql));
+	} else if ((status = choose_lane(qr, fmt))) {
+		return status;
 	}
 	fpg_answer_submit(&qr->a);
 	return 0;
@@ -287,21 +421,25 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 
 int fpg_handle_query(struct fpg_request *req)
 {
-	return start_query(req, NULL, NULL);
+	const struct query_source src = {0};
+	return start_query(req, NULL, &src);
 }
 
-int fpg_handle_named_query(struct fpg_request *req)
+/*
+ * The named query of req's path that its login may run: its name goes to
+ * name, its SQL to *sql. Returns a status when there is none.
+ */
+static int find_named(struct fpg_request *req, char name[64], const char **sql)
 {
 	const struct fpg_queries *qs = req->svc->queries;
-	char name[64];
 	size_t n = strcspn(req->path_param, "/");
-	const char *sql = NULL;
-	if (qs && n < sizeof(name)) {
+	*sql = NULL;
+	if (qs && n < 64) {
 		memcpy(name, req->path_param, n);
 		name[n] = '\0';
-		sql = fpg_queries_sql(qs, name);
+		*sql = fpg_queries_sql(qs, name);
 	}
-	if (!sql)
+	if (!*sql)
 		return fpg_request_fail(req, 404, "query_not_found",
 					"no named query %.*s", (int)(n < 64 ? n : 64),
 					req->path_param);
@@ -309,7 +447,57 @@ int fpg_handle_named_query(struct fpg_request *req)
 		return fpg_request_fail(req, 403, "query_not_allowed",
 					"the query %s is not for this login",
 					name);
-	return start_query(req, NULL, sql);
+	return 0;
+}
+
+int fpg_handle_named_query(struct fpg_request *req)
+{
+	char name[64];
+	struct query_source src = {0};
+	int status = find_named(req, name, &src.named);
+	if (status)
+		return status;
+	src.read_only = fpg_queries_read_only(req->svc->queries, name);
+	return start_query(req, NULL, &src);
+}
+
+/*
+ * A GET runs read-only queries only: a link or an image on any page can
+ * make a browser send one (with the user's cookies or Basic credentials),
+ * and GET is what proxies and crawlers repeat. X-Requested-With is still
+ * required (check_origin), as for GET /copy.
+ */
+int fpg_handle_named_query_get(struct fpg_request *req)
+{
+	char name[64];
+	struct query_source src = {0};
+	int status = find_named(req, name, &src.named);
+	if (status)
+		return status;
+	if (!fpg_queries_read_only(req->svc->queries, name)) {
+		req->allow = "POST";
+		return fpg_request_fail(req, 405, "method_not_allowed",
+					"the query %s is not read-only: call it "
+					"with POST (GET runs queries marked "
+					"\"-- read-only\" only)",
+					name);
+	}
+	struct url_body u;
+	if (!url_to_body(req, &u)) {
+		fpg_buf_deinit(&u.json);
+		return fpg_request_fail(req, 400, "bad_request", "%s", u.why);
+	}
+	if (u.json.failed) {
+		fpg_buf_deinit(&u.json);
+		return fpg_request_fail(req, 503, "out_of_memory",
+					"out of memory");
+	}
+	src.read_only = true;
+	src.body = u.json.data;
+	src.len = u.json.len;
+	status = start_query(req, NULL, &src);
+	fpg_buf_deinit(&u.json); /* the statement keeps what it needs */
+	return status;
 }
 
 int fpg_handle_tx_query(struct fpg_request *req)
@@ -321,7 +509,8 @@ int fpg_handle_tx_query(struct fpg_request *req)
 				   &tx, &err);
 	if (!conn)
 		return fpg_request_error(req, &err, NULL);
-	int status = start_query(req, conn, NULL);
+	const struct query_source src = {0};
+	int status = start_query(req, conn, &src);
 	/* Nothing was queued (a bad request, a wrong parameter count): the
 	 * session is free again at once. Else the connection frees it. */
 	fpg_tx_release_if_idle(tx);

@@ -9,6 +9,7 @@
 int fpg_handle_query(struct fpg_request *req);	 /* handler_query.c */
 int fpg_handle_query_cancel(struct fpg_request *req); /* handler_query.c */
 int fpg_handle_named_query(struct fpg_request *req); /* handler_query.c */
+int fpg_handle_named_query_get(struct fpg_request *req); /* handler_query.c */
 int fpg_handle_tx_begin(struct fpg_request *req);    /* handler_tx.c */
 int fpg_handle_tx_query(struct fpg_request *req);    /* handler_query.c */
 int fpg_handle_tx_commit(struct fpg_request *req);   /* handler_tx.c */

@@ -26,6 +26,8 @@ struct fpg_pool {
 	bool has_broken;	  /* some connection waits for fpg_pool_reap */
 	bool has_corked;	  /* some connection waits for fpg_pool_uncork */
 	unsigned lent;		  /* connections out as transaction sessions */
+	unsigned streams;	  /* requests counted by fpg_pool_stream_begin
+				     and not ended: the pool is not quiet */
 	char last_error[256];
 	uint64_t next_connect_ms; /* back-off: no connect before this */
 	unsigned backoff_ms;
@@ -620,7 +622,7 @@ void fpg_pool_tick(struct fpg_pool *pool)
 bool fpg_pool_quiet(const struct fpg_pool *pool)
 {
 	if (!fpg_list_empty(&pool->waiters) || !fpg_list_empty(&pool->guests) ||
-	    pool->lent)
+	    pool->lent || pool->streams)
 		return false;
 	for (unsigned i = 0; i < pool->nconns; i++)
 		if (pool->conns[i]->inflight || pool->conns[i]->held)
@@ -636,6 +638,20 @@ void *fpg_pool_owner_ctx(const struct fpg_pool *pool)
 unsigned fpg_pool_lent(const struct fpg_pool *pool)
 {
 	return pool->lent;
+}
+
+bool fpg_pool_stream_begin(struct fpg_pool *pool, unsigned cap)
+{
+	if (cap && pool->streams >= cap)
+		return false;
+	pool->streams++;
+	return true;
+}
+
+void fpg_pool_stream_end(struct fpg_pool *pool)
+{
+	FPG_ASSERT(pool->streams > 0);
+	pool->streams--;
 }
 
 const char *fpg_pool_login(const struct fpg_pool *pool)

@@ -133,6 +133,16 @@ void *fpg_pool_owner_ctx(const struct fpg_pool *pool);
 /* Connections out as transaction sessions now. */
 unsigned fpg_pool_lent(const struct fpg_pool *pool);
 
+/*
+ * Streams (--roles streams=N): requests of the pool's login that hold a
+ * connection of their own while they stream. begin counts one more and
+ * returns true, or false when cap are counted already (cap 0: no limit);
+ * each true is ended by exactly one fpg_pool_stream_end. The pool is not
+ * quiet while one is counted, so it outlives the requests counted on it.
+ */
+bool fpg_pool_stream_begin(struct fpg_pool *pool, unsigned cap) FPG_MUST_CHECK;
+void fpg_pool_stream_end(struct fpg_pool *pool);
+
 /* The user of the pool's login, "" for the --db login's. */
 const char *fpg_pool_login(const struct fpg_pool *pool);
 

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "error.h"
 
@@ -15,6 +16,8 @@ struct query {
 	char *name;
 	char *sql;
 	char *roles; /* ",a,b," for a quick search, or NULL: anyone */
+	bool read_only; /* "-- read-only": runs in a read-only transaction,
+			   may be called with GET */
 };
 
 struct fpg_queries {
@@ -81,16 +84,76 @@ static char *read_all(const char *path, struct fpg_error *err)
 	return text;
 }
 
-/* Splits the roles line off text into e. */
+/* The line at p, up to its end (no \r\n), as a length. */
+static size_t line_len(const char *p)
+{
+	size_t n = strcspn(p, "\n");
+	while (n && (p[n - 1] == '\r' || p[n - 1] == ' ' || p[n - 1] == '\t'))
+		n--;
+	return n;
+}
+
+/*
+ * One comment line of the header (after "--" and blanks, n bytes): the
+ * roles line, the read-only mark, or a plain comment. A line that looks
+ * like a mark but is not one is an error, not a comment: an operator who
+ * wrote "-- readonly" meant it.
+ */
+static bool header_line(struct query *e, const char *w, size_t n,
+			const char *path, struct fpg_error *err)
+{
+	static const char roles[] = "roles:";
+	if (n >= sizeof(roles) - 1 && memcmp(w, roles, sizeof(roles) - 1) == 0) {
+		if (e->roles) {
+			fpg_error_set(err, FPG_ERR_CONFIG, 0,
+				      "queries %s: two \"-- roles:\" lines",
+				      path);
+			return false;
+		}
+		e->roles = roles_list(w + sizeof(roles) - 1); /* to the \n */
+		if (!e->roles)
+			fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return e->roles != NULL;
+	}
+	if (n == 9 && memcmp(w, "read-only", 9) == 0) {
+		e->read_only = true;
+		return true;
+	}
+	if ((n >= 9 && strncasecmp(w, "read-only", 9) == 0) ||
+	    (n >= 8 && strncasecmp(w, "readonly", 8) == 0) ||
+	    (n >= 9 && strncasecmp(w, "read only", 9) == 0)) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "queries %s: the mark is \"-- read-only\" on a "
+			      "line of its own (got \"-- %.*s\")",
+			      path, (int)(n < 40 ? n : 40), w);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Reads the header of text into e (its leading lines that are blank or
+ * "--" comments: "-- roles: a, b" and "-- read-only" in any order among
+ * them) and takes the rest as the SQL.
+ */
 static bool take(struct query *e, char *text, const char *path,
 		 struct fpg_error *err)
 {
-	static const char marker[] = "-- roles:";
-	char *sql = text;
-	if (strncmp(text, marker, sizeof(marker) - 1) == 0) {
-		e->roles = roles_list(text + sizeof(marker) - 1);
-		char *nl = strchr(text, '\n');
-		sql = nl ? nl + 1 : text + strlen(text);
+	const char *sql = text;
+	for (const char *p = text; *p;) {
+		const char *w = p + strspn(p, " \t\r");
+		size_t n = line_len(w);
+		if (*w == '-' && w[1] == '-') {
+			const char *c = w + 2 + strspn(w + 2, " \t");
+			if (!header_line(e, c, line_len(c), path, err))
+				return false;
+		} else if (n) {
+			break; /* the SQL */
+		}
+		p = w + strcspn(w, "\n");
+		if (*p == '\n')
+			p++;
+		sql = p;
 	}
 	if (strspn(sql, " \t\r\n") == strlen(sql)) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0, "queries %s: no SQL", path);
@@ -200,6 +263,12 @@ bool fpg_queries_allows(const struct fpg_queries *q, const char *name,
 	char probe[70];
 	snprintf(probe, sizeof(probe), ",%s,", login);
 	return *login && strstr(e->roles, probe) != NULL;
+}
+
+bool fpg_queries_read_only(const struct fpg_queries *q, const char *name)
+{
+	const struct query *e = find(q, name);
+	return e && e->read_only;
 }
 
 unsigned fpg_queries_count(const struct fpg_queries *q)

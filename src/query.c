@@ -355,6 +355,10 @@ static const char claims_sql[] =
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
+/* A read-only named query's transaction (fpg_query.read_only). */
+static const char read_only_sql[] =
+	"SELECT pg_catalog.set_config('transaction_read_only', 'on', true)";
+
 /* Parsing it with every request cost PostgreSQL about 45 us, prepared
  * 10 (bench/auth.sh). */
 const struct fpg_conn_stmt fpg_query_session_stmts[] = {
@@ -410,6 +414,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		fpg_pool_acquire(q->pool, &q->waiter);
 		return;
 	}
+	FPG_ASSERT(!(q->read_only && q->conn_fixed));
 	PGconn *pg = fpg_conn_pg(conn);
 	q->stmt_query = 0;
 	unsigned flags = 0;
@@ -435,7 +440,7 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	 * first, for the session, so that the statement is the first of its
 	 * transaction (VACUUM and the like refuse to run after another
 	 * statement of a pipeline), and so do claims for a statement that
-	 * refused them (claims_alone, see retry_alone); the reset after the
+	 * refused them (claims_alone, see replan); the reset after the
 	 * statement puts them back. The timeout is unnamed: client SQL
 	 * could replace a named one.
 	 */
@@ -460,6 +465,16 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 	q->segment = own_part ? q->stmt_query : 0;
 	if (q->claims && !claims_first) {
 		if (!send_claims(pg, q, true))
+			goto fail;
+		q->stmt_query++;
+	}
+	if (q->read_only) {
+		/* In the statement's implicit transaction, before it took a
+		 * snapshot: nothing it runs can turn it back (25001 or "must
+		 * be set before any query"), and a failure here is its own
+		 * (q->segment). */
+		if (!PQsendQueryParams(pg, read_only_sql, 0, NULL, NULL, NULL,
+				       NULL, 0))
 			goto fail;
 		q->stmt_query++;
 	}

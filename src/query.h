@@ -52,6 +52,10 @@ struct fpg_query {
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
 	const struct fpg_claims *claims; /* a JWT's, for SQL to read as
 					    request.jwt.claims, or NULL */
+	bool read_only;		   /* the statement's transaction is made
+				      read-only first, in its own part
+				      (PostgreSQL refuses writes: 25006);
+				      not with conn_fixed */
 	unsigned deadline_ms;	   /* the answer is due within this long,
 				      else 504 (0: acquire timeout + the
 				      statement's timeout + 1 s) */

@@ -15,7 +15,9 @@
 #include "claims.h"
 #include "guard.h"
 #include "log.h"
+#include "pool.h"
 #include "random.h"
+#include "roles.h"
 #include "stats.h"
 
 /* Resume a suspended stream only once this much is buffered: every
@@ -325,6 +327,27 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 const char *fpg_request_header(struct fpg_request *req, const char *name)
 {
 	return MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND, name);
+}
+
+static unsigned streams_cap(const struct fpg_request *req)
+{
+	return fpg_roles_for(req->svc->roles, req->login)->streams;
+}
+
+bool fpg_request_hold_stream(struct fpg_request *req)
+{
+	if (!req->holds_stream)
+		req->holds_stream =
+			fpg_pool_stream_begin(req->pool, streams_cap(req));
+	return req->holds_stream;
+}
+
+int fpg_request_too_many_streams(struct fpg_request *req)
+{
+	return fpg_request_fail(req, 429, "too_many_streams",
+				"this role has %u streams here already, its "
+				"limit (--roles streams=N)",
+				streams_cap(req));
 }
 
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
@@ -638,6 +661,9 @@ static void request_free(struct fpg_request *req)
 {
 	struct fpg_requests *w = req->rs;
 	stop_handler(req);
+	/* The one end of its stream's count, however the request ended. */
+	if (req->holds_stream)
+		fpg_pool_stream_end(req->pool);
 	fpg_list_remove(&req->flush_link);
 	upload_stop(req);
 	if (req->client) {

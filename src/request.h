@@ -77,6 +77,8 @@ struct fpg_request {
 	struct fpg_requests *rs;
 	struct fpg_pool *pool;	  /* the caller's login's (svc->pool when no
 				     client is authenticated) */
+	bool holds_stream;	  /* counted as a stream of pool until freed
+				     (fpg_request_hold_stream) */
 	char login[64];		  /* its user ("": the --db login), set once
 				     under rs->lock: cancels by id match it */
 	struct fpg_claims *claims; /* a JWT's, or NULL; owned */
@@ -185,6 +187,19 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 
 /* A request header value, borrowed, or NULL. */
 const char *fpg_request_header(struct fpg_request *req, const char *name);
+
+/*
+ * req will hold a connection of its own while it streams (the slow lane
+ * of /query, COPY): counts it against its role's streams=N (--roles) on
+ * req->pool here until the request ends, whichever way (freed). False
+ * when the role has that many already (nothing counted); true again for
+ * a request that holds one.
+ */
+bool fpg_request_hold_stream(struct fpg_request *req) FPG_MUST_CHECK;
+
+/* The 429 too_many_streams (with Retry-After) of a request refused by
+ * fpg_request_hold_stream. */
+int fpg_request_too_many_streams(struct fpg_request *req);
 
 /*
  * Finds live requests with this id and key on every worker and has them

@@ -58,6 +58,15 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 			return false;
 		}
 		p->transactions = (unsigned)v;
+	} else if (strncmp(w, "streams=", 8) == 0 && w[8] >= '1' &&
+		   w[8] <= '9') {
+		errno = 0;
+		unsigned long v = strtoul(w + 8, &end, 10);
+		if (*end || errno || v > 65535) {
+			*why = "streams is 1 to 65535";
+			return false;
+		}
+		p->streams = (unsigned)v;
 	} else if (strncmp(w, "rate=", 5) == 0 && w[5] >= '0' && w[5] <= '9') {
 		errno = 0;
 		unsigned long v = strtoul(w + 5, &end, 10);
@@ -68,7 +77,7 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 		p->rate = (unsigned)v;
 	} else {
 		*why = "options are read-only, raw-sql=yes|no, rate=N, "
-		       "statement-timeout-ms=N and transactions=N";
+		       "statement-timeout-ms=N, transactions=N and streams=N";
 		return false;
 	}
 	return true;

@@ -11,7 +11,12 @@
  * - rate=N: at most N requests a second (429 with Retry-After beyond);
  * - statement-timeout-ms=N: its statements' time cap, if below the
  *   server's --statement-timeout-ms;
- * - transactions=N: at most N open sessions per worker (429 beyond).
+ * - transactions=N: at most N open sessions per worker (429 beyond);
+ * - streams=N: at most N requests at once per worker that hold a
+ *   connection of their own while they stream (a /query answer as NDJSON,
+ *   CSV or ?stream=true, COPY in or out; not a session's): 429
+ *   too_many_streams beyond, before any SQL runs. A /query the lane
+ *   memory would stream shares a connection instead.
  *
  * Without a line (and without `*`) a role may do all of it. Loaded once
  * at start; immutable after, read by every worker.
@@ -31,6 +36,8 @@ struct fpg_role_policy {
 	unsigned statement_timeout_ms; /* a lower cap than the server's,
 					  0: the server's */
 	unsigned transactions; /* open sessions per worker, 0: no limit */
+	unsigned streams;      /* streaming requests at once per worker,
+				  0: no limit (fpg_request_hold_stream) */
 };
 
 /* Loads path; NULL with err (file:line and what is wrong) on failure. */

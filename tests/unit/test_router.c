@@ -99,6 +99,34 @@ START_TEST(miss_is_404_or_405)
 }
 END_TEST
 
+/* Named queries: POST, and GET for the read-only ones (the handler
+ * answers 405 for the others, the router cannot know). */
+START_TEST(named_queries_take_post_and_get)
+{
+	int status = 0;
+	char allow[64];
+	const char *param;
+	const struct fpg_route *r = fpg_router_match(
+		"GET", "/q/my_notes", &status, allow, sizeof(allow), &param);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->method, "GET");
+	ck_assert_str_eq(param, "my_notes");
+	ck_assert(!r->cross_site_ok); /* runs SQL: X-Requested-With */
+	ck_assert(!r->raw_sql);
+	r = fpg_router_match("POST", "/q/my_notes", &status, allow,
+			     sizeof(allow), &param);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->method, "POST");
+	ck_assert_ptr_null(fpg_router_match("PUT", "/q/my_notes", &status,
+					    allow, sizeof(allow), &param));
+	ck_assert_int_eq(status, 405);
+	ck_assert_str_eq(allow, "POST, GET");
+	ck_assert_ptr_null(fpg_router_match("GET", "/q/", &status, allow,
+					    sizeof(allow), &param));
+	ck_assert_int_eq(status, 404);
+}
+END_TEST
+
 /*
  * A path that exists is a 405 even when its methods do not fit in allow,
  * which then holds whole names only (fuzz/fuzz_router): the status used
@@ -142,6 +170,7 @@ END_TEST
 static const struct test_case cases[] = {
 	TEST_CASE(table_matches_spec),
 	TEST_CASE(miss_is_404_or_405),
+	TEST_CASE(named_queries_take_post_and_get),
 	TEST_CASE(miss_is_405_with_small_allow),
 	TEST_CASE(stat_names_cover_routes),
 	{0},
