@@ -15,10 +15,22 @@
 #if defined(__GNUC__)
 #define FPG_MUST_CHECK __attribute__((warn_unused_result))
 #define FPG_PRINTF(fmt, args) __attribute__((format(printf, fmt, args)))
+/* What libfasterpg exports; everything else in it stays inside. */
+#define FPG_API __attribute__((visibility("default")))
 #else
 #define FPG_MUST_CHECK
 #define FPG_PRINTF(fmt, args)
+#define FPG_API
 #endif
+
+/*
+ * A log line for the host program (struct fpg_options.log): level 0
+ * error, 1 warn, 2 info, 3 debug; line as fasterpg would write it to
+ * stderr (text or JSON, see log_format), without the newline, borrowed for
+ * the call. Called from any of the server's threads, one line at a time;
+ * it must not call into the server.
+ */
+typedef void (*fpg_log_fn)(void *ctx, int level, const char *line);
 
 enum fpg_errcode {
 	FPG_ERR_NONE = 0,
@@ -148,12 +160,16 @@ struct fpg_options {
 				      client is the --db login) */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
+	fpg_log_fn log;		 /* receives the log lines; NULL: stderr.
+				    Process-wide, like log_level: the last
+				    server created decides */
+	void *log_ctx;		 /* for log */
 };
 
 struct fpg_server;
 
 /* Fills *opts with the defaults (the values `fasterpg --help` shows). */
-void fpg_options_init(struct fpg_options *opts);
+FPG_API void fpg_options_init(struct fpg_options *opts);
 
 /*
  * Creates a server: validates options, binds the listening port (so that
@@ -161,34 +177,34 @@ void fpg_options_init(struct fpg_options *opts);
  * fpg_server_start(). Returns NULL and fills *err on failure.
  * Caller owns the result; release it with fpg_server_free().
  */
-struct fpg_server *fpg_server_new(const struct fpg_options *opts,
-				  struct fpg_error *err) FPG_MUST_CHECK;
+FPG_API struct fpg_server *fpg_server_new(const struct fpg_options *opts,
+					  struct fpg_error *err) FPG_MUST_CHECK;
 
 /* Starts the worker threads. Returns false and fills *err on failure. */
-bool fpg_server_start(struct fpg_server *srv,
-		      struct fpg_error *err) FPG_MUST_CHECK;
+FPG_API bool fpg_server_start(struct fpg_server *srv,
+			      struct fpg_error *err) FPG_MUST_CHECK;
 
 /* The TCP port the server listens on (useful with listen_port = 0). */
-unsigned fpg_server_port(const struct fpg_server *srv);
+FPG_API unsigned fpg_server_port(const struct fpg_server *srv);
 
 /*
  * Reads again what may change while the server runs: the API key file,
- * and the TLS certificate and key files. Every worker switches to what
+ * the JWT key files, and the TLS certificate and key files. Every worker switches to what
  * loaded at its next loop turn (TLS: for the connections it accepts from
  * then on; open ones keep their certificate). A part that does not load
  * (a TLS key that does not fit its certificate among them) is logged as
  * an error and keeps its old value; then the result is false and err
  * says why (the first such part). Any thread.
  */
-bool fpg_server_reload(struct fpg_server *srv,
-		       struct fpg_error *err) FPG_MUST_CHECK;
+FPG_API bool fpg_server_reload(struct fpg_server *srv,
+			       struct fpg_error *err) FPG_MUST_CHECK;
 
 /*
  * Stops the server: stops accepting, lets requests in flight finish for up
  * to grace_ms, then ends the rest, and joins the workers. Safe to call from
  * any thread except a worker's; a second call does nothing.
  */
-void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms);
+FPG_API void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms);
 
 /* Stops (if needed) and frees the server. NULL is a no-op. */
-void fpg_server_free(struct fpg_server *srv);
+FPG_API void fpg_server_free(struct fpg_server *srv);

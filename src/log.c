@@ -1,5 +1,6 @@
 #include "log.h"
 
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -10,6 +11,12 @@
 
 static atomic_int log_level = FPG_LOG_INFO;
 static atomic_bool log_json = false;
+/* The host program's sink (fpg_options.log): called under the lock, so
+ * that it gets one line at a time and never a torn fn/ctx pair. */
+static pthread_mutex_t sink_lock = PTHREAD_MUTEX_INITIALIZER;
+static fpg_log_fn sink_fn;
+static void *sink_ctx;
+static atomic_bool sink_set = false;
 
 static const char *const level_names[] = {"error", "warn", "info", "debug"};
 
@@ -31,10 +38,16 @@ bool fpg_log_level_parse(const char *s, enum fpg_log_level *out)
 	return false;
 }
 
-void fpg_log_configure(enum fpg_log_level level, bool json)
+void fpg_log_configure(enum fpg_log_level level, bool json, fpg_log_fn fn,
+		       void *ctx)
 {
 	atomic_store(&log_level, (int)level);
 	atomic_store(&log_json, json);
+	pthread_mutex_lock(&sink_lock);
+	sink_fn = fn;
+	sink_ctx = ctx;
+	atomic_store(&sink_set, fn != NULL);
+	pthread_mutex_unlock(&sink_lock);
 }
 
 bool fpg_log_enabled(enum fpg_log_level level)
@@ -80,8 +93,18 @@ void fpg_log_write(enum fpg_log_level level, const char *component,
 			       fpg_log_level_to_str(level), component,
 			       req_id ? " " : "", req_id ? req_id : "", msg);
 	}
+	bool sent = false;
+	if (!line.failed && atomic_load(&sink_set)) {
+		pthread_mutex_lock(&sink_lock);
+		if (sink_fn) {
+			line.data[line.len - 1] = '\0'; /* the newline */
+			sink_fn(sink_ctx, (int)level, line.data);
+			sent = true;
+		}
+		pthread_mutex_unlock(&sink_lock);
+	}
 	/* One write per line keeps lines from different threads whole. */
-	if (!line.failed)
+	if (!line.failed && !sent)
 		fwrite(line.data, 1, line.len, stderr);
 	fpg_buf_deinit(&line);
 }

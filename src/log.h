@@ -20,8 +20,10 @@ const char *fpg_log_level_to_str(enum fpg_log_level level);
 /* Parses "error", "warn", "info" or "debug". */
 bool fpg_log_level_parse(const char *s, enum fpg_log_level *out);
 
-/* Process-wide settings; the last server created wins. */
-void fpg_log_configure(enum fpg_log_level level, bool json);
+/* Process-wide settings; the last server created wins. fn (NULL: stderr)
+ * gets each line instead of stderr (see fpg_log_fn). */
+void fpg_log_configure(enum fpg_log_level level, bool json, fpg_log_fn fn,
+		       void *ctx);
 
 bool fpg_log_enabled(enum fpg_log_level level);
 

@@ -139,7 +139,8 @@ static bool check_options(const struct fpg_options *o, unsigned *methods,
 	}
 	if (!check_db(o->db, err))
 		return false;
-	fpg_log_configure(level, strcmp(o->log_format, "json") == 0);
+	fpg_log_configure(level, strcmp(o->log_format, "json") == 0, o->log,
+			  o->log_ctx);
 	return true;
 }
 
