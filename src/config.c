@@ -418,6 +418,18 @@ static bool load_args(struct fpg_config *cfg, int argc, char **argv,
 			*action = FPG_CONFIG_VERSION;
 			continue;
 		}
+		if (strcmp(a, "--check") == 0 || strncmp(a, "--check=", 8) == 0) {
+			const char *url = a[7] == '=' ? a + 8
+				       : i + 1 < argc ? argv[++i]
+						      : NULL;
+			free(cfg->check_url);
+			if (!url || !(cfg->check_url = strdup(url))) {
+				fprintf(errout, "option --check: needs a URL\n");
+				ok = false;
+			}
+			*action = FPG_CONFIG_CHECK;
+			continue;
+		}
 		if (strncmp(a, "--", 2) != 0) {
 			fprintf(errout, "argument %s: unexpected\n", a);
 			ok = false;
@@ -484,6 +496,8 @@ void fpg_config_deinit(struct fpg_config *cfg)
 	}
 	free(cfg->listen_host);
 	cfg->listen_host = NULL;
+	free(cfg->check_url);
+	cfg->check_url = NULL;
 }
 
 void fpg_config_print_help(FILE *out)
@@ -499,7 +513,9 @@ void fpg_config_print_help(FILE *out)
 			d->env_alt ? " or " : "",
 			d->env_alt ? d->env_alt : "", d->def ? d->def : "(none)");
 	}
-	fprintf(out, "  --%-22s %s\n  --%-22s %s\n  --%-22s %s\n", "config FILE",
-		"read options from FILE", "help", "show this help", "version",
-		"print the version");
+	fprintf(out, "  --%-22s %s\n  --%-22s %s\n  --%-22s %s\n  --%-22s %s\n",
+		"config FILE", "read options from FILE", "check URL",
+		"GET URL (e.g. http://127.0.0.1:8080/readyz), exit 0 on a 2xx "
+		"answer: a health check without curl",
+		"help", "show this help", "version", "print the version");
 }

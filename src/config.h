@@ -15,12 +15,14 @@ struct fpg_config {
 	struct fpg_options opts;  /* strings point into owned[] or literals */
 	char *owned[FPG_CONFIG_MAX_OPTIONS]; /* per table entry, malloc'd */
 	char *listen_host;	  /* owned copy of the host of --listen */
+	char *check_url;	  /* --check URL, owned */
 };
 
 enum fpg_config_action {
 	FPG_CONFIG_RUN,
 	FPG_CONFIG_HELP,
 	FPG_CONFIG_VERSION,
+	FPG_CONFIG_CHECK, /* probe check_url and exit (a health check) */
 };
 
 /*

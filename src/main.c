@@ -6,6 +6,7 @@
 
 #include "config.h"
 #include "fasterpg.h"
+#include "probe.h"
 
 int main(int argc, char **argv)
 {
@@ -25,6 +26,10 @@ int main(int argc, char **argv)
 	if (action == FPG_CONFIG_VERSION) {
 		printf("fasterpg %s\n", FPG_VERSION);
 		rc = 0;
+		goto out;
+	}
+	if (action == FPG_CONFIG_CHECK) {
+		rc = fpg_probe(cfg.check_url, stderr) ? 0 : 1;
 		goto out;
 	}
 	/* Every HTTP and PostgreSQL connection is a descriptor: allow as

@@ -3,7 +3,8 @@
  * root (headers, libfasterpg, fasterpg.pc), the program of
  * docs/embedding.md compiled against it with pkg-config, run against the
  * test cluster, answering a query, its log lines arriving through its own
- * callback, and stopping at SIGTERM with status 0.
+ * callback, and stopping at SIGTERM with status 0; and `fasterpg --check`
+ * (the container's health check) against it.
  */
 #include <check.h>
 #include <signal.h>
@@ -81,6 +82,16 @@ START_TEST(the_documented_program_runs)
 	ck_assert_msg(r->status == 200 && strstr(r->body, "{\"value\":42}"),
 		      "%ld %s", r->status, r->body);
 	http_resp_free(r);
+	const char *paths[] = {"/readyz", "/no-such-route"};
+	for (int i = 0; i < 2; i++) {
+		char *check = it_fmt("'%s/fasterpg' --check "
+				     "http://127.0.0.1:%u%s 2>/dev/null",
+				     FPG_BUILD_DIR, port, paths[i]);
+		int rc = system(check);
+		ck_assert_msg(WIFEXITED(rc) && WEXITSTATUS(rc) == (i ? 1 : 0),
+			      "%s: %d", check, rc);
+		free(check);
+	}
 	ck_assert_int_eq(kill(pid, SIGTERM), 0);
 	int status = 0;
 	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
@@ -96,6 +107,13 @@ START_TEST(the_documented_program_runs)
 		through_callback = true;
 	}
 	ck_assert(through_callback);
+	/* Nothing answers now. */
+	char *check = it_fmt("'%s/fasterpg' --check http://127.0.0.1:%u/readyz "
+			     "2>/dev/null",
+			     FPG_BUILD_DIR, port);
+	int rc = system(check);
+	ck_assert(WIFEXITED(rc) && WEXITSTATUS(rc) == 1);
+	free(check);
 	fclose(e);
 	fclose(f);
 	free(prog);
