@@ -23,7 +23,7 @@ cd "$ROOT"
 # clang and libclang-rt-14-dev (libFuzzer, a Recommends of clang-14 that
 # --no-install-recommends skips) build the fuzz targets.
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
-	libpq-dev zlib1g-dev libssl-dev libcjose-dev libgnutls28-dev check
+	libpq-dev zlib1g-dev libzstd-dev libssl-dev libcjose-dev libgnutls28-dev check
 	libcurl4-openssl-dev postgresql-15 postgresql-client-15
 	wrk curl clang libclang-rt-14-dev)
 

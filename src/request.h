@@ -27,6 +27,7 @@
 #include "services.h"
 
 struct fpg_claims;
+struct fpg_compressor;
 struct fpg_request;
 
 /*
@@ -105,6 +106,9 @@ struct fpg_request {
 	/* response */
 	int status;		  /* 0 until known */
 	struct fpg_buf out;	  /* response bytes not yet handed to MHD */
+	struct fpg_compressor *z; /* compresses a streamed out, or NULL */
+	struct fpg_buf zout;	  /* what z made, not yet handed to MHD */
+	bool z_ended;		  /* z's stream has ended */
 	const char *content_type; /* static string */
 	const char *allow;	  /* Allow header for 405, or NULL */
 	bool preflight;		  /* a CORS preflight (OPTIONS) */
