@@ -81,6 +81,7 @@ static void start(enum fpg_rowfmt_format f, enum fpg_rows_shape shape,
 		  const uint32_t *types)
 {
 	struct fpg_column cols[16];
+	memset(cols, 0, sizeof(cols));
 	for (int i = 0; i < n; i++) {
 		cols[i].name = names[i];
 		cols[i].type = types[i];
@@ -182,7 +183,8 @@ START_TEST(json_header_again)
 	      two_types);
 	fpg_rowfmt_put_row(&fmt, &out, res, 0);
 	fpg_buf_reset(&out);
-	struct fpg_column cols[] = {{"id", OID_INT4}, {"name", OID_TEXT}};
+	struct fpg_column cols[] = {{.name = "id", .type = OID_INT4},
+				    {.name = "name", .type = OID_TEXT}};
 	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 2, cols));
 	fpg_rowfmt_put_row(&fmt, &out, res, 0);
 	assert_out("{\"columns\":[{\"name\":\"id\",\"type\":\"int4\"},"
@@ -248,7 +250,7 @@ START_TEST(json_big_numbers_string)
 	static const uint32_t types[] = {OID_INT8};
 	PGresult *res = make_result(1, names, types);
 	set_row(res, 0, 1, (const char *const[]){"9007199254740993"});
-	struct fpg_column cols[] = {{"n", OID_INT8}};
+	struct fpg_column cols[] = {{.name = "n", .type = OID_INT8}};
 	fpg_rowfmt_init(&fmt, FPG_ROWFMT_JSON, FPG_ROWS_ARRAY, FPG_EXPECT_ALL,
 			FPG_ENC_BIG_STRING, tc);
 	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 1, cols));
