@@ -190,3 +190,18 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 	out->claims = NULL;
 	return false;
 }
+
+bool fpg_auth_identify_as(const struct fpg_services *svc,
+			  struct MHD_Connection *conn, bool raw_sql,
+			  const char *user, const char *password,
+			  struct fpg_auth *out, struct fpg_error *err)
+{
+	const char *h = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h || !svc->auth_password || !user || !*user || !password ||
+	    !*password)
+		return fpg_auth_identify(svc, conn, raw_sql, out, err);
+	memset(out, 0, sizeof(*out));
+	return log_in(svc, user, password, out, err) &&
+	       apply_policy(svc, raw_sql, out, err);
+}

@@ -35,3 +35,17 @@ struct fpg_auth {
 bool fpg_auth_identify(const struct fpg_services *svc,
 		       struct MHD_Connection *conn, bool raw_sql,
 		       struct fpg_auth *out, struct fpg_error *err) FPG_MUST_CHECK;
+
+/*
+ * fpg_auth_identify for a request that may also name its login outside
+ * the Authorization header (Neon's connection string): with --auth
+ * password and no Authorization header, user and password (borrowed for
+ * the call; NULL or "": none) are that login, checked by PostgreSQL as
+ * Basic credentials are. Otherwise the Authorization header decides,
+ * as for every route, and user and password are not looked at.
+ */
+bool fpg_auth_identify_as(const struct fpg_services *svc,
+			  struct MHD_Connection *conn, bool raw_sql,
+			  const char *user, const char *password,
+			  struct fpg_auth *out,
+			  struct fpg_error *err) FPG_MUST_CHECK;

@@ -297,12 +297,25 @@ void fpg_request_stream_end(struct fpg_request *req, bool failed)
 	resume(req);
 }
 
+/* The route speaks Neon's protocol (docs/neon.md). */
+static bool speaks_neon(const struct fpg_request *req)
+{
+	return req->route && req->route->raw_sql == FPG_ROUTE_NEON_SQL;
+}
+
 int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
 		      const PGresult *res)
 {
 	fpg_buf_reset(&req->out);
-	fpg_error_json(&req->out, err, res);
-	int status = err->http_status ? err->http_status : 500;
+	int status;
+	if (speaks_neon(req)) {
+		fpg_error_neon_json(&req->out, err, res);
+		fpg_buf_putc(&req->out, '\n');
+		status = fpg_error_neon_status(err, res);
+	} else {
+		fpg_error_json(&req->out, err, res);
+		status = err->http_status ? err->http_status : 500;
+	}
 	if (status == 503 || status == 429)
 		req->retry_after = 1;
 	req->content_type = "application/json";
@@ -317,6 +330,12 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (speaks_neon(req)) {
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_REQUEST, status, "%s", msg);
+		err.reason = code;
+		return fpg_request_error(req, &err, NULL);
+	}
 	fpg_buf_reset(&req->out);
 	fpg_error_json_code(&req->out, code, msg);
 	if (status == 503 || status == 429)
@@ -473,6 +492,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	/* Whether it is compressed depends on the request's header. */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	if (speaks_neon(req))
+		MHD_add_response_header(resp, "Neon-Request-Id", req->id);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 				"no-store");
 	if (req->allow)
@@ -494,7 +515,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
 					cors);
 		MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-					"X-Request-Id, Retry-After");
+					"X-Request-Id, Retry-After, "
+					"Neon-Request-Id");
 		if (strcmp(cors, "*") != 0)
 			MHD_add_response_header(resp, "Vary", "Origin");
 		if (req->preflight) {
@@ -505,7 +527,10 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 				resp, "Access-Control-Allow-Headers",
 				"Content-Type, Accept, Content-Encoding, "
 				"Authorization, X-Request-Id, X-Cancel-Key, "
-				"X-Requested-With");
+				"X-Requested-With, Neon-Connection-String, "
+				"Neon-Raw-Text-Output, Neon-Array-Mode, "
+				"Neon-Batch-Isolation-Level, "
+				"Neon-Batch-Read-Only, Neon-Batch-Deferrable");
 			MHD_add_response_header(resp, "Access-Control-Max-Age",
 						"600");
 		}
@@ -538,10 +563,22 @@ static int check_origin(struct fpg_request *req)
 					host);
 	if (!req->route || req->route->cross_site_ok)
 		return 0;
+	/* Neon's drivers send no Content-Type of their own (fetch makes it
+	 * text/plain), but always this header, which no web page can send
+	 * to another site without a preflight. */
+	if (speaks_neon(req) &&
+	    fpg_request_header(req, "Neon-Connection-String"))
+		return 0;
 	if (fpg_guard_preflighted(req->method,
 				  fpg_request_header(req, "Content-Type"),
 				  fpg_request_header(req, "X-Requested-With")))
 		return 0;
+	if (speaks_neon(req))
+		return fpg_request_fail(
+			req, 400, "bad_request",
+			"POST %s needs a Neon-Connection-String header "
+			"(postgresql://user:password@host/dbname)",
+			req->route->path);
 	if (strcmp(req->method, "POST") == 0)
 		return fpg_request_fail(
 			req, 415, "unsupported_media_type",
@@ -564,14 +601,22 @@ static int check_origin(struct fpg_request *req)
  */
 static int authenticate(struct fpg_request *req)
 {
+	if (speaks_neon(req))
+		return 0; /* the handler reads the login (fpg_request_login) */
+	return fpg_request_login(req, NULL, NULL);
+}
+
+int fpg_request_login(struct fpg_request *req, const char *user,
+		      const char *password)
+{
 	const struct fpg_services *svc = req->svc;
 	if ((!svc->auth_password && !svc->auth_api_key && !svc->auth_jwt) ||
 	    req->route->cross_site_ok)
 		return 0;
 	struct fpg_auth who;
 	struct fpg_error err;
-	if (!fpg_auth_identify(svc, req->conn, req->route->raw_sql, &who,
-			       &err)) {
+	if (!fpg_auth_identify_as(svc, req->conn, req->route->raw_sql != 0,
+				  user, password, &who, &err)) {
 		req->retry_after = who.retry_after;
 		return fpg_request_error(req, &err, NULL);
 	}

@@ -24,6 +24,7 @@ static const struct fpg_route routes[] = {
 	{"GET", "/readyz", fpg_handle_readyz, false, true, false},
 	{"GET", "/stats", fpg_handle_stats, false, true, false},
 	{"GET", "/metrics", fpg_handle_metrics, false, true, false},
+	{"POST", "/sql", fpg_handle_sql, false, false, FPG_ROUTE_NEON_SQL},
 };
 
 #define N_ROUTES (sizeof(routes) / sizeof(routes[0]))
@@ -47,6 +48,7 @@ static const char *const stat_names[] = {
 	"GET /readyz",
 	"GET /stats",
 	"GET /metrics",
+	"POST /sql",
 	"unrouted",
 };
 _Static_assert(sizeof(stat_names) / sizeof(stat_names[0]) == N_ROUTES + 1,

@@ -73,6 +73,9 @@ struct fpg_services {
 	fpg_route_index_fn route_index;
 	/* whole server */
 	const struct fpg_hosts *hosts;	/* the names it answers to */
+	const char *db_name;		/* the database --db logs in to, ""
+					   when unknown (fpg_startup_target) */
+	const char *db_user;		/* ... and its user, the same way */
 	const unsigned char *claims_key; /* --claims-key-file's, or NULL */
 	size_t claims_key_len;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */
