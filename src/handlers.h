@@ -40,3 +40,4 @@ int fpg_handle_sql_batch(struct fpg_request *req,
 			 const struct fpg_tx_options *o,
 			 struct fpg_statement *stmts,
 			 unsigned n); /* handler_tx.c */
+int fpg_handle_listen(struct fpg_request *req);	 /* handler_listen.c */

@@ -561,7 +561,8 @@ static int check_origin(struct fpg_request *req)
 					"this server does not answer to the "
 					"host %.100s (see --allowed-hosts)",
 					host);
-	if (!req->route || req->route->cross_site_ok)
+	if (!req->route || req->route->cross_site_ok ||
+	    req->route->event_source)
 		return 0;
 	/* Neon's drivers send no Content-Type of their own (fetch makes it
 	 * text/plain), but always this header, which no web page can send
@@ -616,7 +617,8 @@ int fpg_request_login(struct fpg_request *req, const char *user,
 	struct fpg_auth who;
 	struct fpg_error err;
 	if (!fpg_auth_identify_as(svc, req->conn, req->route->raw_sql != 0,
-				  user, password, &who, &err)) {
+				  req->route->event_source, user, password,
+				  &who, &err)) {
 		req->retry_after = who.retry_after;
 		return fpg_request_error(req, &err, NULL);
 	}

@@ -162,6 +162,11 @@ struct fpg_route {
 				   every other route refuses such requests */
 	enum fpg_route_sql raw_sql; /* runs SQL the client wrote (a role
 				   with raw-sql=no may not, see roles.h) */
+	bool event_source;	/* for browsers' EventSource, which can send
+				   no header of its own: no preflight check
+				   (it runs no SQL, and only CORS lets a page
+				   read it), and the credential may come as
+				   ?access_token= */
 };
 
 /* MHD callbacks, registered by the worker. cls is its fpg_requests. */

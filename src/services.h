@@ -17,6 +17,7 @@ struct fpg_hosts;
 struct fpg_jwt;
 struct fpg_jwt_cache;
 struct fpg_lanes;
+struct fpg_listener;
 struct fpg_logins;
 struct fpg_loop;
 struct fpg_pool;
@@ -47,6 +48,7 @@ struct fpg_services {
 	bool auth_jwt;			/* ... or a JSON Web Token */
 	struct fpg_jwt *jwt;		/* its verifier now (a reference of
 					   this worker's; swapped on reload) */
+	struct fpg_listener *listener;	/* GET /listen's, this worker's */
 	struct fpg_jwt_cache *jwt_cache; /* tokens verified lately, this
 					    worker's */
 	void (*jwks_stale)(void *ctx);	/* a token's kid is unknown: fetch
