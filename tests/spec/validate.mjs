@@ -14,7 +14,8 @@
 // answer found: every header it documents as required is there, every
 // documented header it carries fits its schema, none of the headers
 // below is there undocumented, the Content-Type is one it documents, and
-// a JSON body (complete, not compressed) fits the schema.
+// a JSON body (complete, not compressed) fits the schema. A request it
+// took (2xx) used only documented query arguments, with values that fit.
 //
 // Failures are grouped (operation, status, problem) and shown with one
 // exchange each; the exit status is 1 when there is any.
@@ -162,6 +163,32 @@ function checkResponse(x, resp, fail) {
 		fail('body: ' + ajv.errorsText(validate.errors, {dataVar: 'body'}));
 }
 
+// A query string's value as its schema's type reads it.
+function paramValue(schema, value) {
+	if (schema?.type === 'boolean')
+		return value === 'true' ? true : value === 'false' ? false : value;
+	return headerValue(schema, value);
+}
+
+// A request the server took (2xx) must have used only the documented
+// query arguments, with documented values.
+function checkQuery(x, item, op, fail) {
+	const params = [...(item.parameters || []), ...(op.parameters || [])]
+		.map(deref).filter((p) => p.in === 'query');
+	const query = new URLSearchParams(x.path.split('?')[1] || '');
+	for (const [name, value] of query) {
+		const p = params.find((q) => q.name === name);
+		if (!p) {
+			fail(`query argument ${name} taken, not documented`);
+			continue;
+		}
+		const validate = validator(p.schema || {});
+		if (!validate(paramValue(p.schema, value)))
+			fail(`query argument ${name}=${value}: ` +
+				ajv.errorsText(validate.errors));
+	}
+}
+
 const failures = new Map();
 let checked = 0;
 const exercised = new Set();
@@ -190,6 +217,8 @@ function check(x) {
 			return;
 		}
 		checkResponse(x, resp, fail);
+		if (x.status >= 200 && x.status < 300)
+			checkQuery(x, t.item, op, fail);
 		return;
 	}
 	const resp = spec['x-unrouted']?.[String(x.status)];
