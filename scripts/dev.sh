@@ -7,10 +7,13 @@
 #                                   in .fasterpg/ unless --db, DATABASE_URL or
 #                                   FASTERPG_DB says where one is, run fasterpg
 #   scripts/dev.sh stop-db          stop the local cluster
-#   scripts/dev.sh test             unit + integration tests, plain and with
-#                                   ASan/UBSan, then each fuzz target for a
-#                                   short while over its corpus (clang);
-#                                   last line "N passed, M failed"
+#   scripts/dev.sh test             unit + integration tests, plain (then
+#                                   api/openapi.yaml linted and the answers
+#                                   the suite recorded checked against it:
+#                                   tests/spec/, needs node and npm) and
+#                                   with ASan/UBSan, then each fuzz target
+#                                   for a short while over its corpus
+#                                   (clang); last line "N passed, M failed"
 #
 # Environment: FASTERPG_PG_PORT (local cluster port, default 5433),
 # PG_BINDIR (PostgreSQL server binaries), CI (non-empty: -Dwerror=true),
@@ -362,9 +365,43 @@ fuzz_all() {
 	done
 }
 
+# spec_check NAME CMD...: one counted test of api/openapi.yaml.
+spec_check() {
+	local name=$1
+	shift
+	log "== spec: $name"
+	if "$@"; then
+		PASSED=$((PASSED + 1))
+	else
+		log "spec: $name failed"
+		FAILED=$((FAILED + 1))
+	fi
+}
+
+# The spec is linted by real validators, and every exchange the plain
+# suite recorded is checked against it (tests/spec/check.sh): three
+# tests, which all count as failed without their packages (no node, no
+# registry).
+spec_all() {
+	local record=$1
+	if ! tests/spec/check.sh deps; then
+		log "spec: could not install tests/spec's packages"
+		FAILED=$((FAILED + 3))
+		return
+	fi
+	spec_check validate tests/spec/check.sh validate
+	spec_check lint tests/spec/check.sh lint
+	spec_check responses tests/spec/check.sh responses "$record"
+}
+
 cmd_test() {
 	cmd_deps
-	test_build build-test -- -Dcassert=true
+	# Every HTTP exchange of the plain suite, one JSON line each.
+	local record=$ROOT/build-test/spec-record.ndjson
+	mkdir -p build-test
+	rm -f "$record"
+	FPG_TEST_RECORD=$record test_build build-test -- -Dcassert=true
+	spec_all "$record"
 	ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 \
 		UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
 		test_build build-asan --timeout-multiplier 3 -- -Dcassert=true \
@@ -377,7 +414,7 @@ cmd_test() {
 # ---------------------------------------------------------------- main
 
 usage() {
-	sed -n '2,17p' "$0" | sed 's/^# \{0,1\}//'
+	sed -n '2,20p' "$0" | sed 's/^# \{0,1\}//'
 }
 
 cmd=${1:-}

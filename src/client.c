@@ -18,6 +18,7 @@ void fpg_clients_init(struct fpg_clients *cs, struct fpg_services *svc,
 	cs->svc = svc;
 	cs->hung_up = hung_up;
 	cs->closed = closed;
+	cs->random.left = 0;
 	fpg_fifo_init(&cs->pending);
 	fpg_fifo_init(&cs->unsure);
 }
@@ -28,7 +29,9 @@ void fpg_clients_init(struct fpg_clients *cs, struct fpg_services *svc,
  * MHD's next read see the end, and MHD closes and reports it as usual.
  * The short answer before it is best effort; nothing else is being
  * written then (no response is queued while headers or a body come in).
- * id is the request's, or NULL while there is none yet.
+ * id is the request's, or NULL while there is none yet: then the answer
+ * gets an id of its own, as every answer has one (and a 503, Retry-After,
+ * as every 503 has).
  */
 void fpg_client_cut(struct fpg_client *cl, const char *id, int status,
 		    const char *reason, const char *code, const char *msg)
@@ -36,14 +39,23 @@ void fpg_client_cut(struct fpg_client *cl, const char *id, int status,
 	struct fpg_buf body;
 	fpg_buf_init(&body);
 	fpg_error_json_code(&body, code, msg);
-	char head[300];
-	int n = snprintf(head, sizeof(head),
-			 "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
-			 "Content-Length: %zu\r\nCache-Control: no-store\r\n"
-			 "%s%s%sConnection: close\r\n\r\n",
-			 status, reason, fpg_buf_pending(&body),
-			 id ? "X-Request-Id: " : "", id ? id : "",
-			 id ? "\r\n" : "");
+	char own_id[17] = "";
+	unsigned char r[8];
+	if (!id && fpg_random_draw(&cl->set->random, r, sizeof(r))) {
+		for (size_t i = 0; i < sizeof(r); i++)
+			snprintf(own_id + 2 * i, 3, "%02x", r[i]);
+		id = own_id;
+	}
+	char head[400];
+	int n =
+	    snprintf(head, sizeof(head),
+		     "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\n"
+		     "Content-Length: %zu\r\nCache-Control: no-store\r\n"
+		     "Vary: Accept-Encoding\r\n%s%s%s%s"
+		     "Connection: close\r\n\r\n",
+		     status, reason, fpg_buf_pending(&body),
+		     id ? "X-Request-Id: " : "", id ? id : "", id ? "\r\n" : "",
+		     status == 503 ? "Retry-After: 1\r\n" : "");
 	/* Under TLS only MHD may write to the socket: then just the end. */
 	if (!cl->set->svc->opts->tls_cert && !body.failed && n > 0 &&
 	    (size_t)n < sizeof(head)) {

@@ -16,6 +16,7 @@
 
 #include "list.h"
 #include "loop.h"
+#include "random.h"
 #include "services.h"
 
 struct fpg_request;
@@ -48,6 +49,8 @@ struct fpg_clients {
 	void (*hung_up)(struct fpg_request *req);
 	/* The connection serving req is closed: its client is gone. */
 	void (*closed)(struct fpg_request *req);
+	/* ids for the answers of connections cut before a request began */
+	struct fpg_random random;
 };
 
 void fpg_clients_init(struct fpg_clients *cs, struct fpg_services *svc,

@@ -284,6 +284,15 @@ IT_UNUSED static void st_run(const struct st_req *rq, struct st_sink *s)
 				 disconnect */
 	if (!s->headers.data)
 		s->headers.data = calloc(1, 1);
+	/* The body went to the parsers, not kept: status and headers. */
+	http_record(&(struct http_exchange){
+	    .method = "POST",
+	    .path = rq->path ? rq->path : "/query",
+	    .req_headers = hdrs,
+	    .has_body = rq->body != NULL,
+	    .status = s->status,
+	    .resp_headers = s->headers.data,
+	    .curl_code = s->aborted ? -1 : s->curl_code});
 }
 
 IT_UNUSED static void st_free(struct st_sink *s)

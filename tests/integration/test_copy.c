@@ -290,6 +290,16 @@ static void cx_run(struct cx *x)
 	if (x->body_out.len && x->body_out.data[0] == '{')
 		x->json = json_loadb(x->body_out.data, x->body_out.len, 0,
 				     NULL);
+	const char *req_hdrs[] = {post ? ct : NULL, NULL};
+	http_record(&(struct http_exchange){.method = x->method,
+					    .path = x->path,
+					    .req_headers = req_hdrs,
+					    .has_body = post,
+					    .status = x->status,
+					    .resp_headers = x->hdr.data,
+					    .body = x->body_out.data,
+					    .body_len = x->body_out.len,
+					    .curl_code = x->curl_code});
 }
 
 static void cx_free(struct cx *x)

@@ -319,6 +319,21 @@ END_TEST
 
 /* ---- 3. slow clients ---- */
 
+/* The headers of every answer: X-Request-Id, Cache-Control, Vary. */
+static void assert_common_headers(const char *answer)
+{
+	char *id = raw_header(answer, "X-Request-Id");
+	char *cc = raw_header(answer, "Cache-Control");
+	char *vary = raw_header(answer, "Vary");
+	ck_assert_msg(id && strlen(id) >= 1 && strlen(id) <= 64, "%s", answer);
+	ck_assert_msg(cc && strcmp(cc, "no-store") == 0, "%s", answer);
+	ck_assert_msg(vary && strcmp(vary, "Accept-Encoding") == 0, "%s",
+		      answer);
+	free(id);
+	free(cc);
+	free(vary);
+}
+
 struct trickle {
 	unsigned port;
 	bool after_request;  /* first a whole request on the connection */
@@ -326,6 +341,7 @@ struct trickle {
 	int every_ms;	     /* then one byte this often */
 	double closed_after; /* seconds, or -1 */
 	int status;	     /* of what the server sent before closing */
+	char *answer;	     /* what it sent (caller frees) */
 	pthread_t th;
 };
 
@@ -355,7 +371,8 @@ static void *trickle_main(void *arg)
 		raw_sends(fd, "a");
 	}
 	t->status = raw_status(b.data);
-	free(b.data);
+	raw_record("GET", "/healthz", b.data);
+	t->answer = b.data;
 	close(fd);
 	return NULL;
 }
@@ -386,6 +403,10 @@ START_TEST(header_trickle_is_cut)
 			      "(deadline %d ms; -1 = not at all)",
 			      i, t[i].closed_after, HEADER_TIMEOUT_MS);
 		ck_assert_int_eq(t[i].status, 408);
+		/* What every answer carries (api/openapi.yaml), though no
+		 * request began: a generated id. */
+		assert_common_headers(t[i].answer);
+		free(t[i].answer);
 	}
 }
 END_TEST
@@ -421,6 +442,7 @@ struct upload {
 	bool closed;
 	int status;
 	double closed_after;
+	char *answer; /* what the server sent (caller frees) */
 	pthread_t th;
 };
 
@@ -461,7 +483,8 @@ static void *upload_main(void *arg)
 	if (!u->closed)
 		(void)raw_read(fd, &b, 5000);
 	u->status = raw_status(b.data);
-	free(b.data);
+	raw_record("POST", "/query", b.data);
+	u->answer = b.data;
 	close(fd);
 	return NULL;
 }
@@ -480,9 +503,12 @@ START_TEST(slow_upload_is_cut)
 		      "100 bytes/s: closed %d after %.2f s", slow.closed,
 		      slow.closed_after);
 	ck_assert_int_eq(slow.status, 408);
+	assert_common_headers(slow.answer);
 	ck_assert_msg(!fine.closed && fine.status == 200,
 		      "3000 bytes/s: closed %d, status %d", fine.closed,
 		      fine.status);
+	free(slow.answer);
+	free(fine.answer);
 }
 END_TEST
 
@@ -512,8 +538,23 @@ START_TEST(tricklers_cannot_take_every_slot)
 	    "evicted");
 	ck_assert_msg(json_integer_value(ev) >= N - 16, "%s", s->body);
 	http_resp_free(s);
-	for (int i = 0; i < N; i++)
+	/* An evicted connection got a 503 with what every 503 carries. */
+	int evicted = 0;
+	for (int i = 0; i < N; i++) {
+		struct it_buf b = {0};
+		(void)raw_read(fds[i], &b, 0);
+		if (raw_status(b.data) == 503) {
+			evicted++;
+			raw_record("GET", "/healthz", b.data);
+			assert_common_headers(b.data);
+			char *ra = raw_header(b.data, "Retry-After");
+			ck_assert_msg(ra && atoi(ra) >= 1, "%s", b.data);
+			free(ra);
+		}
+		free(b.data);
 		close(fds[i]);
+	}
+	ck_assert_int_ge(evicted, N - 16);
 }
 END_TEST
 

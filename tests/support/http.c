@@ -5,11 +5,15 @@
  */
 #include "http.h"
 
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <unistd.h>
 
 #include <curl/curl.h>
 
@@ -132,6 +136,114 @@ fail:
 	return NULL;
 }
 
+/* The value of header name in a NULL-terminated "Name: value" list. */
+static const char *list_value(const char *const *hdrs, const char *name)
+{
+	size_t len = strlen(name);
+
+	for (; hdrs && *hdrs; hdrs++) {
+		if (strncasecmp(*hdrs, name, len) == 0 && (*hdrs)[len] == ':') {
+			const char *v = *hdrs + len + 1;
+			while (*v == ' ' || *v == '\t')
+				v++;
+			return v;
+		}
+	}
+	return NULL;
+}
+
+/*
+ * The raw header block as {"lower-case-name": "value", ...}; a repeated
+ * header's values are joined with ", " as HTTP allows.
+ */
+static json_t *headers_json(const char *block)
+{
+	json_t *o = json_object();
+
+	for (const char *line = block; o && line && *line;) {
+		const char *eol = strchr(line, '\n');
+		size_t len = eol ? (size_t)(eol - line) : strlen(line);
+		const char *colon = memchr(line, ':', len);
+		if (colon && strncmp(line, "HTTP/", 5) != 0) {
+			char name[128];
+			size_t n = (size_t)(colon - line);
+			if (n >= sizeof(name))
+				n = sizeof(name) - 1;
+			for (size_t i = 0; i < n; i++)
+				name[i] = (char)tolower((unsigned char)line[i]);
+			name[n] = '\0';
+			const char *v = colon + 1;
+			const char *end = line + len;
+			while (v < end && (*v == ' ' || *v == '\t'))
+				v++;
+			while (end > v && (end[-1] == '\r' || end[-1] == ' '))
+				end--;
+			const char *old =
+			    json_string_value(json_object_get(o, name));
+			char *val = old ? NULL : strndup(v, (size_t)(end - v));
+			if (old && asprintf(&val, "%s, %.*s", old,
+					    (int)(end - v), v) < 0)
+				val = NULL;
+			if (val)
+				json_object_set_new(o, name, json_string(val));
+			free(val);
+		}
+		if (!eol)
+			break;
+		line = eol + 1;
+	}
+	return o;
+}
+
+void http_record(const struct http_exchange *x)
+{
+	const char *file = getenv("FPG_TEST_RECORD");
+
+	if (!file || !*file || x->status == 0)
+		return;
+	const char *ctype = list_value(x->req_headers, "Content-Type");
+	if (!ctype && (x->has_body || strcmp(x->method, "POST") == 0))
+		ctype = "application/json";
+	json_t *hdrs = headers_json(x->resp_headers);
+	json_t *line =
+	    json_pack("{s:s, s:s, s:s?, s:I, s:b, s:o?}", "method", x->method,
+		      "path", x->path, "request_content_type", ctype, "status",
+		      (json_int_t)x->status, "complete", x->curl_code == 0,
+		      "headers", hdrs);
+	if (!line)
+		return;
+	const char *rtype =
+	    json_string_value(json_object_get(hdrs, "content-type"));
+	bool json_type =
+	    rtype && strncasecmp(rtype, "application/json", 16) == 0;
+	bool encoded = json_object_get(hdrs, "content-encoding") != NULL;
+	if (x->body && json_type && !encoded && x->curl_code == 0 &&
+	    x->body_len <= 1024 * 1024) {
+		json_t *b =
+		    json_loadb(x->body, x->body_len, JSON_DECODE_ANY, NULL);
+		/* Not JSON to jansson (say an integer past 64 bits): the
+		 * text, for the validator to read. */
+		json_object_set_new(line, "body",
+				    b ? b : json_stringn(x->body, x->body_len));
+		json_object_set_new(line, "body_parsed", json_boolean(b));
+	}
+	char *text = json_dumps(line, JSON_COMPACT);
+	json_decref(line);
+	if (!text)
+		return;
+	size_t n = strlen(text);
+	text[n] = '\n'; /* json_dumps' NUL goes; write() takes the length */
+	int fd = open(file, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+	if (fd >= 0) {
+		/* One write(): lines of parallel writers never interleave. */
+		if (write(fd, text, n + 1) != (ssize_t)(n + 1))
+			fprintf(stderr, "http_record: %s: %s\n", file,
+				strerror(errno));
+		close(fd);
+	}
+	free(text);
+}
+
 struct http_resp *http_request_opts(unsigned port, const char *method,
 				    const char *path, const char *body,
 				    const char *const *extra_headers,
@@ -187,6 +299,15 @@ out:
 	if (r->body && r->body_len > 0)
 		r->json =
 		    json_loadb(r->body, r->body_len, JSON_DECODE_ANY, NULL);
+	http_record(&(struct http_exchange){.method = method,
+					    .path = path,
+					    .req_headers = extra_headers,
+					    .has_body = body != NULL,
+					    .status = r->status,
+					    .resp_headers = r->headers,
+					    .body = r->body,
+					    .body_len = r->body_len,
+					    .curl_code = r->curl_code});
 	return r;
 }
 

@@ -69,6 +69,31 @@ struct http_resp *http_post_json(unsigned port, const char *path,
 /* GET path. */
 struct http_resp *http_get(unsigned port, const char *path);
 
+/* One request and its answer, for http_record(). */
+struct http_exchange {
+	const char *method;
+	const char *path;		/* with its query string */
+	const char *const *req_headers; /* as given to http_prepare */
+	bool has_body;			/* a request body was sent */
+	long status;			/* 0: no answer */
+	const char *resp_headers;	/* the raw header block */
+	const char *body;		/* NULL: not kept by the client */
+	size_t body_len;
+	int curl_code; /* 0: the answer is complete */
+};
+
+/*
+ * With FPG_TEST_RECORD=FILE set, appends one JSON line describing x to
+ * FILE, for tests/spec/validate.mjs to check against api/openapi.yaml:
+ * method, path, the request's Content-Type (named in req_headers, else
+ * the application/json that http_prepare adds), status, the response
+ * headers, and the body when it is JSON of at most 1 MiB. Without the
+ * variable, or without an answer (status 0), it does nothing. Safe from
+ * any thread and process: each line is one write() to a file opened
+ * O_APPEND.
+ */
+void http_record(const struct http_exchange *x);
+
 /* The value of a response header (case-insensitive name), malloc'd or NULL. */
 char *http_header(const struct http_resp *r, const char *name);
 

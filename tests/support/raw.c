@@ -8,10 +8,13 @@
 #include <poll.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
 #include <check.h>
+
+#include "http.h"
 
 int raw_connect(unsigned p)
 {
@@ -75,6 +78,37 @@ const char *raw_body(const char *text)
 {
 	const char *p = text ? strstr(text, "\r\n\r\n") : NULL;
 	return p ? p + 4 : "";
+}
+
+void raw_record(const char *method, const char *path, const char *text)
+{
+	int status = raw_status(text);
+	if (!status)
+		return;
+	const char *end = strstr(text, "\r\n\r\n");
+	const char *body = end ? end + 4 : "";
+	char *head = strndup(text, end ? (size_t)(end - text) : strlen(text));
+	if (!head)
+		return;
+	http_record(&(struct http_exchange){.method = method,
+					    .path = path,
+					    .status = status,
+					    .resp_headers = head,
+					    .body = body,
+					    .body_len = strlen(body)});
+	free(head);
+}
+
+char *raw_header(const char *text, const char *name)
+{
+	const char *end = text ? strstr(text, "\r\n\r\n") : NULL;
+	char *head =
+	    text ? strndup(text, end ? (size_t)(end - text) : strlen(text))
+		 : NULL;
+	struct http_resp r = {.headers = head};
+	char *v = head ? http_header(&r, name) : NULL;
+	free(head);
+	return v;
 }
 
 unsigned raw_refused_port(int *fd)

@@ -30,6 +30,18 @@ int raw_status(const char *text);
 const char *raw_body(const char *text);
 
 /*
+ * http_record() of the first response in text (headers and body), as
+ * the answer to method and path; nothing when text holds no status line.
+ */
+void raw_record(const char *method, const char *path, const char *text);
+
+/*
+ * The value of header name in the first response in text, malloc'd, or
+ * NULL.
+ */
+char *raw_header(const char *text, const char *name);
+
+/*
  * A port on 127.0.0.1 that refuses connections: *fd is bound to it and
  * never listens, so no one else takes the port while the caller keeps
  * *fd open (caller closes).
