@@ -21,11 +21,12 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # clang and libclang-rt-14-dev (libFuzzer, a Recommends of clang-14 that
-# --no-install-recommends skips) build the fuzz targets.
+# --no-install-recommends skips) build the fuzz targets; prometheus brings
+# promtool, which checks /metrics (it_metrics_promtool).
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
 	libpq-dev zlib1g-dev libssl-dev libcjose-dev libgnutls28-dev check
 	libcurl4-openssl-dev postgresql-15 postgresql-client-15
-	wrk curl clang libclang-rt-14-dev)
+	wrk curl clang libclang-rt-14-dev prometheus)
 
 LOCAL_DIR="$ROOT/.fasterpg"
 LOCAL_PGDATA="$LOCAL_DIR/pgdata"

@@ -597,7 +597,8 @@ static void report(struct copy_pg *p)
 				      "connection to PostgreSQL lost");
 		}
 		if (cr->streaming) {
-			fpg_request_stream_end(req, true); /* cut short */
+			/* cut short */
+			fpg_request_stream_fail(req, &err, p->error, true);
 			return;
 		}
 		req->content_type = "application/json";

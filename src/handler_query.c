@@ -111,7 +111,7 @@ static void end_with_error(struct query_req *qr, const PGresult *res,
 	/* CSV has no place for it: cut the transfer short so that no client
 	 * takes what it got for the whole result. */
 	bool cut = !fpg_rowfmt_put_error(&qr->a.fmt, &req->out, err, res);
-	fpg_request_stream_end(req, cut);
+	fpg_request_stream_fail(req, err, res, cut);
 }
 
 static void finish_single(struct query_req *qr, PGresult *res)

@@ -296,9 +296,31 @@ void fpg_request_stream_end(struct fpg_request *req, bool failed)
 	resume(req);
 }
 
+/* The SQLSTATE of the error req is answered with, for the statistics. */
+static void note_sqlstate(struct fpg_request *req, const struct fpg_error *err,
+			  const PGresult *res)
+{
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (!s && err && err->sqlstate[0])
+		s = err->sqlstate;
+	if (s)
+		snprintf(req->sqlstate, sizeof(req->sqlstate), "%s", s);
+}
+
+void fpg_request_stream_fail(struct fpg_request *req,
+			     const struct fpg_error *err, const PGresult *res,
+			     bool cut)
+{
+	note_sqlstate(req, err, res);
+	req->late_status = err && err->http_status ? err->http_status : 500;
+	FPG_STAT_ADD(req->svc->stats->stream_errors, 1);
+	fpg_request_stream_end(req, cut);
+}
+
 int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
 		      const PGresult *res)
 {
+	note_sqlstate(req, err, res);
 	fpg_buf_reset(&req->out);
 	fpg_error_json(&req->out, err, res);
 	int status = err->http_status ? err->http_status : 500;
@@ -637,6 +659,8 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 		else
 			collect_body(req, upload_data, upload_data_size);
 		req->upload_bytes += offered - *upload_data_size;
+		FPG_STAT_ADD(w->svc->stats->bytes_received,
+			     offered - *upload_data_size);
 		return ret;
 	}
 	req->body_done = true;
@@ -686,12 +710,16 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 	if (!req)
 		return;
 	*con_cls = NULL;
-	/* 499: the client left before the answer was complete. */
-	int status = req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+	/* 499: the client left before the answer was complete. An error
+	 * after the status went out counts as that error (the transfer may
+	 * have been cut short on purpose). */
+	int status = req->late_status ? req->late_status
+		     : req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
 			     ? req->status
 			     : 499;
 	uint64_t took = fpg_now_us() - req->start_us;
-	fpg_stats_record(req->svc->stats, req->route_index, status, took);
+	fpg_stats_record(req->svc->stats, req->route_index, status, took,
+			 req->sqlstate);
 	if (status >= 500 && status != 503)
 		fpg_log_warn("request", req->id, "%s %s -> %d", req->method,
 			     req->url, status);

@@ -113,6 +113,9 @@ struct fpg_request {
 	bool complete;		  /* out holds everything that is left */
 	bool streaming;		  /* answer with a chunked stream */
 	bool stream_failed;	  /* end the stream abnormally */
+	int late_status;	  /* an error after the status went out: the
+				     status it would have had (counted so) */
+	char sqlstate[6];	  /* of the error answered, "" for none */
 	bool queued;		  /* the response was queued */
 
 	/* suspension */
@@ -170,6 +173,16 @@ void fpg_request_complete(struct fpg_request *req, int status);
 void fpg_request_stream_begin(struct fpg_request *req, int status);
 void fpg_request_stream_push(struct fpg_request *req);
 void fpg_request_stream_end(struct fpg_request *req, bool failed);
+
+/*
+ * The stream ends with err (and PostgreSQL's res, may be NULL) after its
+ * status went out: the handler told it in the body, or cut (true) ends
+ * the transfer abnormally. Statistics and the log count the request with
+ * err's status, not the 200 the client got first.
+ */
+void fpg_request_stream_fail(struct fpg_request *req,
+			     const struct fpg_error *err, const PGresult *res,
+			     bool cut);
 
 /* A stream_body handler can take more of the body now. */
 void fpg_request_resume_upload(struct fpg_request *req);
