@@ -160,6 +160,9 @@ struct fpg_options {
 				      client is the --db login) */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
+	const char *access_log;	 /* "on": a line per request at its end,
+				    info level (see docs/operations.md);
+				    "off": none; NULL: on */
 	fpg_log_fn log;		 /* receives the log lines; NULL: stderr.
 				    Process-wide, like log_level: the last
 				    server created decides */

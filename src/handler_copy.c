@@ -585,6 +585,7 @@ static void report(struct copy_pg *p)
 		return;
 	struct fpg_request *req = cr->req;
 	cr->pg = NULL;
+	req->rows = strtoull(p->rows, NULL, 10);
 	if (p->refusal != CR_NONE) {
 		fpg_request_complete(req, refuse(req, p->refusal));
 		return;

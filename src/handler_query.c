@@ -136,6 +136,7 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 {
 	struct query_req *qr = query_req_of(a);
 	struct fpg_request *req = qr->req;
+	req->rows = a->rows;
 	if (err) {
 		end_with_error(qr, res, err);
 		return;

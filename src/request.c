@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -384,6 +385,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 		memcpy(buf, req->out.data + req->out.off, n);
 		fpg_buf_consume(&req->out, n);
 		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
+		req->bytes_out += n;
 		if (req->handler && req->handler->drained)
 			req->handler->drained(req);
 		return (ssize_t)n;
@@ -412,6 +414,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		size_t n;
 		char *data = fpg_buf_steal(&req->out, &n);
 		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
+		req->bytes_out += n;
 		resp = data ? MHD_create_response_from_buffer(
 				      n, data, MHD_RESPMEM_MUST_FREE)
 			    : MHD_create_response_from_buffer(
@@ -661,6 +664,7 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 		req->upload_bytes += offered - *upload_data_size;
 		FPG_STAT_ADD(w->svc->stats->bytes_received,
 			     offered - *upload_data_size);
+		req->bytes_in += offered - *upload_data_size;
 		return ret;
 	}
 	req->body_done = true;
@@ -703,6 +707,56 @@ static void request_free(struct fpg_request *req)
 	free(req);
 }
 
+/* The client's address, numeric ("" when unknown). */
+static void client_address(struct fpg_request *req, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return;
+	socklen_t len = ci->client_addr->sa_family == AF_INET6
+				? sizeof(struct sockaddr_in6)
+				: sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, len, buf, (socklen_t)n, NULL, 0,
+			NI_NUMERICHOST) != 0)
+		buf[0] = '\0';
+}
+
+/*
+ * The access log: one line per request at its end, info level (warn for
+ * a 5xx other than 503, whatever --access-log says). The route is its
+ * pattern ("/tx/{token}/query"), never the path: a path may hold a
+ * session's token.
+ */
+static void access_log(struct fpg_request *req, int status, uint64_t took_us)
+{
+	enum fpg_log_level level = status >= 500 && status != 503
+					   ? FPG_LOG_WARN
+					   : FPG_LOG_INFO;
+	if ((level == FPG_LOG_INFO && !req->svc->access_log) ||
+	    !fpg_log_enabled(level))
+		return;
+	char client[64];
+	client_address(req, client, sizeof(client));
+	const char *name = req->svc->route_names[req->route_index];
+	const char *sp = strchr(name, ' ');
+	const char *route = sp ? sp + 1 : name;
+	struct fpg_log_field f[] = {
+		FPG_LOG_F_STR("client", client[0] ? client : NULL),
+		FPG_LOG_F_STR("method", req->method),
+		FPG_LOG_F_STR("route", route),
+		FPG_LOG_F_INT("status", status),
+		FPG_LOG_F_STR("sqlstate", req->sqlstate[0] ? req->sqlstate : NULL),
+		FPG_LOG_F_INT("rows", req->rows),
+		FPG_LOG_F_INT("bytes_in", req->bytes_in),
+		FPG_LOG_F_INT("bytes_out", req->bytes_out),
+		FPG_LOG_F_MS("duration_ms", (double)took_us / 1000.0),
+	};
+	fpg_log_fields(level, "access", req->id, f, sizeof(f) / sizeof(f[0]),
+		       "%s %s %d", req->method, route, status);
+}
+
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls, enum MHD_RequestTerminationCode toe)
 {
@@ -720,13 +774,7 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 	uint64_t took = fpg_now_us() - req->start_us;
 	fpg_stats_record(req->svc->stats, req->route_index, status, took,
 			 req->sqlstate);
-	if (status >= 500 && status != 503)
-		fpg_log_warn("request", req->id, "%s %s -> %d", req->method,
-			     req->url, status);
-	else
-		fpg_log_debug("request", req->id, "%s %s -> %d in %llu us",
-			      req->method, req->url, status,
-			      (unsigned long long)took);
+	access_log(req, status, took);
 	request_free(req);
 }
 

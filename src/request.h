@@ -116,6 +116,9 @@ struct fpg_request {
 	int late_status;	  /* an error after the status went out: the
 				     status it would have had (counted so) */
 	char sqlstate[6];	  /* of the error answered, "" for none */
+	uint64_t rows;		  /* result rows sent (set by the handler) */
+	uint64_t bytes_in;	  /* body bytes received */
+	uint64_t bytes_out;	  /* body bytes handed to MHD */
 	bool queued;		  /* the response was queued */
 
 	/* suspension */

@@ -103,6 +103,12 @@ static bool check_options(const struct fpg_options *o, unsigned *methods,
 			      "log-format must be text or json");
 		return false;
 	}
+	if (strcmp(o->access_log, "on") != 0 &&
+	    strcmp(o->access_log, "off") != 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "access-log must be on or off");
+		return false;
+	}
 	if (o->pool_max == 0 || o->pool_min > o->pool_max) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "pool-min must not exceed pool-max (>= 1)");
@@ -337,10 +343,13 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		srv->opts.log_level = "info";
 	if (!srv->opts.log_format)
 		srv->opts.log_format = "text";
+	if (!srv->opts.access_log)
+		srv->opts.access_log = "on";
 	if (!copy_str(&srv->db, &srv->opts.db) ||
 	    !copy_str(&srv->listen_host, &srv->opts.listen_host) ||
 	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
 	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
+	    !copy_str(&srv->access_log, &srv->opts.access_log) ||
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
 	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
@@ -446,6 +455,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.keys = srv->keys,
 		.tls = srv->tls,
 		.hosts = &srv->hosts,
+		.access_log = strcmp(srv->opts.access_log, "on") == 0,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,
 		.all_stats = srv->all_stats,
@@ -610,6 +620,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->listen_host);
 	free(srv->log_level);
 	free(srv->log_format);
+	free(srv->access_log);
 	free(srv->cors_origin);
 	free(srv->allowed_hosts);
 	free(srv->api_keys);

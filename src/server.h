@@ -21,6 +21,7 @@ struct fpg_server {
 	char *listen_host;
 	char *log_level;
 	char *log_format;
+	char *access_log;
 	char *cors_origin;
 	char *allowed_hosts;
 	char *tls_cert, *tls_key; /* the files' paths */

@@ -73,6 +73,7 @@ struct fpg_services {
 	fpg_route_index_fn route_index;
 	/* whole server */
 	const struct fpg_hosts *hosts;	/* the names it answers to */
+	bool access_log;		/* a line per request (--access-log) */
 	const unsigned char *claims_key; /* --claims-key-file's, or NULL */
 	size_t claims_key_len;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */

@@ -1,0 +1,304 @@
+/*
+ * The log: the access line each request ends with (its fields, JSON or
+ * text, on or off), trace context in the lines of a request, and the
+ * fasterpg program writing nothing but JSON lines with --log-format json,
+ * from a configuration it refuses to the line of its shutdown.
+ *
+ * The log's settings are the process's (the last server created sets
+ * them), so every case makes its own server.
+ */
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "it_common.h"
+
+/* ---- the lines a server logged (fpg_options.log) ---- */
+
+static pthread_mutex_t lines_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct it_buf lines; /* one a line, '\n' after each */
+
+static void take_line(void *ctx, int level, const char *line)
+{
+	pthread_mutex_lock(&lines_lock);
+	it_buf_puts(&lines, line);
+	it_buf_putc(&lines, '\n');
+	pthread_mutex_unlock(&lines_lock);
+}
+
+static struct fpg_server *srv;
+
+static unsigned start(const char *format, const char *access_log)
+{
+	struct fpg_options o;
+	it_options(&o);
+	o.log_level = "info";
+	o.log_format = format;
+	o.access_log = access_log;
+	o.log = take_line;
+	unsigned port;
+	pthread_mutex_lock(&lines_lock);
+	free(lines.data);
+	lines = (struct it_buf){0};
+	pthread_mutex_unlock(&lines_lock);
+	srv = it_server_start(&o, &port);
+	return port;
+}
+
+static void stop(void)
+{
+	fpg_server_free(srv);
+	srv = NULL;
+}
+
+/* A copy of the lines logged so far; caller frees. */
+static char *logged(void)
+{
+	pthread_mutex_lock(&lines_lock);
+	char *s = strdup(lines.data ? lines.data : "");
+	pthread_mutex_unlock(&lines_lock);
+	return s;
+}
+
+/* The first logged line holding needle, as a copy, waiting up to 3 s for
+ * it (the access line follows the answer); NULL when none came. */
+static char *line_with(const char *needle)
+{
+	for (int i = 0; i < 300; i++) {
+		char *all = logged();
+		char *p = strstr(all, needle);
+		if (p) {
+			while (p > all && p[-1] != '\n')
+				p--;
+			char *line = strndup(p, strcspn(p, "\n"));
+			free(all);
+			return line;
+		}
+		free(all);
+		usleep(10000);
+	}
+	return NULL;
+}
+
+/* Every logged line is a JSON object with ts, level, component, msg. */
+static void assert_all_json(const char *text)
+{
+	int n = 0;
+	for (const char *p = text; *p;) {
+		size_t len = strcspn(p, "\n");
+		json_error_t e;
+		json_t *j = json_loadb(p, len, 0, &e);
+		ck_assert_msg(j && json_is_object(j), "not JSON: %.*s",
+			      (int)len, p);
+		ck_assert_msg(json_is_string(json_object_get(j, "ts")) &&
+				      json_is_string(json_object_get(j, "level")) &&
+				      json_is_string(json_object_get(j, "msg")),
+			      "fields missing: %.*s", (int)len, p);
+		json_decref(j);
+		n++;
+		p += len + (p[len] == '\n');
+	}
+	ck_assert_int_gt(n, 0);
+}
+
+static struct http_resp *query_as(unsigned port, const char *id,
+				  const char *body)
+{
+	char h[128];
+	snprintf(h, sizeof(h), "X-Request-Id: %s", id);
+	const char *const hdrs[] = {h, NULL};
+	return http_request(port, "POST", "/query", body, hdrs);
+}
+
+START_TEST(access_line_has_json_fields)
+{
+	unsigned port = start("json", "on");
+	struct http_resp *r = query_as(port, "log-ok-1",
+				       "{\"sql\":\"select g from "
+				       "generate_series(1,3) g\"}");
+	ck_assert_int_eq(r->status, 200);
+	size_t body = r->body_len;
+	http_resp_free(r);
+	r = query_as(port, "log-bad-1", "{\"sql\":\"select 1/0\"}");
+	ck_assert_int_eq(r->status, 400);
+	http_resp_free(r);
+
+	char *line = line_with("\"request_id\":\"log-ok-1\"");
+	ck_assert_msg(line, "no access line: %s", logged());
+	json_t *j = json_loads(line, 0, NULL);
+	ck_assert_msg(j, "not JSON: %s", line);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "component")),
+			 "access");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "level")), "info");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "method")), "POST");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "route")),
+			 "/query");
+	ck_assert_str_eq(json_string_value(json_object_get(j, "client")),
+			 "127.0.0.1");
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "status")), 200);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "rows")), 3);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "bytes_out")),
+			 (json_int_t)body);
+	ck_assert_int_gt(json_integer_value(json_object_get(j, "bytes_in")), 10);
+	ck_assert(json_is_number(json_object_get(j, "duration_ms")));
+	ck_assert_ptr_null(json_object_get(j, "sqlstate"));
+	json_decref(j);
+	free(line);
+
+	line = line_with("\"request_id\":\"log-bad-1\"");
+	ck_assert_ptr_nonnull(line);
+	j = json_loads(line, 0, NULL);
+	ck_assert_int_eq(json_integer_value(json_object_get(j, "status")), 400);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "sqlstate")),
+			 "22012");
+	json_decref(j);
+	free(line);
+	stop();
+	char *all = logged();
+	assert_all_json(all);
+	free(all);
+}
+END_TEST
+
+START_TEST(access_line_in_text)
+{
+	unsigned port = start("text", "on");
+	struct http_resp *r = query_as(port, "log-text-1",
+				       "{\"sql\":\"select 1\"}");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	char *line = line_with(" log-text-1: ");
+	ck_assert_msg(line, "no access line: %s", logged());
+	ck_assert_msg(strstr(line, " info access log-text-1: POST /query 200") &&
+			      strstr(line, " route=/query ") &&
+			      strstr(line, " status=200 ") &&
+			      strstr(line, " rows=1 ") &&
+			      strstr(line, " client=127.0.0.1 ") &&
+			      strstr(line, " duration_ms="),
+		      "line: %s", line);
+	free(line);
+	stop();
+}
+END_TEST
+
+START_TEST(access_log_off)
+{
+	unsigned port = start("json", "off");
+	struct http_resp *r = query_as(port, "log-off-1",
+				       "{\"sql\":\"select 1\"}");
+	ck_assert_int_eq(r->status, 200);
+	http_resp_free(r);
+	r = http_get(port, "/healthz"); /* after the first one's line */
+	http_resp_free(r);
+	usleep(100000);
+	stop();
+	char *all = logged();
+	ck_assert_msg(!strstr(all, "log-off-1"), "logged: %s", all);
+	/* the server's own lines still are */
+	ck_assert_ptr_nonnull(strstr(all, "listening on"));
+	free(all);
+}
+END_TEST
+
+/* ---- the program ---- */
+
+/* Starts fasterpg with args (NULL-terminated); returns its pid, and in
+ * *fd the read end of its stderr. */
+static pid_t spawn(const char *const *args, int *fd)
+{
+	int p[2];
+	ck_assert_int_eq(pipe(p), 0);
+	pid_t pid = fork();
+	ck_assert_int_ge(pid, 0);
+	if (pid == 0) {
+		dup2(p[1], 2);
+		int null = open("/dev/null", O_WRONLY);
+		dup2(null, 1);
+		close(p[0]);
+		char *argv[16] = {strdup(FPG_BUILD_DIR "/fasterpg")};
+		for (int i = 0; args[i] && i < 14; i++)
+			argv[i + 1] = strdup(args[i]);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(p[1]);
+	*fd = p[0];
+	return pid;
+}
+
+/* Reads fd until want shows up or EOF (5 s at most) into b. */
+static void read_until(int fd, struct it_buf *b, const char *want)
+{
+	double end = it_now() + 5;
+	while (it_now() < end && !(want && b->data && strstr(b->data, want))) {
+		struct pollfd pfd = {.fd = fd, .events = POLLIN};
+		if (poll(&pfd, 1, 100) <= 0)
+			continue;
+		char chunk[4096];
+		ssize_t n = read(fd, chunk, sizeof(chunk));
+		if (n <= 0)
+			break;
+		it_buf_put(b, chunk, (size_t)n);
+	}
+}
+
+START_TEST(program_refusing_its_config_says_so_in_json)
+{
+	const char *const args[] = {"--log-format", "json", "--pool-max", "0",
+				    "--no-such-option", NULL};
+	int fd;
+	pid_t pid = spawn(args, &fd);
+	struct it_buf b = {0};
+	read_until(fd, &b, NULL);
+	close(fd);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 1);
+	ck_assert_msg(b.data && strstr(b.data, "no-such-option") &&
+			      strstr(b.data, "pool-max"),
+		      "said: %s", b.data);
+	assert_all_json(b.data);
+	free(b.data);
+}
+END_TEST
+
+START_TEST(program_logs_only_json_to_its_shutdown)
+{
+	const char *const args[] = {"--log-format", "json", "--listen",
+				    "127.0.0.1:0", "--threads", "1", "--db",
+				    it_db(), NULL};
+	int fd;
+	pid_t pid = spawn(args, &fd);
+	struct it_buf b = {0};
+	read_until(fd, &b, "listening on");
+	ck_assert_msg(b.data && strstr(b.data, "listening on"), "said: %s",
+		      b.data);
+	kill(pid, SIGTERM);
+	read_until(fd, &b, NULL);
+	close(fd);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(strstr(b.data, "signal 15, shutting down"), "said: %s",
+		      b.data);
+	assert_all_json(b.data);
+	free(b.data);
+}
+END_TEST
+
+static const struct test_case cases[] = {
+    TEST_CASE(access_line_has_json_fields),
+    TEST_CASE(access_line_in_text),
+    TEST_CASE(access_log_off),
+    TEST_CASE(program_refusing_its_config_says_so_in_json),
+    TEST_CASE(program_logs_only_json_to_its_shutdown),
+    {0},
+};
+
+const struct it_program it_program = {
+    .name = "log",
+    .cases = cases,
+};
