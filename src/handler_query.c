@@ -396,6 +396,7 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->a.q.claims = req->claims;
+	qr->a.q.trace = req->trace_app[0] ? req->trace_app : NULL;
 	qr->a.q.read_only = src->read_only;
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;

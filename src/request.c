@@ -28,6 +28,26 @@
 static void client_hung_up(struct fpg_request *req);
 static void client_closed(struct fpg_request *req);
 
+/* A line of the request's, with its trace id when it has one. */
+static void req_log(enum fpg_log_level level, const struct fpg_request *req,
+		    const char *fmt, ...) FPG_PRINTF(3, 4);
+#define REQ_LOG(level, req, ...)                                           \
+	do {                                                               \
+		if (fpg_log_enabled(level))                                \
+			req_log(level, req, __VA_ARGS__);                  \
+	} while (0)
+
+static void req_log(enum fpg_log_level level, const struct fpg_request *req,
+		    const char *fmt, ...)
+{
+	struct fpg_log_field f[] = {FPG_LOG_F_STR(
+		"trace_id", req->trace_id[0] ? req->trace_id : NULL)};
+	va_list ap;
+	va_start(ap, fmt);
+	fpg_log_vfields(level, "request", req->id, f, 1, fmt, ap);
+	va_end(ap);
+}
+
 void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc)
 {
 	memset(rs, 0, sizeof(*rs));
@@ -65,6 +85,33 @@ static bool set_request_id(struct fpg_request *req)
 		return false;
 	for (size_t i = 0; i < sizeof(r); i++)
 		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
+	return true;
+}
+
+/*
+ * W3C trace context: a valid traceparent makes the request a span of
+ * that trace, with an id of our own; anything else is ignored (the
+ * header is the client's tracer's, not a request error). A sampled trace
+ * is passed on to PostgreSQL as the application_name of its statements
+ * ("fasterpg TRACE-SPAN", 58 characters: a whole traceparent would not
+ * fit in 63), so pg_stat_activity shows it while they run.
+ */
+static bool set_trace(struct fpg_request *req)
+{
+	const char *tp = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+						     "traceparent");
+	char parent[17];
+	if (!tp || !fpg_guard_traceparent(tp, req->trace_id, parent,
+					  &req->trace_flags))
+		return true;
+	unsigned char r[8];
+	if (!fpg_random_draw(&req->rs->random, r, sizeof(r)))
+		return false;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(req->span_id + 2 * i, 3, "%02x", r[i]);
+	if (req->trace_flags & 1)
+		snprintf(req->trace_app, sizeof(req->trace_app), "fasterpg %s-%s",
+			 req->trace_id, req->span_id);
 	return true;
 }
 
@@ -118,7 +165,7 @@ static void check_uploads(struct fpg_requests *w)
 			continue;
 		}
 		/* debug: a flood of these is an attack, not news */
-		fpg_log_debug("request", req->id,
+		REQ_LOG(FPG_LOG_DEBUG, req,
 			      "body too slow (%zu bytes in %u ms): closing",
 			      req->upload_bytes, UPLOAD_WINDOW_MS);
 		FPG_STAT_ADD(w->svc->stats->http_slow_bodies, 1);
@@ -164,7 +211,7 @@ static struct fpg_request *request_new(struct fpg_requests *w,
 	req->url = url;
 	req->method = method;
 	req->start_us = fpg_now_us();
-	if (!set_request_id(req)) {
+	if (!set_request_id(req) || !set_trace(req)) {
 		free(req);
 		return NULL;
 	}
@@ -202,7 +249,7 @@ static void stop_handler(struct fpg_request *req)
 
 static void client_gone(struct fpg_request *req)
 {
-	fpg_log_debug("request", req->id, "client went away while waiting");
+	REQ_LOG(FPG_LOG_DEBUG, req, "client went away while waiting");
 	req->client_gone = true;
 	stop_handler(req);
 }
@@ -427,6 +474,13 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				req->content_type);
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	if (req->trace_id[0]) {
+		/* Trace Context Level 2: the trace and our span of it. */
+		char tr[64];
+		snprintf(tr, sizeof(tr), "00-%s-%s-%02x", req->trace_id,
+			 req->span_id, req->trace_flags & 0xffu);
+		MHD_add_response_header(resp, "traceresponse", tr);
+	}
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 				"no-store");
 	if (req->allow)
@@ -752,6 +806,8 @@ static void access_log(struct fpg_request *req, int status, uint64_t took_us)
 		FPG_LOG_F_INT("bytes_in", req->bytes_in),
 		FPG_LOG_F_INT("bytes_out", req->bytes_out),
 		FPG_LOG_F_MS("duration_ms", (double)took_us / 1000.0),
+		FPG_LOG_F_STR("trace_id", req->trace_id[0] ? req->trace_id : NULL),
+		FPG_LOG_F_STR("span_id", req->span_id[0] ? req->span_id : NULL),
 	};
 	fpg_log_fields(level, "access", req->id, f, sizeof(f) / sizeof(f[0]),
 		       "%s %s %d", req->method, route, status);

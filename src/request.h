@@ -94,6 +94,12 @@ struct fpg_request {
 	char cancel_key[129];	  /* X-Cancel-Key, "" when none was sent:
 				     DELETE /query/{id} must show it */
 	bool cancel_key_bad;	  /* one was sent, but not a valid one */
+	/* W3C trace context, when a valid traceparent came ("" otherwise) */
+	char trace_id[33];	  /* the client's trace */
+	char span_id[17];	  /* ours, a child of the client's span */
+	unsigned trace_flags;	  /* the client's (01: sampled) */
+	char trace_app[64];	  /* a sampled trace's application_name for
+				     its statements, or "" */
 	const char *header_problem; /* static; set: refused unread, and the
 				       connection closed (see request.c) */
 	uint64_t start_us;

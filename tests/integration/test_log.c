@@ -203,6 +203,89 @@ START_TEST(access_log_off)
 }
 END_TEST
 
+/* ---- trace context ---- */
+
+#define TRACE "4bf92f3577b34da6a3ce929d0e0e4736"
+#define APP_SQL "{\"sql\":\"select application_name from pg_stat_activity " \
+		"where pid = pg_backend_pid()\"}"
+
+static struct http_resp *query_traced(unsigned port, const char *id,
+				      const char *tp, const char *body)
+{
+	char h[128], t[128];
+	snprintf(h, sizeof(h), "X-Request-Id: %s", id);
+	snprintf(t, sizeof(t), "traceparent: %s", tp);
+	const char *const hdrs[] = {h, t, NULL};
+	return http_request(port, "POST", "/query", body, hdrs);
+}
+
+START_TEST(trace_context_is_followed)
+{
+	unsigned port = start("json", "on");
+	struct http_resp *r = query_traced(
+		port, "trace-1", "00-" TRACE "-00f067aa0ba902b7-01", APP_SQL);
+	it_assert_resp(r, r->status == 200);
+	char *tr = http_header(r, "traceresponse");
+	ck_assert_ptr_nonnull(tr);
+	/* the trace, our span (new, not the client's), the flags */
+	ck_assert_int_eq(strlen(tr), 55);
+	ck_assert(strncmp(tr, "00-" TRACE "-", 36) == 0);
+	ck_assert(strcmp(tr + 52, "-01") == 0);
+	char span[17];
+	snprintf(span, sizeof(span), "%.16s", tr + 36);
+	ck_assert_str_ne(span, "00f067aa0ba902b7");
+	/* PostgreSQL saw the trace while the statement ran */
+	char want[80];
+	snprintf(want, sizeof(want), "\"fasterpg " TRACE "-%s\"", span);
+	ck_assert_msg(strstr(r->body, want), "want %s in %s", want, r->body);
+	http_resp_free(r);
+	free(tr);
+	char *line = line_with("\"request_id\":\"trace-1\"");
+	ck_assert_ptr_nonnull(line);
+	json_t *j = json_loads(line, 0, NULL);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "trace_id")),
+			 TRACE);
+	ck_assert_str_eq(json_string_value(json_object_get(j, "span_id")), span);
+	json_decref(j);
+	free(line);
+
+	/* ... and only then: the session's name is back */
+	r = query_as(port, "trace-2", APP_SQL);
+	it_assert_resp(r, strstr(r->body, "\"fasterpg\""));
+	ck_assert_ptr_null(http_header(r, "traceresponse"));
+	http_resp_free(r);
+
+	/* Not sampled: answered and logged, not passed on. */
+	r = query_traced(port, "trace-3", "00-" TRACE "-00f067aa0ba902b7-00",
+			 APP_SQL);
+	it_assert_resp(r, strstr(r->body, "\"fasterpg\""));
+	tr = http_header(r, "traceresponse");
+	ck_assert_ptr_nonnull(tr);
+	ck_assert(strcmp(tr + 52, "-00") == 0);
+	free(tr);
+	http_resp_free(r);
+
+	/* Invalid (upper case): ignored. */
+	r = query_traced(port, "trace-4",
+			 "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+			 APP_SQL);
+	it_assert_resp(r, r->status == 200 && strstr(r->body, "\"fasterpg\""));
+	ck_assert_ptr_null(http_header(r, "traceresponse"));
+	http_resp_free(r);
+	line = line_with("\"request_id\":\"trace-4\"");
+	ck_assert_ptr_nonnull(line);
+	ck_assert_msg(!strstr(line, "trace_id"), "%s", line);
+	free(line);
+
+	/* A statement that must run alone runs, untraced. */
+	r = query_traced(port, "trace-5", "00-" TRACE "-00f067aa0ba902b7-01",
+			 "{\"sql\":\"vacuum pg_am\"}");
+	it_assert_resp(r, r->status == 200);
+	http_resp_free(r);
+	stop();
+}
+END_TEST
+
 /* ---- the program ---- */
 
 /* Starts fasterpg with args (NULL-terminated); returns its pid, and in
@@ -293,6 +376,7 @@ static const struct test_case cases[] = {
     TEST_CASE(access_line_has_json_fields),
     TEST_CASE(access_line_in_text),
     TEST_CASE(access_log_off),
+    TEST_CASE(trace_context_is_followed),
     TEST_CASE(program_refusing_its_config_says_so_in_json),
     TEST_CASE(program_logs_only_json_to_its_shutdown),
     {0},
