@@ -379,6 +379,53 @@ START_TEST(metrics_pass_promtool)
 }
 END_TEST
 
+/* HEAD answers as GET would, without the body; the request is counted
+ * under GET's route. */
+START_TEST(head_where_get_works)
+{
+	struct it_activity base = it_activity_now(port);
+	char *before = metrics_text(port);
+	const char *hz = "fasterpg_requests_total{route=\"GET /healthz\","
+			 "status=\"200\"}";
+	double h0 = metric0(before, hz);
+	static const char *const paths[] = {"/healthz", "/readyz", "/stats",
+					    "/metrics"};
+	for (size_t i = 0; i < sizeof(paths) / sizeof(*paths); i++) {
+		struct http_resp *r = http_request(port, "HEAD", paths[i], NULL,
+						   NULL);
+		ck_assert_msg(r->status == 200 && r->curl_code == 0,
+			      "HEAD %s: %ld curl %d", paths[i], r->status,
+			      r->curl_code);
+		ck_assert_uint_eq(r->body_len, 0);
+		char *id = http_header(r, "X-Request-Id");
+		ck_assert_ptr_nonnull(id);
+		free(id);
+		http_resp_free(r);
+	}
+	/* a streamed answer (COPY TO): the headers, nothing left running */
+	const char *const xrw[] = {"X-Requested-With: t", NULL};
+	struct http_resp *r = http_request(
+		port, "HEAD",
+		"/copy?query=select%20g%20from%20generate_series(1,100000)%20g",
+		NULL, xrw);
+	ck_assert_msg(r->status == 200 && r->curl_code == 0, "%ld %d",
+		      r->status, r->curl_code);
+	ck_assert_uint_eq(r->body_len, 0);
+	http_resp_free(r);
+	r = http_request(port, "HEAD", "/query", NULL, NULL);
+	ck_assert_int_eq(r->status, 405);
+	char *allow = http_header(r, "Allow");
+	ck_assert_str_eq(allow, "POST");
+	free(allow);
+	http_resp_free(r);
+	char *after = metrics_when(port, hz, h0 + 1);
+	ck_assert_double_eq(metric0(after, hz), h0 + 1);
+	free(before);
+	free(after);
+	it_wait_quiet(port, &base, 10, "HEAD /copy");
+}
+END_TEST
+
 START_TEST(cors_only_when_configured)
 {
 	/* Off by default: no header a browser would act on. */
@@ -458,6 +505,7 @@ static const struct test_case cases[] = {
     TEST_CASE(acquire_timeouts_are_counted),
     TEST_CASE(postgresql_up_is_zero_when_it_cannot_connect),
     TEST_CASE(metrics_pass_promtool),
+    TEST_CASE(head_where_get_works),
     TEST_CASE(cors_only_when_configured),
     {0},
 };
