@@ -624,6 +624,7 @@ static void cleanup(struct fpg_request *req)
 	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	free(cr);
+	FPG_STAT_ADD(req->svc->stats->copies, -1);
 	if (!p)
 		return;
 	p->owner = NULL;
@@ -725,6 +726,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	cr->req = req;
 	cr->pg = p;
 	req->handler = &cr->hs;
+	FPG_STAT_ADD(req->svc->stats->copies, 1); /* until cleanup */
 	p->ev.on_event = pg_event;
 	p->w = req->svc;
 	p->pool = req->pool;

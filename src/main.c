@@ -1,9 +1,12 @@
 /* fasterpg: argv/env/config file -> options -> server. No logic here. */
+#include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/resource.h>
+#include <time.h>
 
 #include "config.h"
 #include "fasterpg.h"
@@ -34,6 +37,46 @@ static void tell_problems(const char *text)
 		fpg_log_error("config", NULL, "%.*s", (int)n, p);
 		p += n + (p[n] == '\n');
 	}
+}
+
+#define GRACE_MS 10000
+
+struct stopper {
+	struct fpg_server *srv;
+	atomic_bool done;
+};
+
+static void *stop_thread(void *arg)
+{
+	struct stopper *st = arg;
+	fpg_server_stop(st->srv, GRACE_MS);
+	atomic_store(&st->done, true);
+	return NULL;
+}
+
+/*
+ * The drain runs on a thread of its own, so that this one still takes
+ * signals: a second SIGTERM or SIGINT cuts it short.
+ */
+static void stop(struct fpg_server *srv, const sigset_t *set)
+{
+	struct stopper st = {.srv = srv};
+	pthread_t t;
+	if (pthread_create(&t, NULL, stop_thread, &st) != 0) {
+		fpg_server_stop(srv, GRACE_MS);
+		return;
+	}
+	while (!atomic_load(&st.done)) {
+		struct timespec wait = {0, 100 * 1000 * 1000};
+		int sig = sigtimedwait(set, NULL, &wait);
+		if (sig == SIGTERM || sig == SIGINT) {
+			fpg_log_warn("main", NULL,
+				     "signal %d again: ending what is left now",
+				     sig);
+			fpg_server_stop_now(srv);
+		}
+	}
+	pthread_join(t, NULL);
 }
 
 int main(int argc, char **argv)
@@ -99,8 +142,11 @@ int main(int argc, char **argv)
 		bool reloaded = fpg_server_reload(srv, &err);
 		(void)reloaded;
 	}
-	fpg_log_info("main", NULL, "signal %d, shutting down", sig);
-	fpg_server_stop(srv, 10000);
+	fpg_log_info("main", NULL,
+		     "signal %d, shutting down: requests in flight get up to "
+		     "%u s (a second SIGTERM or SIGINT ends them at once)",
+		     sig, GRACE_MS / 1000);
+	stop(srv, &set);
 	rc = 0;
 out:
 	fpg_server_free(srv);

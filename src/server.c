@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -505,13 +506,71 @@ unsigned fpg_server_port(const struct fpg_server *srv)
 	return srv->port;
 }
 
+/* What the drain waits for; false when nothing is left. */
+static bool log_drain(struct fpg_server *srv, uint64_t left_ms)
+{
+	long long requests = 0, copies = 0;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		requests += FPG_STAT_GET(srv->workers[i].stats.in_flight);
+		copies += FPG_STAT_GET(srv->workers[i].stats.copies);
+	}
+	unsigned tx = fpg_tx_open_count(srv->tx_reg);
+	if (requests <= 0 && !tx)
+		return false;
+	fpg_log_info("server", NULL,
+		     "draining: %lld requests (%lld of them COPY), %u "
+		     "transactions open (rolled back at the end); %llu.%llu s "
+		     "left",
+		     requests, copies, tx, (unsigned long long)left_ms / 1000,
+		     (unsigned long long)left_ms % 1000 / 100);
+	return true;
+}
+
+/*
+ * Waits for the workers to end, telling every second what they are
+ * still waiting for (their requests end, or the grace does).
+ */
+static void wait_workers(struct fpg_server *srv, unsigned grace_ms)
+{
+	uint64_t start = fpg_now_ms(), next_log = start + 200;
+	for (;;) {
+		bool all = true;
+		for (unsigned i = 0; i < srv->nworkers && all; i++)
+			all = fpg_worker_finished(&srv->workers[i]);
+		if (all)
+			return;
+		uint64_t now = fpg_now_ms();
+		if (now >= next_log) {
+			uint64_t end = start + grace_ms;
+			(void)log_drain(srv, end > now && !atomic_load(&srv->hurry)
+						     ? end - now
+						     : 0);
+			next_log = now + 1000;
+		}
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+void fpg_server_stop_now(struct fpg_server *srv)
+{
+	atomic_store(&srv->hurry, true);
+	if (!srv->started)
+		return;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_request_stop(&srv->workers[i], 0);
+}
+
 void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 {
 	if (!srv->started || srv->stopped)
 		return;
 	srv->stopped = true;
+	if (atomic_load(&srv->hurry))
+		grace_ms = 0;
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_request_stop(&srv->workers[i], grace_ms);
+	wait_workers(srv, grace_ms);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_join(&srv->workers[i]);
 	/* No worker pokes it now; a fetch it finishes posts to their

@@ -52,6 +52,7 @@ struct fpg_server {
 	unsigned port;
 	bool started;
 	bool stopped;
+	atomic_bool hurry;		 /* fpg_server_stop_now: no grace */
 };
 
 enum fpg_auth_method {

@@ -137,7 +137,7 @@ struct totals {
 	uint64_t duration_sum_us[FPG_STATS_ROUTES];
 	uint64_t latency[FPG_STATS_BUCKETS];
 	uint64_t latency_sum_us;
-	int64_t in_flight, max, open, connecting, busy, waiting;
+	int64_t in_flight, copies, max, open, connecting, busy, waiting;
 	uint64_t rows, bytes, bytes_in, stream_errors, connect_failures;
 	uint64_t replaced;
 	uint64_t pg_errors[FPG_STATS_SQLSTATE_CLASSES];
@@ -163,6 +163,7 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 		t->latency[b] += FPG_STAT_GET(st->latency[b]);
 	t->latency_sum_us += FPG_STAT_GET(st->latency_sum_us);
 	t->in_flight += FPG_STAT_GET(st->in_flight);
+	t->copies += FPG_STAT_GET(st->copies);
 	t->max += FPG_STAT_GET(st->pool_max);
 	t->open += FPG_STAT_GET(st->pool_open);
 	t->connecting += FPG_STAT_GET(st->pool_connecting);
@@ -296,6 +297,7 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 				: 0.0,
 		       (unsigned long long)t->acquire_timeouts);
 	fpg_buf_printf(out, "\"postgresql_up\":%d,", pg_up(t));
+	fpg_buf_printf(out, "\"copies_in_flight\":%lld,", (long long)t->copies);
 	fpg_buf_printf(out, "\"in_flight\":%lld,\"requests_total\":%llu,"
 			    "\"rows_sent\":%llu,\"bytes_sent\":%llu,"
 			    "\"bytes_received\":%llu,\"stream_errors\":%llu,",
@@ -537,6 +539,8 @@ void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
 		     "counter", t->refusals);
 	prom_counter(out, "fasterpg_requests_in_flight",
 		     "Requests being served", "gauge", nonneg(t->in_flight));
+	prom_counter(out, "fasterpg_copies_in_flight", "COPY requests under way",
+		     "gauge", nonneg(t->copies));
 	prom_counter(out, "fasterpg_rows_sent_total", "Result rows sent",
 		     "counter", t->rows);
 	prom_counter(out, "fasterpg_bytes_sent_total",

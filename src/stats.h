@@ -33,6 +33,7 @@ struct fpg_stats {
 	_Atomic uint64_t latency[FPG_STATS_BUCKETS]; /* all routes, fine */
 	_Atomic uint64_t latency_sum_us;
 	_Atomic int64_t in_flight;
+	_Atomic int64_t copies;		 /* COPY requests under way */
 	_Atomic uint64_t rows_sent;
 	_Atomic uint64_t bytes_sent;
 	_Atomic uint64_t bytes_received; /* request body bytes */

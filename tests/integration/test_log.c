@@ -286,6 +286,75 @@ START_TEST(trace_context_is_followed)
 }
 END_TEST
 
+/* ---- the drain ---- */
+
+struct bg_req {
+	pthread_t thread;
+	unsigned port;
+	struct http_resp *resp;
+};
+
+static void *bg_sleep(void *arg)
+{
+	struct bg_req *b = arg;
+	b->resp = http_request(b->port, "POST", "/query",
+			       "{\"sql\":\"select pg_sleep(30)\"}", NULL);
+	return NULL;
+}
+
+/* A statement that runs for 30 s, on a thread, once PostgreSQL runs it. */
+static void bg_start(struct bg_req *b, unsigned port)
+{
+	b->port = port;
+	ck_assert_int_eq(pthread_create(&b->thread, NULL, bg_sleep, b), 0);
+	for (int i = 0; i < 500 && it_active_statements() < 1; i++)
+		usleep(10000);
+	ck_assert_int_ge(it_active_statements(), 1);
+}
+
+static void *stopper(void *arg)
+{
+	fpg_server_stop(arg, 30000);
+	return NULL;
+}
+
+START_TEST(drain_says_what_it_waits_for_and_ends_on_demand)
+{
+	unsigned port = start("json", "off");
+	struct http_resp *tx = http_post_json(port, "/tx", "{}");
+	it_assert_resp(tx, tx->status == 201 || tx->status == 200);
+	http_resp_free(tx);
+	struct bg_req b;
+	bg_start(&b, port);
+	pthread_t t;
+	double t0 = it_now();
+	ck_assert_int_eq(pthread_create(&t, NULL, stopper, srv), 0);
+	char *line = line_with("draining: ");
+	ck_assert_msg(line, "no drain line: %s", logged());
+	ck_assert_msg(strstr(line, "1 requests (0 of them COPY), 1 transactions"),
+		      "%s", line);
+	free(line);
+	/* still waiting a second later, and saying so again */
+	usleep(1200000);
+	char *all = logged();
+	char *first = strstr(all, "draining: ");
+	ck_assert_msg(first && strstr(first + 1, "draining: "),
+		      "one drain line only: %s", all);
+	free(all);
+	double t1 = it_now();
+	fpg_server_stop_now(srv);
+	pthread_join(t, NULL);
+	double took = it_now() - t1;
+	ck_assert_msg(took < 2, "the stop took %.2f s more", took);
+	ck_assert(t1 - t0 < 10);
+	pthread_join(b.thread, NULL);
+	/* the statement's client got an answer or a closed connection */
+	ck_assert(b.resp->status == 503 || b.resp->curl_code != 0);
+	http_resp_free(b.resp);
+	stop();
+}
+END_TEST
+
 /* ---- the program ---- */
 
 /* Starts fasterpg with args (NULL-terminated); returns its pid, and in
@@ -372,6 +441,47 @@ START_TEST(program_logs_only_json_to_its_shutdown)
 }
 END_TEST
 
+/* The port of "listening on 127.0.0.1:PORT" in what it said. */
+static unsigned port_of(const char *said)
+{
+	const char *p = strstr(said, "listening on 127.0.0.1:");
+	ck_assert_ptr_nonnull(p);
+	return (unsigned)strtoul(p + strlen("listening on 127.0.0.1:"), NULL,
+				 10);
+}
+
+START_TEST(program_second_signal_ends_the_drain)
+{
+	const char *const args[] = {"--log-format", "json", "--listen",
+				    "127.0.0.1:0", "--threads", "1", "--db",
+				    it_db(), NULL};
+	int fd;
+	pid_t pid = spawn(args, &fd);
+	struct it_buf b = {0};
+	read_until(fd, &b, "listening on");
+	struct bg_req q;
+	bg_start(&q, port_of(b.data));
+	kill(pid, SIGTERM);
+	read_until(fd, &b, "draining: 1 requests");
+	ck_assert_msg(strstr(b.data, "draining: 1 requests"), "said: %s",
+		      b.data);
+	double t0 = it_now();
+	kill(pid, SIGINT);
+	read_until(fd, &b, NULL);
+	close(fd);
+	int status;
+	ck_assert_int_eq(waitpid(pid, &status, 0), pid);
+	double took = it_now() - t0;
+	ck_assert_msg(took < 3, "exited %.2f s after the second signal", took);
+	ck_assert(WIFEXITED(status) && WEXITSTATUS(status) == 0);
+	ck_assert_msg(strstr(b.data, "signal 2 again"), "said: %s", b.data);
+	assert_all_json(b.data);
+	pthread_join(q.thread, NULL);
+	http_resp_free(q.resp);
+	free(b.data);
+}
+END_TEST
+
 static const struct test_case cases[] = {
     TEST_CASE(access_line_has_json_fields),
     TEST_CASE(access_line_in_text),
@@ -379,6 +489,8 @@ static const struct test_case cases[] = {
     TEST_CASE(trace_context_is_followed),
     TEST_CASE(program_refusing_its_config_says_so_in_json),
     TEST_CASE(program_logs_only_json_to_its_shutdown),
+    TEST_CASE(drain_says_what_it_waits_for_and_ends_on_demand),
+    TEST_CASE(program_second_signal_ends_the_drain),
     {0},
 };
 
