@@ -694,7 +694,7 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 {
 	struct fpg_requests *w = cls;
 	struct fpg_request *req = *con_cls;
-	if (!req) {
+	if (!req || *con_cls == &w->early) {
 		req = request_new(w, conn, url, method);
 		*con_cls = req;
 		if (!req)
@@ -813,20 +813,71 @@ static void access_log(struct fpg_request *req, int status, uint64_t took_us)
 		       "%s %s %d", req->method, route, status);
 }
 
+void *fpg_request_uri_log(void *cls, const char *uri,
+			  struct MHD_Connection *conn)
+{
+	struct fpg_requests *w = cls;
+	return &w->early;
+}
+
+void fpg_request_mhd_answered(struct fpg_requests *rs, int status)
+{
+	rs->mhd_status = status;
+}
+
+/*
+ * A request that libmicrohttpd ended before passing it to us: it answered
+ * it itself (an HTML body, no X-Request-Id: 0.9.75 has no hook to make
+ * that answer ours), or the client left in the middle of its headers.
+ */
+static void mhd_ended(struct fpg_requests *w, struct MHD_Connection *conn,
+		      enum MHD_RequestTerminationCode toe)
+{
+	int status = w->mhd_status ? w->mhd_status : 499;
+	w->mhd_status = 0;
+	unsigned route = w->svc->route_index(NULL);
+	fpg_stats_record(w->svc->stats, route, status, 0, NULL);
+	enum fpg_log_level level = status >= 500 && status != 503
+					   ? FPG_LOG_WARN
+					   : FPG_LOG_INFO;
+	if ((level == FPG_LOG_INFO && !w->svc->access_log) ||
+	    !fpg_log_enabled(level))
+		return;
+	struct fpg_request tmp = {.conn = conn};
+	char client[64];
+	client_address(&tmp, client, sizeof(client));
+	struct fpg_log_field f[] = {
+		FPG_LOG_F_STR("client", client[0] ? client : NULL),
+		FPG_LOG_F_STR("route", "unrouted"),
+		FPG_LOG_F_INT("status", status),
+	};
+	fpg_log_fields(level, "access", NULL, f, sizeof(f) / sizeof(f[0]),
+		       "%s by libmicrohttpd",
+		       status == 499 ? "left before its headers were complete"
+				     : "answered");
+}
+
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct fpg_requests *w = cls;
 	struct fpg_request *req = *con_cls;
 	if (!req)
 		return;
 	*con_cls = NULL;
+	if ((void *)req == &w->early) {
+		mhd_ended(w, conn, toe);
+		return;
+	}
 	/* 499: the client left before the answer was complete. An error
 	 * after the status went out counts as that error (the transfer may
 	 * have been cut short on purpose). */
 	int status = req->late_status ? req->late_status
 		     : req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
 			     ? req->status
-			     : 499;
+		     : !req->queued && w->mhd_status ? w->mhd_status
+						     : 499;
+	w->mhd_status = 0;
 	uint64_t took = fpg_now_us() - req->start_us;
 	fpg_stats_record(req->svc->stats, req->route_index, status, took,
 			 req->sqlstate);

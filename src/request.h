@@ -45,6 +45,12 @@ struct fpg_requests {
 	struct fpg_fifo uploads; /* of fpg_request.upload: bodies being
 				    read, against min-upload-rate */
 	bool resumed;		/* a connection was resumed: run MHD again */
+	/* libmicrohttpd's own answers (malformed requests, 431): a request
+	 * it has not passed to us yet has &early as its context (see
+	 * fpg_request_uri_log), and mhd_status is the status of the answer
+	 * it made itself last (fpg_request_mhd_answered), for that request */
+	char early;
+	int mhd_status;
 	struct fpg_random random; /* for request ids */
 };
 
@@ -170,6 +176,19 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls,
 			   enum MHD_RequestTerminationCode toe);
+
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: a request line arrived. Marks the request
+ * so that its end is counted even when libmicrohttpd answers it itself
+ * (its headers too large: 431; malformed: 400) and the access handler
+ * never runs.
+ */
+void *fpg_request_uri_log(void *cls, const char *uri,
+			  struct MHD_Connection *conn);
+
+/* libmicrohttpd is answering a request itself with status (from its log
+ * message): counted when that request ends. */
+void fpg_request_mhd_answered(struct fpg_requests *rs, int status);
 
 /* The whole response is in req->out: send it with status. */
 void fpg_request_complete(struct fpg_request *req, int status);

@@ -44,9 +44,20 @@ static void on_mhd(struct fpg_evsrc *src, uint32_t events)
 {
 }
 
-/* MHD's own messages; the ones that matter (bind) we report ourselves. */
+/*
+ * MHD's own messages; the ones that matter (bind) we report ourselves.
+ * One tells of an answer MHD makes itself (a malformed request, headers
+ * too large): its status is counted with the request it ends.
+ */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct fpg_worker *w = cls;
+	if (strstr(fmt, "(HTTP response code is %u")) {
+		va_list cp;
+		va_copy(cp, ap);
+		fpg_request_mhd_answered(&w->reqs, (int)va_arg(cp, unsigned));
+		va_end(cp);
+	}
 	if (!fpg_log_enabled(FPG_LOG_DEBUG))
 		return;
 	char msg[512];
@@ -121,6 +132,7 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		w->opts->http_connection_memory,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, &w->reqs,
+		MHD_OPTION_URI_LOG_CALLBACK, fpg_request_uri_log, &w->reqs,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
 		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,

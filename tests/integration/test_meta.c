@@ -7,6 +7,7 @@
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 static unsigned port;
 static unsigned cors_port; /* a server with cors_origin set */
@@ -426,6 +427,54 @@ START_TEST(head_where_get_works)
 }
 END_TEST
 
+/* One request on a raw connection; returns the answer's status. */
+static int raw_answer(const char *request)
+{
+	int fd = raw_connect(port);
+	raw_sends(fd, request);
+	struct it_buf b = {0};
+	raw_read(fd, &b, 5000);
+	close(fd);
+	int st = b.data ? raw_status(b.data) : 0;
+	free(b.data);
+	return st;
+}
+
+/* What libmicrohttpd answers itself (headers too large, a malformed
+ * header line) is counted as unrouted with its status. */
+START_TEST(own_answers_of_libmicrohttpd_are_counted)
+{
+	const char *s431 = "fasterpg_requests_total{route=\"unrouted\","
+			   "status=\"431\"}";
+	const char *s400 = "fasterpg_requests_total{route=\"unrouted\","
+			   "status=\"400\"}";
+	char *before = metrics_text(port);
+	double a0 = metric0(before, s431), b0 = metric0(before, s400);
+	struct it_buf big = {0};
+	it_buf_puts(&big, "GET /healthz HTTP/1.1\r\nHost: localhost\r\n");
+	for (int i = 0; i < 40; i++) {
+		it_buf_puts(&big, "X-Filler-");
+		char n[16];
+		snprintf(n, sizeof(n), "%d: ", i);
+		it_buf_puts(&big, n);
+		for (int j = 0; j < 1000; j++)
+			it_buf_putc(&big, 'x');
+		it_buf_puts(&big, "\r\n");
+	}
+	it_buf_puts(&big, "\r\n");
+	ck_assert_int_eq(raw_answer(big.data), 431);
+	free(big.data);
+	ck_assert_int_eq(raw_answer("GET /healthz HTTP/1.1\r\nHost: localhost"
+				    "\r\nno colon here\r\n\r\n"),
+			 400);
+	char *after = metrics_when(port, s400, b0 + 1);
+	ck_assert_double_eq(metric0(after, s431), a0 + 1);
+	ck_assert_double_eq(metric0(after, s400), b0 + 1);
+	free(before);
+	free(after);
+}
+END_TEST
+
 START_TEST(cors_only_when_configured)
 {
 	/* Off by default: no header a browser would act on. */
@@ -506,6 +555,7 @@ static const struct test_case cases[] = {
     TEST_CASE(postgresql_up_is_zero_when_it_cannot_connect),
     TEST_CASE(metrics_pass_promtool),
     TEST_CASE(head_where_get_works),
+    TEST_CASE(own_answers_of_libmicrohttpd_are_counted),
     TEST_CASE(cors_only_when_configured),
     {0},
 };
