@@ -2,8 +2,9 @@
  * libFuzzer target: the request body parser (src/params.c) on arbitrary
  * bytes: fpg_statement_parse() as POST /query calls it, then
  * fpg_statement_list_parse() as POST /tx calls it for a batch
- * ("statements", at most 1000). The body is not NUL-terminated, as a
- * request body is not.
+ * ("statements", at most 1000), then fpg_statement_parse_neon() as POST
+ * /sql calls it. The body is not NUL-terminated, as a request body is
+ * not.
  *
  * For each statement parsed, the fields are checked against jansson's own
  * reading of the body: sql is the "sql" string, every field is a known
@@ -226,6 +227,26 @@ static void check_statement(const struct fpg_statement *st)
 		check_param(json_array_get(params, (size_t)i), st->params[i]);
 }
 
+/* Neon's statement object: "query" is the SQL, "arrayMode" the shape
+ * (else the default), other fields ignored. */
+static void check_neon_statement(const struct fpg_statement *st,
+				 bool array_default)
+{
+	CHECK(json_is_object(st->root));
+	const json_t *sql = json_object_get(st->root, "query");
+	CHECK(st->sql != NULL && st->sql == json_string_value(sql));
+	CHECK(st->sql[strspn(st->sql, " \t\n\r\f\v")] != '\0');
+	const json_t *am = json_object_get(st->root, "arrayMode");
+	bool array = am ? json_is_true(am) : array_default;
+	CHECK(st->rows == (array ? FPG_ROWS_ARRAY : FPG_ROWS_OBJECT));
+	CHECK(st->expect == FPG_EXPECT_ALL && st->timeout_ms == 0);
+	const json_t *params = json_object_get(st->root, "params");
+	CHECK(params ? (size_t)st->nparams == json_array_size(params)
+		     : st->nparams == 0);
+	for (int i = 0; i < st->nparams; i++)
+		check_param(json_array_get(params, (size_t)i), st->params[i]);
+}
+
 static void check_error(const struct fpg_error *err)
 {
 	CHECK(err->http_status == 400 || err->http_status == 503);
@@ -259,6 +280,20 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	} else {
 		check_error(&err);
 		CHECK(list != NULL || n == 0);
+	}
+	fpg_statement_list_free(list, n);
+
+	bool array_default = size & 1, batch = false;
+	list = NULL;
+	n = 0;
+	memset(&err, 0, sizeof(err));
+	if (fpg_statement_parse_neon(body, size, array_default, 1000, &list,
+				     &n, &batch, &err)) {
+		CHECK(n >= 1 && n <= 1000 && list != NULL && (batch || n == 1));
+		for (unsigned i = 0; i < n; i++)
+			check_neon_statement(&list[i], array_default);
+	} else {
+		check_error(&err);
 	}
 	fpg_statement_list_free(list, n);
 	return 0;

@@ -139,6 +139,12 @@ struct fpg_options {
 	unsigned jwt_leeway_s;	 /* clock skew allowed for exp and nbf */
 	const char *claims_key_file; /* signs the claims SQL sees, for
 					docs/verified-claims.sql */
+	unsigned listen_heartbeat_ms; /* GET /listen: a ": ping" this often
+					 (0 = none) */
+	unsigned listen_max_channels; /* channels per subscriber */
+	unsigned listen_max_subscribers; /* subscribers per worker */
+	size_t listen_queue_bytes; /* events waiting for one slow subscriber;
+				      beyond: dropped, and a gap event */
 	const char *queries;	 /* a directory of named queries, NAME.sql */
 	const char *roles;	 /* per-role policy file (see docs/security.md) */
 	const char *anon_role;	 /* with auth: the role of requests that send

@@ -21,12 +21,15 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
 # clang and libclang-rt-14-dev (libFuzzer, a Recommends of clang-14 that
-# --no-install-recommends skips) build the fuzz targets; prometheus brings
-# promtool, which checks /metrics (it_metrics_promtool).
+# --no-install-recommends skips) build the fuzz targets. nodejs and npm
+# run it_js (tests/js: the npm drivers of Neon's protocol against POST
+# /sql); a node and npm already on PATH (nodesource's, nvm's) will do.
+# prometheus brings promtool, which checks /metrics (it_meta's
+# metrics_pass_promtool).
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
-	libpq-dev zlib1g-dev libssl-dev libcjose-dev libgnutls28-dev check
+	libpq-dev zlib1g-dev libzstd-dev libssl-dev libcjose-dev libgnutls28-dev check
 	libcurl4-openssl-dev postgresql-15 postgresql-client-15
-	wrk curl clang libclang-rt-14-dev prometheus)
+	wrk curl clang libclang-rt-14-dev nodejs npm prometheus)
 
 LOCAL_DIR="$ROOT/.fasterpg"
 LOCAL_PGDATA="$LOCAL_DIR/pgdata"
@@ -65,6 +68,10 @@ cmd_deps() {
 	fi
 	local missing=() p
 	for p in "${PACKAGES[@]}"; do
+		case $p in
+		nodejs) command -v node >/dev/null 2>&1 && continue ;;
+		npm) command -v npm >/dev/null 2>&1 && continue ;;
+		esac
 		pkg_installed "$p" || missing+=("$p")
 	done
 	[ ${#missing[@]} -eq 0 ] && return 0

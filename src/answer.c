@@ -16,7 +16,8 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 {
 	memset(a, 0, sizeof(*a));
 	fpg_rowfmt_init(&a->fmt, format, st->rows, expect,
-			st->big_numbers_string ? FPG_ENC_BIG_STRING : 0,
+			(st->big_numbers_string ? FPG_ENC_BIG_STRING : 0) |
+				(st->text_values ? FPG_ENC_TEXT : 0),
 			w->types);
 	a->w = w;
 	a->pool = pool;

@@ -147,13 +147,21 @@ static bool apply_policy(const struct fpg_services *svc, bool raw_sql,
 
 bool fpg_auth_identify(const struct fpg_services *svc,
 		       struct MHD_Connection *conn, bool raw_sql,
-		       struct fpg_auth *out, struct fpg_error *err)
+		       bool query_token, struct fpg_auth *out,
+		       struct fpg_error *err)
 {
 	memset(out, 0, sizeof(*out));
 	const char *h = MHD_lookup_connection_value(
 		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	const char *qt = query_token && !h
+				 ? MHD_lookup_connection_value(
+					   conn, MHD_GET_ARGUMENT_KIND,
+					   "access_token")
+				 : NULL;
 	bool known;
-	if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
+	if (qt && (svc->auth_api_key || svc->auth_jwt))
+		known = bearer_login(svc, qt, out, err);
+	else if (h && svc->auth_password && strncasecmp(h, "Basic ", 6) == 0)
 		known = basic_login(svc, conn, out, err);
 	else if (h && (svc->auth_api_key || svc->auth_jwt) &&
 		 strncasecmp(h, "Bearer ", 7) == 0)
@@ -189,4 +197,21 @@ bool fpg_auth_identify(const struct fpg_services *svc,
 	fpg_claims_free(out->claims);
 	out->claims = NULL;
 	return false;
+}
+
+bool fpg_auth_identify_as(const struct fpg_services *svc,
+			  struct MHD_Connection *conn, bool raw_sql,
+			  bool query_token, const char *user,
+			  const char *password, struct fpg_auth *out,
+			  struct fpg_error *err)
+{
+	const char *h = MHD_lookup_connection_value(
+		conn, MHD_HEADER_KIND, MHD_HTTP_HEADER_AUTHORIZATION);
+	if (h || !svc->auth_password || !user || !*user || !password ||
+	    !*password)
+		return fpg_auth_identify(svc, conn, raw_sql, query_token, out,
+					 err);
+	memset(out, 0, sizeof(*out));
+	return log_in(svc, user, password, out, err) &&
+	       apply_policy(svc, raw_sql, out, err);
 }

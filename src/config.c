@@ -149,6 +149,18 @@ static const struct opt_def opt_table[] = {
 	 "accepted algorithms, comma separated; unset: all a key fits"},
 	{"jwt-leeway-s", "FASTERPG_JWT_LEEWAY_S", NULL, OPT_UINT,
 	 OFF(jwt_leeway_s), "30", 0, 3600, "clock skew allowed for exp, nbf"},
+	{"listen-heartbeat-ms", "FASTERPG_LISTEN_HEARTBEAT_MS", NULL, OPT_UINT,
+	 OFF(listen_heartbeat_ms), "15000", 0, 3600000,
+	 "GET /listen: send a comment this often, for proxies (0 = never)"},
+	{"listen-max-channels", "FASTERPG_LISTEN_MAX_CHANNELS", NULL, OPT_UINT,
+	 OFF(listen_max_channels), "16", 1, 1000,
+	 "GET /listen: channels one subscriber may name"},
+	{"listen-max-subscribers", "FASTERPG_LISTEN_MAX_SUBSCRIBERS", NULL,
+	 OPT_UINT, OFF(listen_max_subscribers), "10000", 1, 1000000,
+	 "GET /listen: subscribers per worker (503 beyond)"},
+	{"listen-queue-bytes", "FASTERPG_LISTEN_QUEUE_BYTES", NULL, OPT_SIZE,
+	 OFF(listen_queue_bytes), "1048576", 4096, 1ULL << 30,
+	 "GET /listen: events held for a slow subscriber; beyond, a gap"},
 	{"claims-key-file", "FASTERPG_CLAIMS_KEY_FILE", NULL, OPT_STR,
 	 OFF(claims_key_file), NULL, 0, 0,
 	 "key (32+ bytes) signing the claims SQL sees, checked by "
@@ -158,7 +170,8 @@ static const struct opt_def opt_table[] = {
 	 "for those marked -- read-only)"},
 	{"roles", "FASTERPG_ROLES", NULL, OPT_STR, OFF(roles), NULL, 0, 0,
 	 "per-role policy file: ROLE [read-only] [raw-sql=no] [rate=N] "
-	 "[statement-timeout-ms=N] [transactions=N] [streams=N]"},
+	 "[statement-timeout-ms=N] [transactions=N] [streams=N] "
+	 "[listen=CHANNEL,PREFIX*]"},
 	{"anon-role", "FASTERPG_ANON_ROLE", NULL, OPT_STR, OFF(anon_role), NULL,
 	 0, 0, "with --auth: the role of requests without Authorization "
 	 "(logged in as with API keys); unset: 401"},

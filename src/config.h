@@ -9,7 +9,7 @@
 
 #include "fasterpg.h"
 
-#define FPG_CONFIG_MAX_OPTIONS 64
+#define FPG_CONFIG_MAX_OPTIONS 96
 
 struct fpg_config {
 	struct fpg_options opts;  /* strings point into owned[] or literals */

@@ -513,6 +513,10 @@ static void encode(struct fpg_buf *out, const struct fpg_typecache *tc,
 void fpg_encode_value(struct fpg_buf *out, const struct fpg_typecache *tc,
 		      uint32_t oid, const char *val, size_t len, unsigned flags)
 {
+	if (flags & FPG_ENC_TEXT) {
+		fpg_buf_json_str(out, val, len);
+		return;
+	}
 	encode(out, tc, fpg_typecache_get(tc, oid), val, len, flags, 0);
 }
 

@@ -14,6 +14,8 @@
 
 /* Flags for fpg_encode_value. */
 #define FPG_ENC_BIG_STRING 1u /* int8 and numeric as JSON strings */
+#define FPG_ENC_TEXT 2u	      /* every value as the JSON string of its
+				 text form (Neon's raw text output) */
 
 /*
  * Appends the JSON form of one non-NULL value of type oid, given as its

@@ -298,6 +298,94 @@ void fpg_error_json_code(struct fpg_buf *out, const char *code,
 	fpg_buf_putc(out, '}');
 }
 
+/* ---- Neon's /sql ---- */
+
+/* The SQLSTATE standing for an error of the gateway's own, or NULL. */
+static const char *neon_code(const struct fpg_error *err)
+{
+	if (err->sqlstate[0])
+		return err->sqlstate;
+	switch (err->http_status) {
+	case 401:
+		return err->reason && strcmp(err->reason, "unauthorized") != 0
+			       ? "28000" /* a token: invalid, expired */
+			       : "28P01";
+	case 403:
+		return "42501";
+	case 413:
+	case 507:
+		return err->code == FPG_ERR_LIMIT ? "54000" : NULL;
+	default:
+		return NULL;
+	}
+}
+
+/* node-postgres' DatabaseError fields after message and code. */
+static const struct {
+	const char *key;
+	int field;
+} neon_fields[] = {
+	{"severity", PG_DIAG_SEVERITY},
+	{"detail", PG_DIAG_MESSAGE_DETAIL},
+	{"hint", PG_DIAG_MESSAGE_HINT},
+	{"position", PG_DIAG_STATEMENT_POSITION},
+	{"internalPosition", PG_DIAG_INTERNAL_POSITION},
+	{"internalQuery", PG_DIAG_INTERNAL_QUERY},
+	{"where", PG_DIAG_CONTEXT},
+	{"schema", PG_DIAG_SCHEMA_NAME},
+	{"table", PG_DIAG_TABLE_NAME},
+	{"column", PG_DIAG_COLUMN_NAME},
+	{"dataType", PG_DIAG_DATATYPE_NAME},
+	{"constraint", PG_DIAG_CONSTRAINT_NAME},
+	{"file", PG_DIAG_SOURCE_FILE},
+	{"line", PG_DIAG_SOURCE_LINE},
+	{"routine", PG_DIAG_SOURCE_FUNCTION},
+};
+
+void fpg_error_neon_json(struct fpg_buf *out, const struct fpg_error *err,
+			 const PGresult *res)
+{
+	const char *msg = err ? err->message : "internal error";
+	const char *code = err ? neon_code(err) : NULL;
+	const char *m = res ? PQresultErrorField(res, PG_DIAG_MESSAGE_PRIMARY)
+			    : NULL;
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	fpg_buf_puts(out, "{\"message\":");
+	fpg_buf_json_str(out, m ? m : msg, strlen(m ? m : msg));
+	if (s || code)
+		put_field(out, "code", s ? s : code);
+	if (res) {
+		for (size_t i = 0; i < sizeof(neon_fields) / sizeof(*neon_fields);
+		     i++) {
+			const char *v = PQresultErrorField(res, neon_fields[i].field);
+			if (v)
+				put_field(out, neon_fields[i].key, v);
+		}
+	} else if (s || code) {
+		put_field(out, "severity", "ERROR");
+	}
+	if (!res)
+		put_field(out, "reason", default_code(err));
+	fpg_buf_putc(out, '}');
+}
+
+int fpg_error_neon_status(const struct fpg_error *err, const PGresult *res)
+{
+	int status = err && err->http_status ? err->http_status : 500;
+	if (res || (err && neon_code(err)))
+		return 400;
+	switch (status) {
+	case 400:
+	case 404:
+	case 409:
+	case 410:
+	case 413:
+		return 400;
+	default:
+		return status;
+	}
+}
+
 void fpg_assert_fail(const char *cond, const char *file, int line,
 		     const char *func)
 {

@@ -81,3 +81,24 @@ void fpg_error_json_code(struct fpg_buf *out, const char *code,
  */
 void fpg_error_json_object(struct fpg_buf *out, const struct fpg_error *err,
 			   const PGresult *res);
+
+/*
+ * Appends the error object of Neon's POST /sql (docs/neon.md), as its
+ * clients read it: "message"; "code", the SQLSTATE (PostgreSQL's, err's,
+ * or one that stands for the gateway's own refusal: 28P01 or 28000 for a
+ * login, 42501 for what the role may not do, 54000 for result limits;
+ * none for a malformed request); the fields of node-postgres'
+ * DatabaseError that res (a failed PGresult, borrowed, may be NULL) has,
+ * as strings; and "reason", fasterpg's own code.
+ */
+void fpg_error_neon_json(struct fpg_buf *out, const struct fpg_error *err,
+			 const PGresult *res);
+
+/*
+ * The HTTP status of that answer: 400, the status whose body Neon's
+ * clients read, for whatever the client's SQL, request or credentials
+ * caused (any error with a SQLSTATE, 4xx of ours); err's own for the
+ * server's state (429, 503, 5xx without a SQLSTATE) and for what no
+ * Neon client sends (405, 415, 421, ...).
+ */
+int fpg_error_neon_status(const struct fpg_error *err, const PGresult *res);

@@ -76,7 +76,7 @@ static void on_row(struct fpg_answer *a)
 	if (!qr->streaming) {
 		/* FIRST_CHUNK is held back, keeping early errors' statuses,
 		 * except by streaming formats (rows as they come). */
-		if (a->fmt.format != FPG_ROWFMT_JSON || pending > FIRST_CHUNK)
+		if (fpg_rowfmt_streams(a->fmt.format) || pending > FIRST_CHUNK)
 			begin_stream(qr);
 		return;
 	}
@@ -348,7 +348,7 @@ static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 	struct fpg_request *req = qr->req;
 	if (qr->st.expect != FPG_EXPECT_ALL)
 		return 0;
-	if (fmt != FPG_ROWFMT_JSON || stream_asked(req)) {
+	if (fpg_rowfmt_streams(fmt) || stream_asked(req)) {
 		if (!fpg_request_hold_stream(req))
 			return fpg_request_too_many_streams(req);
 		qr->a.q.exclusive = true;
@@ -358,6 +358,9 @@ static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 	}
 	return 0;
 }
+
+static int run_query(struct query_req *qr, enum fpg_rowfmt_format fmt,
+		     struct fpg_conn *tx_conn, bool read_only);
 
 /*
  * Parses the statement of req (its body, or src's) and starts it: on a
@@ -392,12 +395,26 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 		free(qr);
 		return fpg_request_error(req, &err, NULL);
 	}
+	return run_query(qr, fmt, tx_conn, src->read_only);
+}
+
+/*
+ * Starts qr's statement (parsed, qr->st), answered as fmt: on a pooled
+ * connection, or on tx_conn (a transaction's) when given. From here on
+ * the request owns qr (cleanup()).
+ */
+static int run_query(struct query_req *qr, enum fpg_rowfmt_format fmt,
+		     struct fpg_conn *tx_conn, bool read_only)
+{
+	struct fpg_request *req = qr->req;
+	struct fpg_error err;
+	int status;
 	fpg_answer_init(&qr->a, req->svc, req->pool, &req->out, &qr->st, fmt,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->a.q.claims = req->claims;
 	qr->a.q.trace = req->trace_app[0] ? req->trace_app : NULL;
-	qr->a.q.read_only = src->read_only;
+	qr->a.q.read_only = read_only;
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;
 	qr->hs.drained = on_drained;
@@ -419,6 +436,21 @@ static int start_query(struct fpg_request *req, struct fpg_conn *tx_conn,
 	}
 	fpg_answer_submit(&qr->a);
 	return 0;
+}
+
+int fpg_handle_sql_statement(struct fpg_request *req,
+			     struct fpg_statement *st)
+{
+	struct query_req *qr = calloc(1, sizeof(*qr));
+	if (!qr) {
+		fpg_statement_deinit(st);
+		return fpg_request_fail(req, 503, "out_of_memory",
+					"out of memory");
+	}
+	qr->req = req;
+	qr->st = *st;
+	memset(st, 0, sizeof(*st));
+	return run_query(qr, FPG_ROWFMT_NEON, NULL, false);
 }
 
 int fpg_handle_query(struct fpg_request *req)

@@ -237,6 +237,9 @@ struct batch {
 	int failed;		     /* statement that failed, -1 = COMMIT */
 	struct fpg_error err;	     /* why it failed */
 	struct fpg_buf err_json;     /* its {"code",...} object */
+	bool neon;		     /* Neon's /sql: its answer and error
+					shapes, no retries */
+	int neon_status;	     /* the status of err there */
 };
 
 static void batch_cleanup(struct fpg_request *req)
@@ -267,7 +270,12 @@ static void record_error(struct batch *b, int failed,
 	b->failed = failed;
 	b->err = *err;
 	fpg_buf_reset(&b->err_json);
-	fpg_error_json_object(&b->err_json, err, res);
+	if (b->neon) {
+		fpg_error_neon_json(&b->err_json, err, res);
+		b->neon_status = fpg_error_neon_status(err, res);
+	} else {
+		fpg_error_json_object(&b->err_json, err, res);
+	}
 }
 
 static bool retryable(const struct fpg_error *err)
@@ -300,6 +308,13 @@ static void batch_fail(struct batch *b)
 		return;
 	}
 	fpg_buf_reset(&req->out);
+	if (b->neon) {
+		fpg_buf_append(&req->out, b->err_json.data, b->err_json.len);
+		fpg_buf_putc(&req->out, '\n');
+		req->content_type = "application/json";
+		fpg_request_complete(req, b->neon_status);
+		return;
+	}
 	fpg_buf_puts(&req->out, "{\"error\":");
 	fpg_buf_append(&req->out, b->err_json.data, b->err_json.len);
 	fpg_buf_printf(&req->out, ",\"statement\":%d,\"retries\":%u}\n",
@@ -325,7 +340,10 @@ static void batch_ended(void *ctx, struct fpg_tx *tx,
 		batch_fail(b);
 		return;
 	}
-	fpg_buf_printf(&req->out, "],\"retries\":%u}\n", b->attempt);
+	if (b->neon)
+		fpg_buf_puts(&req->out, "]}\n");
+	else
+		fpg_buf_printf(&req->out, "],\"retries\":%u}\n", b->attempt);
 	fpg_request_complete(req, 200);
 }
 
@@ -388,7 +406,8 @@ static void run_item(struct batch *b)
 		item_done(b, NULL, &err);
 		return;
 	}
-	fpg_answer_init(a, req->svc, req->pool, &req->out, st, FPG_ROWFMT_JSON,
+	fpg_answer_init(a, req->svc, req->pool, &req->out, st,
+			b->neon ? FPG_ROWFMT_NEON : FPG_ROWFMT_JSON,
 			FPG_EXPECT_ALL, &item_ops);
 	a->whole = true; /* a batch answers once it is whole */
 	a->ctx = b;
@@ -451,14 +470,13 @@ static void batch_attempt(struct batch *b)
 	}
 }
 
-static int start_batch(struct fpg_request *req,
-		       const struct fpg_tx_options *o, unsigned retries)
+static struct batch *batch_new(struct fpg_request *req,
+			       const struct fpg_tx_options *o,
+			       unsigned retries)
 {
-	struct fpg_error err;
 	struct batch *b = calloc(1, sizeof(*b));
 	if (!b)
-		return fpg_request_fail(req, 503, "out_of_memory",
-					"out of memory");
+		return NULL;
 	b->hs.cleanup = batch_cleanup;
 	b->req = req;
 	b->opts = *o;
@@ -466,10 +484,40 @@ static int start_batch(struct fpg_request *req,
 	b->retry_timer.fire = retry_fire;
 	fpg_buf_init(&b->err_json);
 	req->handler = &b->hs;
+	return b;
+}
+
+static int start_batch(struct fpg_request *req,
+		       const struct fpg_tx_options *o, unsigned retries)
+{
+	struct fpg_error err;
+	struct batch *b = batch_new(req, o, retries);
+	if (!b)
+		return fpg_request_fail(req, 503, "out_of_memory",
+					"out of memory");
 	if (!fpg_statement_list_parse(req->body.data, req->body.len,
 				      "statements", MAX_BATCH, &b->stmts,
 				      &b->n, &err))
 		return fpg_request_error(req, &err, NULL);
+	batch_attempt(b);
+	return 0;
+}
+
+int fpg_handle_sql_batch(struct fpg_request *req,
+			 const struct fpg_tx_options *o,
+			 struct fpg_statement *stmts, unsigned n)
+{
+	int limited = over_session_limit(req);
+	struct batch *b = limited ? NULL : batch_new(req, o, 0);
+	if (!b) {
+		fpg_statement_list_free(stmts, n);
+		return limited ? limited
+			       : fpg_request_fail(req, 503, "out_of_memory",
+						  "out of memory");
+	}
+	b->neon = true;
+	b->stmts = stmts;
+	b->n = n;
 	batch_attempt(b);
 	return 0;
 }

@@ -4,7 +4,9 @@
  */
 #pragma once
 
+#include "params.h"
 #include "request.h"
+#include "tx.h"
 
 int fpg_handle_query(struct fpg_request *req);	 /* handler_query.c */
 int fpg_handle_query_cancel(struct fpg_request *req); /* handler_query.c */
@@ -22,3 +24,20 @@ int fpg_handle_healthz(struct fpg_request *req); /* handler_meta.c */
 int fpg_handle_readyz(struct fpg_request *req);	 /* handler_meta.c */
 int fpg_handle_stats(struct fpg_request *req);	 /* handler_meta.c */
 int fpg_handle_metrics(struct fpg_request *req); /* handler_meta.c */
+int fpg_handle_sql(struct fpg_request *req);	 /* handler_sql.c */
+
+/*
+ * The two ways POST /sql runs what it was sent (handler_sql.c parses it
+ * and names the login), each taking the statements it is given:
+ * one statement as /query runs it (its lanes, holding back the first
+ * 64 KiB, streaming), answered in Neon's shape; or a batch in one
+ * transaction with options o, as POST /tx with "statements" runs it, the
+ * first error rolling it back. Return as handlers do.
+ */
+int fpg_handle_sql_statement(struct fpg_request *req,
+			     struct fpg_statement *st); /* handler_query.c */
+int fpg_handle_sql_batch(struct fpg_request *req,
+			 const struct fpg_tx_options *o,
+			 struct fpg_statement *stmts,
+			 unsigned n); /* handler_tx.c */
+int fpg_handle_listen(struct fpg_request *req);	 /* handler_listen.c */

@@ -99,6 +99,12 @@ static inline struct fpg_list *fpg_list_prev(const struct fpg_list *head,
 	for (struct fpg_list *n = fpg_list_first(head); n;                 \
 	     n = fpg_list_next((head), n))
 
+/* The same, where the statement may remove n (and only n). */
+#define FPG_LIST_EACH_SAFE(n, head)                                        \
+	for (struct fpg_list *n = fpg_list_first(head),                    \
+			     *n##_next = n ? fpg_list_next((head), n) : NULL; \
+	     n; n = n##_next, n##_next = n ? fpg_list_next((head), n) : NULL)
+
 struct fpg_fifo_link {
 	struct fpg_list node;
 	uint64_t since_ms; /* when it was appended */

@@ -402,21 +402,56 @@ static bool blank(const char *s)
 	return true;
 }
 
-/* The body of a statement; named is the SQL of a named query (the body
- * then must not bring its own), or NULL. */
-static bool parse_body(struct fpg_statement *st, const char *body,
-		       size_t len, const char *named, struct fpg_error *err)
+/* Whose body a statement is: /query's ("sql", ...) or Neon's ("query",
+ * "params", "arrayMode"; rows as arrays when array_mode says so). */
+struct syntax {
+	bool neon;
+	bool array_mode;
+};
+
+static const struct syntax ours = {false, false};
+
+/*
+ * A field of Neon's statement object. Others are ignored, as Neon's own
+ * server does: its clients may add some.
+ */
+static bool parse_field_neon(struct fpg_statement *st, const char *key,
+			     const json_t *v, struct fpg_error *err)
 {
-	memset(st, 0, sizeof(*st));
-	json_error_t jerr;
-	if (len == 0 && named) {
-		st->sql = named;
+	if (strcmp(key, "query") == 0 || strcmp(key, "params") == 0) {
+		bool ok = key[0] == 'q' ? json_is_string(v) : json_is_array(v);
+		if (!ok) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"%s\" must be %s", key,
+				      key[0] == 'q' ? "a string" : "an array");
+			return false;
+		}
+		if (key[0] == 'q')
+			st->sql = json_string_value(v);
 		return true;
 	}
+	if (strcmp(key, "arrayMode") == 0) {
+		if (!json_is_boolean(v)) {
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "\"arrayMode\" must be true or false");
+			return false;
+		}
+		st->rows = json_is_true(v) ? FPG_ROWS_ARRAY : FPG_ROWS_OBJECT;
+	}
+	return true;
+}
+
+/* The body as a JSON object (st->root). */
+static bool load_object(struct fpg_statement *st, const char *body,
+			size_t len, const char *sql_key,
+			struct fpg_error *err)
+{
+	json_error_t jerr;
 	if (len == 0) {
 		fpg_error_set(err, FPG_ERR_REQUEST, 400,
 			      "the request body is empty; expected a JSON "
-			      "object with \"sql\"");
+			      "object with \"%s\"",
+			      sql_key);
 		return false;
 	}
 	/* jansson skips NUL bytes between tokens, the raw scan for numbers
@@ -442,10 +477,22 @@ static bool parse_body(struct fpg_statement *st, const char *body,
 			      "the body must be a JSON object");
 		return false;
 	}
+	return true;
+}
+
+/* The statement from its loaded object (st->root, whose text is body);
+ * named as for parse_body. */
+static bool fill(struct fpg_statement *st, const char *body, size_t len,
+		 const char *named, const struct syntax *sx,
+		 struct fpg_error *err)
+{
+	const char *sql_key = sx->neon ? "query" : "sql";
 	const char *key;
 	json_t *v;
+	st->rows = sx->array_mode ? FPG_ROWS_ARRAY : FPG_ROWS_OBJECT;
 	json_object_foreach(st->root, key, v) {
-		if (!parse_field(st, key, v, err))
+		if (!(sx->neon ? parse_field_neon(st, key, v, err)
+			       : parse_field(st, key, v, err)))
 			return false;
 	}
 	if (named && st->sql) {
@@ -457,29 +504,45 @@ static bool parse_body(struct fpg_statement *st, const char *body,
 	if (named)
 		st->sql = named;
 	if (!st->sql) {
-		fpg_error_set(err, FPG_ERR_REQUEST, 400,
-			      "\"sql\" is missing");
+		fpg_error_set(err, FPG_ERR_REQUEST, 400, "\"%s\" is missing",
+			      sql_key);
 		return false;
 	}
 	if (blank(st->sql)) {
-		fpg_error_set(err, FPG_ERR_REQUEST, 400, "\"sql\" is empty");
+		fpg_error_set(err, FPG_ERR_REQUEST, 400, "\"%s\" is empty",
+			      sql_key);
 		return false;
 	}
 	json_t *params = json_object_get(st->root, "params");
 	return !params || parse_params(st, params, body, len, err);
 }
 
+/* The body of a statement; named is the SQL of a named query (the body
+ * then must not bring its own), or NULL. */
+static bool parse_body(struct fpg_statement *st, const char *body,
+		       size_t len, const char *named, const struct syntax *sx,
+		       struct fpg_error *err)
+{
+	memset(st, 0, sizeof(*st));
+	if (len == 0 && named) {
+		st->sql = named;
+		return true;
+	}
+	return load_object(st, body, len, sx->neon ? "query" : "sql", err) &&
+	       fill(st, body, len, named, sx, err);
+}
+
 bool fpg_statement_parse(struct fpg_statement *st, const char *body,
 			 size_t len, struct fpg_error *err)
 {
-	return parse_body(st, body, len, NULL, err);
+	return parse_body(st, body, len, NULL, &ours, err);
 }
 
 bool fpg_statement_parse_named(struct fpg_statement *st, const char *sql,
 			       const char *body, size_t len,
 			       struct fpg_error *err)
 {
-	return parse_body(st, body, len, sql, err);
+	return parse_body(st, body, len, sql, &ours, err);
 }
 
 void fpg_statement_deinit(struct fpg_statement *st)
@@ -491,9 +554,10 @@ void fpg_statement_deinit(struct fpg_statement *st)
 	memset(st, 0, sizeof(*st));
 }
 
-bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
-			      unsigned max, struct fpg_statement **list,
-			      unsigned *n, struct fpg_error *err)
+static bool list_parse(const char *body, size_t len, const char *key,
+		       unsigned max, const struct syntax *sx,
+		       struct fpg_statement **list, unsigned *n,
+		       struct fpg_error *err)
 {
 	const char *rs, *re, *p, *s, *e;
 	*list = NULL;
@@ -521,7 +585,8 @@ bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
 	p = rs;
 	for (unsigned i = 0; i < count && next_element(&p, re, &s, &e); i++) {
 		*n = i + 1;
-		if (!fpg_statement_parse(&(*list)[i], s, (size_t)(e - s), err)) {
+		if (!parse_body(&(*list)[i], s, (size_t)(e - s), NULL, sx,
+				err)) {
 			size_t m = strlen(err->message);
 			snprintf(err->message + m, sizeof(err->message) - m,
 				 " (statement %u)", i);
@@ -536,6 +601,44 @@ bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
 		}
 	}
 	return true;
+}
+
+bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
+			      unsigned max, struct fpg_statement **list,
+			      unsigned *n, struct fpg_error *err)
+{
+	return list_parse(body, len, key, max, &ours, list, n, err);
+}
+
+bool fpg_statement_parse_neon(const char *body, size_t len, bool array_mode,
+			      unsigned max, struct fpg_statement **list,
+			      unsigned *n, bool *batch, struct fpg_error *err)
+{
+	const struct syntax sx = {true, array_mode};
+	struct fpg_statement one;
+	memset(&one, 0, sizeof(one));
+	*list = NULL;
+	*n = 0;
+	*batch = false;
+	if (!load_object(&one, body, len, "query", err))
+		goto fail;
+	if (json_object_get(one.root, "queries")) {
+		fpg_statement_deinit(&one);
+		*batch = true;
+		return list_parse(body, len, "queries", max, &sx, list, n, err);
+	}
+	if (!fill(&one, body, len, NULL, &sx, err))
+		goto fail;
+	if (!(*list = malloc(sizeof(**list)))) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 503, "out of memory");
+		goto fail;
+	}
+	**list = one;
+	*n = 1;
+	return true;
+fail:
+	fpg_statement_deinit(&one);
+	return false;
 }
 
 void fpg_statement_list_free(struct fpg_statement *list, unsigned n)

@@ -36,6 +36,9 @@ struct fpg_statement {
 	bool big_numbers_string;
 	unsigned timeout_ms; /* 0 = not given */
 	unsigned huge_numbers; /* numbers jansson could not hold */
+	bool text_values;    /* every value as its text, a JSON string
+				(Neon's raw text output); set by the
+				caller */
 };
 
 /*
@@ -76,6 +79,20 @@ bool fpg_statement_list_parse(const char *body, size_t len, const char *key,
 			      unsigned *n, struct fpg_error *err) FPG_MUST_CHECK;
 
 void fpg_statement_list_free(struct fpg_statement *list, unsigned n);
+
+/*
+ * Neon's POST /sql body: one statement {"query", "params", "arrayMode"}
+ * or a batch {"queries": [such objects]} (*batch set; 1 to max of them),
+ * into *list either way (caller frees with fpg_statement_list_free).
+ * Rows are arrays where "arrayMode" says so, else where array_mode does
+ * (the Neon-Array-Mode header). Unknown fields are ignored, as Neon's
+ * own server does. On failure err is a 400 (503 out of memory) naming
+ * the field.
+ */
+bool fpg_statement_parse_neon(const char *body, size_t len, bool array_mode,
+			      unsigned max, struct fpg_statement **list,
+			      unsigned *n, bool *batch,
+			      struct fpg_error *err) FPG_MUST_CHECK;
 
 /*
  * Rejects statements that would change the state of a shared connection

@@ -93,6 +93,17 @@ static const char opened_tx_msg[] =
 	"the statement opens a transaction; statements of /query each "
 	"commit on their own (use /tx for transactions)";
 
+/* Column i of res as it describes it, but for the name. */
+static void describe_column(struct fpg_column *col, const PGresult *res,
+			    int i)
+{
+	col->type = PQftype(res, i);
+	col->table = PQftable(res, i);
+	col->table_col = PQftablecol(res, i);
+	col->size = PQfsize(res, i);
+	col->mod = PQfmod(res, i);
+}
+
 /*
  * Unnamed statements (--statement-cache=0) are parsed again with every
  * run, so a table changed since the statement was described shows in the
@@ -109,7 +120,7 @@ static void columns_from(struct fpg_query *q, const PGresult *res)
 	}
 	for (int i = 0; i < n; i++) {
 		cols[i].name = PQfname(res, i);
-		cols[i].type = PQftype(res, i);
+		describe_column(&cols[i], res, i);
 	}
 	q->ops->columns(q, n, cols);
 	free(cols);
@@ -603,7 +614,7 @@ static bool save_columns(struct fpg_stmt *st, const PGresult *res)
 		size_t l = strlen(PQfname(res, i)) + 1;
 		memcpy(p, PQfname(res, i), l);
 		st->cols[i].name = p;
-		st->cols[i].type = PQftype(res, i);
+		describe_column(&st->cols[i], res, i);
 		p += l;
 	}
 	st->ncols = n;

@@ -14,6 +14,7 @@
 #include "error.h"
 #include "auth.h"
 #include "claims.h"
+#include "compress.h"
 #include "guard.h"
 #include "log.h"
 #include "pool.h"
@@ -365,13 +366,26 @@ void fpg_request_stream_fail(struct fpg_request *req,
 	fpg_request_stream_end(req, cut);
 }
 
+/* The route speaks Neon's protocol (docs/neon.md). */
+static bool speaks_neon(const struct fpg_request *req)
+{
+	return req->route && req->route->raw_sql == FPG_ROUTE_NEON_SQL;
+}
+
 int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
 		      const PGresult *res)
 {
 	note_sqlstate(req, err, res);
 	fpg_buf_reset(&req->out);
-	fpg_error_json(&req->out, err, res);
-	int status = err->http_status ? err->http_status : 500;
+	int status;
+	if (speaks_neon(req)) {
+		fpg_error_neon_json(&req->out, err, res);
+		fpg_buf_putc(&req->out, '\n');
+		status = fpg_error_neon_status(err, res);
+	} else {
+		fpg_error_json(&req->out, err, res);
+		status = err->http_status ? err->http_status : 500;
+	}
 	if (status == 503 || status == 429)
 		req->retry_after = 1;
 	req->content_type = "application/json";
@@ -386,6 +400,12 @@ int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
 	va_end(ap);
+	if (speaks_neon(req)) {
+		struct fpg_error err;
+		fpg_error_set(&err, FPG_ERR_REQUEST, status, "%s", msg);
+		err.reason = code;
+		return fpg_request_error(req, &err, NULL);
+	}
 	fpg_buf_reset(&req->out);
 	fpg_error_json_code(&req->out, code, msg);
 	if (status == 503 || status == 429)
@@ -420,29 +440,93 @@ int fpg_request_too_many_streams(struct fpg_request *req)
 				streams_cap(req));
 }
 
+/*
+ * A compressed stream: what out holds goes through z into zout, flushed
+ * (the client can decode every row sent so far), and ended once out is
+ * complete. Nothing more is compressed while zout still has bytes, so the
+ * handler's back-pressure on out still holds.
+ */
+static void compress_pending(struct fpg_request *req)
+{
+	if (fpg_buf_pending(&req->zout) || req->z_ended || req->stream_failed)
+		return;
+	size_t n = fpg_buf_pending(&req->out);
+	bool end = req->complete;
+	if (!n && !end)
+		return;
+	if (!fpg_compressor_feed(req->z, req->out.data + req->out.off, n, true,
+				 end, &req->zout))
+		req->stream_failed = req->complete = true;
+	req->z_ended = end;
+	fpg_buf_consume(&req->out, n);
+	if (n && req->handler && req->handler->drained)
+		req->handler->drained(req);
+}
+
 static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 {
 	struct fpg_request *req = cls;
 	if (req->client_gone)
 		return MHD_CONTENT_READER_END_WITH_ERROR;
-	size_t n = fpg_buf_pending(&req->out);
+	if (req->z)
+		compress_pending(req);
+	struct fpg_buf *src = req->z ? &req->zout : &req->out;
+	size_t n = fpg_buf_pending(src);
 	if (n) {
 		if (n > max)
 			n = max;
-		memcpy(buf, req->out.data + req->out.off, n);
-		fpg_buf_consume(&req->out, n);
+		memcpy(buf, src->data + src->off, n);
+		fpg_buf_consume(src, n);
 		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
 		req->bytes_out += n;
-		if (req->handler && req->handler->drained)
+		if (!req->z && req->handler && req->handler->drained)
 			req->handler->drained(req);
 		return (ssize_t)n;
 	}
-	if (req->complete)
+	if (req->complete && (!req->z || req->z_ended || req->stream_failed))
 		return req->stream_failed ? MHD_CONTENT_READER_END_WITH_ERROR
 					  : MHD_CONTENT_READER_END_OF_STREAM;
 	/* Never return 0 without suspending: MHD would spin on us. */
 	suspend(req);
 	return 0;
+}
+
+/* Answers shorter than this go as they are: compressing them would save
+ * less than its header costs. */
+#define COMPRESS_MIN 512
+
+/*
+ * The encoding of req's answer: what the client accepts, for any answer
+ * with a body that is streamed or long enough. A whole answer is
+ * compressed here; a stream gets its compressor (see compress_pending).
+ */
+static enum fpg_encoding encode_answer(struct fpg_request *req)
+{
+	if (strcmp(req->method, "HEAD") == 0 ||
+	    (!req->streaming && fpg_buf_pending(&req->out) < COMPRESS_MIN))
+		return FPG_ENCODING_IDENTITY;
+	enum fpg_encoding e = fpg_encoding_choose(
+		fpg_request_header(req, "Accept-Encoding"));
+	struct fpg_compressor *z = fpg_compressor_new(e);
+	if (!z)
+		return FPG_ENCODING_IDENTITY; /* out of memory: as it is */
+	if (req->streaming) {
+		req->z = z;
+		return e;
+	}
+	struct fpg_buf packed;
+	fpg_buf_init(&packed);
+	bool ok = fpg_compressor_feed(z, req->out.data + req->out.off,
+				      fpg_buf_pending(&req->out), false, true,
+				      &packed);
+	fpg_compressor_free(z);
+	if (!ok) {
+		fpg_buf_deinit(&packed);
+		return FPG_ENCODING_IDENTITY;
+	}
+	fpg_buf_deinit(&req->out);
+	req->out = packed;
+	return e;
 }
 
 static enum MHD_Result queue_response(struct fpg_request *req)
@@ -454,6 +538,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 					       "out of memory");
 		req->streaming = false;
 	}
+	enum fpg_encoding encoding = encode_answer(req);
 	if (req->streaming) {
 		resp = MHD_create_response_from_callback(
 			MHD_SIZE_UNKNOWN, 64 * 1024, read_stream, req, NULL);
@@ -473,6 +558,11 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		return MHD_NO;
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_TYPE,
 				req->content_type);
+	if (encoding != FPG_ENCODING_IDENTITY)
+		MHD_add_response_header(resp, MHD_HTTP_HEADER_CONTENT_ENCODING,
+					fpg_encoding_name(encoding));
+	/* Whether it is compressed depends on the request's header. */
+	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
 	if (req->trace_id[0]) {
 		/* Trace Context Level 2: the trace and our span of it. */
@@ -481,6 +571,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 			 req->span_id, req->trace_flags & 0xffu);
 		MHD_add_response_header(resp, "traceresponse", tr);
 	}
+	if (speaks_neon(req))
+		MHD_add_response_header(resp, "Neon-Request-Id", req->id);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
 				"no-store");
 	if (req->allow)
@@ -502,7 +594,8 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		MHD_add_response_header(resp, "Access-Control-Allow-Origin",
 					cors);
 		MHD_add_response_header(resp, "Access-Control-Expose-Headers",
-					"X-Request-Id, Retry-After");
+					"X-Request-Id, Retry-After, "
+					"Neon-Request-Id");
 		if (strcmp(cors, "*") != 0)
 			MHD_add_response_header(resp, "Vary", "Origin");
 		if (req->preflight) {
@@ -513,7 +606,10 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 				resp, "Access-Control-Allow-Headers",
 				"Content-Type, Accept, Content-Encoding, "
 				"Authorization, X-Request-Id, X-Cancel-Key, "
-				"X-Requested-With");
+				"X-Requested-With, Neon-Connection-String, "
+				"Neon-Raw-Text-Output, Neon-Array-Mode, "
+				"Neon-Batch-Isolation-Level, "
+				"Neon-Batch-Read-Only, Neon-Batch-Deferrable");
 			MHD_add_response_header(resp, "Access-Control-Max-Age",
 						"600");
 		}
@@ -544,12 +640,25 @@ static int check_origin(struct fpg_request *req)
 					"this server does not answer to the "
 					"host %.100s (see --allowed-hosts)",
 					host);
-	if (!req->route || req->route->cross_site_ok)
+	if (!req->route || req->route->cross_site_ok ||
+	    req->route->event_source)
+		return 0;
+	/* Neon's drivers send no Content-Type of their own (fetch makes it
+	 * text/plain), but always this header, which no web page can send
+	 * to another site without a preflight. */
+	if (speaks_neon(req) &&
+	    fpg_request_header(req, "Neon-Connection-String"))
 		return 0;
 	if (fpg_guard_preflighted(req->method,
 				  fpg_request_header(req, "Content-Type"),
 				  fpg_request_header(req, "X-Requested-With")))
 		return 0;
+	if (speaks_neon(req))
+		return fpg_request_fail(
+			req, 400, "bad_request",
+			"POST %s needs a Neon-Connection-String header "
+			"(postgresql://user:password@host/dbname)",
+			req->route->path);
 	if (strcmp(req->method, "POST") == 0)
 		return fpg_request_fail(
 			req, 415, "unsupported_media_type",
@@ -572,14 +681,23 @@ static int check_origin(struct fpg_request *req)
  */
 static int authenticate(struct fpg_request *req)
 {
+	if (speaks_neon(req))
+		return 0; /* the handler reads the login (fpg_request_login) */
+	return fpg_request_login(req, NULL, NULL);
+}
+
+int fpg_request_login(struct fpg_request *req, const char *user,
+		      const char *password)
+{
 	const struct fpg_services *svc = req->svc;
 	if ((!svc->auth_password && !svc->auth_api_key && !svc->auth_jwt) ||
 	    req->route->cross_site_ok)
 		return 0;
 	struct fpg_auth who;
 	struct fpg_error err;
-	if (!fpg_auth_identify(svc, req->conn, req->route->raw_sql, &who,
-			       &err)) {
+	if (!fpg_auth_identify_as(svc, req->conn, req->route->raw_sql != 0,
+				  req->route->event_source, user, password,
+				  &who, &err)) {
 		req->retry_after = who.retry_after;
 		return fpg_request_error(req, &err, NULL);
 	}
@@ -590,6 +708,13 @@ static int authenticate(struct fpg_request *req)
 	snprintf(req->login, sizeof(req->login), "%s", who.login);
 	pthread_mutex_unlock(&req->rs->lock);
 	return 0;
+}
+
+/* No Content-Encoding, or identity. */
+static bool encoding_identity(struct fpg_request *req)
+{
+	const char *enc = fpg_request_header(req, "Content-Encoding");
+	return !enc || strcasecmp(enc, "identity") == 0;
 }
 
 static void route(struct fpg_request *req)
@@ -607,6 +732,12 @@ static void route(struct fpg_request *req)
 			req, 413, "body_too_large",
 			"the request body exceeds %zu bytes (max-body-bytes)",
 			req->svc->opts->max_body_bytes);
+	} else if (req->route && !req->route->stream_body &&
+		   !encoding_identity(req)) {
+		status = fpg_request_fail(
+			req, 415, "unsupported_media_type",
+			"this endpoint takes its body as it is (no "
+			"Content-Encoding); COPY uploads take gzip or deflate");
 	} else if (req->cancel_key_bad) {
 		status = fpg_request_fail(req, 400, "bad_request",
 					  "X-Cancel-Key must be 16 to 128 "
@@ -756,6 +887,8 @@ static void request_free(struct fpg_request *req)
 	pthread_mutex_unlock(&w->lock);
 	fpg_buf_deinit(&req->body);
 	fpg_buf_deinit(&req->out);
+	fpg_buf_deinit(&req->zout);
+	fpg_compressor_free(req->z);
 	fpg_claims_free(req->claims);
 	FPG_STAT_ADD(w->svc->stats->in_flight, -1);
 	free(req);

@@ -27,6 +27,7 @@
 #include "services.h"
 
 struct fpg_claims;
+struct fpg_compressor;
 struct fpg_request;
 
 /*
@@ -117,6 +118,9 @@ struct fpg_request {
 	/* response */
 	int status;		  /* 0 until known */
 	struct fpg_buf out;	  /* response bytes not yet handed to MHD */
+	struct fpg_compressor *z; /* compresses a streamed out, or NULL */
+	struct fpg_buf zout;	  /* what z made, not yet handed to MHD */
+	bool z_ended;		  /* z's stream has ended */
 	const char *content_type; /* static string */
 	const char *allow;	  /* Allow header for 405, or NULL */
 	bool preflight;		  /* a CORS preflight (OPTIONS) */
@@ -153,6 +157,17 @@ struct fpg_request {
  * ready in req->out, or 0 when it will finish later. */
 typedef int (*fpg_handler_fn)(struct fpg_request *req);
 
+/* What SQL a route runs (fpg_route.raw_sql; false and true are the
+ * first two). */
+enum fpg_route_sql {
+	FPG_ROUTE_NO_RAW_SQL = 0,  /* none the client wrote */
+	FPG_ROUTE_RAW_SQL = 1,	   /* SQL the client wrote */
+	FPG_ROUTE_NEON_SQL = 2,	   /* that, over Neon's protocol (docs/neon.md):
+				      its error bodies and statuses, the
+				      Neon-Request-Id header; the handler
+				      names the login (fpg_request_login) */
+};
+
 /* An entry of the route table (router.c, found through svc->route_match). */
 struct fpg_route {
 	const char *method;
@@ -163,8 +178,13 @@ struct fpg_route {
 	bool cross_site_ok;	/* read-only and runs no SQL: a web page may
 				   send it without a preflight (see guard.h);
 				   every other route refuses such requests */
-	bool raw_sql;		/* runs SQL the client wrote (a role with
-				   raw-sql=no may not, see roles.h) */
+	enum fpg_route_sql raw_sql; /* runs SQL the client wrote (a role
+				   with raw-sql=no may not, see roles.h) */
+	bool event_source;	/* for browsers' EventSource, which can send
+				   no header of its own: no preflight check
+				   (it runs no SQL, and only CORS lets a page
+				   read it), and the credential may come as
+				   ?access_token= */
 };
 
 /* MHD callbacks, registered by the worker. cls is its fpg_requests. */
@@ -225,6 +245,16 @@ int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
 /* Shortcut: a request error with a formatted message. */
 int fpg_request_fail(struct fpg_request *req, int status, const char *code,
 		     const char *fmt, ...) FPG_PRINTF(4, 5);
+
+/*
+ * For a FPG_ROUTE_NEON_SQL route, whose login request.c does not look
+ * for: identifies the request as authenticate() does for other routes
+ * (with --auth; user and password as for fpg_auth_identify_as, borrowed
+ * for the call) and sets req->pool, login and claims. Returns 0, or the
+ * error status with the body in req->out.
+ */
+int fpg_request_login(struct fpg_request *req, const char *user,
+		      const char *password);
 
 /* A request header value, borrowed, or NULL. */
 const char *fpg_request_header(struct fpg_request *req, const char *name);

@@ -24,8 +24,11 @@ void fpg_roles_free(struct fpg_roles *roles)
 {
 	if (!roles)
 		return;
-	for (unsigned i = 0; i < roles->n; i++)
+	for (unsigned i = 0; i < roles->n; i++) {
 		free(roles->r[i].name);
+		free(roles->r[i].policy.listen);
+	}
+	free(roles->other.listen);
 	free(roles->r);
 	free(roles);
 }
@@ -67,6 +70,12 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 			return false;
 		}
 		p->streams = (unsigned)v;
+	} else if (strncmp(w, "listen=", 7) == 0 && w[7]) {
+		free(p->listen);
+		if (!(p->listen = strdup(w + 7))) {
+			*why = "out of memory";
+			return false;
+		}
 	} else if (strncmp(w, "rate=", 5) == 0 && w[5] >= '0' && w[5] <= '9') {
 		errno = 0;
 		unsigned long v = strtoul(w + 5, &end, 10);
@@ -77,7 +86,8 @@ static bool option(const char *w, struct fpg_role_policy *p, const char **why)
 		p->rate = (unsigned)v;
 	} else {
 		*why = "options are read-only, raw-sql=yes|no, rate=N, "
-		       "statement-timeout-ms=N, transactions=N and streams=N";
+		       "statement-timeout-ms=N, transactions=N, streams=N and "
+		       "listen=CHANNEL,PREFIX*,...";
 		return false;
 	}
 	return true;
@@ -107,9 +117,12 @@ struct fpg_roles *fpg_roles_load(const char *path, struct fpg_error *err)
 		struct fpg_role_policy p = unlimited;
 		for (char *w; !why && (w = strtok_r(NULL, " \t\r\n", &save));)
 			(void)option(w, &p, &why);
-		if (why)
+		if (why) {
+			free(p.listen);
 			break;
+		}
 		if (strcmp(name, "*") == 0) {
+			free(roles->other.listen);
 			roles->other = p;
 			continue;
 		}
@@ -117,12 +130,14 @@ struct fpg_roles *fpg_roles_load(const char *path, struct fpg_error *err)
 			room = room ? room * 2 : 16;
 			struct role *g = realloc(roles->r, room * sizeof(*g));
 			if (!g) {
+				free(p.listen);
 				why = "out of memory";
 				break;
 			}
 			roles->r = g;
 		}
 		if (!(roles->r[roles->n].name = strdup(name))) {
+			free(p.listen);
 			why = "out of memory";
 			break;
 		}
@@ -148,4 +163,21 @@ const struct fpg_role_policy *fpg_roles_for(const struct fpg_roles *roles,
 		if (strcmp(roles->r[i].name, role) == 0)
 			return &roles->r[i].policy;
 	return &roles->other;
+}
+
+bool fpg_roles_may_listen(const struct fpg_role_policy *p, const char *channel)
+{
+	if (!p->listen)
+		return true;
+	size_t len = strlen(channel);
+	for (const char *w = p->listen; *w;) {
+		size_t n = strcspn(w, ",");
+		bool prefix = n && w[n - 1] == '*';
+		size_t m = prefix ? n - 1 : n;
+		if (prefix ? len >= m && strncmp(channel, w, m) == 0
+			   : len == m && strncmp(channel, w, m) == 0)
+			return true;
+		w += n + (w[n] == ',');
+	}
+	return false;
 }

@@ -16,7 +16,9 @@
  *   connection of their own while they stream (a /query answer as NDJSON,
  *   CSV or ?stream=true, COPY in or out; not a session's): 429
  *   too_many_streams beyond, before any SQL runs. A /query the lane
- *   memory would stream shares a connection instead.
+ *   memory would stream shares a connection instead;
+ * - listen=a,b,news.*: the channels GET /listen may name (a trailing *
+ *   takes every name it begins): 403 channel_not_allowed for others.
  *
  * Without a line (and without `*`) a role may do all of it. Loaded once
  * at start; immutable after, read by every worker.
@@ -36,6 +38,8 @@ struct fpg_role_policy {
 	unsigned statement_timeout_ms; /* a lower cap than the server's,
 					  0: the server's */
 	unsigned transactions; /* open sessions per worker, 0: no limit */
+	char *listen;	       /* GET /listen: the channels it may name,
+				  "a,b,prefix*"; NULL: any */
 	unsigned streams;      /* streaming requests at once per worker,
 				  0: no limit (fpg_request_hold_stream) */
 };
@@ -48,3 +52,6 @@ void fpg_roles_free(struct fpg_roles *roles);
 /* The policy of role (roles may be NULL: no file, no limits). */
 const struct fpg_role_policy *fpg_roles_for(const struct fpg_roles *roles,
 					    const char *role);
+
+/* Whether p lets GET /listen name channel. */
+bool fpg_roles_may_listen(const struct fpg_role_policy *p, const char *channel);

@@ -9,6 +9,7 @@ static const char *const content_types[] = {
 	[FPG_ROWFMT_JSON] = "application/json",
 	[FPG_ROWFMT_NDJSON] = "application/x-ndjson",
 	[FPG_ROWFMT_CSV] = "text/csv; charset=utf-8",
+	[FPG_ROWFMT_NEON] = "application/json",
 };
 
 void fpg_rowfmt_init(struct fpg_rowfmt *f, enum fpg_rowfmt_format format,
@@ -38,6 +39,11 @@ const char *fpg_rowfmt_content_type(enum fpg_rowfmt_format format)
 	return content_types[format];
 }
 
+bool fpg_rowfmt_streams(enum fpg_rowfmt_format format)
+{
+	return format == FPG_ROWFMT_NDJSON || format == FPG_ROWFMT_CSV;
+}
+
 bool fpg_rowfmt_single(const struct fpg_rowfmt *f)
 {
 	return f->format == FPG_ROWFMT_JSON && f->expect != FPG_EXPECT_ALL;
@@ -57,6 +63,25 @@ static void put_columns_json(const struct fpg_rowfmt *f, struct fpg_buf *out,
 		fpg_buf_putc(out, '}');
 	}
 	fpg_buf_putc(out, ']');
+}
+
+/* node-postgres' FieldDef, which Neon's clients read. */
+static void put_fields_neon(struct fpg_buf *out, int n,
+			    const struct fpg_column *cols)
+{
+	fpg_buf_puts(out, "{\"fields\":[");
+	for (int i = 0; i < n; i++) {
+		const struct fpg_column *c = &cols[i];
+		fpg_buf_puts(out, i ? ",{\"name\":" : "{\"name\":");
+		fpg_buf_json_str(out, c->name, strlen(c->name));
+		fpg_buf_printf(out,
+			       ",\"dataTypeID\":%u,\"tableID\":%u,"
+			       "\"columnID\":%d,\"dataTypeSize\":%d,"
+			       "\"dataTypeModifier\":%d,\"format\":\"text\"}",
+			       c->type, c->table, c->table_col, c->size,
+			       c->mod);
+	}
+	fpg_buf_puts(out, "],\"rows\":[");
 }
 
 static bool csv_needs_quotes(const char *s, size_t n)
@@ -106,6 +131,9 @@ static void put_header(const struct fpg_rowfmt *f, struct fpg_buf *out, int n,
 	case FPG_ROWFMT_NDJSON:
 		put_columns_json(f, out, n, cols);
 		fpg_buf_puts(out, "}\n");
+		break;
+	case FPG_ROWFMT_NEON:
+		put_fields_neon(out, n, cols);
 		break;
 	case FPG_ROWFMT_CSV:
 		for (int i = 0; i < n; i++) {
@@ -222,6 +250,7 @@ void fpg_rowfmt_put_row(struct fpg_rowfmt *f, struct fpg_buf *out,
 	}
 	switch (f->format) {
 	case FPG_ROWFMT_JSON:
+	case FPG_ROWFMT_NEON:
 		if (f->written > 1)
 			fpg_buf_putc(out, ',');
 		put_row_json(f, out, res, row);
@@ -253,6 +282,19 @@ static void put_command(struct fpg_buf *out, const char *tag)
 	fpg_buf_json_str(out, tag, n);
 }
 
+/* node-postgres' Result: the tag's first word, and its count or null. */
+static void put_end_neon(const struct fpg_rowfmt *f, struct fpg_buf *out,
+			 PGresult *res)
+{
+	const char *tag = PQcmdStatus(res);
+	const char *count = PQcmdTuples(res);
+	fpg_buf_puts(out, "],\"command\":");
+	fpg_buf_json_str(out, tag, strcspn(tag, " "));
+	fpg_buf_printf(out, ",\"rowCount\":%s,\"rowAsArray\":%s}\n",
+		       *count ? count : "null",
+		       f->shape == FPG_ROWS_ARRAY ? "true" : "false");
+}
+
 void fpg_rowfmt_put_end(struct fpg_rowfmt *f, struct fpg_buf *out,
 			PGresult *res)
 {
@@ -264,6 +306,10 @@ void fpg_rowfmt_put_end(struct fpg_rowfmt *f, struct fpg_buf *out,
 	}
 	if (f->format == FPG_ROWFMT_CSV)
 		return;
+	if (f->format == FPG_ROWFMT_NEON) {
+		put_end_neon(f, out, res);
+		return;
+	}
 	fpg_buf_puts(out, f->format == FPG_ROWFMT_JSON ? "],\"command\":"
 						       : "{\"command\":");
 	put_command(out, PQcmdStatus(res));
@@ -285,6 +331,7 @@ bool fpg_rowfmt_put_error(struct fpg_rowfmt *f, struct fpg_buf *out,
 		fpg_buf_putc(out, '\n');
 		return true;
 	case FPG_ROWFMT_CSV:
+	case FPG_ROWFMT_NEON:
 		break;
 	}
 	return false;

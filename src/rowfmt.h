@@ -1,7 +1,9 @@
 /*
  * PostgreSQL result rows -> answer bytes, as JSON, NDJSON or CSV
- * (docs/api.md): the column header, each row, and the end. Values are
- * written by encode.c (to_json rules); nothing here allocates per row.
+ * (docs/api.md), or as Neon's /sql answer (docs/neon.md): the column
+ * header, each row, and the end. Values are written by encode.c (to_json
+ * rules, or their text with FPG_ENC_TEXT); nothing here allocates per
+ * row.
  *
  * JSON with an "expect" other than all answers one value: {"row": ...}
  * or {"value": ...} from the first row; later rows are not written.
@@ -23,12 +25,20 @@ enum fpg_rowfmt_format {
 	FPG_ROWFMT_JSON,
 	FPG_ROWFMT_NDJSON,
 	FPG_ROWFMT_CSV,
+	FPG_ROWFMT_NEON, /* {"fields","rows","command","rowCount",
+			    "rowAsArray"}, node-postgres' field names */
 };
 
 /* One result column as the formatter (and query.c) describes it. */
 struct fpg_column {
 	const char *name;
 	uint32_t type;
+	/* What PostgreSQL's row description says besides (PQftable,
+	 * PQftablecol, PQfsize, PQfmod): the /sql answer's fields. */
+	uint32_t table;	/* 0: not a table's column */
+	int table_col;	/* 0: not a table's column */
+	int size;	/* -1: variable */
+	int mod;	/* -1: none */
 };
 
 struct fpg_rowfmt {
@@ -56,6 +66,10 @@ void fpg_rowfmt_deinit(struct fpg_rowfmt *f);
 /* The MIME type of the format's answer. */
 const char *fpg_rowfmt_content_type(enum fpg_rowfmt_format format);
 
+/* True for the formats that send rows as they come (NDJSON, CSV): the
+ * others are one JSON document, whose start may be held back. */
+bool fpg_rowfmt_streams(enum fpg_rowfmt_format format);
+
 /* True when the answer is one value from the first row (JSON "expect"). */
 bool fpg_rowfmt_single(const struct fpg_rowfmt *f);
 
@@ -75,7 +89,9 @@ void fpg_rowfmt_put_row(struct fpg_rowfmt *f, struct fpg_buf *out,
 /*
  * Appends the end of a whole answer. res is the final result (command
  * tag, row count; borrowed): {"command","row_count"} for JSON and NDJSON,
- * nothing for CSV; a single-value answer only closes (null without rows).
+ * "command" (its first word, as node-postgres has it), "rowCount" and
+ * "rowAsArray" for Neon, nothing for CSV; a single-value answer only
+ * closes (null without rows). Every JSON answer ends with a newline.
  */
 void fpg_rowfmt_put_end(struct fpg_rowfmt *f, struct fpg_buf *out,
 			PGresult *res);
@@ -83,7 +99,8 @@ void fpg_rowfmt_put_end(struct fpg_rowfmt *f, struct fpg_buf *out,
 /*
  * Appends the end of an answer that failed after it began streaming
  * (res as for fpg_error_json). False for CSV, which has no place for an
- * error: the caller must cut the transfer short instead.
+ * error, and for Neon, whose clients would not look for one: the caller
+ * must cut the transfer short instead.
  */
 bool fpg_rowfmt_put_error(struct fpg_rowfmt *f, struct fpg_buf *out,
 			  const struct fpg_error *err, const PGresult *res);

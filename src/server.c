@@ -19,6 +19,7 @@
 #include "apikeys.h"
 #include "queries.h"
 #include "roles.h"
+#include "startup.h"
 #include "tls.h"
 #include "tx.h"
 
@@ -441,6 +442,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 						    "claims-key-file",
 						    &srv->claims_key_len, err)))
 		goto fail;
+	fpg_startup_target(srv->opts.db, srv->db_name, sizeof(srv->db_name),
+			   srv->db_user, sizeof(srv->db_user));
 	struct fpg_services shared = {
 		.queries = srv->queries,
 		.roles = srv->roles,
@@ -456,6 +459,8 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.keys = srv->keys,
 		.tls = srv->tls,
 		.hosts = &srv->hosts,
+		.db_name = srv->db_name,
+		.db_user = srv->db_user,
 		.access_log = strcmp(srv->opts.access_log, "on") == 0,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,

@@ -27,6 +27,7 @@ struct fpg_server {
 	char *tls_cert, *tls_key; /* the files' paths */
 	struct fpg_tls *tls;	  /* the pair now, or NULL: plain HTTP */
 	struct fpg_hosts hosts;	 /* from allowed_hosts; read-only once built */
+	char db_name[64], db_user[64]; /* what --db logs in to (/sql) */
 	unsigned nworkers;	 /* initialised workers */
 	struct fpg_worker *workers;
 	struct fpg_canceller *canceller;

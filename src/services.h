@@ -17,6 +17,7 @@ struct fpg_hosts;
 struct fpg_jwt;
 struct fpg_jwt_cache;
 struct fpg_lanes;
+struct fpg_listener;
 struct fpg_logins;
 struct fpg_loop;
 struct fpg_pool;
@@ -47,6 +48,7 @@ struct fpg_services {
 	bool auth_jwt;			/* ... or a JSON Web Token */
 	struct fpg_jwt *jwt;		/* its verifier now (a reference of
 					   this worker's; swapped on reload) */
+	struct fpg_listener *listener;	/* GET /listen's, this worker's */
 	struct fpg_jwt_cache *jwt_cache; /* tokens verified lately, this
 					    worker's */
 	void (*jwks_stale)(void *ctx);	/* a token's kid is unknown: fetch
@@ -73,6 +75,9 @@ struct fpg_services {
 	fpg_route_index_fn route_index;
 	/* whole server */
 	const struct fpg_hosts *hosts;	/* the names it answers to */
+	const char *db_name;		/* the database --db logs in to, ""
+					   when unknown (fpg_startup_target) */
+	const char *db_user;		/* ... and its user, the same way */
 	bool access_log;		/* a line per request (--access-log) */
 	const unsigned char *claims_key; /* --claims-key-file's, or NULL */
 	size_t claims_key_len;

@@ -1,5 +1,6 @@
 #include "startup.h"
 
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -45,4 +46,38 @@ bool fpg_startup_refused(const char *why)
 		if (strstr(why, texts[i]))
 			return true;
 	return strstr(why, "role \"") && strstr(why, "\" does not exist");
+}
+
+static const char *option(const PQconninfoOption *opts, const char *key)
+{
+	for (const PQconninfoOption *o = opts; o && o->keyword; o++)
+		if (strcmp(o->keyword, key) == 0 && o->val && *o->val)
+			return o->val;
+	return NULL;
+}
+
+void fpg_startup_target(const char *db, char *dbname, size_t dbsize,
+			char *user, size_t usize)
+{
+	/* As libpq reads dbname (expand_dbname): a conninfo when it holds
+	 * "=" or starts like a URI, else a database name. */
+	bool conninfo = db && (strchr(db, '=') ||
+			       strncmp(db, "postgresql://", 13) == 0 ||
+			       strncmp(db, "postgres://", 11) == 0);
+	PQconninfoOption *info = conninfo ? PQconninfoParse(db, NULL) : NULL;
+	PQconninfoOption *defs = PQconndefaults();
+	const char *d = conninfo ? option(info, "dbname")
+				 : (db && *db ? db : NULL);
+	const char *u = option(info, "user");
+	bool service = option(info, "service") != NULL;
+	if (!u && !service)
+		u = option(defs, "user");
+	if (!d && !service)
+		d = option(defs, "dbname");
+	if (!d && !service)
+		d = u;
+	snprintf(dbname, dbsize, "%s", d ? d : "");
+	snprintf(user, usize, "%s", u ? u : "");
+	PQconninfoFree(info);
+	PQconninfoFree(defs);
 }

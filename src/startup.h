@@ -27,3 +27,15 @@ void fpg_startup_options(const struct fpg_options *opts, bool read_only,
  * the English ones (see docs/security.md).
  */
 bool fpg_startup_refused(const char *why);
+
+/*
+ * The database and user a connection of db (--db: a conninfo, a URI or a
+ * database name; NULL: libpq's defaults) logs in to, as libpq fills them
+ * in: db's own, else PGDATABASE and PGUSER (or PGSERVICE's entry), else
+ * the operating system user's name, and the database defaults to the
+ * user. "" where it cannot be known without connecting (db names a
+ * service, whose file may say). Truncated to size - 1 bytes (size 64
+ * holds any PostgreSQL name).
+ */
+void fpg_startup_target(const char *db, char *dbname, size_t dbsize,
+			char *user, size_t usize);

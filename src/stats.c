@@ -148,6 +148,8 @@ struct totals {
 	uint64_t header_timeouts, slow_bodies, evicted;
 	int64_t logins;
 	uint64_t refusals;
+	int64_t subscribers, channels;
+	uint64_t received, delivered, dropped, gaps;
 };
 
 static void add_worker(struct totals *t, struct fpg_stats *st)
@@ -193,6 +195,12 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->evicted += FPG_STAT_GET(st->http_evicted);
 	t->logins += FPG_STAT_GET(st->logins_open);
 	t->refusals += FPG_STAT_GET(st->login_refusals);
+	t->subscribers += FPG_STAT_GET(st->listen_subscribers);
+	t->channels += FPG_STAT_GET(st->listen_channels);
+	t->received += FPG_STAT_GET(st->listen_received);
+	t->delivered += FPG_STAT_GET(st->listen_delivered);
+	t->dropped += FPG_STAT_GET(st->listen_dropped);
+	t->gaps += FPG_STAT_GET(st->listen_gaps);
 }
 
 /* 1 when the last connect or statement (of any worker) reached
@@ -316,6 +324,14 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 		       (unsigned long long)t->retries);
 	fpg_buf_printf(out, "\"logins\":{\"open\":%lld,\"refused\":%llu},",
 		       (long long)t->logins, (unsigned long long)t->refusals);
+	fpg_buf_printf(out, "\"listen\":{\"subscribers\":%lld,\"channels\":%lld,"
+			    "\"received\":%llu,\"delivered\":%llu,"
+			    "\"dropped\":%llu,\"gaps\":%llu},",
+		       (long long)t->subscribers, (long long)t->channels,
+		       (unsigned long long)t->received,
+		       (unsigned long long)t->delivered,
+		       (unsigned long long)t->dropped,
+		       (unsigned long long)t->gaps);
 	fpg_buf_printf(out, "\"slow_clients_closed\":{\"header_timeout\":%llu,"
 			    "\"slow_body\":%llu,\"evicted\":%llu},",
 		       (unsigned long long)t->header_timeouts,
@@ -537,6 +553,24 @@ void fpg_stats_prometheus(struct fpg_buf *out, struct fpg_stats *const *workers,
 	prom_counter(out, "fasterpg_login_refusals_total",
 		     "Logins PostgreSQL refused (wrong password, no such role)",
 		     "counter", t->refusals);
+	prom_counter(out, "fasterpg_listen_subscribers",
+		     "GET /listen streams open", "gauge",
+		     nonneg(t->subscribers));
+	prom_counter(out, "fasterpg_listen_channels",
+		     "Channels listened to (or lingering)", "gauge",
+		     nonneg(t->channels));
+	prom_counter(out, "fasterpg_listen_notifications_received_total",
+		     "Notifications PostgreSQL sent the workers", "counter",
+		     t->received);
+	prom_counter(out, "fasterpg_listen_events_delivered_total",
+		     "Notifications passed to subscribers", "counter",
+		     t->delivered);
+	prom_counter(out, "fasterpg_listen_events_dropped_total",
+		     "Notifications not sent to a subscriber that read too "
+		     "slowly", "counter", t->dropped);
+	prom_counter(out, "fasterpg_listen_gaps_total",
+		     "Gap events (notifications may have been missed)",
+		     "counter", t->gaps);
 	prom_counter(out, "fasterpg_requests_in_flight",
 		     "Requests being served", "gauge", nonneg(t->in_flight));
 	prom_counter(out, "fasterpg_copies_in_flight", "COPY requests under way",

@@ -67,6 +67,13 @@ struct fpg_stats {
 	_Atomic uint64_t http_evicted;	       /* too many waiting for headers */
 	_Atomic int64_t logins_open;	       /* logins with a pool (--auth) */
 	_Atomic uint64_t login_refusals;       /* logins PostgreSQL refused */
+	/* GET /listen (listen.c, handler_listen.c) */
+	_Atomic int64_t listen_subscribers;
+	_Atomic int64_t listen_channels;       /* listened to, or lingering */
+	_Atomic uint64_t listen_received;      /* notifications PostgreSQL sent */
+	_Atomic uint64_t listen_delivered;     /* events for subscribers */
+	_Atomic uint64_t listen_dropped;       /* not sent: too slow a reader */
+	_Atomic uint64_t listen_gaps;	       /* gap events */
 };
 
 #define FPG_STAT_ADD(field, n)                                             \

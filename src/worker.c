@@ -18,6 +18,7 @@
 #include "hmac.h"
 #include "jwt.h"
 #include "jwtcache.h"
+#include "listen.h"
 #include "logins.h"
 #include "pool.h"
 #include "query.h"
@@ -223,6 +224,17 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 	w->svc.loop = &w->loop;
 	w->svc.pool = w->pool;
 	w->svc.logins = w->logins;
+	struct fpg_listener_env lenv = {
+		.loop = &w->loop,
+		.opts = opts,
+		.worker_id = id,
+		.draining = &w->draining,
+		.stats = &w->stats,
+	};
+	if (!(w->svc.listener = fpg_listener_new(&lenv))) {
+		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
+		return false;
+	}
 	if (shared->auth_jwt && !(w->svc.jwt_cache = fpg_jwt_cache_new())) {
 		fpg_error_set(err, FPG_ERR_NOMEM, 0, "out of memory");
 		return false;
@@ -403,6 +415,9 @@ void fpg_worker_deinit(struct fpg_worker *w)
 	w->types = NULL;
 	fpg_lanes_free(w->lanes);
 	w->lanes = NULL;
+	/* After MHD: its requests' cleanups unsubscribe. */
+	fpg_listener_free(w->svc.listener);
+	w->svc.listener = NULL;
 	fpg_loop_deinit(&w->loop);
 	fpg_requests_deinit(&w->reqs);
 	fpg_apikeys_unref(w->svc.keys);

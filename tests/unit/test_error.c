@@ -2,6 +2,7 @@
  * FPG_ASSERT. */
 #include <check.h>
 #include <signal.h>
+#include <stdio.h>
 #include <jansson.h>
 #include <string.h>
 
@@ -172,6 +173,61 @@ START_TEST(assert_fails_aborts)
 END_TEST
 #endif
 
+/* Neon's error object and status for errors without a PGresult (the
+ * fields of one are checked against PostgreSQL in it_sql). */
+START_TEST(neon_errors)
+{
+	static const struct {
+		enum fpg_errcode code;
+		int status;
+		const char *sqlstate, *reason;
+		int want_status;
+		const char *want_code;
+	} cases[] = {
+	    {FPG_ERR_REQUEST, 400, "", NULL, 400, NULL},
+	    {FPG_ERR_REQUEST, 401, "", "unauthorized", 400, "28P01"},
+	    {FPG_ERR_REQUEST, 401, "", "token_expired", 400, "28000"},
+	    {FPG_ERR_REQUEST, 403, "", "raw_sql_off", 400, "42501"},
+	    {FPG_ERR_LIMIT, 413, "", "result_too_large", 400, "54000"},
+	    {FPG_ERR_LIMIT, 507, "", "result_not_read", 400, "54000"},
+	    {FPG_ERR_PG, 504, "57014", NULL, 400, "57014"},
+	    {FPG_ERR_PG, 409, "40001", NULL, 400, "40001"},
+	    {FPG_ERR_UNAVAILABLE, 503, "", NULL, 503, NULL},
+	    {FPG_ERR_LIMIT, 429, "", "rate_limited", 429, NULL},
+	    {FPG_ERR_REQUEST, 415, "", NULL, 415, NULL},
+	    {FPG_ERR_NOMEM, 503, "", NULL, 503, NULL},
+	};
+	for (size_t i = 0; i < sizeof(cases) / sizeof(*cases); i++) {
+		struct fpg_error err;
+		struct fpg_buf b;
+		fpg_buf_init(&b);
+		fpg_error_set(&err, cases[i].code, cases[i].status, "m%zu", i);
+		snprintf(err.sqlstate, sizeof(err.sqlstate), "%s",
+			 cases[i].sqlstate);
+		err.reason = cases[i].reason;
+		ck_assert_int_eq(fpg_error_neon_status(&err, NULL),
+				 cases[i].want_status);
+		fpg_error_neon_json(&b, &err, NULL);
+		fpg_buf_putc(&b, '\0');
+		json_t *j = json_loads(b.data, 0, NULL);
+		ck_assert_msg(j != NULL, "%s", b.data);
+		char m[8];
+		snprintf(m, sizeof(m), "m%zu", i);
+		ck_assert_str_eq(json_string_value(json_object_get(j, "message")),
+				 m);
+		const char *code = json_string_value(json_object_get(j, "code"));
+		if (cases[i].want_code)
+			ck_assert_msg(code && strcmp(code, cases[i].want_code) == 0,
+				      "%zu: %s", i, b.data);
+		else
+			ck_assert_msg(!code, "%zu: %s", i, b.data);
+		ck_assert(json_is_string(json_object_get(j, "reason")));
+		json_decref(j);
+		fpg_buf_deinit(&b);
+	}
+}
+END_TEST
+
 static const struct test_case cases[] = {
 	TEST_CASE(status_map),
 	TEST_CASE(json_without_pg_result),
@@ -179,6 +235,7 @@ static const struct test_case cases[] = {
 	TEST_CASE(redact_passwords),
 	TEST_CASE(json_code_like_json),
 	TEST_CASE(assert_holds),
+	TEST_CASE(neon_errors),
 #ifdef FPG_CASSERT
 	TEST_RAISES(assert_fails_aborts, SIGABRT),
 #endif

@@ -243,6 +243,57 @@ START_TEST(nul_byte_is_400)
 }
 END_TEST
 
+/* Neon's body: one statement or a batch, "arrayMode" over the header's
+ * default, unknown fields ignored. */
+START_TEST(neon_bodies)
+{
+	struct fpg_statement *list = NULL;
+	unsigned n = 0;
+	bool batch = true;
+	const char *one = "{\"query\":\"SELECT $1\",\"params\":[\"a\",null,"
+			  "1.50],\"later\":{}}";
+	ck_assert(fpg_statement_parse_neon(one, strlen(one), true, 10, &list,
+					   &n, &batch, &err));
+	ck_assert(!batch);
+	ck_assert_uint_eq(n, 1);
+	ck_assert_str_eq(list[0].sql, "SELECT $1");
+	ck_assert_int_eq(list[0].nparams, 3);
+	ck_assert_str_eq(list[0].params[0], "a");
+	ck_assert_ptr_null(list[0].params[1]);
+	ck_assert_str_eq(list[0].params[2], "1.50");
+	ck_assert_int_eq(list[0].rows, FPG_ROWS_ARRAY);
+	fpg_statement_list_free(list, n);
+	const char *many = "{\"queries\":[{\"query\":\"SELECT 1\"},"
+			   "{\"query\":\"SELECT $1\",\"params\":[2],"
+			   "\"arrayMode\":true}]}";
+	ck_assert(fpg_statement_parse_neon(many, strlen(many), false, 10,
+					   &list, &n, &batch, &err));
+	ck_assert(batch);
+	ck_assert_uint_eq(n, 2);
+	ck_assert_int_eq(list[0].rows, FPG_ROWS_OBJECT);
+	ck_assert_int_eq(list[1].rows, FPG_ROWS_ARRAY);
+	ck_assert_str_eq(list[1].params[0], "2");
+	fpg_statement_list_free(list, n);
+	static const char *const bad[] = {
+	    "", "[]", "{}", "{\"query\":1}", "{\"query\":\" \"}",
+	    "{\"query\":\"x\",\"params\":{}}",
+	    "{\"query\":\"x\",\"arrayMode\":1}", "{\"queries\":[]}",
+	    "{\"queries\":{}}", "{\"queries\":[{\"sql\":\"x\"}]}",
+	    "{\"queries\":[{\"query\":\"1\"},{\"query\":\"2\"},{\"query\":"
+	    "\"3\"}]}",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
+		memset(&err, 0, sizeof(err));
+		ck_assert_msg(!fpg_statement_parse_neon(bad[i], strlen(bad[i]),
+							false, 2, &list, &n,
+							&batch, &err),
+			      "%s", bad[i]);
+		ck_assert_int_eq(err.http_status, 400);
+		fpg_statement_list_free(list, n);
+	}
+}
+END_TEST
+
 static const struct test_case cases[] = {
 	TEST_CASE(scalars_keep_their_text),
 	TEST_CASE(huge_numbers_keep_their_text),
@@ -257,6 +308,7 @@ static const struct test_case cases[] = {
 	TEST_CASE(rollback_work_to_savepoint),
 	TEST_CASE(checks_read_whole_words),
 	TEST_CASE(nul_byte_is_400),
+	TEST_CASE(neon_bodies),
 	{0},
 };
 

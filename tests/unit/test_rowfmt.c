@@ -81,6 +81,7 @@ static void start(enum fpg_rowfmt_format f, enum fpg_rows_shape shape,
 		  const uint32_t *types)
 {
 	struct fpg_column cols[16];
+	memset(cols, 0, sizeof(cols));
 	for (int i = 0; i < n; i++) {
 		cols[i].name = names[i];
 		cols[i].type = types[i];
@@ -182,7 +183,8 @@ START_TEST(json_header_again)
 	      two_types);
 	fpg_rowfmt_put_row(&fmt, &out, res, 0);
 	fpg_buf_reset(&out);
-	struct fpg_column cols[] = {{"id", OID_INT4}, {"name", OID_TEXT}};
+	struct fpg_column cols[] = {{.name = "id", .type = OID_INT4},
+				    {.name = "name", .type = OID_TEXT}};
 	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 2, cols));
 	fpg_rowfmt_put_row(&fmt, &out, res, 0);
 	assert_out("{\"columns\":[{\"name\":\"id\",\"type\":\"int4\"},"
@@ -248,7 +250,7 @@ START_TEST(json_big_numbers_string)
 	static const uint32_t types[] = {OID_INT8};
 	PGresult *res = make_result(1, names, types);
 	set_row(res, 0, 1, (const char *const[]){"9007199254740993"});
-	struct fpg_column cols[] = {{"n", OID_INT8}};
+	struct fpg_column cols[] = {{.name = "n", .type = OID_INT8}};
 	fpg_rowfmt_init(&fmt, FPG_ROWFMT_JSON, FPG_ROWS_ARRAY, FPG_EXPECT_ALL,
 			FPG_ENC_BIG_STRING, tc);
 	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 1, cols));
@@ -539,6 +541,51 @@ START_TEST(random_text_round_trip)
 }
 END_TEST
 
+/* Neon's /sql: node-postgres' fields, rows as arrays or objects, the
+ * values as their text or as to_json() has them, and no in-band error. */
+START_TEST(neon_answer)
+{
+	static const char *const names[] = {"id", "doc"};
+	static const uint32_t types[] = {OID_INT4, OID_JSON};
+	PGresult *res = make_result(2, names, types);
+	set_row(res, 0, 2, (const char *const[]){"7", "{\"a\": [1]}"});
+	set_row(res, 1, 2, (const char *const[]){"8", NULL});
+	struct fpg_column cols[] = {
+	    {.name = "id", .type = OID_INT4, .table = 16384, .table_col = 1,
+	     .size = 4, .mod = -1},
+	    {.name = "doc", .type = OID_JSON, .size = -1, .mod = -1}};
+	fpg_rowfmt_init(&fmt, FPG_ROWFMT_NEON, FPG_ROWS_ARRAY, FPG_EXPECT_ALL,
+			FPG_ENC_TEXT, tc);
+	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 2, cols));
+	put_all(res);
+	assert_out("{\"fields\":[{\"name\":\"id\",\"dataTypeID\":23,"
+		   "\"tableID\":16384,\"columnID\":1,\"dataTypeSize\":4,"
+		   "\"dataTypeModifier\":-1,\"format\":\"text\"},"
+		   "{\"name\":\"doc\",\"dataTypeID\":114,\"tableID\":0,"
+		   "\"columnID\":0,\"dataTypeSize\":-1,"
+		   "\"dataTypeModifier\":-1,\"format\":\"text\"}],"
+		   "\"rows\":[[\"7\",\"{\\\"a\\\": [1]}\"],[\"8\",null]],"
+		   "\"command\":\"\",\"rowCount\":null,\"rowAsArray\":true}\n");
+	fpg_rowfmt_deinit(&fmt);
+	fpg_buf_reset(&out);
+	fpg_rowfmt_init(&fmt, FPG_ROWFMT_NEON, FPG_ROWS_OBJECT, FPG_EXPECT_ALL,
+			0, tc);
+	ck_assert(fpg_rowfmt_put_header(&fmt, &out, 2, cols));
+	fpg_buf_reset(&out);
+	put_all(res);
+	assert_out("{\"id\":7,\"doc\":{\"a\": [1]}},{\"id\":8,\"doc\":null}],"
+		   "\"command\":\"\",\"rowCount\":null,\"rowAsArray\":false}\n");
+	struct fpg_error err;
+	fpg_error_set(&err, FPG_ERR_LIMIT, 413, "too big");
+	ck_assert(!fpg_rowfmt_put_error(&fmt, &out, &err, NULL));
+	ck_assert(!fpg_rowfmt_streams(FPG_ROWFMT_NEON));
+	ck_assert(fpg_rowfmt_streams(FPG_ROWFMT_CSV));
+	ck_assert_str_eq(fpg_rowfmt_content_type(FPG_ROWFMT_NEON),
+			 "application/json");
+	PQclear(res);
+}
+END_TEST
+
 static const struct test_case cases[] = {
 	TEST_CASE(json_objects),
 	TEST_CASE(json_arrays),
@@ -560,6 +607,7 @@ static const struct test_case cases[] = {
 	TEST_CASE(error_in_band),
 	TEST_CASE(content_types),
 	TEST_CASE(random_text_round_trip),
+	TEST_CASE(neon_answer),
 	{0},
 };
 
