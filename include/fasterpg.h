@@ -166,6 +166,9 @@ struct fpg_options {
 				      client is the --db login) */
 	const char *log_level;	 /* "error", "warn", "info", "debug" */
 	const char *log_format;	 /* "text" or "json" */
+	const char *access_log;	 /* "on": a line per request at its end,
+				    info level (see docs/operations.md);
+				    "off": none; NULL: on */
 	fpg_log_fn log;		 /* receives the log lines; NULL: stderr.
 				    Process-wide, like log_level: the last
 				    server created decides */
@@ -207,10 +210,21 @@ FPG_API bool fpg_server_reload(struct fpg_server *srv,
 
 /*
  * Stops the server: stops accepting, lets requests in flight finish for up
- * to grace_ms, then ends the rest, and joins the workers. Safe to call from
- * any thread except a worker's; a second call does nothing.
+ * to grace_ms, then ends the rest, and joins the workers. While it waits
+ * it logs, about every second at info level, what it waits for (requests,
+ * COPYs among them, open transactions). Safe to call from any thread
+ * except a worker's; a second call does nothing.
  */
 FPG_API void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms);
+
+/*
+ * Cuts the grace of fpg_server_stop() short: the requests still in flight
+ * are ended at once (as when the grace runs out), so that a stop under
+ * way on another thread returns within a loop turn; a stop called later
+ * gets no grace either. For a second SIGTERM. Any thread except a
+ * worker's, between fpg_server_new() and fpg_server_free().
+ */
+FPG_API void fpg_server_stop_now(struct fpg_server *srv);
 
 /* Stops (if needed) and frees the server. NULL is a no-op. */
 FPG_API void fpg_server_free(struct fpg_server *srv);

@@ -200,6 +200,10 @@ static const struct opt_def opt_table[] = {
 	 "info", 0, 0, "error, warn, info or debug"},
 	{"log-format", "FASTERPG_LOG_FORMAT", NULL, OPT_STR, OFF(log_format),
 	 "text", 0, 0, "text or json"},
+	{"access-log", "FASTERPG_ACCESS_LOG", NULL, OPT_STR, OFF(access_log),
+	 "on", 0, 0,
+	 "on: one info line per request at its end; off: none (5xx are "
+	 "logged at warn either way)"},
 };
 
 #define N_OPTS (sizeof(opt_table) / sizeof(opt_table[0]))

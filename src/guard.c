@@ -306,3 +306,31 @@ bool fpg_guard_cancel_key(const char *s)
 {
 	return token_of(s, 16, 128, "-_.~+/=");
 }
+
+/* n lower-case hex digits at s, not all of them 0. */
+static bool lower_hex(const char *s, size_t n, bool zero_ok)
+{
+	bool nonzero = false;
+	for (size_t i = 0; i < n; i++) {
+		char c = s[i];
+		if (!((c >= '0' && c <= '9') || (c >= 'a' && c <= 'f')))
+			return false;
+		nonzero |= c != '0';
+	}
+	return nonzero || zero_ok;
+}
+
+bool fpg_guard_traceparent(const char *s, char trace_id[33],
+			   char parent_id[17], unsigned *flags)
+{
+	if (!s || strlen(s) != 55 || strncmp(s, "00-", 3) != 0 ||
+	    s[35] != '-' || s[52] != '-' || !lower_hex(s + 3, 32, false) ||
+	    !lower_hex(s + 36, 16, false) || !lower_hex(s + 53, 2, true))
+		return false;
+	memcpy(trace_id, s + 3, 32);
+	trace_id[32] = '\0';
+	memcpy(parent_id, s + 36, 16);
+	parent_id[16] = '\0';
+	*flags = (unsigned)strtoul(s + 53, NULL, 16);
+	return true;
+}

@@ -87,3 +87,14 @@ bool fpg_guard_request_id(const char *s);
 
 /* X-Cancel-Key, a client's secret: 16-128 base64/base64url/hex chars. */
 bool fpg_guard_cancel_key(const char *s);
+
+/*
+ * A W3C Trace Context traceparent header (www.w3.org/TR/trace-context/),
+ * read strictly: version 00 only, "00-" 32 lower-case hex digits (the
+ * trace id, not all zero) "-" 16 (the parent's span id, not all zero)
+ * "-" 2 (the flags), 55 characters, nothing else. On success the parts
+ * go to trace_id and parent_id (NUL-terminated) and *flags; false (and
+ * nothing written) for anything else, which the caller ignores.
+ */
+bool fpg_guard_traceparent(const char *s, char trace_id[33],
+			   char parent_id[17], unsigned *flags) FPG_MUST_CHECK;

@@ -585,6 +585,7 @@ static void report(struct copy_pg *p)
 		return;
 	struct fpg_request *req = cr->req;
 	cr->pg = NULL;
+	req->rows = strtoull(p->rows, NULL, 10);
 	if (p->refusal != CR_NONE) {
 		fpg_request_complete(req, refuse(req, p->refusal));
 		return;
@@ -597,7 +598,8 @@ static void report(struct copy_pg *p)
 				      "connection to PostgreSQL lost");
 		}
 		if (cr->streaming) {
-			fpg_request_stream_end(req, true); /* cut short */
+			/* cut short */
+			fpg_request_stream_fail(req, &err, p->error, true);
 			return;
 		}
 		req->content_type = "application/json";
@@ -622,6 +624,7 @@ static void cleanup(struct fpg_request *req)
 	struct copy_req *cr = FPG_CONTAINER_OF(req->handler, struct copy_req, hs);
 	struct copy_pg *p = cr->pg;
 	free(cr);
+	FPG_STAT_ADD(req->svc->stats->copies, -1);
 	if (!p)
 		return;
 	p->owner = NULL;
@@ -723,6 +726,7 @@ static int start(struct fpg_request *req, bool in, struct fpg_conn *tx_conn,
 	cr->req = req;
 	cr->pg = p;
 	req->handler = &cr->hs;
+	FPG_STAT_ADD(req->svc->stats->copies, 1); /* until cleanup */
 	p->ev.on_event = pg_event;
 	p->w = req->svc;
 	p->pool = req->pool;

@@ -1,6 +1,7 @@
 /*
  * Operations endpoints: GET /healthz (the process answers), GET /readyz
- * (PostgreSQL answers a query through this worker's pool) and GET /stats.
+ * (PostgreSQL answers a query through this worker's pool), GET /stats
+ * (JSON) and GET /metrics (Prometheus text).
  */
 #include <stdlib.h>
 #include <string.h>
@@ -86,6 +87,7 @@ int fpg_handle_metrics(struct fpg_request *req)
 	fpg_stats_prometheus(&req->out, svc->all_stats, svc->nworkers,
 			     svc->route_names, svc->nroutes,
 			     fpg_tx_open_count(svc->tx_reg));
+	fpg_stats_process(&req->out);
 	req->content_type = "text/plain; version=0.0.4; charset=utf-8";
 	return 200;
 }

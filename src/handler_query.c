@@ -111,7 +111,7 @@ static void end_with_error(struct query_req *qr, const PGresult *res,
 	/* CSV has no place for it: cut the transfer short so that no client
 	 * takes what it got for the whole result. */
 	bool cut = !fpg_rowfmt_put_error(&qr->a.fmt, &req->out, err, res);
-	fpg_request_stream_end(req, cut);
+	fpg_request_stream_fail(req, err, res, cut);
 }
 
 static void finish_single(struct query_req *qr, PGresult *res)
@@ -136,6 +136,7 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 {
 	struct query_req *qr = query_req_of(a);
 	struct fpg_request *req = qr->req;
+	req->rows = a->rows;
 	if (err) {
 		end_with_error(qr, res, err);
 		return;
@@ -412,6 +413,7 @@ static int run_query(struct query_req *qr, enum fpg_rowfmt_format fmt,
 			fmt == FPG_ROWFMT_JSON ? qr->st.expect : FPG_EXPECT_ALL,
 			&answer_ops);
 	qr->a.q.claims = req->claims;
+	qr->a.q.trace = req->trace_app[0] ? req->trace_app : NULL;
 	qr->a.q.read_only = read_only;
 	qr->hs.cleanup = cleanup;
 	qr->hs.cancel = on_cancel;

@@ -414,6 +414,7 @@ static void run_item(struct batch *b)
 	a->q.conn_fixed = b->conn;
 	a->q.exclusive = true;
 	a->q.claims = req->claims;
+	a->q.trace = req->trace_app[0] ? req->trace_app : NULL;
 	b->item = a;
 	fpg_answer_submit(a);
 }

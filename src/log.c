@@ -56,14 +56,69 @@ bool fpg_log_enabled(enum fpg_log_level level)
 						  memory_order_relaxed);
 }
 
-void fpg_log_write(enum fpg_log_level level, const char *component,
-		   const char *req_id, const char *fmt, ...)
+bool fpg_log_json(void)
+{
+	return atomic_load(&log_json);
+}
+
+/* A text value that needs quotes to read back as one. */
+static bool needs_quotes(const char *v)
+{
+	if (!*v)
+		return true;
+	for (const char *p = v; *p; p++)
+		if (*p == ' ' || *p == '"' || *p == '=' || *p == '\\' ||
+		    (unsigned char)*p < 0x20)
+			return true;
+	return false;
+}
+
+static void put_text_value(struct fpg_buf *line, const char *v)
+{
+	if (!needs_quotes(v)) {
+		fpg_buf_puts(line, v);
+		return;
+	}
+	/* JSON's escapes: quotes, backslashes and control characters. */
+	fpg_buf_json_str(line, v, strlen(v));
+}
+
+static void put_fields(struct fpg_buf *line, bool json,
+		       const struct fpg_log_field *f, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		if (f[i].type == FPG_LOG_STR && !f[i].str)
+			continue;
+		if (json) {
+			fpg_buf_putc(line, ',');
+			fpg_buf_json_str(line, f[i].key, strlen(f[i].key));
+			fpg_buf_putc(line, ':');
+		} else {
+			fpg_buf_printf(line, " %s=", f[i].key);
+		}
+		switch (f[i].type) {
+		case FPG_LOG_STR:
+			if (json)
+				fpg_buf_json_str(line, f[i].str, strlen(f[i].str));
+			else
+				put_text_value(line, f[i].str);
+			break;
+		case FPG_LOG_INT:
+			fpg_buf_printf(line, "%lld", f[i].num);
+			break;
+		case FPG_LOG_MS:
+			fpg_buf_printf(line, "%.3f", f[i].ms);
+			break;
+		}
+	}
+}
+
+void fpg_log_vfields(enum fpg_log_level level, const char *component,
+		     const char *req_id, const struct fpg_log_field *fields,
+		     size_t n, const char *fmt, va_list ap)
 {
 	char msg[1024];
-	va_list ap;
-	va_start(ap, fmt);
 	vsnprintf(msg, sizeof(msg), fmt, ap);
-	va_end(ap);
 
 	char ts[32];
 	struct timespec now;
@@ -74,7 +129,8 @@ void fpg_log_write(enum fpg_log_level level, const char *component,
 
 	struct fpg_buf line;
 	fpg_buf_init(&line);
-	if (atomic_load(&log_json)) {
+	bool json = atomic_load(&log_json);
+	if (json) {
 		fpg_buf_printf(&line, "{\"ts\":\"%s.%03ldZ\",\"level\":\"%s\","
 				      "\"component\":",
 			       ts, now.tv_nsec / 1000000,
@@ -86,12 +142,15 @@ void fpg_log_write(enum fpg_log_level level, const char *component,
 		}
 		fpg_buf_puts(&line, ",\"msg\":");
 		fpg_buf_json_str(&line, msg, strlen(msg));
+		put_fields(&line, true, fields, n);
 		fpg_buf_puts(&line, "}\n");
 	} else {
-		fpg_buf_printf(&line, "%s.%03ldZ %s %s%s%s: %s\n", ts,
+		fpg_buf_printf(&line, "%s.%03ldZ %s %s%s%s: %s", ts,
 			       now.tv_nsec / 1000000,
 			       fpg_log_level_to_str(level), component,
 			       req_id ? " " : "", req_id ? req_id : "", msg);
+		put_fields(&line, false, fields, n);
+		fpg_buf_putc(&line, '\n');
 	}
 	bool sent = false;
 	if (!line.failed && atomic_load(&sink_set)) {
@@ -107,4 +166,23 @@ void fpg_log_write(enum fpg_log_level level, const char *component,
 	if (!line.failed && !sent)
 		fwrite(line.data, 1, line.len, stderr);
 	fpg_buf_deinit(&line);
+}
+
+void fpg_log_fields(enum fpg_log_level level, const char *component,
+		    const char *req_id, const struct fpg_log_field *fields,
+		    size_t n, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fpg_log_vfields(level, component, req_id, fields, n, fmt, ap);
+	va_end(ap);
+}
+
+void fpg_log_write(enum fpg_log_level level, const char *component,
+		   const char *req_id, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	fpg_log_vfields(level, component, req_id, NULL, 0, fmt, ap);
+	va_end(ap);
 }

@@ -95,6 +95,8 @@ static void fail_waiters(struct fpg_pool *pool, const struct fpg_error *err,
 			FPG_CONTAINER_OF(l, struct fpg_pool_waiter, link);
 		if (!expired_only || wt->deadline_ms <= pool->d.loop->now_ms) {
 			waiter_unlink(pool, wt);
+			if (expired_only)
+				FPG_STAT_ADD(pool->d.stats->acquire_timeouts, 1);
 			wt->fail(wt, err);
 		}
 		l = next;
@@ -193,6 +195,8 @@ static void serve_waiters(struct fpg_pool *pool)
 		struct fpg_conn *c = *done ? NULL : pick(pool, wt);
 		if (c) {
 			waiter_unlink(pool, wt);
+			fpg_stats_acquired(pool->d.stats,
+					   fpg_now_us() - wt->queued_us);
 			wt->ready(wt, c);
 			/* ready() may change the list */
 			next = fpg_list_first(&pool->waiters);
@@ -239,6 +243,7 @@ static void on_connect_failed(struct fpg_conn *c, const char *why,
 	fpg_log_warn("pool", NULL, "worker %u: connect failed: %s",
 		     pool->d.worker_id, pool->last_error);
 	FPG_STAT_ADD(pool->d.stats->pool_connect_failures, 1);
+	fpg_stats_pg_seen(pool->d.stats, false, pool->d.loop->now_ms);
 	pool->backoff_ms = pool->backoff_ms ? pool->backoff_ms * 2
 					    : BACKOFF_MIN_MS;
 	if (pool->backoff_ms > BACKOFF_MAX_MS)
@@ -257,6 +262,8 @@ static void on_connect_failed(struct fpg_conn *c, const char *why,
 
 static void reap_one(struct fpg_conn *c)
 {
+	/* Down until a connect works again (a new connection's ready). */
+	fpg_stats_pg_seen(c->pool->d.stats, false, c->pool->d.loop->now_ms);
 	fpg_log_warn("pool", NULL, "worker %u: connection lost: %s",
 		     c->pool->d.worker_id, c->broken);
 	fpg_conn_close(c, c->broken);
@@ -298,6 +305,9 @@ static void on_busy(struct fpg_conn *c)
  */
 static bool on_op_ended(struct fpg_conn *c)
 {
+	if (c->state == FPG_CONN_READY)
+		fpg_stats_pg_seen(c->pool->d.stats, true,
+				  c->pool->d.loop->now_ms);
 	if (c->inflight == 0 && c->state == FPG_CONN_READY &&
 	    !fpg_conn_out_of_tx(c))
 		fpg_conn_taint(c, "the session is inside a transaction");
@@ -324,6 +334,7 @@ static void on_ready(struct fpg_conn *c)
 	struct fpg_pool *pool = c->pool;
 	pool->db_down = false;
 	pool->backoff_ms = 0;
+	fpg_stats_pg_seen(pool->d.stats, true, pool->d.loop->now_ms);
 	update_gauges(pool);
 	if (pool->owner.logged_in)
 		pool->owner.logged_in(pool, pool->owner.ctx);
@@ -417,6 +428,7 @@ void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 	if (!c || c->inflight > 0 || wt->exclusive)
 		maybe_grow(pool, pool->nconns);
 	if (c) {
+		fpg_stats_acquired(pool->d.stats, 0);
 		wt->ready(wt, c);
 		return;
 	}
@@ -430,6 +442,7 @@ void fpg_pool_acquire(struct fpg_pool *pool, struct fpg_pool_waiter *wt)
 	}
 	fpg_list_push_back(&pool->waiters, &wt->link);
 	wt->queued = true;
+	wt->queued_us = fpg_now_us();
 	pool->nwaiting++;
 	update_gauges(pool);
 }
@@ -680,6 +693,7 @@ struct fpg_pool *fpg_pool_new(const struct fpg_conn_env *env,
 	fpg_list_init(&pool->waiters);
 	pool->opts = env->opts;
 	pool->nconns = env->opts->pool_max;
+	FPG_STAT_ADD(env->stats->pool_max, (int64_t)pool->nconns);
 	pool->conns = calloc(pool->nconns, sizeof(*pool->conns));
 	if (!pool->conns)
 		goto nomem;
@@ -701,6 +715,7 @@ void fpg_pool_free(struct fpg_pool *pool)
 	struct fpg_error err;
 	fpg_error_set(&err, FPG_ERR_UNAVAILABLE, 503, "server shutting down");
 	fail_waiters(pool, &err, false);
+	FPG_STAT_ADD(pool->d.stats->pool_max, -(int64_t)pool->nconns);
 	for (unsigned i = 0; pool->conns && i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
 		if (!c)

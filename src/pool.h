@@ -27,6 +27,7 @@ struct fpg_pool;
 struct fpg_pool_waiter {
 	struct fpg_list link;	 /* in the pool's waiters while queued */
 	uint64_t deadline_ms;
+	uint64_t queued_us;	 /* when it queued (the wait's statistics) */
 	bool exclusive;		 /* wants a connection of its own */
 	bool lend;		 /* ... for a transaction session (see
 				    fpg_conn_detach): a bounded share */

@@ -222,7 +222,7 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
  * the pool did, so that connection is replaced afterwards. And a statement
  * that must be the first of its transaction (VACUUM, CREATE DATABASE, ...:
  * 25001, raised before it does anything) runs again with the claims in a
- * part of their own.
+ * part of their own (and without the trace's application_name).
  */
 static bool replan(struct fpg_query *q, const PGresult *error)
 {
@@ -230,8 +230,8 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	const char *msg = PQresultErrorField(error, PG_DIAG_MESSAGE_PRIMARY);
 	if (q->retried || !state || !msg || q->delivered)
 		return false;
-	if (strcmp(state, "25001") == 0 && q->claims && !q->conn_fixed &&
-	    !q->claims_alone) {
+	if (strcmp(state, "25001") == 0 && (q->claims || q->trace) &&
+	    !q->conn_fixed && !q->claims_alone) {
 		q->claims_alone = true;
 		q->retried = true;
 		q->op = NULL;
@@ -370,10 +370,20 @@ static const char claims_sql[] =
 static const char read_only_sql[] =
 	"SELECT pg_catalog.set_config('transaction_read_only', 'on', true)";
 
+/*
+ * A traced request's application_name (fpg_query.trace), local to the
+ * statement's transaction: PostgreSQL puts the session's back when it
+ * ends, so neither the reset nor a Sync of its own is needed, and the
+ * statement keeps its cached plan (a comment in its text would not).
+ */
+static const char trace_sql[] =
+	"SELECT pg_catalog.set_config('application_name', $1, true)";
+
 /* Parsing it with every request cost PostgreSQL about 45 us, prepared
  * 10 (bench/auth.sh). */
 const struct fpg_conn_stmt fpg_query_session_stmts[] = {
 	{"fpg_claims", claims_sql},
+	{"fpg_trace", trace_sql},
 };
 const size_t fpg_query_nsession_stmts =
 	sizeof(fpg_query_session_stmts) / sizeof(*fpg_query_session_stmts);
@@ -389,6 +399,15 @@ static bool send_claims(PGconn *pg, const struct fpg_query *q, bool local)
 		return PQsendQueryPrepared(pg, "fpg_claims", 4, v, NULL, NULL,
 					   0);
 	return PQsendQueryParams(pg, claims_sql, 4, NULL, v, NULL, NULL, 0);
+}
+
+/* The trace's application_name, for the statement's transaction. */
+static bool send_trace(PGconn *pg, const struct fpg_query *q)
+{
+	const char *v[1] = {q->trace};
+	if (fpg_pool_env(q->pool)->opts->statement_cache)
+		return PQsendQueryPrepared(pg, "fpg_trace", 1, v, NULL, NULL, 0);
+	return PQsendQueryParams(pg, trace_sql, 1, NULL, v, NULL, NULL, 0);
 }
 
 /* Sends the statement timeout ms, for the transaction (local) or the
@@ -486,6 +505,14 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		 * (q->segment). */
 		if (!PQsendQueryParams(pg, read_only_sql, 0, NULL, NULL, NULL,
 				       NULL, 0))
+			goto fail;
+		q->stmt_query++;
+	}
+	/* Last before the statement, in its part: what pg_stat_activity
+	 * shows while it runs. A statement that must run alone runs
+	 * untraced (claims_alone, see replan). */
+	if (q->trace && !q->claims_alone) {
+		if (!send_trace(pg, q))
 			goto fail;
 		q->stmt_query++;
 	}

@@ -52,6 +52,9 @@ struct fpg_query {
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
 	const struct fpg_claims *claims; /* a JWT's, for SQL to read as
 					    request.jwt.claims, or NULL */
+	const char *trace;	   /* application_name while the statement
+				      runs (local to its transaction, so
+				      PostgreSQL puts it back), or NULL */
 	bool read_only;		   /* the statement's transaction is made
 				      read-only first, in its own part
 				      (PostgreSQL refuses writes: 25006);
@@ -93,7 +96,8 @@ struct fpg_query {
 	bool done;
 	bool retried;		       /* ran once more (stale plan, ...) */
 	bool claims_alone;	       /* the claims get a part of their own
-					  (the statement must run alone) */
+					  and the trace none (the statement
+					  must run alone: 25001) */
 };
 
 /* What every session of a pool prepares for query.c (fpg_conn_env). */

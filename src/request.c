@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <netdb.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -27,6 +28,26 @@
 
 static void client_hung_up(struct fpg_request *req);
 static void client_closed(struct fpg_request *req);
+
+/* A line of the request's, with its trace id when it has one. */
+static void req_log(enum fpg_log_level level, const struct fpg_request *req,
+		    const char *fmt, ...) FPG_PRINTF(3, 4);
+#define REQ_LOG(level, req, ...)                                           \
+	do {                                                               \
+		if (fpg_log_enabled(level))                                \
+			req_log(level, req, __VA_ARGS__);                  \
+	} while (0)
+
+static void req_log(enum fpg_log_level level, const struct fpg_request *req,
+		    const char *fmt, ...)
+{
+	struct fpg_log_field f[] = {FPG_LOG_F_STR(
+		"trace_id", req->trace_id[0] ? req->trace_id : NULL)};
+	va_list ap;
+	va_start(ap, fmt);
+	fpg_log_vfields(level, "request", req->id, f, 1, fmt, ap);
+	va_end(ap);
+}
 
 void fpg_requests_init(struct fpg_requests *rs, struct fpg_services *svc)
 {
@@ -65,6 +86,33 @@ static bool set_request_id(struct fpg_request *req)
 		return false;
 	for (size_t i = 0; i < sizeof(r); i++)
 		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
+	return true;
+}
+
+/*
+ * W3C trace context: a valid traceparent makes the request a span of
+ * that trace, with an id of our own; anything else is ignored (the
+ * header is the client's tracer's, not a request error). A sampled trace
+ * is passed on to PostgreSQL as the application_name of its statements
+ * ("fasterpg TRACE-SPAN", 58 characters: a whole traceparent would not
+ * fit in 63), so pg_stat_activity shows it while they run.
+ */
+static bool set_trace(struct fpg_request *req)
+{
+	const char *tp = MHD_lookup_connection_value(req->conn, MHD_HEADER_KIND,
+						     "traceparent");
+	char parent[17];
+	if (!tp || !fpg_guard_traceparent(tp, req->trace_id, parent,
+					  &req->trace_flags))
+		return true;
+	unsigned char r[8];
+	if (!fpg_random_draw(&req->rs->random, r, sizeof(r)))
+		return false;
+	for (size_t i = 0; i < sizeof(r); i++)
+		snprintf(req->span_id + 2 * i, 3, "%02x", r[i]);
+	if (req->trace_flags & 1)
+		snprintf(req->trace_app, sizeof(req->trace_app), "fasterpg %s-%s",
+			 req->trace_id, req->span_id);
 	return true;
 }
 
@@ -118,7 +166,7 @@ static void check_uploads(struct fpg_requests *w)
 			continue;
 		}
 		/* debug: a flood of these is an attack, not news */
-		fpg_log_debug("request", req->id,
+		REQ_LOG(FPG_LOG_DEBUG, req,
 			      "body too slow (%zu bytes in %u ms): closing",
 			      req->upload_bytes, UPLOAD_WINDOW_MS);
 		FPG_STAT_ADD(w->svc->stats->http_slow_bodies, 1);
@@ -164,7 +212,7 @@ static struct fpg_request *request_new(struct fpg_requests *w,
 	req->url = url;
 	req->method = method;
 	req->start_us = fpg_now_us();
-	if (!set_request_id(req)) {
+	if (!set_request_id(req) || !set_trace(req)) {
 		free(req);
 		return NULL;
 	}
@@ -202,7 +250,7 @@ static void stop_handler(struct fpg_request *req)
 
 static void client_gone(struct fpg_request *req)
 {
-	fpg_log_debug("request", req->id, "client went away while waiting");
+	REQ_LOG(FPG_LOG_DEBUG, req, "client went away while waiting");
 	req->client_gone = true;
 	stop_handler(req);
 }
@@ -297,6 +345,27 @@ void fpg_request_stream_end(struct fpg_request *req, bool failed)
 	resume(req);
 }
 
+/* The SQLSTATE of the error req is answered with, for the statistics. */
+static void note_sqlstate(struct fpg_request *req, const struct fpg_error *err,
+			  const PGresult *res)
+{
+	const char *s = res ? PQresultErrorField(res, PG_DIAG_SQLSTATE) : NULL;
+	if (!s && err && err->sqlstate[0])
+		s = err->sqlstate;
+	if (s)
+		snprintf(req->sqlstate, sizeof(req->sqlstate), "%s", s);
+}
+
+void fpg_request_stream_fail(struct fpg_request *req,
+			     const struct fpg_error *err, const PGresult *res,
+			     bool cut)
+{
+	note_sqlstate(req, err, res);
+	req->late_status = err && err->http_status ? err->http_status : 500;
+	FPG_STAT_ADD(req->svc->stats->stream_errors, 1);
+	fpg_request_stream_end(req, cut);
+}
+
 /* The route speaks Neon's protocol (docs/neon.md). */
 static bool speaks_neon(const struct fpg_request *req)
 {
@@ -306,6 +375,7 @@ static bool speaks_neon(const struct fpg_request *req)
 int fpg_request_error(struct fpg_request *req, const struct fpg_error *err,
 		      const PGresult *res)
 {
+	note_sqlstate(req, err, res);
 	fpg_buf_reset(&req->out);
 	int status;
 	if (speaks_neon(req)) {
@@ -408,6 +478,7 @@ static ssize_t read_stream(void *cls, uint64_t pos, char *buf, size_t max)
 		memcpy(buf, src->data + src->off, n);
 		fpg_buf_consume(src, n);
 		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
+		req->bytes_out += n;
 		if (!req->z && req->handler && req->handler->drained)
 			req->handler->drained(req);
 		return (ssize_t)n;
@@ -475,6 +546,7 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 		size_t n;
 		char *data = fpg_buf_steal(&req->out, &n);
 		FPG_STAT_ADD(req->svc->stats->bytes_sent, n);
+		req->bytes_out += n;
 		resp = data ? MHD_create_response_from_buffer(
 				      n, data, MHD_RESPMEM_MUST_FREE)
 			    : MHD_create_response_from_buffer(
@@ -492,6 +564,13 @@ static enum MHD_Result queue_response(struct fpg_request *req)
 	/* Whether it is compressed depends on the request's header. */
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_VARY, "Accept-Encoding");
 	MHD_add_response_header(resp, "X-Request-Id", req->id);
+	if (req->trace_id[0]) {
+		/* Trace Context Level 2: the trace and our span of it. */
+		char tr[64];
+		snprintf(tr, sizeof(tr), "00-%s-%s-%02x", req->trace_id,
+			 req->span_id, req->trace_flags & 0xffu);
+		MHD_add_response_header(resp, "traceresponse", tr);
+	}
 	if (speaks_neon(req))
 		MHD_add_response_header(resp, "Neon-Request-Id", req->id);
 	MHD_add_response_header(resp, MHD_HTTP_HEADER_CACHE_CONTROL,
@@ -746,7 +825,7 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 {
 	struct fpg_requests *w = cls;
 	struct fpg_request *req = *con_cls;
-	if (!req) {
+	if (!req || *con_cls == &w->early) {
 		req = request_new(w, conn, url, method);
 		*con_cls = req;
 		if (!req)
@@ -768,6 +847,9 @@ enum MHD_Result fpg_request_access(void *cls, struct MHD_Connection *conn,
 		else
 			collect_body(req, upload_data, upload_data_size);
 		req->upload_bytes += offered - *upload_data_size;
+		FPG_STAT_ADD(w->svc->stats->bytes_received,
+			     offered - *upload_data_size);
+		req->bytes_in += offered - *upload_data_size;
 		return ret;
 	}
 	req->body_done = true;
@@ -812,26 +894,127 @@ static void request_free(struct fpg_request *req)
 	free(req);
 }
 
+/* The client's address, numeric ("" when unknown). */
+static void client_address(struct fpg_request *req, char *buf, size_t n)
+{
+	buf[0] = '\0';
+	const union MHD_ConnectionInfo *ci = MHD_get_connection_info(
+		req->conn, MHD_CONNECTION_INFO_CLIENT_ADDRESS);
+	if (!ci || !ci->client_addr)
+		return;
+	socklen_t len = ci->client_addr->sa_family == AF_INET6
+				? sizeof(struct sockaddr_in6)
+				: sizeof(struct sockaddr_in);
+	if (getnameinfo(ci->client_addr, len, buf, (socklen_t)n, NULL, 0,
+			NI_NUMERICHOST) != 0)
+		buf[0] = '\0';
+}
+
+/*
+ * The access log: one line per request at its end, info level (warn for
+ * a 5xx other than 503, whatever --access-log says). The route is its
+ * pattern ("/tx/{token}/query"), never the path: a path may hold a
+ * session's token.
+ */
+static void access_log(struct fpg_request *req, int status, uint64_t took_us)
+{
+	enum fpg_log_level level = status >= 500 && status != 503
+					   ? FPG_LOG_WARN
+					   : FPG_LOG_INFO;
+	if ((level == FPG_LOG_INFO && !req->svc->access_log) ||
+	    !fpg_log_enabled(level))
+		return;
+	char client[64];
+	client_address(req, client, sizeof(client));
+	const char *name = req->svc->route_names[req->route_index];
+	const char *sp = strchr(name, ' ');
+	const char *route = sp ? sp + 1 : name;
+	struct fpg_log_field f[] = {
+		FPG_LOG_F_STR("client", client[0] ? client : NULL),
+		FPG_LOG_F_STR("method", req->method),
+		FPG_LOG_F_STR("route", route),
+		FPG_LOG_F_INT("status", status),
+		FPG_LOG_F_STR("sqlstate", req->sqlstate[0] ? req->sqlstate : NULL),
+		FPG_LOG_F_INT("rows", req->rows),
+		FPG_LOG_F_INT("bytes_in", req->bytes_in),
+		FPG_LOG_F_INT("bytes_out", req->bytes_out),
+		FPG_LOG_F_MS("duration_ms", (double)took_us / 1000.0),
+		FPG_LOG_F_STR("trace_id", req->trace_id[0] ? req->trace_id : NULL),
+		FPG_LOG_F_STR("span_id", req->span_id[0] ? req->span_id : NULL),
+	};
+	fpg_log_fields(level, "access", req->id, f, sizeof(f) / sizeof(f[0]),
+		       "%s %s %d", req->method, route, status);
+}
+
+void *fpg_request_uri_log(void *cls, const char *uri,
+			  struct MHD_Connection *conn)
+{
+	struct fpg_requests *w = cls;
+	return &w->early;
+}
+
+void fpg_request_mhd_answered(struct fpg_requests *rs, int status)
+{
+	rs->mhd_status = status;
+}
+
+/*
+ * A request that libmicrohttpd ended before passing it to us: it answered
+ * it itself (an HTML body, no X-Request-Id: 0.9.75 has no hook to make
+ * that answer ours), or the client left in the middle of its headers.
+ */
+static void mhd_ended(struct fpg_requests *w, struct MHD_Connection *conn,
+		      enum MHD_RequestTerminationCode toe)
+{
+	int status = w->mhd_status ? w->mhd_status : 499;
+	w->mhd_status = 0;
+	unsigned route = w->svc->route_index(NULL);
+	fpg_stats_record(w->svc->stats, route, status, 0, NULL);
+	enum fpg_log_level level = status >= 500 && status != 503
+					   ? FPG_LOG_WARN
+					   : FPG_LOG_INFO;
+	if ((level == FPG_LOG_INFO && !w->svc->access_log) ||
+	    !fpg_log_enabled(level))
+		return;
+	struct fpg_request tmp = {.conn = conn};
+	char client[64];
+	client_address(&tmp, client, sizeof(client));
+	struct fpg_log_field f[] = {
+		FPG_LOG_F_STR("client", client[0] ? client : NULL),
+		FPG_LOG_F_STR("route", "unrouted"),
+		FPG_LOG_F_INT("status", status),
+	};
+	fpg_log_fields(level, "access", NULL, f, sizeof(f) / sizeof(f[0]),
+		       "%s by libmicrohttpd",
+		       status == 499 ? "left before its headers were complete"
+				     : "answered");
+}
+
 void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls, enum MHD_RequestTerminationCode toe)
 {
+	struct fpg_requests *w = cls;
 	struct fpg_request *req = *con_cls;
 	if (!req)
 		return;
 	*con_cls = NULL;
-	/* 499: the client left before the answer was complete. */
-	int status = req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
+	if ((void *)req == &w->early) {
+		mhd_ended(w, conn, toe);
+		return;
+	}
+	/* 499: the client left before the answer was complete. An error
+	 * after the status went out counts as that error (the transfer may
+	 * have been cut short on purpose). */
+	int status = req->late_status ? req->late_status
+		     : req->queued && toe == MHD_REQUEST_TERMINATED_COMPLETED_OK
 			     ? req->status
-			     : 499;
+		     : !req->queued && w->mhd_status ? w->mhd_status
+						     : 499;
+	w->mhd_status = 0;
 	uint64_t took = fpg_now_us() - req->start_us;
-	fpg_stats_record(req->svc->stats, req->route_index, status, took);
-	if (status >= 500 && status != 503)
-		fpg_log_warn("request", req->id, "%s %s -> %d", req->method,
-			     req->url, status);
-	else
-		fpg_log_debug("request", req->id, "%s %s -> %d in %llu us",
-			      req->method, req->url, status,
-			      (unsigned long long)took);
+	fpg_stats_record(req->svc->stats, req->route_index, status, took,
+			 req->sqlstate);
+	access_log(req, status, took);
 	request_free(req);
 }
 

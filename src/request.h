@@ -46,6 +46,12 @@ struct fpg_requests {
 	struct fpg_fifo uploads; /* of fpg_request.upload: bodies being
 				    read, against min-upload-rate */
 	bool resumed;		/* a connection was resumed: run MHD again */
+	/* libmicrohttpd's own answers (malformed requests, 431): a request
+	 * it has not passed to us yet has &early as its context (see
+	 * fpg_request_uri_log), and mhd_status is the status of the answer
+	 * it made itself last (fpg_request_mhd_answered), for that request */
+	char early;
+	int mhd_status;
 	struct fpg_random random; /* for request ids */
 };
 
@@ -95,6 +101,12 @@ struct fpg_request {
 	char cancel_key[129];	  /* X-Cancel-Key, "" when none was sent:
 				     DELETE /query/{id} must show it */
 	bool cancel_key_bad;	  /* one was sent, but not a valid one */
+	/* W3C trace context, when a valid traceparent came ("" otherwise) */
+	char trace_id[33];	  /* the client's trace */
+	char span_id[17];	  /* ours, a child of the client's span */
+	unsigned trace_flags;	  /* the client's (01: sampled) */
+	char trace_app[64];	  /* a sampled trace's application_name for
+				     its statements, or "" */
 	const char *header_problem; /* static; set: refused unread, and the
 				       connection closed (see request.c) */
 	uint64_t start_us;
@@ -117,6 +129,12 @@ struct fpg_request {
 	bool complete;		  /* out holds everything that is left */
 	bool streaming;		  /* answer with a chunked stream */
 	bool stream_failed;	  /* end the stream abnormally */
+	int late_status;	  /* an error after the status went out: the
+				     status it would have had (counted so) */
+	char sqlstate[6];	  /* of the error answered, "" for none */
+	uint64_t rows;		  /* result rows sent (set by the handler) */
+	uint64_t bytes_in;	  /* body bytes received */
+	uint64_t bytes_out;	  /* body bytes handed to MHD */
 	bool queued;		  /* the response was queued */
 
 	/* suspension */
@@ -179,6 +197,19 @@ void fpg_request_completed(void *cls, struct MHD_Connection *conn,
 			   void **con_cls,
 			   enum MHD_RequestTerminationCode toe);
 
+/*
+ * MHD_OPTION_URI_LOG_CALLBACK: a request line arrived. Marks the request
+ * so that its end is counted even when libmicrohttpd answers it itself
+ * (its headers too large: 431; malformed: 400) and the access handler
+ * never runs.
+ */
+void *fpg_request_uri_log(void *cls, const char *uri,
+			  struct MHD_Connection *conn);
+
+/* libmicrohttpd is answering a request itself with status (from its log
+ * message): counted when that request ends. */
+void fpg_request_mhd_answered(struct fpg_requests *rs, int status);
+
 /* The whole response is in req->out: send it with status. */
 void fpg_request_complete(struct fpg_request *req, int status);
 
@@ -190,6 +221,16 @@ void fpg_request_complete(struct fpg_request *req, int status);
 void fpg_request_stream_begin(struct fpg_request *req, int status);
 void fpg_request_stream_push(struct fpg_request *req);
 void fpg_request_stream_end(struct fpg_request *req, bool failed);
+
+/*
+ * The stream ends with err (and PostgreSQL's res, may be NULL) after its
+ * status went out: the handler told it in the body, or cut (true) ends
+ * the transfer abnormally. Statistics and the log count the request with
+ * err's status, not the 200 the client got first.
+ */
+void fpg_request_stream_fail(struct fpg_request *req,
+			     const struct fpg_error *err, const PGresult *res,
+			     bool cut);
 
 /* A stream_body handler can take more of the body now. */
 void fpg_request_resume_upload(struct fpg_request *req);

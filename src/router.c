@@ -80,6 +80,10 @@ static bool path_matches(const char *pattern, const char *path,
 	return *pattern == '\0' && *path == '\0';
 }
 
+/*
+ * HEAD is GET without the body (RFC 9110 9.3.2): it runs GET's handler,
+ * and libmicrohttpd sends the headers only.
+ */
 const struct fpg_route *fpg_router_match(const char *method, const char *path,
 					 int *status, char *allow,
 					 size_t allow_size, const char **param)
@@ -87,14 +91,18 @@ const struct fpg_route *fpg_router_match(const char *method, const char *path,
 	size_t used = 0;
 	bool path_found = false; /* not used > 0: allow may be too small */
 	allow[0] = '\0';
+	if (strcmp(method, "HEAD") == 0)
+		method = "GET";
 	for (size_t i = 0; i < N_ROUTES; i++) {
 		if (!path_matches(routes[i].path, path, param))
 			continue;
 		if (strcmp(routes[i].method, method) == 0)
 			return &routes[i];
 		path_found = true;
-		int n = snprintf(allow + used, allow_size - used, "%s%s",
-				 used ? ", " : "", routes[i].method);
+		bool get = strcmp(routes[i].method, "GET") == 0;
+		int n = snprintf(allow + used, allow_size - used, "%s%s%s",
+				 used ? ", " : "", routes[i].method,
+				 get ? ", HEAD" : "");
 		if (n > 0 && (size_t)n < allow_size - used)
 			used += (size_t)n;
 		else

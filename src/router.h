@@ -9,7 +9,8 @@
 #include "request.h"
 
 /*
- * Finds the route for method and path. On a miss, returns NULL and sets
+ * Finds the route for method and path (HEAD finds GET's). On a miss,
+ * returns NULL and sets
  * *status to 404 (no such path) or 405 (path exists, other methods: their
  * list goes to allow, e.g. "GET, POST"). For a route with a "{}"
  * segment, *param points at the matched segment inside path (it ends at

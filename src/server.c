@@ -8,6 +8,7 @@
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <string.h>
+#include <time.h>
 #include <unistd.h>
 
 #include <libpq-fe.h>
@@ -102,6 +103,12 @@ static bool check_options(const struct fpg_options *o, unsigned *methods,
 	    strcmp(o->log_format, "json") != 0) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "log-format must be text or json");
+		return false;
+	}
+	if (strcmp(o->access_log, "on") != 0 &&
+	    strcmp(o->access_log, "off") != 0) {
+		fpg_error_set(err, FPG_ERR_CONFIG, 0,
+			      "access-log must be on or off");
 		return false;
 	}
 	if (o->pool_max == 0 || o->pool_min > o->pool_max) {
@@ -338,10 +345,13 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		srv->opts.log_level = "info";
 	if (!srv->opts.log_format)
 		srv->opts.log_format = "text";
+	if (!srv->opts.access_log)
+		srv->opts.access_log = "on";
 	if (!copy_str(&srv->db, &srv->opts.db) ||
 	    !copy_str(&srv->listen_host, &srv->opts.listen_host) ||
 	    !copy_str(&srv->log_level, &srv->opts.log_level) ||
 	    !copy_str(&srv->log_format, &srv->opts.log_format) ||
+	    !copy_str(&srv->access_log, &srv->opts.access_log) ||
 	    !copy_str(&srv->cors_origin, &srv->opts.cors_origin) ||
 	    !copy_str(&srv->allowed_hosts, &srv->opts.allowed_hosts) ||
 	    !copy_str(&srv->api_keys, &srv->opts.api_keys) ||
@@ -451,6 +461,7 @@ struct fpg_server *fpg_server_new(const struct fpg_options *opts,
 		.hosts = &srv->hosts,
 		.db_name = srv->db_name,
 		.db_user = srv->db_user,
+		.access_log = strcmp(srv->opts.access_log, "on") == 0,
 		.tx_reg = srv->tx_reg,
 		.nworkers = n,
 		.all_stats = srv->all_stats,
@@ -500,13 +511,71 @@ unsigned fpg_server_port(const struct fpg_server *srv)
 	return srv->port;
 }
 
+/* What the drain waits for; false when nothing is left. */
+static bool log_drain(struct fpg_server *srv, uint64_t left_ms)
+{
+	long long requests = 0, copies = 0;
+	for (unsigned i = 0; i < srv->nworkers; i++) {
+		requests += FPG_STAT_GET(srv->workers[i].stats.in_flight);
+		copies += FPG_STAT_GET(srv->workers[i].stats.copies);
+	}
+	unsigned tx = fpg_tx_open_count(srv->tx_reg);
+	if (requests <= 0 && !tx)
+		return false;
+	fpg_log_info("server", NULL,
+		     "draining: %lld requests (%lld of them COPY), %u "
+		     "transactions open (rolled back at the end); %llu.%llu s "
+		     "left",
+		     requests, copies, tx, (unsigned long long)left_ms / 1000,
+		     (unsigned long long)left_ms % 1000 / 100);
+	return true;
+}
+
+/*
+ * Waits for the workers to end, telling every second what they are
+ * still waiting for (their requests end, or the grace does).
+ */
+static void wait_workers(struct fpg_server *srv, unsigned grace_ms)
+{
+	uint64_t start = fpg_now_ms(), next_log = start + 200;
+	for (;;) {
+		bool all = true;
+		for (unsigned i = 0; i < srv->nworkers && all; i++)
+			all = fpg_worker_finished(&srv->workers[i]);
+		if (all)
+			return;
+		uint64_t now = fpg_now_ms();
+		if (now >= next_log) {
+			uint64_t end = start + grace_ms;
+			(void)log_drain(srv, end > now && !atomic_load(&srv->hurry)
+						     ? end - now
+						     : 0);
+			next_log = now + 1000;
+		}
+		struct timespec ts = {0, 20 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+}
+
+void fpg_server_stop_now(struct fpg_server *srv)
+{
+	atomic_store(&srv->hurry, true);
+	if (!srv->started)
+		return;
+	for (unsigned i = 0; i < srv->nworkers; i++)
+		fpg_worker_request_stop(&srv->workers[i], 0);
+}
+
 void fpg_server_stop(struct fpg_server *srv, unsigned grace_ms)
 {
 	if (!srv->started || srv->stopped)
 		return;
 	srv->stopped = true;
+	if (atomic_load(&srv->hurry))
+		grace_ms = 0;
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_request_stop(&srv->workers[i], grace_ms);
+	wait_workers(srv, grace_ms);
 	for (unsigned i = 0; i < srv->nworkers; i++)
 		fpg_worker_join(&srv->workers[i]);
 	/* No worker pokes it now; a fetch it finishes posts to their
@@ -615,6 +684,7 @@ void fpg_server_free(struct fpg_server *srv)
 	free(srv->listen_host);
 	free(srv->log_level);
 	free(srv->log_format);
+	free(srv->access_log);
 	free(srv->cors_origin);
 	free(srv->allowed_hosts);
 	free(srv->api_keys);

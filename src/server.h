@@ -21,6 +21,7 @@ struct fpg_server {
 	char *listen_host;
 	char *log_level;
 	char *log_format;
+	char *access_log;
 	char *cors_origin;
 	char *allowed_hosts;
 	char *tls_cert, *tls_key; /* the files' paths */
@@ -52,6 +53,7 @@ struct fpg_server {
 	unsigned port;
 	bool started;
 	bool stopped;
+	atomic_bool hurry;		 /* fpg_server_stop_now: no grace */
 };
 
 enum fpg_auth_method {

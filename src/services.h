@@ -78,6 +78,7 @@ struct fpg_services {
 	const char *db_name;		/* the database --db logs in to, ""
 					   when unknown (fpg_startup_target) */
 	const char *db_user;		/* ... and its user, the same way */
+	bool access_log;		/* a line per request (--access-log) */
 	const unsigned char *claims_key; /* --claims-key-file's, or NULL */
 	size_t claims_key_len;
 	struct fpg_tx_registry *tx_reg; /* every worker's sessions */

@@ -45,9 +45,20 @@ static void on_mhd(struct fpg_evsrc *src, uint32_t events)
 {
 }
 
-/* MHD's own messages; the ones that matter (bind) we report ourselves. */
+/*
+ * MHD's own messages; the ones that matter (bind) we report ourselves.
+ * One tells of an answer MHD makes itself (a malformed request, headers
+ * too large): its status is counted with the request it ends.
+ */
 static void mhd_log(void *cls, const char *fmt, va_list ap)
 {
+	struct fpg_worker *w = cls;
+	if (strstr(fmt, "(HTTP response code is %u")) {
+		va_list cp;
+		va_copy(cp, ap);
+		fpg_request_mhd_answered(&w->reqs, (int)va_arg(cp, unsigned));
+		va_end(cp);
+	}
 	if (!fpg_log_enabled(FPG_LOG_DEBUG))
 		return;
 	char msg[512];
@@ -122,6 +133,7 @@ static bool start_mhd(struct fpg_worker *w, unsigned *port,
 		w->opts->http_connection_memory,
 		MHD_OPTION_LISTEN_BACKLOG_SIZE, (unsigned)4096,
 		MHD_OPTION_NOTIFY_COMPLETED, fpg_request_completed, &w->reqs,
+		MHD_OPTION_URI_LOG_CALLBACK, fpg_request_uri_log, &w->reqs,
 		MHD_OPTION_NOTIFY_CONNECTION, fpg_clients_notify,
 		&w->reqs.clients,
 		MHD_OPTION_EXTERNAL_LOGGER, mhd_log, w,
@@ -156,6 +168,7 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 {
 	w->opts = opts;
 	w->id = id;
+	atomic_store(&w->drain_deadline_ms, UINT64_MAX);
 	w->mhd_ev.on_event = on_mhd;
 	w->svc = *shared;
 	/* The worker's own references, taken before anything can fail:
@@ -283,8 +296,9 @@ static void *worker_main(void *arg)
 		run_once(w, loop_timeout(w));
 		if (!w->draining && atomic_load(&w->stop_requested))
 			begin_drain(w);
-		if (w->draining && (fpg_list_empty(&w->reqs.list) ||
-				    w->loop.now_ms >= w->drain_deadline_ms))
+		if (w->draining &&
+		    (fpg_list_empty(&w->reqs.list) ||
+		     w->loop.now_ms >= atomic_load(&w->drain_deadline_ms)))
 			break;
 	}
 	/* Whatever is left is closed; every connection must be resumed
@@ -292,6 +306,7 @@ static void *worker_main(void *arg)
 	fpg_request_kill_all(&w->reqs);
 	for (int i = 0; i < 4 && !fpg_list_empty(&w->reqs.list); i++)
 		run_once(w, 0);
+	atomic_store(&w->finished, true);
 	return NULL;
 }
 
@@ -309,9 +324,18 @@ bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err)
 
 void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms)
 {
-	w->drain_deadline_ms = fpg_now_ms() + grace_ms;
+	uint64_t want = grace_ms ? fpg_now_ms() + grace_ms : 0;
+	uint64_t was = atomic_load(&w->drain_deadline_ms);
+	while (want < was &&
+	       !atomic_compare_exchange_weak(&w->drain_deadline_ms, &was, want))
+		;
 	atomic_store(&w->stop_requested, true);
 	fpg_loop_wake(&w->loop);
+}
+
+bool fpg_worker_finished(struct fpg_worker *w)
+{
+	return !w->thread_started || atomic_load(&w->finished);
 }
 
 /* What a reload brought a worker: API keys, a JWT verifier, a TLS pair

@@ -48,7 +48,8 @@ struct fpg_worker {
 	struct fpg_stats stats;	    /* read by any thread (atomics) */
 	atomic_bool stop_requested; /* set by any thread */
 	bool draining;		    /* no longer accepting; finishing */
-	uint64_t drain_deadline_ms;
+	_Atomic uint64_t drain_deadline_ms; /* lowered by any thread */
+	atomic_bool finished;	    /* its thread is about to return */
 	struct fpg_services svc;    /* what its requests are given */
 	struct fpg_requests reqs;   /* its requests (request.c) */
 };
@@ -67,8 +68,12 @@ bool fpg_worker_init(struct fpg_worker *w, const struct fpg_options *opts,
 
 bool fpg_worker_start(struct fpg_worker *w, struct fpg_error *err) FPG_MUST_CHECK;
 
-/* Asks the worker to drain and stop within grace_ms. Any thread. */
+/* Asks the worker to drain and stop within grace_ms (a second call can
+ * only shorten it; 0: end what is left at once). Any thread. */
 void fpg_worker_request_stop(struct fpg_worker *w, unsigned grace_ms);
+
+/* The thread is done (or never ran): joining it will not wait long. */
+bool fpg_worker_finished(struct fpg_worker *w);
 
 void fpg_worker_join(struct fpg_worker *w);
 

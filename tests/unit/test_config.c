@@ -202,6 +202,9 @@ START_TEST(defaults_match_options_init)
 	a.log_format = b.log_format = NULL;
 	ck_assert_str_eq(o->jwt_role_claim, d.jwt_role_claim);
 	a.jwt_role_claim = b.jwt_role_claim = NULL;
+	ck_assert_str_eq(o->access_log, d.access_log);
+	ck_assert_str_eq(o->access_log, "on");
+	a.access_log = b.access_log = NULL;
 	ck_assert(memcmp(&a, &b, sizeof(a)) == 0);
 	ck_assert_uint_eq(o->pool_min, 1);
 	ck_assert_uint_eq(o->pool_max, 4);

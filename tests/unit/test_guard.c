@@ -203,7 +203,52 @@ START_TEST(same_secret)
 }
 END_TEST
 
+START_TEST(traceparent_is_read_strictly)
+{
+	char t[33], p[17];
+	unsigned f = 99;
+	ck_assert(fpg_guard_traceparent(
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01", t, p,
+		&f));
+	ck_assert_str_eq(t, "4bf92f3577b34da6a3ce929d0e0e4736");
+	ck_assert_str_eq(p, "00f067aa0ba902b7");
+	ck_assert_uint_eq(f, 1);
+	ck_assert(fpg_guard_traceparent(
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-00", t, p,
+		&f));
+	ck_assert_uint_eq(f, 0);
+	static const char *const bad[] = {
+		NULL,
+		"",
+		/* upper case */
+		"00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
+		/* another version (ff is forbidden, 01 unknown to us) */
+		"ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		/* all-zero trace id, all-zero parent id */
+		"00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
+		/* too short, too long, wrong separators, not hex */
+		"00-4bf92f3577b34da6a3ce929d0e0e473-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-1",
+		"00_4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736_00f067aa0ba902b7-01",
+		"00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0g",
+		"00-4bf92f3577b34da6a3ce929d0e0e473g-00f067aa0ba902b7-01",
+		" 00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0",
+	};
+	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++) {
+		strcpy(t, "untouched");
+		ck_assert_msg(!fpg_guard_traceparent(bad[i], t, p, &f),
+			      "took %s", bad[i] ? bad[i] : "NULL");
+		ck_assert_str_eq(t, "untouched");
+	}
+}
+END_TEST
+
 static const struct test_case cases[] = {
+	TEST_CASE(traceparent_is_read_strictly),
 	TEST_CASE(default_hosts),
 	TEST_CASE(wildcard_listen_allows_addresses),
 	TEST_CASE(explicit_list),

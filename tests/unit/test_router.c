@@ -120,10 +120,35 @@ START_TEST(named_queries_take_post_and_get)
 	ck_assert_ptr_null(fpg_router_match("PUT", "/q/my_notes", &status,
 					    allow, sizeof(allow), &param));
 	ck_assert_int_eq(status, 405);
-	ck_assert_str_eq(allow, "POST, GET");
+	ck_assert_str_eq(allow, "POST, GET, HEAD");
 	ck_assert_ptr_null(fpg_router_match("GET", "/q/", &status, allow,
 					    sizeof(allow), &param));
 	ck_assert_int_eq(status, 404);
+}
+END_TEST
+
+/* HEAD is GET without a body: wherever GET works, and 405 lists it. */
+START_TEST(head_goes_where_get_does)
+{
+	int status = 0;
+	char allow[64];
+	const char *param;
+	const struct fpg_route *r = fpg_router_match(
+		"HEAD", "/healthz", &status, allow, sizeof(allow), &param);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(r->method, "GET");
+	ck_assert_str_eq(r->path, "/healthz");
+	r = fpg_router_match("HEAD", "/tx/abc/copy", &status, allow,
+			     sizeof(allow), &param);
+	ck_assert_ptr_nonnull(r);
+	ck_assert_str_eq(param, "abc/copy");
+	ck_assert_ptr_null(fpg_router_match("HEAD", "/query", &status, allow,
+					    sizeof(allow), &param));
+	ck_assert_int_eq(status, 405);
+	ck_assert_str_eq(allow, "POST");
+	ck_assert_ptr_null(fpg_router_match("POST", "/metrics", &status, allow,
+					    sizeof(allow), &param));
+	ck_assert_str_eq(allow, "GET, HEAD");
 }
 END_TEST
 
@@ -171,6 +196,7 @@ static const struct test_case cases[] = {
 	TEST_CASE(table_matches_spec),
 	TEST_CASE(miss_is_404_or_405),
 	TEST_CASE(named_queries_take_post_and_get),
+	TEST_CASE(head_goes_where_get_does),
 	TEST_CASE(miss_is_405_with_small_allow),
 	TEST_CASE(stat_names_cover_routes),
 	{0},

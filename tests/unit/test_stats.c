@@ -27,12 +27,16 @@ struct traffic {
 	unsigned long long per_route[NROUTES], ok_per_route[NROUTES];
 	unsigned long long total;
 	unsigned long long latency_us;
+	unsigned long long per_route_latency_us[NROUTES];
+	unsigned long long class23, accepted, class2xx, other;
 };
 
 static void record_random(struct traffic *t)
 {
-	static const int statuses[] = {200, 200, 200, 400, 404, 409,
+	static const int statuses[] = {200, 200, 200, 202, 400, 404, 409,
 				       500, 503, 504, 299, 777};
+	static const char *const states[] = {NULL, "", "23505", "40001",
+					     "42P01", "x"};
 	unsigned rs = unit_seed();
 	for (unsigned i = 0; i < WORKERS; i++) {
 		t->w[i] = calloc(1, sizeof(*t->w[i]));
@@ -45,8 +49,19 @@ static void record_random(struct traffic *t)
 						      sizeof(statuses[0]))];
 		/* From 1 us to ~30 s, spread over the buckets. */
 		uint64_t lat = 1ull << (rand_r(&rs) % 25);
-		fpg_stats_record(t->w[rand_r(&rs) % WORKERS], r, st, lat);
+		const char *state = states[rand_r(&rs) % 6];
+		fpg_stats_record(t->w[rand_r(&rs) % WORKERS], r, st, lat,
+				 state);
+		if (state && strcmp(state, "23505") == 0)
+			t->class23++;
+		if (st == 202)
+			t->accepted++;
+		if (st == 299)
+			t->class2xx++;
+		if (st == 777)
+			t->other++;
 		t->per_route[r]++;
+		t->per_route_latency_us[r] += lat;
 		if (st == 200)
 			t->ok_per_route[r]++;
 		t->total++;
@@ -207,24 +222,68 @@ START_TEST(counters_add_up_over_workers)
 			      "%s: %.0f, want %llu", prefix,
 			      value_of(text, prefix), t.ok_per_route[r]);
 	}
-	double count = value_of(text, "fasterpg_request_duration_seconds_count");
-	ck_assert_msg((unsigned long long)count == t.total, "_count %.0f, %llu",
-		      count, t.total);
-	ck_assert_msg(value_of(text, "fasterpg_request_duration_seconds_bucket"
-				     "{le=\"+Inf\"}") == count,
-		      "+Inf bucket is not _count");
-	double sum = value_of(text, "fasterpg_request_duration_seconds_sum");
-	ck_assert_msg(sum > (double)t.latency_us / 1e6 - 1e-5 &&
-			  sum < (double)t.latency_us / 1e6 + 1e-5,
-		      "_sum %f, want %f", sum, (double)t.latency_us / 1e6);
-	/* Cumulative buckets never go down. */
-	double last = 0;
-	const char *b = "fasterpg_request_duration_seconds_bucket{";
-	for (const char *p = strstr(text, b); p; p = strstr(p + 1, b)) {
-		double v = strtod(strchr(p, '}') + 2, NULL);
-		ck_assert_msg(v >= last, "bucket falls: %.60s", p);
-		last = v;
+	/* Each route's histogram: its _count is its requests, +Inf is
+	 * _count, _sum its latencies, and its buckets never go down. */
+	double count = 0;
+	for (unsigned r = 0; r < NROUTES; r++) {
+		char name[160];
+		snprintf(name, sizeof(name),
+			 "fasterpg_request_duration_seconds_count{route=\"%s\"}",
+			 routes[r]);
+		double c = value_of(text, name);
+		ck_assert_msg((unsigned long long)c == t.per_route[r],
+			      "%s %.0f, want %llu", name, c, t.per_route[r]);
+		count += c;
+		snprintf(name, sizeof(name),
+			 "fasterpg_request_duration_seconds_bucket{route=\"%s\","
+			 "le=\"+Inf\"}",
+			 routes[r]);
+		ck_assert_msg(value_of(text, name) == c,
+			      "+Inf bucket is not _count");
+		snprintf(name, sizeof(name),
+			 "fasterpg_request_duration_seconds_sum{route=\"%s\"}",
+			 routes[r]);
+		double sum = value_of(text, name);
+		double want = (double)t.per_route_latency_us[r] / 1e6;
+		ck_assert_msg(sum > want - 1e-5 && sum < want + 1e-5,
+			      "_sum %f, want %f", sum, want);
+		double last = 0;
+		snprintf(name, sizeof(name),
+			 "fasterpg_request_duration_seconds_bucket{route=\"%s\",",
+			 routes[r]);
+		for (const char *p = strstr(text, name); p;
+		     p = strstr(p + 1, name)) {
+			double v = strtod(strchr(p, '}') + 2, NULL);
+			ck_assert_msg(v >= last, "bucket falls: %.80s", p);
+			last = v;
+		}
 	}
+	ck_assert_msg((unsigned long long)count == t.total, "count %.0f, %llu",
+		      count, t.total);
+	/* 202 is a code of its own; other codes count by class, and
+	 * anything outside 100..599 as "other"; SQLSTATEs by class. */
+	double n202 = 0, n2xx = 0, nother = 0;
+	for (unsigned r = 0; r < NROUTES; r++) {
+		char name[160];
+		snprintf(name, sizeof(name),
+			 "fasterpg_requests_total{route=\"%s\",status=\"202\"}",
+			 routes[r]);
+		n202 += value_of(text, name) > 0 ? value_of(text, name) : 0;
+		snprintf(name, sizeof(name),
+			 "fasterpg_requests_total{route=\"%s\",status=\"2xx\"}",
+			 routes[r]);
+		n2xx += value_of(text, name) > 0 ? value_of(text, name) : 0;
+		snprintf(name, sizeof(name),
+			 "fasterpg_requests_total{route=\"%s\",status=\"other\"}",
+			 routes[r]);
+		nother += value_of(text, name) > 0 ? value_of(text, name) : 0;
+	}
+	ck_assert_uint_eq((unsigned long long)n202, t.accepted);
+	ck_assert_uint_eq((unsigned long long)n2xx, t.class2xx);
+	ck_assert_uint_eq((unsigned long long)nother, t.other);
+	ck_assert_uint_eq((unsigned long long)value_of(
+				  text, "fasterpg_pg_errors_total{class=\"23\"}"),
+			  t.class23);
 	ck_assert(value_of(text, "fasterpg_requests_in_flight") == 4);
 	ck_assert(value_of(text, "fasterpg_transactions_open") == 4);
 	ck_assert(value_of(text, "fasterpg_transactions_total"
