@@ -28,11 +28,13 @@ cd "$ROOT"
 # run it_js (tests/js: the npm drivers of Neon's protocol against POST
 # /sql); a node and npm already on PATH (nodesource's, nvm's) will do.
 # prometheus brings promtool, which checks /metrics (it_meta's
-# metrics_pass_promtool).
+# metrics_pass_promtool); chromium and chromium-driver run it_browser (an
+# EventSource on GET /listen).
 PACKAGES=(meson ninja-build pkg-config gcc libmicrohttpd-dev libjansson-dev
 	libpq-dev zlib1g-dev libzstd-dev libssl-dev libcjose-dev libgnutls28-dev check
 	libcurl4-openssl-dev postgresql-15 postgresql-client-15
-	wrk curl clang libclang-rt-14-dev nodejs npm prometheus)
+	wrk curl clang libclang-rt-14-dev nodejs npm prometheus chromium
+	chromium-driver)
 
 LOCAL_DIR="$ROOT/.fasterpg"
 LOCAL_PGDATA="$LOCAL_DIR/pgdata"
