@@ -193,11 +193,16 @@ const failures = new Map();
 let checked = 0;
 const exercised = new Set();
 
+// HEAD is answered wherever GET is (docs/api.md): as the GET operation,
+// without a body.
 function check(x) {
 	const path = x.path.split('?')[0];
+	const head = x.method === 'HEAD';
+	if (head)
+		delete x.body;
 	const method = x.method.toLowerCase();
 	const t = findPath(path);
-	const op = t?.item[method];
+	const op = t?.item[method] ?? (head ? t?.item.get : undefined);
 	const name = op ? `${x.method} ${t.template}`
 		: `unrouted ${x.method} ${t ? t.template : '(unknown path)'}`;
 	const fail = (problem) => {
@@ -232,8 +237,11 @@ function check(x) {
 		if (!t) {
 			fail('405 for a path the spec does not have');
 		} else {
-			const want = METHODS.filter((m) => t.item[m])
-				.map((m) => m.toUpperCase()).sort().join(', ');
+			const methods = METHODS.filter((m) => t.item[m]);
+			if (t.item.get && !t.item.head)
+				methods.push('head');
+			const want = methods.map((m) => m.toUpperCase()).sort()
+				.join(', ');
 			const got = (x.headers?.allow || '').split(/,\s*/).sort()
 				.join(', ');
 			if (got !== want)
