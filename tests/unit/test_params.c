@@ -279,8 +279,8 @@ START_TEST(neon_bodies)
 	    "{\"query\":\"x\",\"params\":{}}",
 	    "{\"query\":\"x\",\"arrayMode\":1}", "{\"queries\":[]}",
 	    "{\"queries\":{}}", "{\"queries\":[{\"sql\":\"x\"}]}",
-	    "{\"queries\":[{\"query\":\"1\"},{\"query\":\"2\"},{\"query\":"
-	    "\"3\"}]}",
+	    ("{\"queries\":[{\"query\":\"1\"},{\"query\":\"2\"},"
+	     "{\"query\":\"3\"}]}"),
 	};
 	for (size_t i = 0; i < sizeof(bad) / sizeof(*bad); i++) {
 		memset(&err, 0, sizeof(err));

@@ -49,8 +49,8 @@ START_TEST(header_lines_in_any_order)
 	static const char *const texts[] = {
 		"-- roles: alice, bob\n-- read-only\nSELECT 1\n",
 		"-- read-only\n-- roles: alice, bob\nSELECT 1\n",
-		"-- what it does\n\n--read-only\r\n--  roles:alice,bob \r\n"
-		"SELECT 1\n",
+		("-- what it does\n\n--read-only\r\n--  roles:alice,bob \r\n"
+		 "SELECT 1\n"),
 	};
 	for (size_t i = 0; i < sizeof(texts) / sizeof(*texts); i++) {
 		struct fpg_error err = {0};
