@@ -14,6 +14,9 @@
  *
  *	: ping                    (every --listen-heartbeat-ms)
  *
+ *	event: error              (PostgreSQL refused a channel; the end)
+ *	data: {"reason":"..."}
+ *
  * A subscriber that reads slowly holds at most --listen-queue-bytes of
  * events; what comes beyond is dropped and it gets a gap once it has room
  * again. The others never wait for it.
@@ -22,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <jansson.h>
 #include <microhttpd.h>
 
 #include "buf.h"
@@ -66,6 +70,13 @@ static enum MHD_Result take_arg(void *cls, enum MHD_ValueKind kind,
 		c->bad = "a channel name is 1 to 63 bytes";
 		return MHD_NO;
 	}
+	/* jansson checks UTF-8 for us: PostgreSQL would refuse the rest. */
+	json_t *utf8 = json_string(value);
+	if (!utf8) {
+		c->bad = "a channel name is UTF-8 text";
+		return MHD_NO;
+	}
+	json_decref(utf8);
 	for (unsigned i = 0; i < c->n; i++)
 		if (strcmp(c->name[i], value) == 0)
 			return MHD_YES; /* named twice: once */
@@ -162,12 +173,22 @@ static void on_closing(struct fpg_sub *s)
 	fpg_request_stream_end(of(s)->req, false);
 }
 
+static void on_refused(struct fpg_sub *s, const char *why)
+{
+	struct fpg_buf *out = &of(s)->req->out;
+	fpg_buf_puts(out, "event: error\ndata: {\"reason\":");
+	fpg_buf_json_str(out, why, strlen(why));
+	fpg_buf_puts(out, "}\n\n");
+	fpg_request_stream_end(of(s)->req, false);
+}
+
 static const struct fpg_sub_ops sub_ops = {
 	.ready = on_ready,
 	.notify = on_notify,
 	.gap = on_gap,
 	.ping = on_ping,
 	.closing = on_closing,
+	.refused = on_refused,
 };
 
 static void on_drained(struct fpg_request *req)

@@ -189,9 +189,11 @@ static bool add_key(struct fpg_jwt *j, cjose_jwk_t *jwk, const char *kid,
 }
 
 /* One JWK of a JWKS (or a key file). Keys for encryption and of kinds
- * that sign nothing we accept are passed over, with a warning. */
+ * that sign nothing we accept are passed over, with a warning; so are
+ * secrets (oct) when the set is a published one (public_only): a secret
+ * everyone can read signs anyone's token. */
 static bool add_jwk(struct fpg_jwt *j, json_t *jwk, const char *where,
-		    struct fpg_error *err)
+		    bool public_only, struct fpg_error *err)
 {
 	const char *kty = json_string_value(json_object_get(jwk, "kty"));
 	const char *use = json_string_value(json_object_get(jwk, "use"));
@@ -206,6 +208,7 @@ static bool add_jwk(struct fpg_jwt *j, json_t *jwk, const char *where,
 		return false;
 	}
 	if ((use && strcmp(use, "sig") != 0) ||
+	    (public_only && strcmp(kty, "oct") == 0) ||
 	    (strcmp(kty, "RSA") != 0 && strcmp(kty, "EC") != 0 &&
 	     strcmp(kty, "oct") != 0)) {
 		fpg_log_warn("jwt", NULL, "%s: key %s passed over (kty %s%s%s)",
@@ -254,7 +257,8 @@ static bool add_jwk(struct fpg_jwt *j, json_t *jwk, const char *where,
 
 /* A JWK or a JWKS ({"keys": [...]}) in text. */
 static bool add_json_keys(struct fpg_jwt *j, const char *text, size_t len,
-			  const char *where, struct fpg_error *err)
+			  const char *where, bool public_only,
+			  struct fpg_error *err)
 {
 	json_error_t jerr;
 	json_t *root = json_loadb(text, len, JSON_REJECT_DUPLICATES, &jerr);
@@ -268,7 +272,7 @@ static bool add_json_keys(struct fpg_jwt *j, const char *text, size_t len,
 	json_t *keys = json_object_get(root, "keys");
 	bool ok = true;
 	if (!keys) {
-		ok = add_jwk(j, root, where, err);
+		ok = add_jwk(j, root, where, public_only, err);
 	} else if (!json_is_array(keys)) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,
 			      "%s: \"keys\" is not an array", where);
@@ -277,7 +281,7 @@ static bool add_json_keys(struct fpg_jwt *j, const char *text, size_t len,
 		size_t i;
 		json_t *k;
 		json_array_foreach(keys, i, k) {
-			if (!(ok = add_jwk(j, k, where, err)))
+			if (!(ok = add_jwk(j, k, where, public_only, err)))
 				break;
 		}
 	}
@@ -436,7 +440,7 @@ static bool load_key_file(struct fpg_jwt *j, const char *path,
 	snprintf(where, sizeof(where), "%s %s", what, path);
 	const char *p = text + strspn(text, " \t\r\n");
 	bool ok = *p == '{' || json_only
-			  ? add_json_keys(j, text, len, where, err)
+			  ? add_json_keys(j, text, len, where, false, err)
 			  : add_pem_key(j, text, len, where, err);
 	wipe_free(text, len);
 	return ok;
@@ -603,7 +607,7 @@ struct fpg_jwt *fpg_jwt_load(const struct fpg_jwt_config *cfg,
 					     "jwt-key-file", false, err)) ||
 	    (cfg->jwks_file && !load_key_file(j, cfg->jwks_file, "jwks-file",
 					      true, err)) ||
-	    (jwks && !add_json_keys(j, jwks, jwks_len, "jwks-url", err)))
+	    (jwks && !add_json_keys(j, jwks, jwks_len, "jwks-url", true, err)))
 		goto fail;
 	if (!j->nkeys && !allow_empty) {
 		fpg_error_set(err, FPG_ERR_CONFIG, 0,

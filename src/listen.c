@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/epoll.h>
+#include <time.h>
 
 #include <libpq-fe.h>
 
@@ -20,6 +21,7 @@
 #define HOUSEKEEPING_MS 1000
 #define RETRY_MIN_MS 100
 #define RETRY_MAX_MS 5000
+#define MAX_CHANNELS 10000     /* per worker, lingering ones included */
 
 enum chan_state {
 	CH_OFF,		 /* not listened to */
@@ -43,6 +45,7 @@ struct fpg_channel {
 	uint64_t idle_since_ms;	 /* when its last member left */
 	uint64_t since_id;	 /* notifications after this one reached it */
 	uint64_t evicted;	 /* the newest id the ring let go, or 0 */
+	bool refused;		 /* PostgreSQL refused its LISTEN */
 	struct ring_entry ring[RING];
 	unsigned head, count;	 /* oldest at head */
 };
@@ -61,6 +64,11 @@ struct fpg_listener {
 	struct fpg_evsrc ev;
 	bool busy;	   /* a LISTEN/UNLISTEN command is in flight */
 	bool dirty;	   /* channels want a command */
+	unsigned sent;	   /* channels in the command in flight */
+	bool failed;	   /* ... and PostgreSQL refused it */
+	char why[200];	   /* ... saying this */
+	bool singly;	   /* one channel per command (after a refusal) */
+	bool gap_sent;	   /* subscribers know of the current outage */
 	uint64_t seq;	   /* the last notification's id */
 	uint64_t broke_at; /* seq when the connection last broke */
 	uint64_t retry_at_ms;
@@ -94,12 +102,28 @@ struct fpg_listener *fpg_listener_new(const struct fpg_listener_env *env)
 	l->ev.on_event = pg_event;
 	l->housekeeping.fire = housekeeping;
 	l->retry_ms = RETRY_MIN_MS;
+	/* Ids go on from the clock: one a client kept from before a restart
+	 * is older than every channel here, so it gets a gap, never the
+	 * wrong replay. */
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	l->seq = (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000;
+	l->broke_at = l->seq;
 	return l;
 }
 
 static uint64_t now_ms(const struct fpg_listener *l)
 {
 	return l->env.loop->now_ms;
+}
+
+/* Arms housekeeping unless it is due already: arming again would put it
+ * off, and a steady stream of subscribers would put it off forever. */
+static void keep_house(struct fpg_listener *l)
+{
+	if (!l->housekeeping.armed && !l->housekeeping.firing)
+		fpg_loop_timer_arm(l->env.loop, &l->housekeeping,
+				   HOUSEKEEPING_MS);
 }
 
 static struct fpg_channel *find(struct fpg_listener *l, const char *name)
@@ -186,9 +210,13 @@ static void broke(struct fpg_listener *l, const char *why)
 			FPG_CONTAINER_OF(it, struct fpg_channel, link)->state =
 				CH_OFF;
 		}
-	gap_all(l, "the connection to PostgreSQL broke: notifications may "
-		   "have been missed");
-	fpg_loop_timer_arm(l->env.loop, &l->housekeeping, HOUSEKEEPING_MS);
+	if (!l->gap_sent)
+		gap_all(l, "the connection to PostgreSQL broke: notifications "
+			   "may have been missed");
+	/* Once per outage, not per failed reconnect. */
+	l->gap_sent = true;
+	l->singly = false;
+	keep_house(l);
 }
 
 static void connect_start(struct fpg_listener *l)
@@ -227,7 +255,7 @@ static void sync_channels(struct fpg_listener *l)
 			struct fpg_channel *ch =
 				FPG_CONTAINER_OF(it, struct fpg_channel, link);
 			const char *verb = NULL;
-			if (ch->state == CH_OFF && ch->nmembers)
+			if (ch->state == CH_OFF && ch->nmembers && !ch->refused)
 				verb = "LISTEN ";
 			else if (ch->state == CH_LISTENING && !ch->nmembers &&
 				 now_ms(l) - ch->idle_since_ms >= LINGER_MS)
@@ -238,18 +266,27 @@ static void sync_channels(struct fpg_listener *l)
 			char *q = PQescapeIdentifier(l->pg, ch->name,
 						     strlen(ch->name));
 			size_t need = len + strlen(verb) + (q ? strlen(q) : 0) + 2;
-			if (!q || (need > cap && !(sql = realloc(sql, cap = 2 * need)))) {
+			char *grown = q && need > cap ? realloc(sql, 2 * need)
+						      : sql;
+			if (!q || !grown) {
 				PQfreemem(q);
 				free(sql);
 				broke(l, "out of memory");
 				return;
 			}
+			if (grown != sql || need > cap)
+				cap = 2 * need;
+			sql = grown;
 			len += (size_t)sprintf(sql + len, "%s%s;", verb, q);
 			PQfreemem(q);
 			ch->state = verb[0] == 'L' ? CH_LISTEN_SENT
 						   : CH_UNLISTEN_SENT;
+			l->sent++;
+			if (l->singly)
+				goto send;
 		}
 	}
+send:
 	if (len) {
 		if (!PQsendQuery(l->pg, sql)) {
 			free(sql);
@@ -258,16 +295,67 @@ static void sync_channels(struct fpg_listener *l)
 		}
 		l->busy = true;
 		/* flush what libpq could not write at once */
-		if (PQflush(l->pg) == 1)
+		int f = PQflush(l->pg);
+		if (f < 0) {
+			free(sql);
+			broke(l, PQerrorMessage(l->pg));
+			return;
+		}
+		if (f == 1)
 			watch(l, EPOLLIN | EPOLLOUT);
 	}
 	free(sql);
+}
+
+/*
+ * PostgreSQL refused the command (a channel name its encoding cannot
+ * take, ...): nothing of it holds, as it ran in one transaction. Sent
+ * with others, each channel goes again alone; alone, its subscribers are
+ * told and their streams end. The connection itself is fine.
+ */
+static void refused(struct fpg_listener *l)
+{
+	bool alone = l->sent == 1;
+	l->busy = false;
+	l->failed = false;
+	l->sent = 0;
+	l->singly = true;
+	for (size_t i = 0; i < BUCKETS; i++) {
+		FPG_LIST_EACH_SAFE(it, &l->buckets[i]) {
+			struct fpg_channel *ch =
+				FPG_CONTAINER_OF(it, struct fpg_channel, link);
+			if (ch->state == CH_UNLISTEN_SENT) {
+				ch->state = CH_LISTENING;
+				continue;
+			}
+			if (ch->state != CH_LISTEN_SENT)
+				continue;
+			ch->state = CH_OFF;
+			if (!alone)
+				continue;
+			fpg_log_warn("listen", NULL,
+				     "worker %u: LISTEN refused: %s",
+				     l->env.worker_id, l->why);
+			ch->refused = true;
+			FPG_LIST_EACH(m, &ch->members) {
+				struct fpg_sub *s = FPG_CONTAINER_OF(
+					m, struct fpg_sub_member, link)->sub;
+				if (!s->closing) {
+					s->closing = true;
+					s->ops->refused(s, l->why);
+				}
+			}
+		}
+	}
+	l->dirty = true;
+	sync_channels(l);
 }
 
 /* The command's statements all ran: channels are what was sent. */
 static void synced(struct fpg_listener *l)
 {
 	l->busy = false;
+	l->sent = 0;
 	for (size_t i = 0; i < BUCKETS; i++) {
 		FPG_LIST_EACH_SAFE(it, &l->buckets[i]) {
 			struct fpg_channel *ch =
@@ -334,19 +422,18 @@ static void read_results(struct fpg_listener *l)
 	while (l->busy && !PQisBusy(l->pg)) {
 		PGresult *res = PQgetResult(l->pg);
 		if (!res) {
-			synced(l);
+			if (l->failed)
+				refused(l);
+			else
+				synced(l);
 			if (!l->pg)
 				return;
 			break;
 		}
-		ExecStatusType st = PQresultStatus(res);
-		if (st != PGRES_COMMAND_OK) {
-			char why[256];
-			snprintf(why, sizeof(why), "LISTEN failed: %s",
-				 PQresultErrorMessage(res));
-			PQclear(res);
-			broke(l, why);
-			return;
+		if (PQresultStatus(res) != PGRES_COMMAND_OK && !l->failed) {
+			l->failed = true;
+			fpg_error_tidy(l->why, sizeof(l->why),
+				       PQresultErrorMessage(res));
 		}
 		PQclear(res);
 	}
@@ -360,6 +447,8 @@ static void read_results(struct fpg_listener *l)
 static void pg_event(struct fpg_evsrc *src, uint32_t events)
 {
 	struct fpg_listener *l = FPG_CONTAINER_OF(src, struct fpg_listener, ev);
+	if (!l->pg)
+		return; /* it broke earlier in this batch of events */
 	if (l->state == PG_CONNECTING) {
 		switch (PQconnectPoll(l->pg)) {
 		case PGRES_POLLING_READING:
@@ -375,6 +464,7 @@ static void pg_event(struct fpg_evsrc *src, uint32_t events)
 			}
 			l->state = PG_READY;
 			l->retry_ms = RETRY_MIN_MS;
+			l->gap_sent = false;
 			watch(l, EPOLLIN);
 			fpg_log_debug("listen", NULL, "worker %u: listening",
 				      l->env.worker_id);
@@ -532,6 +622,22 @@ bool fpg_listener_subscribe(struct fpg_listener *l, struct fpg_sub *s,
 	s->waiting = 0;
 	for (unsigned i = 0; i < n; i++) {
 		struct fpg_channel *ch = find(l, channels[i]);
+		if (ch && ch->refused) {
+			fpg_listener_unsubscribe(l, s);
+			fpg_error_set(err, FPG_ERR_REQUEST, 400,
+				      "PostgreSQL refused to listen to %s",
+				      channels[i]);
+			return false;
+		}
+		if (!ch && l->nchannels >= MAX_CHANNELS) {
+			fpg_listener_unsubscribe(l, s);
+			fpg_error_set(err, FPG_ERR_LIMIT, 503,
+				      "this worker listens to %u channels, its "
+				      "most",
+				      MAX_CHANNELS);
+			err->reason = "too_many_subscribers";
+			return false;
+		}
 		if (!ch) {
 			ch = calloc(1, sizeof(*ch));
 			if (!ch) {
@@ -567,7 +673,7 @@ bool fpg_listener_subscribe(struct fpg_listener *l, struct fpg_sub *s,
 	if (l->state == PG_DOWN && now_ms(l) >= l->retry_at_ms)
 		connect_start(l);
 	sync_channels(l);
-	fpg_loop_timer_arm(l->env.loop, &l->housekeeping, HOUSEKEEPING_MS);
+	keep_house(l);
 	return true;
 }
 
@@ -589,6 +695,7 @@ void fpg_listener_unsubscribe(struct fpg_listener *l, struct fpg_sub *s)
 	free(s->members);
 	s->members = NULL;
 	s->nmembers = 0;
+	keep_house(l); /* its idle channels linger, then go */
 }
 
 void fpg_listener_free(struct fpg_listener *l)

@@ -43,6 +43,9 @@ struct fpg_sub_ops {
 	void (*ping)(struct fpg_sub *s);
 	/* The server is shutting down: end the stream. */
 	void (*closing)(struct fpg_sub *s);
+	/* PostgreSQL refused to listen to one of its channels (why): end
+	 * the stream. */
+	void (*refused)(struct fpg_sub *s, const char *why);
 };
 
 struct fpg_sub_member {

@@ -743,6 +743,32 @@ START_TEST(configuration_is_checked)
 	o.jwt_roles = "reader";
 	ck_assert_ptr_null(fpg_server_new(&o, &err));
 	ck_assert_ptr_nonnull(strstr(err.message, "auth jwt"));
+	/* Plain HTTP for a JWKS only to this machine: on the way, anyone
+	 * could add a key. */
+	it_options(&o);
+	o.auth = "jwt";
+	o.jwt_roles = "reader";
+	o.jwks_url = "http://192.0.2.1/jwks";
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_ptr_nonnull(strstr(err.message, "https"));
+	o.jwks_url = "http://127.0.0.1.example/jwks";
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_ptr_nonnull(strstr(err.message, "https"));
+	/* A published JWKS with only a secret (oct) in it: no usable key. */
+	char *hold = NULL;
+	pthread_mutex_lock(&served_lock);
+	hold = served;
+	served = jwks_of(&hmac_key, 1);
+	pthread_mutex_unlock(&served_lock);
+	char *url = it_fmt("http://127.0.0.1:%u/jwks", jwks_port);
+	o.jwks_url = url;
+	ck_assert_ptr_null(fpg_server_new(&o, &err));
+	ck_assert_ptr_nonnull(strstr(err.message, "no usable key"));
+	free(url);
+	pthread_mutex_lock(&served_lock);
+	free(served);
+	served = hold;
+	pthread_mutex_unlock(&served_lock);
 	/* A JWKS URL that does not answer. */
 	it_options(&o);
 	o.auth = "jwt";

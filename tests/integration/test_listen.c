@@ -382,6 +382,7 @@ START_TEST(refusals_come_before_the_stream)
 		{"", 400},
 		{"channel=", 400},
 		{"channel=a&other=1", 400},
+		{"channel=a%E3", 400}, /* not UTF-8: PostgreSQL would refuse */
 		{"channel=0123456789012345678901234567890123456789012345678901234"
 		 "5678901234",
 		 400},
@@ -430,6 +431,55 @@ START_TEST(refusals_come_before_the_stream)
 	ck_assert(wait_for(s, ": listening", 1, 10));
 	unsubscribe(s);
 	free(qs), free(bearer);
+}
+END_TEST
+
+/*
+ * A channel PostgreSQL will not listen to (a LATIN1 database cannot name
+ * it): its subscriber gets an error event and its stream ends; one that
+ * asked for a good channel at the same moment listens as usual.
+ */
+START_TEST(a_channel_postgresql_refuses)
+{
+	pgh_exec("CREATE DATABASE latin1 ENCODING 'LATIN1' TEMPLATE template0 "
+		 "LC_COLLATE 'C' LC_CTYPE 'C'");
+	struct fpg_options o;
+	unsigned p;
+	it_options(&o);
+	char *db = it_fmt("%s dbname=latin1", it_db());
+	o.db = db;
+	o.threads = 1;
+	struct fpg_server *srv = it_server_start(&o, &p);
+	const char *bad[] = {"\xe4\xb8\xad\xe6\x96\x87", NULL}; /* 中文 */
+	const char *good[] = {"latin_ok", NULL};
+	struct sub *b = subscribe(p, bad, NULL, NULL);
+	struct sub *g = subscribe(p, good, NULL, NULL);
+	ck_assert(wait_for(b, "event: error", 1, 10));
+	ck_assert(wait_for(g, ": listening", 1, 10));
+	double until = it_now() + 5;
+	pthread_mutex_lock(&lock);
+	bool done = b->done;
+	pthread_mutex_unlock(&lock);
+	while (!done && it_now() < until) {
+		usleep(50 * 1000);
+		pthread_mutex_lock(&lock);
+		done = b->done;
+		pthread_mutex_unlock(&lock);
+	}
+	ck_assert_msg(done, "the refused stream did not end");
+	/* It is refused at once from now on, as JSON. */
+	char *esc = curl_easy_escape(NULL, bad[0], 0);
+	char *path = it_fmt("/listen?channel=%s", esc);
+	struct http_resp *r = http_get(p, path);
+	ck_assert_msg(r->status == 400, "%ld %s", r->status, r->body);
+	http_resp_free(r);
+	free(path);
+	curl_free(esc);
+	notify(p, "latin_ok", "still here");
+	ck_assert(wait_for(g, "still here", 1, 10));
+	unsubscribe(b), unsubscribe(g);
+	fpg_server_free(srv);
+	free(db);
 }
 END_TEST
 
@@ -523,6 +573,7 @@ static const struct test_case cases[] = {
     TEST_CASE(a_client_that_never_reads),
     TEST_CASE(last_event_id_replays),
     TEST_CASE(refusals_come_before_the_stream),
+    TEST_CASE(a_channel_postgresql_refuses),
     TEST_CASE(a_restart_is_a_gap),
     {0},
 };
