@@ -132,7 +132,8 @@ static const struct opt_def opt_table[] = {
 	{"jwks-file", "FASTERPG_JWKS_FILE", NULL, OPT_STR, OFF(jwks_file),
 	 NULL, 0, 0, "JWKS file (keys matched by kid), read again on SIGHUP"},
 	{"jwks-url", "FASTERPG_JWKS_URL", NULL, OPT_STR, OFF(jwks_url), NULL, 0,
-	 0, "JWKS fetched over http(s), refreshed (and for an unknown kid)"},
+	 0, "JWKS fetched over https (http: loopback only), refreshed (and "
+	 "for an unknown kid)"},
 	{"jwks-refresh-s", "FASTERPG_JWKS_REFRESH_S", NULL, OPT_UINT,
 	 OFF(jwks_refresh_s), "300", 10, 86400, "fetch --jwks-url this often"},
 	{"jwt-role-claim", "FASTERPG_JWT_ROLE_CLAIM", NULL, OPT_STR,

@@ -1105,8 +1105,13 @@ void fpg_request_kill_all(struct fpg_requests *w)
 	FPG_LIST_EACH(n, &w->list) {
 		struct fpg_request *req =
 			FPG_CONTAINER_OF(n, struct fpg_request, link);
-		if (req->queued && !req->suspended)
+		if (req->queued && !req->suspended) {
+			/* MHD is writing it: its next read of a stream ends it
+			 * rather than suspending it again, which would leave it
+			 * suspended when MHD stops. */
+			req->client_gone = true;
 			continue;
+		}
 		stop_handler(req);
 		if (req->queued) {
 			/* A stream already under way: cut it short. */
