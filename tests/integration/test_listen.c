@@ -198,9 +198,9 @@ START_TEST(notifications_reach_their_channel)
 	struct sub *sa = subscribe(port, ca, NULL, NULL);
 	struct sub *sb = subscribe(port, cb, NULL, NULL);
 	struct sub *sab = subscribe(port, cab, NULL, NULL);
-	ck_assert(wait_for(sa, ": listening", 1, 10));
-	ck_assert(wait_for(sb, ": listening", 1, 10));
-	ck_assert(wait_for(sab, ": listening", 1, 10));
+	ck_assert(wait_for(sa, ": listening", 1, 30));
+	ck_assert(wait_for(sb, ": listening", 1, 30));
+	ck_assert(wait_for(sab, ": listening", 1, 30));
 	struct it_buf wa = {0}, wb = {0}, wab = {0};
 	for (int i = 0; i < 30; i++) {
 		bool to_a = rand() % 2;
@@ -311,7 +311,7 @@ START_TEST(a_client_that_never_reads)
 			   ch);
 	raw_sends(fd, req);
 	free(req);
-	ck_assert(wait_for(fast, ": listening", 1, 10));
+	ck_assert(wait_for(fast, ": listening", 1, 30));
 	usleep(300 * 1000);
 	char payload[7001];
 	memset(payload, 'x', 7000);
@@ -342,7 +342,7 @@ START_TEST(last_event_id_replays)
 	snprintf(ch, sizeof(ch), "replay_%x", (unsigned)rand());
 	const char *chs[] = {ch, NULL};
 	struct sub *s = subscribe(one_port, chs, NULL, NULL);
-	ck_assert(wait_for(s, ": listening", 1, 10));
+	ck_assert(wait_for(s, ": listening", 1, 30));
 	notify(one_port, ch, "r1");
 	notify(one_port, ch, "r2");
 	ck_assert(wait_for(s, "event: notify", 2, 10));
@@ -423,12 +423,12 @@ START_TEST(refusals_come_before_the_stream)
 	const char *ok[] = {"ok.events", NULL};
 	char *qs = it_fmt("access_token=%s", key);
 	struct sub *s = subscribe(auth_port, ok, NULL, qs);
-	ck_assert(wait_for(s, ": listening", 1, 10));
+	ck_assert(wait_for(s, ": listening", 1, 30));
 	notify(port, "ok.events", "through the key");
 	ck_assert(wait_for(s, "through the key", 1, 10));
 	unsubscribe(s);
 	s = subscribe(auth_port, ok, bearer, NULL);
-	ck_assert(wait_for(s, ": listening", 1, 10));
+	ck_assert(wait_for(s, ": listening", 1, 30));
 	unsubscribe(s);
 	free(qs), free(bearer);
 }
@@ -455,7 +455,7 @@ START_TEST(a_channel_postgresql_refuses)
 	struct sub *b = subscribe(p, bad, NULL, NULL);
 	struct sub *g = subscribe(p, good, NULL, NULL);
 	ck_assert(wait_for(b, "event: error", 1, 10));
-	ck_assert(wait_for(g, ": listening", 1, 10));
+	ck_assert(wait_for(g, ": listening", 1, 30));
 	double until = it_now() + 5;
 	pthread_mutex_lock(&lock);
 	bool done = b->done;
@@ -490,7 +490,7 @@ START_TEST(a_restart_is_a_gap)
 	snprintf(ch, sizeof(ch), "restart_%x", (unsigned)rand());
 	const char *chs[] = {ch, NULL};
 	struct sub *s = subscribe(one_port, chs, NULL, NULL);
-	ck_assert(wait_for(s, ": listening", 1, 10));
+	ck_assert(wait_for(s, ": listening", 1, 30));
 	ck_assert(pgh_server_stop());
 	ck_assert(wait_for(s, "event: gap", 1, 15));
 	ck_assert(pgh_server_start());
