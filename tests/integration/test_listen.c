@@ -26,6 +26,7 @@ struct sub {
 	struct curl_slist *headers;
 	struct it_buf in; /* what arrived, under lock */
 	bool done;
+	bool removed;	  /* the driver took it off the multi handle */
 	long status;
 };
 
@@ -33,8 +34,10 @@ static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static CURLM *multi;
 static pthread_t driver;
 static bool stop;
-static struct sub *pending[2048]; /* to add, under lock */
-static unsigned npending;
+/* Handles to add and to remove, under lock: only the driver's thread
+ * touches the multi handle (libcurl's are not thread-safe). */
+static struct sub *pending[2048], *leaving[2048];
+static unsigned npending, nleaving;
 
 static size_t take(char *p, size_t size, size_t n, void *ud)
 {
@@ -54,6 +57,11 @@ static void *drive(void *arg)
 		for (unsigned i = 0; i < npending; i++)
 			curl_multi_add_handle(multi, pending[i]->h);
 		npending = 0;
+		for (unsigned i = 0; i < nleaving; i++) {
+			curl_multi_remove_handle(multi, leaving[i]->h);
+			leaving[i]->removed = true;
+		}
+		nleaving = 0;
 		pthread_mutex_unlock(&lock);
 		if (quit)
 			break;
@@ -121,8 +129,15 @@ static struct sub *subscribe(unsigned p, const char *const *channels,
 static void unsubscribe(struct sub *s)
 {
 	pthread_mutex_lock(&lock);
-	curl_multi_remove_handle(multi, s->h);
+	leaving[nleaving++] = s;
 	pthread_mutex_unlock(&lock);
+	curl_multi_wakeup(multi);
+	for (bool gone = false; !gone;) {
+		usleep(1000);
+		pthread_mutex_lock(&lock);
+		gone = s->removed;
+		pthread_mutex_unlock(&lock);
+	}
 	curl_easy_cleanup(s->h);
 	curl_slist_free_all(s->headers);
 	free(s->in.data);
