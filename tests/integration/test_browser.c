@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "it_common.h"
+#include "raw.h"
 
 static unsigned port;
 static char page[64];
@@ -49,18 +50,24 @@ START_TEST(eventsource_receives_notifications)
 		fprintf(stderr, "browser: no chromium here: skipped\n");
 		return;
 	}
-	unsigned dport = 20000 + (unsigned)rand() % 20000;
+	/* A port the kernel just found free, for ChromeDriver. */
+	int hold;
+	unsigned dport = raw_refused_port(&hold);
+	close(hold);
+	char log_path[] = "/tmp/fpg_chromedriver_XXXXXX";
+	int log_fd = mkstemp(log_path);
+	ck_assert_int_ge(log_fd, 0);
 	pid_t driver = fork();
 	ck_assert_int_ge(driver, 0);
 	if (driver == 0) {
 		char arg[32];
 		snprintf(arg, sizeof(arg), "--port=%u", dport);
-		int null = open("/dev/null", O_WRONLY);
-		dup2(null, 1);
-		dup2(null, 2);
+		dup2(log_fd, 1);
+		dup2(log_fd, 2);
 		execl("/usr/bin/chromedriver", "chromedriver", arg, (char *)NULL);
 		_exit(127);
 	}
+	close(log_fd);
 	char ch[32];
 	snprintf(ch, sizeof(ch), "browser_%x", (unsigned)rand());
 	snprintf(page, sizeof(page), "/tmp/fpg_page_XXXXXX.html");
@@ -101,7 +108,20 @@ START_TEST(eventsource_receives_notifications)
 			"\":{\"args\":[\"--headless=new\",\"--no-sandbox\","
 			"\"--disable-gpu\",\"--disable-dev-shm-usage\"]}}}}");
 	}
-	ck_assert_msg(session, "no WebDriver session");
+	if (!session) {
+		char text[2048] = "";
+		FILE *lf = fopen(log_path, "r");
+		if (lf) {
+			text[fread(text, 1, sizeof(text) - 1, lf)] = '\0';
+			fclose(lf);
+		}
+		int st = 0;
+		bool ended = waitpid(driver, &st, WNOHANG) == driver;
+		ck_abort_msg("no WebDriver session on port %u (chromedriver %s "
+			     "%d): %s",
+			     dport, ended ? "ended with" : "runs;", st, text);
+	}
+	unlink(log_path);
 	const char *id =
 		json_string_value(json_object_get(session, "sessionId"));
 	ck_assert_ptr_nonnull(id);
