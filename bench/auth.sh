@@ -54,16 +54,6 @@ ES=$(token ES256 es_sign)
 KEY=$(head -c 24 /dev/urandom | base64)
 echo "$(printf %s "$KEY" | sha256sum | cut -d' ' -f1) bench" > "$TMP/keys"
 
-ticks() {
-	local t=0 p
-	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-	done
-	echo "$t"
-}
-backends() { pgrep -P "$(head -1 "$TMP/data/postmaster.pid")" | tr '\n' ' '; }
-
 declare -A RPS FCPU PCPU
 run_one() { # LABEL AUTH-HEADER [OPTIONS...]
 	local label=$1 auth=$2

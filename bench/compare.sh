@@ -30,18 +30,6 @@ OLD="$TMP/old"
 git -C "$ROOT" worktree add -q --detach "$OLD" "$REV"
 (cd "$OLD" && meson setup build-bench --buildtype=release >/dev/null && ninja -C build-bench fasterpg >/dev/null)
 
-# ticks PID...: user+system clock ticks of the processes (and, for the
-# postmaster, of its children: the backends).
-ticks() {
-	local t=0 p
-	for p in "$@"; do
-		[ -r "/proc/$p/stat" ] || continue
-		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
-	done
-	echo "$t"
-}
-backends() { pgrep -P "$(head -1 "$TMP/data/postmaster.pid")" | tr '\n' ' '; }
-
 declare -A RPS FCPU PCPU
 run_one() { # BIN LABEL SCHEME [OPTIONS...]
 	local bin=$1 label=$2 scheme=$3

@@ -60,3 +60,18 @@ secs() {
 
 # kb PID FIELD: a /proc/PID/status field in KiB (VmRSS, VmHWM)
 kb() { awk '/^'"$2"':/ { print $2 }' "/proc/$1/status"; }
+
+# ticks PID...: user+system clock ticks of the processes (and, for the
+# postmaster, of its children: the backends).
+ticks() {
+	local t=0 p
+	for p in "$@"; do
+		[ -r "/proc/$p/stat" ] || continue
+		t=$((t + $(awk '{ print $14 + $15 }' "/proc/$p/stat")))
+	done
+	echo "$t"
+}
+
+# backends: the pids of the cluster's backends now.
+backends() { pgrep -P "$(head -1 "$TMP/data/postmaster.pid")" | tr '\n' ' '; }
+
