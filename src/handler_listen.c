@@ -99,13 +99,19 @@ static bool has_room(const struct listen_req *lr)
 	       lr->req->svc->opts->listen_queue_bytes;
 }
 
+/* An event that says why (gap, close, error): data {"reason": why}. */
+static void put_reason(struct fpg_buf *out, const char *event,
+		       const char *why)
+{
+	fpg_buf_printf(out, "event: %s\ndata: {\"reason\":", event);
+	fpg_buf_json_str(out, why, strlen(why));
+	fpg_buf_puts(out, "}\n\n");
+}
+
 static void put_gap(struct listen_req *lr)
 {
 	FPG_STAT_ADD(lr->req->svc->stats->listen_gaps, 1);
-	struct fpg_buf *out = &lr->req->out;
-	fpg_buf_puts(out, "event: gap\ndata: {\"reason\":");
-	fpg_buf_json_str(out, lr->gap_why, strlen(lr->gap_why));
-	fpg_buf_puts(out, "}\n\n");
+	put_reason(&lr->req->out, "gap", lr->gap_why);
 	lr->gap_pending = false;
 }
 
@@ -168,17 +174,13 @@ static void on_ping(struct fpg_sub *s)
 
 static void on_closing(struct fpg_sub *s)
 {
-	fpg_buf_puts(&of(s)->req->out, "event: close\ndata: {\"reason\":"
-				       "\"the server is shutting down\"}\n\n");
+	put_reason(&of(s)->req->out, "close", "the server is shutting down");
 	fpg_request_stream_end(of(s)->req, false);
 }
 
 static void on_refused(struct fpg_sub *s, const char *why)
 {
-	struct fpg_buf *out = &of(s)->req->out;
-	fpg_buf_puts(out, "event: error\ndata: {\"reason\":");
-	fpg_buf_json_str(out, why, strlen(why));
-	fpg_buf_puts(out, "}\n\n");
+	put_reason(&of(s)->req->out, "error", why);
 	fpg_request_stream_end(of(s)->req, false);
 }
 
