@@ -71,6 +71,9 @@ struct fpg_options {
 	unsigned pool_min;	 /* connections per worker kept open */
 	unsigned pool_max;	 /* connections per worker at most */
 	unsigned pipeline_depth; /* requests in flight per connection */
+	unsigned coalesce;	 /* reads of one loop turn that may share a
+				    transaction (one Sync) on a connection,
+				    at most; 0 or 1: never */
 	unsigned acquire_timeout_ms; /* wait for a connection, then 503 */
 	unsigned statement_timeout_ms; /* server maximum for a statement */
 	unsigned statement_cache; /* 1: prepared statements are kept per

@@ -141,7 +141,11 @@ static void on_columns(struct fpg_query *q, int n,
 		       const struct fpg_column *cols)
 {
 	struct fpg_answer *a = q->ctx;
-	/* A second call (the statement was prepared anew) starts over. */
+	/* A second call (the statement was prepared anew, or runs again
+	 * after its coalesced group failed) starts over. */
+	a->rows = 0;
+	a->bytes = 0;
+	a->dropping = false;
 	if (a->whole)
 		a->out->len = a->out->off + a->out_start;
 	else

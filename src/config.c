@@ -44,6 +44,10 @@ static const struct opt_def opt_table[] = {
 	{"pipeline-depth", "FASTERPG_PIPELINE_DEPTH", NULL, OPT_UINT,
 	 OFF(pipeline_depth), "128", 1, 100000,
 	 "requests in flight on one pipelined connection"},
+	{"coalesce", "FASTERPG_COALESCE", NULL, OPT_UINT, OFF(coalesce), "32",
+	 0, 1024,
+	 "read-only statements arriving together that may share one "
+	 "read-only transaction on a connection (0 = never)"},
 	{"acquire-timeout-ms", "FASTERPG_ACQUIRE_TIMEOUT_MS", NULL, OPT_UINT,
 	 OFF(acquire_timeout_ms), "5000", 1, 3600000,
 	 "wait this long for a connection, then answer 503"},

@@ -193,12 +193,33 @@ static void cork(struct fpg_conn *c)
 		return;
 	}
 	c->corked = true;
-	c->on->corked(c);
+	c->on->end_turn(c);
 }
 
-void fpg_conn_uncork(struct fpg_conn *c)
+void fpg_conn_defer(struct fpg_conn *c, struct fpg_conn_deferred *d)
+{
+	FPG_ASSERT(!c->deferred);
+	c->deferred = d;
+	c->on->end_turn(c);
+}
+
+struct fpg_conn_deferred *fpg_conn_deferred_of(const struct fpg_conn *c)
+{
+	return c->deferred;
+}
+
+void fpg_conn_run_deferred(struct fpg_conn *c)
+{
+	struct fpg_conn_deferred *d = c->deferred;
+	c->deferred = NULL;
+	if (d)
+		d->run(c, d);
+}
+
+void fpg_conn_end_turn(struct fpg_conn *c)
 {
 	int zero = 0;
+	fpg_conn_run_deferred(c);
 	if (!c->corked)
 		return;
 	c->corked = false;
@@ -238,6 +259,8 @@ static const struct {
 	{"fpg_reset_auth", "RESET SESSION AUTHORIZATION", "RESET"},
 };
 #define RESET_LOCKS 5 /* the index of fpg_reset_locks */
+/* Those of them that undo settings (fpg_conn_send_settings_reset). */
+static const size_t settings_reset[] = {0, 4, 6};
 
 /*
  * Without a statement cache (--statement-cache=0) no prepared statement
@@ -273,6 +296,23 @@ static bool send_reset(struct fpg_conn *c)
 					 NULL, NULL, 0))
 			return false;
 	return true;
+}
+
+int fpg_conn_send_settings_reset(struct fpg_conn *c)
+{
+	FPG_ASSERT(cached(c));
+	int n = c->superuser ? 3 : 2;
+	for (int i = 0; i < n; i++)
+		if (!PQsendQueryPrepared(c->pg, reset_stmts[settings_reset[i]].name,
+					 0, NULL, NULL, NULL, 0))
+			return 0;
+	return n;
+}
+
+bool fpg_conn_settings_reset_ok(PGresult *res)
+{
+	return PQresultStatus(res) == PGRES_COMMAND_OK &&
+	       strcmp(PQcmdStatus(res), "RESET") == 0;
 }
 
 /* Prepares the reset and the pool's session statements (after
@@ -438,7 +478,8 @@ static void drain(struct fpg_conn *c)
 		 * must be chosen before the query's first row is parsed. */
 		if (op->single_row_query == op->queries_done) {
 			PQsetSingleRowMode(c->pg);
-			op->single_row_query = -1;
+			op->single_row_query =
+				op->next_single_row ? op->next_single_row(op) : -1;
 		}
 		if (PQisBusy(c->pg))
 			break;
@@ -768,12 +809,14 @@ void fpg_conn_free(struct fpg_conn *c)
 	if (!c)
 		return;
 	fpg_conn_close(c, "closed");
+	/* Deferred work sees the connection closed and goes elsewhere. */
+	fpg_conn_run_deferred(c);
 	free(c);
 }
 
 void fpg_conn_park(struct fpg_conn *c)
 {
-	fpg_conn_uncork(c);
+	fpg_conn_end_turn(c);
 	if (c->fd >= 0)
 		fpg_loop_unwatch(c->env->loop, c->fd);
 	c->events = 0;

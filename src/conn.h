@@ -76,8 +76,9 @@ struct fpg_conn_events {
 			       bool refused);
 	/* Marked BROKEN: the owner closes it at the end of the loop turn. */
 	void (*broken)(struct fpg_conn *c);
-	/* Corked for this loop turn: the owner uncorks it before waiting. */
-	void (*corked)(struct fpg_conn *c);
+	/* Something waits for the end of this loop turn (a cork, deferred
+	 * work): the owner calls fpg_conn_end_turn before waiting. */
+	void (*end_turn)(struct fpg_conn *c);
 };
 
 enum fpg_conn_state {
@@ -86,6 +87,15 @@ enum fpg_conn_state {
 	FPG_CONN_SETUP,	     /* session settings being applied */
 	FPG_CONN_READY,	     /* usable */
 	FPG_CONN_BROKEN,     /* failed; closed by its owner (fpg_conn_close) */
+};
+
+/*
+ * Work put off to the end of the loop turn on a connection (a coalesced
+ * group, see coalesce.h): run once, by fpg_conn_end_turn or
+ * fpg_conn_run_deferred, whatever state the connection is in by then.
+ */
+struct fpg_conn_deferred {
+	void (*run)(struct fpg_conn *c, struct fpg_conn_deferred *d);
 };
 
 struct fpg_conn {
@@ -126,6 +136,7 @@ struct fpg_conn {
 	struct fpg_pool *home;	/* ... to this pool */
 	unsigned barriers;	/* FPG_OP_BARRIER ops queued */
 	uint64_t head_since_ms;	/* when the op at the head began to run */
+	struct fpg_conn_deferred *deferred; /* see fpg_conn_defer */
 };
 
 /*
@@ -147,6 +158,9 @@ struct fpg_pgop {
 	void *ctx;		 /* owner; NULL once the owner went away */
 	int single_row_query;	 /* query of the group to run in single-row
 				    mode, -1 for none */
+	/* The next query after the one just put in single-row mode that
+	 * wants it too, or -1 (NULL: none). */
+	int (*next_single_row)(struct fpg_pgop *op);
 	int queries_done;	 /* NULL results seen so far */
 	bool release;		 /* its end ends the connection's hold */
 	/* Ops that ran client SQL (FPG_OP_RESET): the session reset that
@@ -275,8 +289,32 @@ void fpg_conn_close(struct fpg_conn *conn, const char *why);
 /* fpg_conn_close, then frees it. NULL is a no-op. */
 void fpg_conn_free(struct fpg_conn *conn);
 
-/* Ends the loop turn's TCP_CORK (see fpg_conn_events.corked). */
-void fpg_conn_uncork(struct fpg_conn *conn);
+/* Ends the loop turn (see fpg_conn_events.end_turn): runs the deferred
+ * work, then lifts the turn's TCP_CORK. */
+void fpg_conn_end_turn(struct fpg_conn *conn);
+
+/*
+ * Puts d off to the end of the loop turn (at most one at a time: see
+ * fpg_conn_deferred_of). Borrowed until it runs.
+ */
+void fpg_conn_defer(struct fpg_conn *conn, struct fpg_conn_deferred *d);
+
+/* The deferred work waiting on conn, or NULL. */
+struct fpg_conn_deferred *fpg_conn_deferred_of(const struct fpg_conn *conn);
+
+/* Runs conn's deferred work now, if any. */
+void fpg_conn_run_deferred(struct fpg_conn *conn);
+
+/*
+ * Sends what undoes one statement's settings before the next statement
+ * of the same transaction (a coalesced group): RESET ALL, RESET ROLE and,
+ * for a superuser login, RESET SESSION AUTHORIZATION, all prepared (needs
+ * the statement cache). Returns how many were sent (no Sync), 0 when
+ * sending failed. fpg_conn_settings_reset_ok tells whether a result is
+ * one of theirs as sent.
+ */
+int fpg_conn_send_settings_reset(struct fpg_conn *conn);
+bool fpg_conn_settings_reset_ok(PGresult *res);
 
 /* READY: it may run statements. */
 bool fpg_conn_alive(const struct fpg_conn *conn);

@@ -75,8 +75,10 @@ static void on_row(struct fpg_answer *a)
 	size_t pending = fpg_buf_pending(&req->out);
 	if (!qr->streaming) {
 		/* FIRST_CHUNK is held back, keeping early errors' statuses,
-		 * except by streaming formats (rows as they come). */
-		if (fpg_rowfmt_streams(a->fmt.format) || pending > FIRST_CHUNK)
+		 * except by streaming formats (rows as they come); all of it
+		 * while the rows may still be voided (a coalesced group). */
+		if ((fpg_rowfmt_streams(a->fmt.format) || pending > FIRST_CHUNK) &&
+		    !fpg_query_unsettled(&a->q))
 			begin_stream(qr);
 		return;
 	}

@@ -265,12 +265,12 @@ void fpg_logins_reap(struct fpg_logins *ls)
 		fpg_pool_reap(FPG_CONTAINER_OF(n, struct login, link)->pool);
 }
 
-void fpg_logins_uncork(struct fpg_logins *ls)
+void fpg_logins_end_turn(struct fpg_logins *ls)
 {
-	fpg_pool_uncork(ls->main);
+	fpg_pool_end_turn(ls->main);
 	for (struct fpg_list *n = fpg_list_first(&ls->all); n;
 	     n = fpg_list_next(&ls->all, n))
-		fpg_pool_uncork(FPG_CONTAINER_OF(n, struct login, link)->pool);
+		fpg_pool_end_turn(FPG_CONTAINER_OF(n, struct login, link)->pool);
 }
 
 /* Ticks every pool; closes retired and idle logins once quiet. */

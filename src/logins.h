@@ -62,5 +62,5 @@ unsigned fpg_logins_admit(struct fpg_logins *ls, struct fpg_pool *pool,
 
 /* The loop turn's end and tick, for every pool (see pool.h). */
 void fpg_logins_reap(struct fpg_logins *ls);
-void fpg_logins_uncork(struct fpg_logins *ls);
+void fpg_logins_end_turn(struct fpg_logins *ls);
 void fpg_logins_tick(struct fpg_logins *ls);

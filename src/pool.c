@@ -24,7 +24,7 @@ struct fpg_pool {
 	 * instead of making every request wait for its deadline. */
 	bool db_down;
 	bool has_broken;	  /* some connection waits for fpg_pool_reap */
-	bool has_corked;	  /* some connection waits for fpg_pool_uncork */
+	bool turn_pending;	  /* some connection waits for fpg_pool_end_turn */
 	unsigned lent;		  /* connections out as transaction sessions */
 	unsigned streams;	  /* requests counted by fpg_pool_stream_begin
 				     and not ended: the pool is not quiet */
@@ -116,7 +116,11 @@ static bool stalled(const struct fpg_conn *c, uint64_t now_ms)
 	return c->inflight && now_ms - c->head_since_ms > STALL_MS;
 }
 
-/* The shared connection with the fewest ops queued, if it has room. */
+/*
+ * The shared connection with the fewest ops queued, if it has room; one
+ * whose deferred work waits for the end of the turn (a coalesced group
+ * of reads being gathered) first, so that the group grows.
+ */
 static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 {
 	struct fpg_conn *best = NULL;
@@ -124,6 +128,9 @@ static struct fpg_conn *pick_shared(struct fpg_pool *pool)
 		struct fpg_conn *c = pool->conns[i];
 		if (!fpg_conn_shareable(c) || stalled(c, pool->d.loop->now_ms))
 			continue;
+		if (fpg_conn_deferred_of(c) &&
+		    c->inflight < pool->opts->pipeline_depth)
+			return c;
 		if (!best || c->inflight < best->inflight)
 			best = c;
 		if (c->inflight == 0)
@@ -345,9 +352,9 @@ static void on_broken(struct fpg_conn *c)
 	c->pool->has_broken = true;
 }
 
-static void on_corked(struct fpg_conn *c)
+static void on_end_turn(struct fpg_conn *c)
 {
-	c->pool->has_corked = true;
+	c->pool->turn_pending = true;
 }
 
 static const struct fpg_conn_events pool_events = {
@@ -356,7 +363,7 @@ static const struct fpg_conn_events pool_events = {
 	.ready = on_ready,
 	.connect_failed = on_connect_failed,
 	.broken = on_broken,
-	.corked = on_corked,
+	.end_turn = on_end_turn,
 };
 
 /* A guest is READY from its detach on: it never connects again. */
@@ -364,19 +371,22 @@ static const struct fpg_conn_events guest_events = {
 	.busy = on_busy,
 	.op_ended = on_guest_op_ended,
 	.broken = on_broken,
-	.corked = on_corked,
+	.end_turn = on_end_turn,
 };
 
-void fpg_pool_uncork(struct fpg_pool *pool)
+void fpg_pool_end_turn(struct fpg_pool *pool)
 {
-	if (!pool->has_corked)
-		return;
-	pool->has_corked = false;
-	for (unsigned i = 0; i < pool->nconns; i++)
-		fpg_conn_uncork(pool->conns[i]);
-	for (struct fpg_list *l = fpg_list_first(&pool->guests); l;
-	     l = fpg_list_next(&pool->guests, l))
-		fpg_conn_uncork(FPG_CONTAINER_OF(l, struct fpg_conn, guest_link));
+	/* Deferred work may defer more (a coalesced group whose connection
+	 * can no longer take it sends its members elsewhere). */
+	while (pool->turn_pending) {
+		pool->turn_pending = false;
+		for (unsigned i = 0; i < pool->nconns; i++)
+			fpg_conn_end_turn(pool->conns[i]);
+		for (struct fpg_list *l = fpg_list_first(&pool->guests); l;
+		     l = fpg_list_next(&pool->guests, l))
+			fpg_conn_end_turn(FPG_CONTAINER_OF(l, struct fpg_conn,
+							   guest_link));
+	}
 }
 
 /*
@@ -638,7 +648,8 @@ bool fpg_pool_quiet(const struct fpg_pool *pool)
 	    pool->lent || pool->streams)
 		return false;
 	for (unsigned i = 0; i < pool->nconns; i++)
-		if (pool->conns[i]->inflight || pool->conns[i]->held)
+		if (pool->conns[i]->inflight || pool->conns[i]->held ||
+		    fpg_conn_deferred_of(pool->conns[i]))
 			return false;
 	return true;
 }

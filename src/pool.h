@@ -122,7 +122,7 @@ void fpg_conn_send_home(struct fpg_conn *conn, struct fpg_pool *home,
 
 
 /* Sends what the loop turn queued; the worker calls it before waiting. */
-void fpg_pool_uncork(struct fpg_pool *pool);
+void fpg_pool_end_turn(struct fpg_pool *pool);
 
 /* Closes broken connections; the worker calls it once per loop turn. */
 void fpg_pool_reap(struct fpg_pool *pool);

@@ -6,10 +6,12 @@
 #include <string.h>
 
 #include "claims.h"
+#include "coalesce.h"
 #include "error.h"
 #include "log.h"
 #include "loop.h"
 #include "pool.h"
+#include "stats.h"
 #include "stmt.h"
 #include "typecache.h"
 
@@ -126,15 +128,11 @@ static void columns_from(struct fpg_query *q, const PGresult *res)
 	free(cols);
 }
 
-static void exec_result(struct fpg_pgop *op, PGresult *res)
+/* Result idx of the queries q sent for its statement. */
+static void query_result(struct fpg_query *q, PGresult *res, int idx)
 {
-	struct fpg_query *q = op->ctx;
-	if (!q) {
-		PQclear(res);
-		return;
-	}
 	ExecStatusType status = PQresultStatus(res);
-	if (op->queries_done == q->typecheck_query &&
+	if (idx == q->typecheck_query &&
 	    status == PGRES_TUPLES_OK) {
 		struct fpg_error err;
 		if (!fpg_typecache_refresh(fpg_pool_env(q->pool)->types,
@@ -144,14 +142,13 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 		PQclear(res);
 		return;
 	}
-	if (op->queries_done != q->stmt_query) {
+	if (idx != q->stmt_query) {
 		/* A set_config() before the statement (timeout, claims). In
 		 * the statement's own part its failure is the statement's (the
 		 * statement did not run); in a part of its own the statement
 		 * ran without it (the server's timeout, no claims). */
 		if (status == PGRES_FATAL_ERROR && !q->error &&
-		    op->queries_done >= q->segment &&
-		    op->queries_done < q->stmt_query) {
+		    idx >= q->segment && idx < q->stmt_query) {
 			q->error = res;
 			return;
 		}
@@ -212,6 +209,16 @@ static void exec_result(struct fpg_pgop *op, PGresult *res)
 	PQclear(res);
 }
 
+static void exec_result(struct fpg_pgop *op, PGresult *res)
+{
+	struct fpg_query *q = op->ctx;
+	if (!q) {
+		PQclear(res);
+		return;
+	}
+	query_result(q, res, op->queries_done);
+}
+
 static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
 
 /*
@@ -263,12 +270,53 @@ static bool replan(struct fpg_query *q, const PGresult *error)
 	return true;
 }
 
-static void learn_kind(struct fpg_query *q, bool opened_tx)
+/* The statement q runs, if the connection's cache still has it ready. */
+static struct fpg_stmt *stmt_of(struct fpg_query *q)
 {
 	struct fpg_stmt_cache *c = fpg_conn_stmts(q->conn);
 	struct fpg_stmt *st = c ? fpg_stmt_find(c, q->sql, q->sql_hash) : NULL;
-	if (st && st->state == FPG_STMT_READY)
-		st->kind = opened_tx ? FPG_STMT_OPENS_TX : FPG_STMT_PLAIN;
+	return st && st->state == FPG_STMT_READY ? st : NULL;
+}
+
+static void learn_kind(struct fpg_query *q, bool opened_tx,
+		       PGresult *final)
+{
+	struct fpg_stmt *st = stmt_of(q);
+	if (!st)
+		return;
+	st->kind = opened_tx ? FPG_STMT_OPENS_TX : FPG_STMT_PLAIN;
+	st->reads = !opened_tx && final &&
+		    strncmp(PQcmdStatus(final), "SELECT ", 7) == 0;
+}
+
+/* Run again from the start on q->conn (or elsewhere, if it cannot take
+ * it): what came of the run before is void. */
+static void run_again(struct fpg_query *q)
+{
+	PQclear(q->final);
+	PQclear(q->error);
+	q->final = q->error = NULL;
+	q->empty = q->garbled = q->delivered = false;
+	q->op = NULL;
+	on_conn(&q->waiter, q->conn);
+}
+
+/*
+ * In a group a statement that writes fails with 25006, the transaction
+ * being read-only: it runs again alone (where it may write), and never
+ * joins a group again on this connection.
+ */
+static bool wrote_in_group(struct fpg_query *q, const PGresult *error)
+{
+	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
+	if (!q->in_group || q->alone || !state || strcmp(state, "25006") != 0)
+		return false;
+	struct fpg_stmt *st = stmt_of(q);
+	if (st)
+		st->alone = true;
+	q->alone = true;
+	FPG_STAT_ADD(fpg_pool_env(q->pool)->stats->coalesce_reruns, 1);
+	return true;
 }
 
 /*
@@ -291,34 +339,46 @@ static const char *ended_tx(struct fpg_query *q, PGresult *final)
 	return NULL;
 }
 
-static void exec_done(struct fpg_pgop *op, const char *broken)
+/*
+ * The run is over (its Sync and the reset after it arrived, or the
+ * connection broke): the answer, or a run again. op is the statement's
+ * own, NULL in a group.
+ */
+static void settle(struct fpg_query *q, struct fpg_pgop *op,
+		   const char *broken)
 {
-	struct fpg_query *q = op->ctx;
-	if (!q)
-		return;
 	PGresult *final = q->final, *error = q->error;
 	bool empty = q->empty, garbled = q->garbled;
+	bool opened_tx = op && op->opened_tx;
 	const char *ended;
+	if (!broken && error && !opened_tx && wrote_in_group(q, error)) {
+		q->in_group = false;
+		run_again(q);
+		return;
+	}
+	q->in_group = false;
 	q->final = q->error = NULL;
 	q->empty = q->garbled = false;
 	if (!broken && (final || empty))
-		learn_kind(q, op->opened_tx);
-	if (!broken && error && !op->opened_tx) {
+		learn_kind(q, opened_tx, final);
+	if (!broken && error && !opened_tx) {
 		/* A replanned run keeps the held connection. */
-		bool release = op->release;
-		op->release = false;
+		bool release = op && op->release;
+		if (op)
+			op->release = false;
 		q->holds = release;
 		if (replan(q, error)) {
 			PQclear(final);
 			PQclear(error);
 			return;
 		}
-		op->release = release;
+		if (op)
+			op->release = release;
 		q->holds = false;
 	}
 	if (broken)
 		finish_broken(q, broken);
-	else if (op->opened_tx)
+	else if (opened_tx)
 		finish_err(q, FPG_ERR_REQUEST, 400, opened_tx_msg);
 	else if (error)
 		finish_pg_err(q, error);
@@ -333,6 +393,13 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 		finish(q, final, NULL);
 	PQclear(final);
 	PQclear(error);
+}
+
+static void exec_done(struct fpg_pgop *op, const char *broken)
+{
+	struct fpg_query *q = op->ctx;
+	if (q)
+		settle(q, op, broken);
 }
 
 /*
@@ -418,8 +485,24 @@ static bool send_timeout(PGconn *pg, const char *ms, bool local)
 	return PQsendQueryParams(pg, timeout_sql, 2, NULL, v, NULL, NULL, 0);
 }
 
+/*
+ * A statement that may share a read-only transaction with others
+ * (coalesce.h): one known to only read, on a shared session, asking for
+ * nothing of its own (a timeout, the claims apart, a held connection),
+ * prepared (a group's reset needs the statement cache), whose rows need
+ * no type lookup first.
+ */
+static bool groupable(const struct fpg_query *q, const struct fpg_stmt *st)
+{
+	return fpg_pool_env(q->pool)->opts->coalesce > 1 && !q->conn_fixed &&
+	       !q->exclusive && !q->holds && !q->timeout_ms &&
+	       !q->claims_alone && !q->alone && st->name[0] &&
+	       st->kind == FPG_STMT_PLAIN && st->reads && !st->alone &&
+	       !st->ncomposite;
+}
+
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
-		    struct fpg_stmt *st)
+		    struct fpg_stmt *st, bool may_group)
 {
 	FPG_ASSERT(st->state == FPG_STMT_READY);
 	if (q->nparams != st->nparams) {
@@ -442,6 +525,11 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		 * joins the queue now could run inside it. Go elsewhere. */
 		q->conn = NULL;
 		fpg_pool_acquire(q->pool, &q->waiter);
+		return;
+	}
+	if (may_group && groupable(q, st)) {
+		fpg_coalesce_add(conn, &q->member,
+				 fpg_pool_env(q->pool)->opts->coalesce);
 		return;
 	}
 	FPG_ASSERT(!(q->read_only && q->conn_fixed));
@@ -596,7 +684,7 @@ static void release_waiters(struct fpg_stmt *st, struct fpg_conn *conn,
 		else if (st->error && !(name_taken(st->error) && retry_elsewhere(q)))
 			finish_pg_err(q, st->error);
 		else if (!st->error)
-			execute(q, conn, st);
+			execute(q, conn, st, true);
 	}
 }
 
@@ -787,7 +875,7 @@ static void on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *conn)
 	struct fpg_stmt *st = fpg_stmt_find(c, q->sql, h);
 	if (st && st->state == FPG_STMT_READY) {
 		fpg_stmt_touch(c, st);
-		execute(q, conn, st);
+		execute(q, conn, st, true);
 		return;
 	}
 	bool fresh = !st;
@@ -839,6 +927,95 @@ static unsigned deadline_of(const struct fpg_query *q,
 	return o->acquire_timeout_ms + stmt + 1000;
 }
 
+/* ---- in a coalesced group ---- */
+
+static struct fpg_query *query_of(struct fpg_coalesce_member *m)
+{
+	return FPG_CONTAINER_OF(m, struct fpg_query, member);
+}
+
+static bool member_can_join(struct fpg_coalesce_member *m)
+{
+	return stmt_of(query_of(m)) != NULL;
+}
+
+/* As execute() sends, less what a groupable statement never has. */
+static bool member_send(struct fpg_coalesce_member *m, PGconn *pg, int *n,
+			int *single_row)
+{
+	struct fpg_query *q = query_of(m);
+	struct fpg_stmt *st = stmt_of(q);
+	q->stmt_query = 0;
+	q->segment = 0;
+	q->typecheck_query = -1;
+	if (q->claims) {
+		if (!send_claims(pg, q, true))
+			goto fail;
+		q->stmt_query++;
+	}
+	if (q->trace) {
+		if (!send_trace(pg, q))
+			goto fail;
+		q->stmt_query++;
+	}
+	if (!PQsendQueryPrepared(pg, st->name, q->nparams, q->params, NULL,
+				 NULL, 0))
+		goto fail;
+	fpg_stmt_touch(st->cache, st);
+	q->in_group = true;
+	q->columns_pending = false;
+	q->ops->columns(q, st->ncols, st->cols);
+	*n = q->stmt_query + 1;
+	*single_row = q->stmt_query;
+	return true;
+fail:;
+	char why[256];
+	snprintf(why, sizeof(why), "%s", PQerrorMessage(pg));
+	fpg_conn_fail(q->conn, why);
+	return false;
+}
+
+static void member_result(struct fpg_coalesce_member *m, PGresult *res,
+			  int idx)
+{
+	query_result(query_of(m), res, idx);
+}
+
+static void member_done(struct fpg_coalesce_member *m, const char *broken,
+			bool again)
+{
+	struct fpg_query *q = query_of(m);
+	if (again && !broken) {
+		q->in_group = false;
+		q->alone = true;
+		run_again(q);
+		return;
+	}
+	settle(q, NULL, broken);
+}
+
+static void member_alone(struct fpg_coalesce_member *m, struct fpg_conn *conn)
+{
+	struct fpg_query *q = query_of(m);
+	struct fpg_stmt *st = conn ? stmt_of(q) : NULL;
+	if (st) {
+		execute(q, conn, st, false);
+	} else if (conn) {
+		on_conn(&q->waiter, conn);
+	} else {
+		q->conn = NULL;
+		fpg_pool_acquire(q->pool, &q->waiter);
+	}
+}
+
+static const struct fpg_coalesce_ops member_ops = {
+	.can_join = member_can_join,
+	.send = member_send,
+	.result = member_result,
+	.done = member_done,
+	.alone = member_alone,
+};
+
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
@@ -850,6 +1027,9 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->conn = NULL;
 	q->holds = false;
 	q->retried = q->delivered = q->empty = q->garbled = false;
+	q->in_group = q->alone = false;
+	q->member.ops = &member_ops;
+	q->member.group = NULL;
 	const struct fpg_conn_env *d = fpg_pool_env(pool);
 	q->waiter.deadline_ms = d->loop->now_ms + d->opts->acquire_timeout_ms;
 	q->deadline_ms = deadline_of(q, d);
@@ -869,6 +1049,8 @@ void fpg_query_abandon(struct fpg_query *q)
 	q->done = true;
 	fpg_loop_timer_disarm(fpg_pool_env(q->pool)->loop, &q->deadline);
 	fpg_pool_cancel_wait(q->pool, &q->waiter);
+	fpg_coalesce_leave(&q->member);
+	q->in_group = false;
 	if (q->stmt) {
 		fpg_list_remove(&q->wait_link);
 		q->stmt = NULL;

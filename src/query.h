@@ -12,6 +12,7 @@
 
 #include <libpq-fe.h>
 
+#include "coalesce.h"
 #include "fasterpg.h"
 #include "pool.h"
 #include "loop.h"
@@ -98,6 +99,10 @@ struct fpg_query {
 	bool claims_alone;	       /* the claims get a part of their own
 					  and the trace none (the statement
 					  must run alone: 25001) */
+	struct fpg_coalesce_member member; /* in a coalesced group */
+	bool in_group;		       /* this run is a group's */
+	bool alone;		       /* never in a group (any more): it ran
+					  in one and must run again alone */
 };
 
 /* What every session of a pool prepares for query.c (fpg_conn_env). */
@@ -121,6 +126,16 @@ void fpg_query_pause(struct fpg_query *q, bool pause);
 
 /* Stops the statement of an exclusive query (PostgreSQL cancel). */
 void fpg_query_cancel(struct fpg_query *q);
+
+/*
+ * Its rows so far may still be voided (ops->columns again): it runs in a
+ * coalesced group whose outcome is not known yet. Until then nothing of
+ * the answer may go out.
+ */
+static inline bool fpg_query_unsettled(const struct fpg_query *q)
+{
+	return fpg_coalesce_pending(&q->member);
+}
 
 #define FPG_LANE_SLOTS 256
 

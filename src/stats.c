@@ -140,6 +140,7 @@ struct totals {
 	int64_t in_flight, copies, max, open, connecting, busy, waiting;
 	uint64_t rows, bytes, bytes_in, stream_errors, connect_failures;
 	uint64_t replaced;
+	uint64_t groups, grouped, reruns;
 	uint64_t pg_errors[FPG_STATS_SQLSTATE_CLASSES];
 	uint64_t wait[FPG_STATS_WAIT_BUCKETS];
 	uint64_t wait_sum_us, acquire_timeouts;
@@ -177,6 +178,9 @@ static void add_worker(struct totals *t, struct fpg_stats *st)
 	t->stream_errors += FPG_STAT_GET(st->stream_errors);
 	t->connect_failures += FPG_STAT_GET(st->pool_connect_failures);
 	t->replaced += FPG_STAT_GET(st->pool_sessions_replaced);
+	t->groups += FPG_STAT_GET(st->coalesced_groups);
+	t->grouped += FPG_STAT_GET(st->coalesced_statements);
+	t->reruns += FPG_STAT_GET(st->coalesce_reruns);
 	for (unsigned c = 0; c < FPG_STATS_SQLSTATE_CLASSES; c++)
 		t->pg_errors[c] += FPG_STAT_GET(st->pg_errors[c]);
 	for (unsigned b = 0; b < FPG_STATS_WAIT_BUCKETS; b++)
@@ -304,6 +308,12 @@ static void put_section(struct fpg_buf *out, const struct totals *t,
 					  (double)acquired
 				: 0.0,
 		       (unsigned long long)t->acquire_timeouts);
+	fpg_buf_printf(out,
+		       "\"coalesced\":{\"groups\":%llu,\"statements\":%llu,"
+		       "\"reruns\":%llu},",
+		       (unsigned long long)t->groups,
+		       (unsigned long long)t->grouped,
+		       (unsigned long long)t->reruns);
 	fpg_buf_printf(out, "\"postgresql_up\":%d,", pg_up(t));
 	fpg_buf_printf(out, "\"copies_in_flight\":%lld,", (long long)t->copies);
 	fpg_buf_printf(out, "\"in_flight\":%lld,\"requests_total\":%llu,"
@@ -522,6 +532,16 @@ static void prom_pool(struct fpg_buf *out, const struct totals *t)
 		     "Connections replaced because client SQL left their "
 		     "session in a state the pool could not reset",
 		     "counter", t->replaced);
+	prom_counter(out, "fasterpg_coalesced_groups_total",
+		     "Groups of read-only statements that shared one "
+		     "transaction on a connection", "counter", t->groups);
+	prom_counter(out, "fasterpg_coalesced_statements_total",
+		     "Statements that ran in such a group", "counter",
+		     t->grouped);
+	prom_counter(out, "fasterpg_coalesce_reruns_total",
+		     "Statements of a group run again alone (they wrote, or "
+		     "another statement of the group failed)",
+		     "counter", t->reruns);
 	prom_counter(out, "fasterpg_postgresql_up",
 		     "1 when the last connect or statement reached PostgreSQL, "
 		     "0 when it failed (or none was tried yet)",

@@ -49,6 +49,10 @@ struct fpg_stats {
 	_Atomic uint64_t pool_connect_failures;
 	_Atomic uint64_t pool_sessions_replaced; /* sessions not trusted any
 						    more after client SQL */
+	/* coalesced reads (coalesce.h) */
+	_Atomic uint64_t coalesced_groups;     /* groups sent */
+	_Atomic uint64_t coalesced_statements; /* statements in them */
+	_Atomic uint64_t coalesce_reruns;      /* statements run again alone */
 	_Atomic uint64_t acquire_wait[FPG_STATS_WAIT_BUCKETS]; /* waits for
 						 a connection that got one */
 	_Atomic uint64_t acquire_wait_sum_us;

@@ -52,6 +52,11 @@ struct fpg_stmt {
 	char name[24];
 	enum fpg_stmt_state state;
 	enum fpg_stmt_kind kind;
+	bool reads;		      /* its command tag was SELECT: it may join
+					 a coalesced group (coalesce.h) */
+	bool alone;		      /* it failed inside a group for being
+					 one (it writes): it never joins one
+					 again */
 	int nparams;
 	int ncols;
 	struct fpg_column *cols;      /* names in one block after the array */

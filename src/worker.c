@@ -286,7 +286,7 @@ static void run_once(struct fpg_worker *w, int timeout)
 	MHD_run(w->mhd);
 	fpg_clients_settle(&w->reqs.clients);
 	fpg_logins_reap(w->logins);
-	fpg_logins_uncork(w->logins);
+	fpg_logins_end_turn(w->logins);
 }
 
 static void *worker_main(void *arg)

@@ -1,7 +1,7 @@
 /*
  * pool and conn (src/pool.h, src/conn.h) against the harness's
  * PostgreSQL, without an HTTP server: the case's own thread runs a real
- * fpg_loop the way src/worker.c's run_once does (wait, reap, uncork),
+ * fpg_loop the way src/worker.c's run_once does (wait, reap, end the turn),
  * with the pool's tick, and waits for callbacks with a deadline. Ops are
  * sent with PQsendQueryParams and queued with fpg_conn_push_op.
  */
@@ -89,7 +89,7 @@ static void turn(void)
 {
 	fpg_loop_wait(&fx.loop, TICK_MS);
 	fpg_pool_reap(fx.pool);
-	fpg_pool_uncork(fx.pool);
+	fpg_pool_end_turn(fx.pool);
 }
 
 /* Turns until *flag is set or ms have passed; returns *flag. */

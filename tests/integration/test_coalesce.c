@@ -1,0 +1,484 @@
+/*
+ * Coalesced reads (src/coalesce.h): statements that arrive together share
+ * one read-only transaction on a connection, and every answer is still
+ * the one the statement would get alone. Requests are sent in bursts on
+ * many keep-alive connections at once (curl multi), so that they reach
+ * the one worker in the same loop turn; /stats says how many ran in
+ * groups and how many ran again alone, and each test requires both to
+ * have happened, or it proves nothing.
+ */
+#include <time.h>
+
+#include "it_common.h"
+
+static unsigned port; /* 1 worker, 2 connections */
+
+#define BURST 48
+
+static int64_t wall_us(void)
+{
+	struct timespec ts;
+	clock_gettime(CLOCK_REALTIME, &ts);
+	return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+struct call {
+	char *body;		/* JSON, owned */
+	int kind;		/* the test's own */
+	long arg;
+	char tag[40];
+	long status;
+	struct it_buf out;
+	json_t *json;
+	int64_t t0_us, t1_us;	/* sent after, answered before */
+};
+
+static CURL *handles[BURST];
+
+/* Sends calls[0..n) at once, each on its own keep-alive connection. */
+static void send_together(struct call *calls, int n)
+{
+	CURLM *m = curl_multi_init();
+	struct curl_slist *hd[BURST];
+	ck_assert_int_le(n, BURST);
+	for (int i = 0; i < n; i++) {
+		if (!handles[i])
+			handles[i] = curl_easy_init();
+		hd[i] = http_prepare(handles[i], port, "POST", "/query",
+				     calls[i].body, 0, NULL);
+		curl_easy_setopt(handles[i], CURLOPT_WRITEFUNCTION, it_buf_write);
+		curl_easy_setopt(handles[i], CURLOPT_WRITEDATA, &calls[i].out);
+		curl_easy_setopt(handles[i], CURLOPT_PRIVATE, &calls[i]);
+		curl_easy_setopt(handles[i], CURLOPT_TIMEOUT, 30L);
+		calls[i].t0_us = wall_us();
+		curl_multi_add_handle(m, handles[i]);
+	}
+	int running = n, left;
+	while (running) {
+		curl_multi_perform(m, &running);
+		CURLMsg *msg;
+		while ((msg = curl_multi_info_read(m, &left))) {
+			if (msg->msg != CURLMSG_DONE)
+				continue;
+			struct call *c;
+			curl_easy_getinfo(msg->easy_handle, CURLINFO_PRIVATE,
+					  (char **)&c);
+			c->t1_us = wall_us();
+			ck_assert_msg(msg->data.result == CURLE_OK, "curl: %s",
+				      curl_easy_strerror(msg->data.result));
+			curl_easy_getinfo(msg->easy_handle,
+					  CURLINFO_RESPONSE_CODE, &c->status);
+			c->json = json_loads(c->out.data ? c->out.data : "", 0,
+					     NULL);
+		}
+		if (running)
+			curl_multi_poll(m, NULL, 0, 1000, NULL);
+	}
+	for (int i = 0; i < n; i++) {
+		curl_multi_remove_handle(m, handles[i]);
+		curl_slist_free_all(hd[i]);
+	}
+	curl_multi_cleanup(m);
+}
+
+static void call_free(struct call *c)
+{
+	free(c->body);
+	free(c->out.data);
+	json_decref(c->json);
+	memset(c, 0, sizeof(*c));
+}
+
+/* The /stats counters of coalescing. */
+static void coalesced(long long *statements, long long *reruns)
+{
+	struct http_resp *r = http_get(port, "/stats");
+	it_assert_resp(r, r->status == 200 && r->json);
+	json_t *c = json_object_get(json_object_get(r->json, "total"),
+				    "coalesced");
+	it_assert_resp(r, json_is_object(c));
+	*statements = json_integer_value(json_object_get(c, "statements"));
+	*reruns = json_integer_value(json_object_get(c, "reruns"));
+	http_resp_free(r);
+}
+
+static char *body_of(const char *sql, json_t *params, const char *expect)
+{
+	json_t *b = json_pack("{s:s,s:o}", "sql", sql, "params", params);
+	if (expect)
+		json_object_set_new(b, "expect", json_string(expect));
+	char *s = json_dumps(b, JSON_COMPACT);
+	json_decref(b);
+	return s;
+}
+
+/* Runs body alone until it answered 200 n times (the pool learns that
+ * the statement is small and only reads). */
+static void warm(const char *body, int n)
+{
+	for (int i = 0; i < n; i++) {
+		struct http_resp *r = it_query(port, body);
+		it_assert_resp(r, r->status == 200 || r->status == 400);
+		http_resp_free(r);
+	}
+}
+
+static const char *scalar_of(const struct call *c)
+{
+	json_t *v = json_object_get(c->json, "value");
+	return json_is_string(v) ? json_string_value(v) : NULL;
+}
+
+/* ---- answers as if alone ---- */
+
+enum { READ, ROWS, FAIL, WRITE, WRITE_IN_SELECT, TIME, NOTIFY, NKINDS };
+
+#define KEYS 500
+
+START_TEST(answers_are_those_of_statements_alone)
+{
+	char *kv = it_table("kv"), *log = it_table("log"), *fn = it_table("ins");
+	char *sql;
+	sql = it_fmt("CREATE TABLE %s (k int PRIMARY KEY, v int NOT NULL);"
+		     "CREATE TABLE %s (tag text NOT NULL);"
+		     "CREATE FUNCTION %s(t text) RETURNS int LANGUAGE sql AS "
+		     "$$INSERT INTO %s VALUES (t) RETURNING 1$$",
+		     kv, log, fn, log);
+	pgh_exec(sql);
+	free(sql);
+	int v[KEYS + 1];
+	for (int k = 1; k <= KEYS; k++) {
+		v[k] = rand() % 1000000;
+		char *ins = it_fmt("INSERT INTO %s VALUES (%d, %d)", kv, k, v[k]);
+		pgh_exec(ins);
+		free(ins);
+	}
+	char *sqls[NKINDS];
+	sqls[READ] = it_fmt("SELECT v::text FROM %s WHERE k = $1", kv);
+	sqls[ROWS] = it_fmt("SELECT k, v FROM %s WHERE k <= $1 ORDER BY k", kv);
+	sqls[FAIL] = it_fmt("SELECT (v / $1::int)::text FROM %s WHERE k = 1", kv);
+	sqls[WRITE] = it_fmt("INSERT INTO %s VALUES ($1) RETURNING 'w'", log);
+	sqls[WRITE_IN_SELECT] = it_fmt("SELECT %s($1)::text", fn);
+	sqls[TIME] = it_fmt(
+		"SELECT (extract(epoch FROM now()) * 1000000)::int8 || ',' || "
+		"(extract(epoch FROM statement_timestamp()) * 1000000)::int8 "
+		"|| ',' || (now() = transaction_timestamp())::text || "
+		"$1::text");
+	sqls[NOTIFY] = it_fmt("SELECT pg_notify('coalesce_ch', $1)::text");
+
+	/* A listener counts the notifications of acknowledged requests. */
+	PGconn *listener = PQconnectdb(pgh_conninfo());
+	ck_assert(PQstatus(listener) == CONNECTION_OK);
+	PQclear(PQexec(listener, "LISTEN coalesce_ch"));
+
+	for (int k = 0; k < NKINDS; k++) {
+		char *b = body_of(sqls[k], json_pack("[s]", k == FAIL ? "1" : "w0"),
+				  k == ROWS ? NULL : "scalar");
+		if (k == READ || k == ROWS)
+			b = (free(b), body_of(sqls[k], json_pack("[i]", 1),
+					      k == ROWS ? NULL : "scalar"));
+		warm(b, 4);
+		free(b);
+	}
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	int tags = 0, acked_writes = 0, notifies = 0;
+	char **notified = calloc(40 * BURST, sizeof(char *));
+	for (int round = 0; round < 40; round++) {
+		for (int i = 0; i < BURST; i++) {
+			struct call *c = &calls[i];
+			/* Mostly reads, as a group has them. */
+			int r = rand() % 20;
+			c->kind = r < 9 ? READ : r < 11 ? ROWS : r < 13 ? FAIL :
+				  r < 15 ? WRITE : r < 17 ? WRITE_IN_SELECT :
+				  r < 19 ? TIME : NOTIFY;
+			snprintf(c->tag, sizeof(c->tag), "t%d_%d", round, tags++);
+			switch (c->kind) {
+			case READ:
+			case ROWS:
+				c->arg = 1 + rand() % (c->kind == ROWS ? 20 : KEYS);
+				c->body = body_of(sqls[c->kind],
+						  json_pack("[i]", (int)c->arg),
+						  c->kind == ROWS ? NULL : "scalar");
+				break;
+			case FAIL:
+				c->arg = rand() % 3; /* 0 divides by zero */
+				c->body = body_of(sqls[FAIL],
+						  json_pack("[i]", (int)c->arg),
+						  "scalar");
+				break;
+			default:
+				c->body = body_of(sqls[c->kind],
+						  json_pack("[s]", c->kind == TIME
+								   ? "" : c->tag),
+						  "scalar");
+				break;
+			}
+		}
+		send_together(calls, BURST);
+		for (int i = 0; i < BURST; i++) {
+			struct call *c = &calls[i];
+			const char *s;
+			switch (c->kind) {
+			case READ:
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				s = scalar_of(c);
+				ck_assert_msg(s && atoi(s) == v[c->arg],
+					      "k=%ld: %s, want %d", c->arg,
+					      c->out.data, v[c->arg]);
+				break;
+			case ROWS: {
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				json_t *rows = json_object_get(c->json, "rows");
+				ck_assert_msg(json_array_size(rows) == (size_t)c->arg,
+					      "%ld rows: %s", c->arg, c->out.data);
+				for (size_t j = 0; j < json_array_size(rows); j++) {
+					json_t *row = json_array_get(rows, j);
+					ck_assert_int_eq(json_integer_value(json_object_get(row, "k")),
+							 (long)j + 1);
+					ck_assert_int_eq(json_integer_value(json_object_get(row, "v")),
+							 v[j + 1]);
+				}
+				break;
+			}
+			case FAIL:
+				if (c->arg == 0) {
+					ck_assert_msg(c->status == 400, "%s", c->out.data);
+					json_t *e = json_object_get(c->json, "error");
+					ck_assert_str_eq(json_string_value(json_object_get(e, "code")),
+							 "22012");
+				} else {
+					ck_assert_msg(c->status == 200, "%s", c->out.data);
+					ck_assert_int_eq(atoi(scalar_of(c)), v[1] / (int)c->arg);
+				}
+				break;
+			case WRITE:
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				ck_assert_str_eq(scalar_of(c), "w");
+				acked_writes++;
+				break;
+			case WRITE_IN_SELECT:
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				ck_assert_str_eq(scalar_of(c), "1");
+				acked_writes++;
+				break;
+			case TIME: {
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				long long now_us, stmt_us;
+				char same[8];
+				s = scalar_of(c);
+				ck_assert(s && sscanf(s, "%lld,%lld,%7s", &now_us,
+						      &stmt_us, same) == 3);
+				/* now() is the transaction's start: after the
+				 * request was sent, no later than its statement,
+				 * before the answer came. */
+				ck_assert_msg(now_us >= c->t0_us && now_us <= stmt_us &&
+						      stmt_us <= c->t1_us,
+					      "sent %lld, now %lld, statement %lld, "
+					      "answered %lld",
+					      (long long)c->t0_us, now_us, stmt_us,
+					      (long long)c->t1_us);
+				ck_assert_str_eq(same, "true");
+				break;
+			}
+			case NOTIFY:
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				notified[notifies++] = strdup(c->tag);
+				break;
+			}
+			if (c->kind == WRITE || c->kind == WRITE_IN_SELECT) {
+				/* Exactly once, at once. */
+				char *q = it_fmt("SELECT count(*) FROM %s WHERE tag = '%s'",
+						 log, c->tag);
+				char *n = pgh_scalar(q);
+				ck_assert_msg(strcmp(n, "1") == 0, "%s: %s rows",
+					      c->tag, n);
+				free(n);
+				free(q);
+			}
+			call_free(c);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
+		      st1 - st0);
+	ck_assert_msg(rr1 - rr0 > 0, "no statement ran again alone");
+	char *q = it_fmt("SELECT count(*) FROM %s", log);
+	char *n = pgh_scalar(q);
+	/* The warm-up wrote 8 rows. */
+	ck_assert_int_eq(atoi(n), acked_writes + 8);
+	free(n);
+	free(q);
+
+	/* Every acknowledged notification came, once. */
+	int seen = 0;
+	double until = it_now() + 10;
+	int counts[40 * BURST] = {0};
+	while (seen < notifies + 4 && it_now() < until) {
+		PQconsumeInput(listener);
+		PGnotify *nt;
+		while ((nt = PQnotifies(listener))) {
+			for (int i = 0; i < notifies; i++)
+				if (strcmp(nt->extra, notified[i]) == 0)
+					counts[i]++;
+			seen++;
+			PQfreemem(nt);
+		}
+		if (seen < notifies + 4) {
+			struct timespec ts = {0, 10 * 1000 * 1000};
+			nanosleep(&ts, NULL);
+		}
+	}
+	for (int i = 0; i < notifies; i++) {
+		ck_assert_msg(counts[i] == 1, "%s notified %d times",
+			      notified[i], counts[i]);
+		free(notified[i]);
+	}
+	free(notified);
+	PQfinish(listener);
+	for (int k = 0; k < NKINDS; k++)
+		free(sqls[k]);
+	free(kv);
+	free(log);
+	free(fn);
+}
+END_TEST
+
+/* ---- settings do not cross ---- */
+
+START_TEST(settings_do_not_cross_within_a_group)
+{
+	/* Attackers set what they can for the session and for the
+	 * transaction; victims beside them in the same group must see the
+	 * pool's settings. */
+	const char *attack =
+		"SELECT pg_catalog.set_config('TimeZone', 'Pacific/Kiritimati', "
+		"false) || pg_catalog.set_config('search_path', 'nowhere', "
+		"true) || pg_catalog.set_config('work_mem', '7777kB', false) || "
+		"pg_catalog.set_config('application_name', 'evil', false) || $1";
+	const char *victim =
+		"SELECT pg_catalog.current_setting('TimeZone') || '|' || "
+		"pg_catalog.current_setting('search_path') || '|' || "
+		"pg_catalog.current_setting('work_mem') || '|' || "
+		"pg_catalog.current_setting('application_name') || $1";
+	char *ab = body_of(attack, json_pack("[s]", ""), "scalar");
+	char *vb = body_of(victim, json_pack("[s]", ""), "scalar");
+	warm(ab, 4);
+	warm(vb, 4);
+	struct http_resp *r = it_query(port, vb);
+	it_assert_resp(r, r->status == 200);
+	char *want = strdup(json_string_value(json_object_get(r->json, "value")));
+	http_resp_free(r);
+	ck_assert_msg(strstr(want, "Kiritimati") == NULL &&
+			      strstr(want, "7777") == NULL,
+		      "the reset let a setting through: %s", want);
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < BURST; i++) {
+			calls[i].kind = rand() % 2;
+			calls[i].body = strdup(calls[i].kind ? ab : vb);
+		}
+		send_together(calls, BURST);
+		for (int i = 0; i < BURST; i++) {
+			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
+			if (!calls[i].kind)
+				ck_assert_str_eq(scalar_of(&calls[i]), want);
+			call_free(&calls[i]);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
+		      st1 - st0);
+	free(want);
+	free(ab);
+	free(vb);
+}
+END_TEST
+
+/* A role set by one statement is not the next one's. */
+START_TEST(role_does_not_cross_within_a_group)
+{
+	char suffix[32], *role;
+	it_suffix(suffix, sizeof(suffix));
+	role = it_fmt("co_role_%s", suffix);
+	char *s = it_fmt("CREATE ROLE %s; GRANT %s TO CURRENT_USER", role, role);
+	pgh_exec(s);
+	free(s);
+	char *attack = it_fmt("SELECT pg_catalog.set_config('role', '%s', "
+			      "false) || $1", role);
+	const char *victim = "SELECT current_user::text || $1";
+	char *ab = body_of(attack, json_pack("[s]", ""), "scalar");
+	char *vb = body_of(victim, json_pack("[s]", ""), "scalar");
+	warm(ab, 4);
+	warm(vb, 4);
+	char *login = pgh_scalar("SELECT current_user");
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < BURST; i++) {
+			calls[i].kind = rand() % 2;
+			calls[i].body = strdup(calls[i].kind ? ab : vb);
+		}
+		send_together(calls, BURST);
+		for (int i = 0; i < BURST; i++) {
+			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
+			if (!calls[i].kind)
+				ck_assert_str_eq(scalar_of(&calls[i]), login);
+			call_free(&calls[i]);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
+		      st1 - st0);
+	free(login);
+	free(ab);
+	free(vb);
+	free(attack);
+	free(role);
+}
+END_TEST
+
+static void one_worker(struct fpg_options *o)
+{
+	o->threads = 1;
+	o->pool_min = 2;
+	o->pool_max = 2;
+	o->sql_precheck = 0;
+}
+
+static const struct test_case cases[] = {
+    TEST_CASE(answers_are_those_of_statements_alone),
+    TEST_CASE(settings_do_not_cross_within_a_group),
+    TEST_CASE(role_does_not_cross_within_a_group),
+    {0},
+};
+
+static const struct it_server servers[] = {
+    {&port, one_worker},
+    {0},
+};
+
+static void cleanup_handles(void)
+{
+	for (int i = 0; i < BURST; i++)
+		if (handles[i]) {
+			curl_easy_cleanup(handles[i]);
+			handles[i] = NULL;
+		}
+}
+
+const struct it_program it_program = {
+    .name = "coalesce",
+    .cases = cases,
+    .schema_per_case = true,
+    .servers = servers,
+    .after_each = cleanup_handles,
+};
