@@ -1,6 +1,7 @@
 -- wrk script: the same point SELECT as bench/pgbench_select.sql, with a
 -- random key per request. BENCH_KIND=rows asks for 100 rows instead,
--- BENCH_KIND=insert inserts one (into bench_insert); BENCH_DELAY_MS makes
+-- BENCH_KIND=insert inserts one (into bench_insert), BENCH_KIND=sleep
+-- takes 50 ms (bench/hol.sh); BENCH_DELAY_MS makes
 -- each connection wait that long between its requests (a fixed rate);
 -- BENCH_AUTH is an Authorization header value (bench/auth.sh).
 wrk.method = "POST"
@@ -13,6 +14,7 @@ local sql = {
 	point = "SELECT abalance FROM pgbench_accounts WHERE aid = $1",
 	rows = "SELECT aid, abalance, filler FROM pgbench_accounts WHERE aid BETWEEN $1 AND $1 + 99",
 	insert = "INSERT INTO bench_insert (v) VALUES ($1)",
+	sleep = "SELECT pg_sleep(0.05), $1::int",
 }
 local stmt = sql[os.getenv("BENCH_KIND") or "point"]
 

@@ -112,7 +112,7 @@ static void group_done(struct fpg_pgop *op, const char *broken)
 			FPG_STAT_ADD(stats->coalesce_reruns, 1);
 		m->group = NULL;
 		g->slots[i].m = NULL;
-		m->ops->done(m, broken, again);
+		m->ops->done(m, broken, again, op->ran_ms);
 	}
 	group_free(g);
 }

@@ -25,6 +25,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
 #include <libpq-fe.h>
 
@@ -51,9 +52,10 @@ struct fpg_coalesce_ops {
 	 * The group is over: its Sync and the reset after it arrived, or the
 	 * connection broke (broken says why). again: the results void, the
 	 * member must run again, alone. Otherwise its results stand.
+	 * ran_ms: how long the group took on PostgreSQL's side, roughly.
 	 */
 	void (*done)(struct fpg_coalesce_member *m, const char *broken,
-		     bool again);
+		     bool again, uint64_t ran_ms);
 	/* Not run in a group: run alone on conn, which can take it, or
 	 * (conn NULL) on another connection. */
 	void (*alone)(struct fpg_coalesce_member *m, struct fpg_conn *conn);

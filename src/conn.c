@@ -531,6 +531,7 @@ static void drain(struct fpg_conn *c)
 		c->inflight--;
 		c->barriers -= op->barrier;
 		FPG_ASSERT((c->head == NULL) == (c->inflight == 0));
+		op->ran_ms = c->env->loop->now_ms - c->head_since_ms;
 		c->head_since_ms = c->env->loop->now_ms;
 		op->on_done(op, NULL);
 		if (op->release)

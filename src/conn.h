@@ -172,6 +172,9 @@ struct fpg_pgop {
 	bool reset_failed;	 /* set when on_done runs */
 	bool barrier;		 /* FPG_OP_BARRIER */
 	bool first_part;	 /* FPG_OP_TWO_PARTS, before the first Sync */
+	uint64_t ran_ms;	 /* set before on_done: how long it was at
+				    the head of the queue (what PostgreSQL
+				    took for it, roughly) */
 };
 
 /* An op's callbacks for results nobody reads (DEALLOCATE, resets). */

@@ -143,12 +143,13 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 		end_with_error(qr, res, err);
 		return;
 	}
+	fpg_lanes_learn(req->svc->lanes, a->q.sql_hash, a->bytes > FIRST_CHUNK,
+			a->q.ran_ms);
 	if (fpg_rowfmt_single(&a->fmt)) {
 		finish_single(qr, res);
 		return;
 	}
 	fpg_rowfmt_put_end(&a->fmt, &req->out, res);
-	fpg_lanes_learn(req->svc->lanes, a->q.sql_hash, a->bytes > FIRST_CHUNK);
 	if (qr->streaming)
 		fpg_request_stream_end(req, false);
 	else
@@ -348,6 +349,8 @@ static int check_body_type(struct fpg_request *req)
 static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 {
 	struct fpg_request *req = qr->req;
+	/* Known to be slow: it would hold up a coalesced group. */
+	qr->a.q.ungrouped = fpg_lanes_slow(req->svc->lanes, qr->st.sql);
 	if (qr->st.expect != FPG_EXPECT_ALL)
 		return 0;
 	if (fpg_rowfmt_streams(fmt) || stream_asked(req)) {

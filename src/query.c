@@ -398,8 +398,10 @@ static void settle(struct fpg_query *q, struct fpg_pgop *op,
 static void exec_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_query *q = op->ctx;
-	if (q)
-		settle(q, op, broken);
+	if (!q)
+		return;
+	q->ran_ms = op->ran_ms;
+	settle(q, op, broken);
 }
 
 /*
@@ -496,7 +498,7 @@ static bool groupable(const struct fpg_query *q, const struct fpg_stmt *st)
 {
 	return fpg_pool_env(q->pool)->opts->coalesce > 1 && !q->conn_fixed &&
 	       !q->exclusive && !q->holds && !q->timeout_ms &&
-	       !q->claims_alone && !q->alone && st->name[0] &&
+	       !q->claims_alone && !q->alone && !q->ungrouped && st->name[0] &&
 	       st->kind == FPG_STMT_PLAIN && st->reads && !st->alone &&
 	       !st->ncomposite;
 }
@@ -982,9 +984,10 @@ static void member_result(struct fpg_coalesce_member *m, PGresult *res,
 }
 
 static void member_done(struct fpg_coalesce_member *m, const char *broken,
-			bool again)
+			bool again, uint64_t ran_ms)
 {
 	struct fpg_query *q = query_of(m);
+	q->ran_ms = ran_ms;
 	if (again && !broken) {
 		q->in_group = false;
 		q->alone = true;
@@ -1093,23 +1096,35 @@ void fpg_lanes_free(struct fpg_lanes *lanes)
 }
 
 /*
- * Large before, or unknown while a connection is free: a large answer on
- * a connection of its own can wait for a slow client. Known small
- * answers share a pipelined connection (the fast lane).
+ * Large or slow before, or unknown while a connection is free: a large
+ * answer on a connection of its own can wait for a slow client, and a
+ * slow statement there holds up nobody (such statements wait for one of
+ * the pool-max - 1 connections that may be held, not on the fast ones).
+ * Known small, quick statements share a pipelined connection (the fast
+ * lane).
  */
 bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 			  struct fpg_pool *pool, const char *sql)
 {
 	uint64_t h = fpg_stmt_hash(sql);
 	unsigned i = h % FPG_LANE_SLOTS;
-	if (lanes->big[i] == h)
+	if (lanes->big[i] == h || lanes->slow[i] == h)
 		return true;
 	return lanes->small[i] != h && fpg_pool_can_hold(pool);
 }
 
-void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big)
+bool fpg_lanes_slow(const struct fpg_lanes *lanes, const char *sql)
+{
+	uint64_t h = fpg_stmt_hash(sql);
+	return lanes->slow[h % FPG_LANE_SLOTS] == h;
+}
+
+void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
+		     uint64_t ran_ms)
 {
 	unsigned i = sql_hash % FPG_LANE_SLOTS;
+	bool slow = ran_ms > FPG_LANE_SLOW_MS;
 	lanes->big[i] = big ? sql_hash : 0;
 	lanes->small[i] = big ? 0 : sql_hash;
+	lanes->slow[i] = slow ? sql_hash : 0;
 }

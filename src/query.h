@@ -103,6 +103,11 @@ struct fpg_query {
 	bool in_group;		       /* this run is a group's */
 	bool alone;		       /* never in a group (any more): it ran
 					  in one and must run again alone */
+	bool ungrouped;		       /* set by the caller: never in a group
+					  (known to be slow, fpg_lanes_slow) */
+	uint64_t ran_ms;	       /* before finish: how long its last
+					  run took on PostgreSQL's side,
+					  roughly (its group's, in one) */
 };
 
 /* What every session of a pool prepares for query.c (fpg_conn_env). */
@@ -149,7 +154,16 @@ static inline bool fpg_query_unsettled(const struct fpg_query *q)
 struct fpg_lanes {
 	uint64_t big[FPG_LANE_SLOTS];
 	uint64_t small[FPG_LANE_SLOTS];
+	uint64_t slow[FPG_LANE_SLOTS];
 };
+
+/*
+ * A run that took longer than this marks its statement slow: it runs on
+ * a connection of its own (waiting for one), and joins no coalesced group,
+ * until a run takes less. A member of a group that took longer is marked
+ * too, and so runs once alone to tell.
+ */
+#define FPG_LANE_SLOW_MS 5
 
 /* A new lane memory that knows nothing yet. Caller owns; NULL on OOM. */
 struct fpg_lanes *fpg_lanes_new(void);
@@ -163,5 +177,9 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 			  struct fpg_pool *pool, const char *sql);
 
 /* Remembers whether the answer of the statement with hash sql_hash
- * (fpg_query.sql_hash) was big. */
-void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big);
+ * (fpg_query.sql_hash) was big, and whether its run took long (ran_ms). */
+void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
+		     uint64_t ran_ms);
+
+/* The statement was slow the last time (see FPG_LANE_SLOW_MS). */
+bool fpg_lanes_slow(const struct fpg_lanes *lanes, const char *sql);

@@ -5,8 +5,10 @@
  * many keep-alive connections at once (curl multi), so that they reach
  * the one worker in the same loop turn; /stats says how many ran in
  * groups and how many ran again alone, and each test requires both to
- * have happened, or it proves nothing.
+ * have happened, or it proves nothing. And statements known to be slow
+ * keep out of the way of fast ones (the lane memory).
  */
+#include <pthread.h>
 #include <time.h>
 
 #include "it_common.h"
@@ -446,6 +448,55 @@ START_TEST(role_does_not_cross_within_a_group)
 }
 END_TEST
 
+/* ---- slow statements hold up no fast one ---- */
+
+static const char slow_body[] =
+	"{\"sql\":\"SELECT pg_sleep(0.4), $1::int\",\"params\":[1]}";
+
+static void *slow_client(void *arg)
+{
+	struct http_resp *r = it_query(port, slow_body);
+	*(long *)arg = r->status;
+	http_resp_free(r);
+	return NULL;
+}
+
+START_TEST(slow_statements_hold_up_no_fast_one)
+{
+	/* Once alone: now the worker knows it is slow. */
+	struct http_resp *r = it_query(port, slow_body);
+	it_assert_resp(r, r->status == 200);
+	http_resp_free(r);
+	const char *fast = "{\"sql\":\"SELECT $1::int + 1\",\"params\":[1],"
+			   "\"expect\":\"scalar\"}";
+	warm(fast, 4);
+	/* More slow ones than the connections that may be held (one of
+	 * two): the others wait for it, not on the fast lane. */
+	pthread_t t[5];
+	long status[5];
+	for (int i = 0; i < 5; i++)
+		pthread_create(&t[i], NULL, slow_client, &status[i]);
+	struct timespec ts = {0, 50 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	double worst = 0;
+	for (int i = 0; i < 20; i++) {
+		double t0 = it_now();
+		r = it_query(port, fast);
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+		if (it_now() - t0 > worst)
+			worst = it_now() - t0;
+	}
+	for (int i = 0; i < 5; i++) {
+		pthread_join(t[i], NULL);
+		ck_assert_int_eq(status[i], 200);
+	}
+	/* A fast one behind a slow one would wait for its 400 ms. */
+	ck_assert_msg(worst < 0.3, "a fast statement took %.0f ms beside slow "
+				   "ones", worst * 1000);
+}
+END_TEST
+
 static void one_worker(struct fpg_options *o)
 {
 	o->threads = 1;
@@ -458,6 +509,7 @@ static const struct test_case cases[] = {
     TEST_CASE(answers_are_those_of_statements_alone),
     TEST_CASE(settings_do_not_cross_within_a_group),
     TEST_CASE(role_does_not_cross_within_a_group),
+    TEST_CASE(slow_statements_hold_up_no_fast_one),
     {0},
 };
 
