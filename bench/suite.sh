@@ -10,7 +10,8 @@
 # Runs: pgbench -M prepared (c=8, 32) on the point SELECT; fasterpg POST
 # /query at c=8, 32, 256 on the same SELECT, a 100-row result and an
 # INSERT (c=32); GET /healthz (the HTTP ceiling); --threads 1 against
-# --threads 2; a latency run at half of the measured c=32 rate (p50, p99,
+# --threads 2; --coalesce 0 (reads not sharing transactions); a latency
+# run at half of the measured c=32 rate (p50, p99,
 # p99.9); and the Node.js peer (fastify + postgres.js) when NODE_PEER=DIR
 # names a copy of it with its node_modules installed.
 #
@@ -131,6 +132,10 @@ wrk_run "fasterpg --threads 1 /query, c=32" "$FPID" "$Q" 32 query.lua
 stop_fasterpg
 start_fasterpg "$HTTPPORT" --threads 2
 wrk_run "fasterpg --threads 2 /query, c=32" "$FPID" "$Q" 32 query.lua
+stop_fasterpg
+# What coalescing reads buys: the same server without it.
+start_fasterpg "$HTTPPORT" --coalesce 0
+wrk_run "fasterpg --coalesce 0 /query, c=32" "$FPID" "$Q" 32 query.lua
 stop_fasterpg
 
 if [ -n "${NODE_PEER:-}" ]; then
