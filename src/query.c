@@ -303,13 +303,15 @@ static void run_again(struct fpg_query *q)
 
 /*
  * In a group a statement that writes fails with 25006, the transaction
- * being read-only: it runs again alone (where it may write), and never
- * joins a group again on this connection.
+ * being read-only, and one that would change the transaction itself
+ * (set_config('transaction_read_only', 'off'), ...) with another error of
+ * class 25 (invalid transaction state): either runs again alone, where it
+ * may, and never joins a group again on this connection.
  */
 static bool wrote_in_group(struct fpg_query *q, const PGresult *error)
 {
 	const char *state = PQresultErrorField(error, PG_DIAG_SQLSTATE);
-	if (!q->in_group || q->alone || !state || strcmp(state, "25006") != 0)
+	if (!q->in_group || q->alone || !state || strncmp(state, "25", 2) != 0)
 		return false;
 	struct fpg_stmt *st = stmt_of(q);
 	if (st)

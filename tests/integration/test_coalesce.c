@@ -133,7 +133,7 @@ static const char *scalar_of(const struct call *c)
 
 /* ---- answers as if alone ---- */
 
-enum { READ, ROWS, FAIL, WRITE, WRITE_IN_SELECT, TIME, NOTIFY, NKINDS };
+enum { READ, ROWS, FAIL, WRITE, WRITE_IN_SELECT, TIME, NOTIFY, TX_SETTING, NKINDS };
 
 #define KEYS 500
 
@@ -167,6 +167,9 @@ START_TEST(answers_are_those_of_statements_alone)
 		"|| ',' || (now() = transaction_timestamp())::text || "
 		"$1::text");
 	sqls[NOTIFY] = it_fmt("SELECT pg_notify('coalesce_ch', $1)::text");
+	/* Fine alone; in a read-only group 25001, so it runs again alone. */
+	sqls[TX_SETTING] = it_fmt("SELECT pg_catalog.set_config("
+				  "'transaction_read_only', 'off', true) || $1");
 
 	/* A listener counts the notifications of acknowledged requests. */
 	PGconn *listener = PQconnectdb(pgh_conninfo());
@@ -196,7 +199,7 @@ START_TEST(answers_are_those_of_statements_alone)
 			int r = rand() % 20;
 			c->kind = r < 9 ? READ : r < 11 ? ROWS : r < 13 ? FAIL :
 				  r < 15 ? WRITE : r < 17 ? WRITE_IN_SELECT :
-				  r < 19 ? TIME : NOTIFY;
+				  r < 19 ? TIME : rand() % 2 ? NOTIFY : TX_SETTING;
 			snprintf(c->tag, sizeof(c->tag), "t%d_%d", round, tags++);
 			switch (c->kind) {
 			case READ:
@@ -289,6 +292,12 @@ START_TEST(answers_are_those_of_statements_alone)
 			case NOTIFY:
 				ck_assert_msg(c->status == 200, "%s", c->out.data);
 				notified[notifies++] = strdup(c->tag);
+				break;
+			case TX_SETTING:
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				s = scalar_of(c);
+				ck_assert_msg(s && strncmp(s, "off", 3) == 0, "%s",
+					      c->out.data);
 				break;
 			}
 			if (c->kind == WRITE || c->kind == WRITE_IN_SELECT) {
