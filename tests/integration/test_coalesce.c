@@ -360,6 +360,34 @@ END_TEST
 
 /* ---- settings do not cross ---- */
 
+/*
+ * Bursts of attack (body ab) and victim (body vb) statements in random
+ * order: every victim answers want, and enough ran in groups to tell.
+ */
+static void attack_beside(const char *ab, const char *vb, const char *want)
+{
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 20; round++) {
+		for (int i = 0; i < BURST; i++) {
+			calls[i].kind = rand() % 2;
+			calls[i].body = strdup(calls[i].kind ? ab : vb);
+		}
+		send_together(calls, BURST);
+		for (int i = 0; i < BURST; i++) {
+			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
+			if (!calls[i].kind)
+				ck_assert_str_eq(scalar_of(&calls[i]), want);
+			call_free(&calls[i]);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
+		      st1 - st0);
+}
+
 START_TEST(settings_do_not_cross_within_a_group)
 {
 	/* Attackers set what they can for the session and for the
@@ -386,26 +414,7 @@ START_TEST(settings_do_not_cross_within_a_group)
 	ck_assert_msg(strstr(want, "Kiritimati") == NULL &&
 			      strstr(want, "7777") == NULL,
 		      "the reset let a setting through: %s", want);
-	long long st0, rr0, st1, rr1;
-	coalesced(&st0, &rr0);
-	struct call calls[BURST];
-	memset(calls, 0, sizeof(calls));
-	for (int round = 0; round < 20; round++) {
-		for (int i = 0; i < BURST; i++) {
-			calls[i].kind = rand() % 2;
-			calls[i].body = strdup(calls[i].kind ? ab : vb);
-		}
-		send_together(calls, BURST);
-		for (int i = 0; i < BURST; i++) {
-			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
-			if (!calls[i].kind)
-				ck_assert_str_eq(scalar_of(&calls[i]), want);
-			call_free(&calls[i]);
-		}
-	}
-	coalesced(&st1, &rr1);
-	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
-		      st1 - st0);
+	attack_beside(ab, vb, want);
 	free(want);
 	free(ab);
 	free(vb);
@@ -429,26 +438,7 @@ START_TEST(role_does_not_cross_within_a_group)
 	warm(ab, 4);
 	warm(vb, 4);
 	char *login = pgh_scalar("SELECT current_user");
-	long long st0, rr0, st1, rr1;
-	coalesced(&st0, &rr0);
-	struct call calls[BURST];
-	memset(calls, 0, sizeof(calls));
-	for (int round = 0; round < 20; round++) {
-		for (int i = 0; i < BURST; i++) {
-			calls[i].kind = rand() % 2;
-			calls[i].body = strdup(calls[i].kind ? ab : vb);
-		}
-		send_together(calls, BURST);
-		for (int i = 0; i < BURST; i++) {
-			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
-			if (!calls[i].kind)
-				ck_assert_str_eq(scalar_of(&calls[i]), login);
-			call_free(&calls[i]);
-		}
-	}
-	coalesced(&st1, &rr1);
-	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
-		      st1 - st0);
+	attack_beside(ab, vb, login);
 	free(login);
 	free(ab);
 	free(vb);
