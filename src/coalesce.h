@@ -31,6 +31,16 @@
 
 struct fpg_conn;
 struct fpg_coalesce_member;
+
+/*
+ * The read-only switch a group starts with: every session of a pool
+ * that coalesces prepares it under this name (fpg_conn_env.session_stmts).
+ * Its tag ("SELECT 1") is checked: a statement client SQL put in its
+ * place taints the connection (see docs/guarantees.md on prepared
+ * statements).
+ */
+#define FPG_READ_ONLY_STMT "fpg_read_only"
+extern const char fpg_read_only_sql[];
 struct fpg_group;
 
 struct fpg_coalesce_ops {

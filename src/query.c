@@ -437,9 +437,6 @@ static const char claims_sql[] =
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
-/* A read-only named query's transaction (fpg_query.read_only). */
-static const char read_only_sql[] =
-	"SELECT pg_catalog.set_config('transaction_read_only', 'on', true)";
 
 /*
  * A traced request's application_name (fpg_query.trace), local to the
@@ -455,6 +452,7 @@ static const char trace_sql[] =
 const struct fpg_conn_stmt fpg_query_session_stmts[] = {
 	{"fpg_claims", claims_sql},
 	{"fpg_trace", trace_sql},
+	{FPG_READ_ONLY_STMT, fpg_read_only_sql}, /* coalesce.c's */
 };
 const size_t fpg_query_nsession_stmts =
 	sizeof(fpg_query_session_stmts) / sizeof(*fpg_query_session_stmts);
@@ -594,9 +592,10 @@ static void execute(struct fpg_query *q, struct fpg_conn *conn,
 		/* In the statement's implicit transaction, before it took a
 		 * snapshot: nothing it runs can turn it back (25001 or "must
 		 * be set before any query"), and a failure here is its own
-		 * (q->segment). */
-		if (!PQsendQueryParams(pg, read_only_sql, 0, NULL, NULL, NULL,
-				       NULL, 0))
+		 * (q->segment). Unnamed: what makes a named query read-only
+		 * must be what was sent, whatever client SQL prepared. */
+		if (!PQsendQueryParams(pg, fpg_read_only_sql, 0, NULL, NULL,
+				       NULL, NULL, 0))
 			goto fail;
 		q->stmt_query++;
 	}
