@@ -447,6 +447,38 @@ START_TEST(role_does_not_cross_within_a_group)
 }
 END_TEST
 
+/* A group whose read-only switch client SQL deallocated (out of sight,
+ * in a DO block) is run again, member by member, and its connection is
+ * replaced. */
+START_TEST(a_dropped_switch_is_noticed)
+{
+	const char *vb = "{\"sql\":\"SELECT ($1::int * 2)::text\","
+			 "\"params\":[21],\"expect\":\"scalar\"}";
+	warm(vb, 4);
+	for (int i = 0; i < 4; i++)
+		warm("{\"sql\":\"DO $$BEGIN EXECUTE 'DEALLOCATE fpg_read_only'; "
+		     "END$$\"}", 1);
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 5; round++) {
+		for (int i = 0; i < BURST; i++)
+			calls[i].body = strdup(vb);
+		send_together(calls, BURST);
+		for (int i = 0; i < BURST; i++) {
+			ck_assert_msg(calls[i].status == 200, "%s", calls[i].out.data);
+			ck_assert_str_eq(scalar_of(&calls[i]), "42");
+			call_free(&calls[i]);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(rr1 - rr0 > 0, "no group ran again");
+	ck_assert_msg(st1 - st0 >= BURST, "only %lld statements ran in groups",
+		      st1 - st0);
+}
+END_TEST
+
 /* ---- slow statements hold up no fast one ---- */
 
 static const char slow_body[] =
@@ -508,6 +540,7 @@ static const struct test_case cases[] = {
     TEST_CASE(answers_are_those_of_statements_alone),
     TEST_CASE(settings_do_not_cross_within_a_group),
     TEST_CASE(role_does_not_cross_within_a_group),
+    TEST_CASE(a_dropped_switch_is_noticed),
     TEST_CASE(slow_statements_hold_up_no_fast_one),
     {0},
 };
