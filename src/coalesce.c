@@ -205,19 +205,32 @@ static void group_run(struct fpg_conn *c, struct fpg_conn_deferred *d)
 {
 	struct fpg_group *g = FPG_CONTAINER_OF(d, struct fpg_group, later);
 	unsigned joinable = arrange(g), total = g->count;
-	if (joinable < 2 || !fpg_conn_shareable(c)) {
+	/* A guest is a transaction session's: never a group's. */
+	struct fpg_coalesce_member **rest =
+		total > joinable ? malloc((total - joinable) * sizeof(*rest))
+				 : NULL;
+	if (joinable < 2 || !fpg_conn_shareable(c) || c->guest ||
+	    (total > joinable && !rest)) {
 		run_alone(g, 0, total, c);
 		group_free(g);
+		free(rest);
 		return;
 	}
-	/* Those that cannot join go first, alone: the order of independent
-	 * requests is nobody's business. */
-	run_alone(g, joinable, total, c);
-	if (!fpg_conn_shareable(c) || !send_group(g, joinable)) {
+	/* Those that cannot join run alone after the group is sent: their
+	 * prepare could evict a member's statement, and the group's op may
+	 * already have freed g (out of memory). */
+	for (unsigned i = joinable; i < total; i++) {
+		rest[i - joinable] = g->slots[i].m;
+		rest[i - joinable]->group = NULL;
+	}
+	if (!send_group(g, joinable)) {
 		/* Nothing of it committed (no Sync): all go elsewhere. */
 		run_alone(g, 0, joinable, c);
 		group_free(g);
 	}
+	for (unsigned i = 0; i < total - joinable; i++)
+		rest[i]->ops->alone(rest[i], fpg_conn_shareable(c) ? c : NULL);
+	free(rest);
 }
 
 void fpg_coalesce_add(struct fpg_conn *conn, struct fpg_coalesce_member *m,

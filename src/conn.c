@@ -259,8 +259,10 @@ static const struct {
 	{"fpg_reset_auth", "RESET SESSION AUTHORIZATION", "RESET"},
 };
 #define RESET_LOCKS 5 /* the index of fpg_reset_locks */
-/* Those of them that undo settings (fpg_conn_send_settings_reset). */
-static const size_t settings_reset[] = {0, 4, 6};
+/* Those of them that undo what one statement leaves to the next inside
+ * one transaction (fpg_conn_send_settings_reset): settings, cursors a
+ * function opened, the role. */
+static const size_t settings_reset[] = {0, 3, 4, 6};
 
 /*
  * Without a statement cache (--statement-cache=0) no prepared statement
@@ -301,7 +303,7 @@ static bool send_reset(struct fpg_conn *c)
 int fpg_conn_send_settings_reset(struct fpg_conn *c)
 {
 	FPG_ASSERT(cached(c));
-	int n = c->superuser ? 3 : 2;
+	int n = c->superuser ? 4 : 3;
 	for (int i = 0; i < n; i++)
 		if (!PQsendQueryPrepared(c->pg, reset_stmts[settings_reset[i]].name,
 					 0, NULL, NULL, NULL, 0))
@@ -311,8 +313,10 @@ int fpg_conn_send_settings_reset(struct fpg_conn *c)
 
 bool fpg_conn_settings_reset_ok(PGresult *res)
 {
+	const char *tag = PQcmdStatus(res);
 	return PQresultStatus(res) == PGRES_COMMAND_OK &&
-	       strcmp(PQcmdStatus(res), "RESET") == 0;
+	       (strcmp(tag, "RESET") == 0 ||
+		strcmp(tag, "CLOSE CURSOR ALL") == 0);
 }
 
 /* Prepares the reset and the pool's session statements (after

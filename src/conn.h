@@ -310,7 +310,8 @@ void fpg_conn_run_deferred(struct fpg_conn *conn);
 
 /*
  * Sends what undoes one statement's settings before the next statement
- * of the same transaction (a coalesced group): RESET ALL, RESET ROLE and,
+ * of the same transaction (a coalesced group): RESET ALL, CLOSE ALL (a
+ * function's open cursors), RESET ROLE and,
  * for a superuser login, RESET SESSION AUTHORIZATION, all prepared (needs
  * the statement cache). Returns how many were sent (no Sync), 0 when
  * sending failed. fpg_conn_settings_reset_ok tells whether a result is

@@ -164,7 +164,10 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 		struct fpg_conn *c = pool->conns[i];
 		if (c->held)
 			held++;
-		else if (!idle && fpg_conn_shareable(c) && c->inflight == 0)
+		else if (!idle && fpg_conn_shareable(c) && c->inflight == 0 &&
+			 !fpg_conn_deferred_of(c))
+			/* (A group gathering there would be sent into a
+			 * transaction session's BEGIN.) */
 			idle = c;
 	}
 	unsigned max = pool->nconns > 1 ? pool->nconns - 1 : 1;

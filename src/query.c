@@ -403,6 +403,7 @@ static void exec_done(struct fpg_pgop *op, const char *broken)
 	if (!q)
 		return;
 	q->ran_ms = op->ran_ms;
+	q->ran_grouped = false;
 	settle(q, op, broken);
 }
 
@@ -948,6 +949,7 @@ static bool member_send(struct fpg_coalesce_member *m, PGconn *pg, int *n,
 {
 	struct fpg_query *q = query_of(m);
 	struct fpg_stmt *st = stmt_of(q);
+	FPG_ASSERT(st); /* can_join said so, and nothing ran since */
 	q->stmt_query = 0;
 	q->segment = 0;
 	q->typecheck_query = -1;
@@ -989,6 +991,7 @@ static void member_done(struct fpg_coalesce_member *m, const char *broken,
 {
 	struct fpg_query *q = query_of(m);
 	q->ran_ms = ran_ms;
+	q->ran_grouped = !broken && !again;
 	if (again && !broken) {
 		q->in_group = false;
 		q->alone = true;
@@ -1001,6 +1004,7 @@ static void member_done(struct fpg_coalesce_member *m, const char *broken,
 static void member_alone(struct fpg_coalesce_member *m, struct fpg_conn *conn)
 {
 	struct fpg_query *q = query_of(m);
+	q->in_group = false; /* sent with a group that could not be */
 	struct fpg_stmt *st = conn ? stmt_of(q) : NULL;
 	if (st) {
 		execute(q, conn, st, false);
@@ -1114,18 +1118,23 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 	return lanes->small[i] != h && fpg_pool_can_hold(pool);
 }
 
-bool fpg_lanes_slow(const struct fpg_lanes *lanes, const char *sql)
+bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql)
 {
 	uint64_t h = fpg_stmt_hash(sql);
-	return lanes->slow[h % FPG_LANE_SLOTS] == h;
+	unsigned i = h % FPG_LANE_SLOTS;
+	return lanes->slow[i] == h || lanes->solo[i] == h;
 }
 
 void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
-		     uint64_t ran_ms)
+		     uint64_t ran_ms, bool grouped)
 {
 	unsigned i = sql_hash % FPG_LANE_SLOTS;
 	bool slow = ran_ms > FPG_LANE_SLOW_MS;
 	lanes->big[i] = big ? sql_hash : 0;
 	lanes->small[i] = big ? 0 : sql_hash;
-	lanes->slow[i] = slow ? sql_hash : 0;
+	/* A group's time is its slowest member's: each of them runs once
+	 * alone to tell, and only a run alone marks one slow. */
+	lanes->solo[i] = grouped && slow ? sql_hash : 0;
+	if (!grouped || !slow)
+		lanes->slow[i] = !grouped && slow ? sql_hash : 0;
 }

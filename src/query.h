@@ -104,10 +104,11 @@ struct fpg_query {
 	bool alone;		       /* never in a group (any more): it ran
 					  in one and must run again alone */
 	bool ungrouped;		       /* set by the caller: never in a group
-					  (known to be slow, fpg_lanes_slow) */
+					  (fpg_lanes_ungrouped) */
 	uint64_t ran_ms;	       /* before finish: how long its last
 					  run took on PostgreSQL's side,
 					  roughly (its group's, in one) */
+	bool ran_grouped;	       /* ... and that run was a group's */
 };
 
 /* What every session of a pool prepares for query.c (fpg_conn_env). */
@@ -155,13 +156,16 @@ struct fpg_lanes {
 	uint64_t big[FPG_LANE_SLOTS];
 	uint64_t small[FPG_LANE_SLOTS];
 	uint64_t slow[FPG_LANE_SLOTS];
+	uint64_t solo[FPG_LANE_SLOTS]; /* in a group that was slow: alone
+					  next time, to tell */
 };
 
 /*
- * A run that took longer than this marks its statement slow: it runs on
- * a connection of its own (waiting for one), and joins no coalesced group,
- * until a run takes less. A member of a group that took longer is marked
- * too, and so runs once alone to tell.
+ * A run alone that took longer than this marks its statement slow: it
+ * runs on a connection of its own (waiting for one), and joins no
+ * coalesced group, until a run takes less. The members of a group that
+ * took longer run once alone (on the shared lane) to tell: a slow
+ * neighbour cannot push them off it.
  */
 #define FPG_LANE_SLOW_MS 5
 
@@ -177,9 +181,10 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 			  struct fpg_pool *pool, const char *sql);
 
 /* Remembers whether the answer of the statement with hash sql_hash
- * (fpg_query.sql_hash) was big, and whether its run took long (ran_ms). */
+ * (fpg_query.sql_hash) was big, and how long its run took (ran_ms, in a
+ * coalesced group or not). */
 void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
-		     uint64_t ran_ms);
+		     uint64_t ran_ms, bool grouped);
 
-/* The statement was slow the last time (see FPG_LANE_SLOW_MS). */
-bool fpg_lanes_slow(const struct fpg_lanes *lanes, const char *sql);
+/* The statement joins no group now (see FPG_LANE_SLOW_MS). */
+bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql);

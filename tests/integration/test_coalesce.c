@@ -29,6 +29,7 @@ struct call {
 	int kind;		/* the test's own */
 	long arg;
 	char tag[40];
+	const char *path;	/* NULL: /query */
 	long status;
 	struct it_buf out;
 	json_t *json;
@@ -46,7 +47,8 @@ static void send_together(struct call *calls, int n)
 	for (int i = 0; i < n; i++) {
 		if (!handles[i])
 			handles[i] = curl_easy_init();
-		hd[i] = http_prepare(handles[i], port, "POST", "/query",
+		hd[i] = http_prepare(handles[i], port, "POST",
+				     calls[i].path ? calls[i].path : "/query",
 				     calls[i].body, 0, NULL);
 		curl_easy_setopt(handles[i], CURLOPT_WRITEFUNCTION, it_buf_write);
 		curl_easy_setopt(handles[i], CURLOPT_WRITEDATA, &calls[i].out);
@@ -479,6 +481,109 @@ START_TEST(a_dropped_switch_is_noticed)
 }
 END_TEST
 
+/* ---- what must never be a group's ---- */
+
+/*
+ * Reads gather a group on an idle connection (nothing is queued until the
+ * end of the turn); a POST /tx in the same turn must not take that
+ * connection for its session, or the group would run inside the
+ * client's transaction (its isolation, made read-only, its settings
+ * reset).
+ */
+START_TEST(a_session_begun_beside_a_group_keeps_its_transaction)
+{
+	char *vb = body_of("SELECT pg_catalog.current_setting("
+			   "'transaction_isolation') || $1",
+			   json_pack("[s]", ""), "scalar");
+	warm(vb, 4);
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 30; round++) {
+		int n = 8, tx_at = rand() % n;
+		for (int i = 0; i < n; i++) {
+			calls[i].kind = i == tx_at;
+			calls[i].path = i == tx_at ? "/tx" : NULL;
+			calls[i].body = strdup(i == tx_at
+				? "{\"isolation\":\"serializable\"}" : vb);
+		}
+		send_together(calls, n);
+		for (int i = 0; i < n; i++) {
+			struct call *c = &calls[i];
+			if (!c->kind) {
+				ck_assert_msg(c->status == 200, "%s", c->out.data);
+				ck_assert_str_eq(scalar_of(c), "read committed");
+				call_free(c);
+				continue;
+			}
+			ck_assert_msg(c->status == 201, "%s", c->out.data);
+			const char *tok =
+				json_string_value(json_object_get(c->json, "tx"));
+			ck_assert(tok);
+			char *path = it_fmt("/tx/%s/query", tok);
+			struct http_resp *r = http_post_json(port, path,
+				"{\"sql\":\"SELECT pg_catalog.current_setting("
+				"'transaction_read_only') || ',' || "
+				"pg_catalog.current_setting('transaction_isolation')\","
+				"\"expect\":\"scalar\"}");
+			it_assert_resp(r, r->status == 200);
+			ck_assert_str_eq(json_string_value(json_object_get(r->json,
+									   "value")),
+					 "off,serializable");
+			http_resp_free(r);
+			free(path);
+			path = it_fmt("/tx/%s/rollback", tok);
+			r = http_post_json(port, path, "{}");
+			http_resp_free(r);
+			free(path);
+			call_free(c);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 > 0, "no statement ran in a group");
+	free(vb);
+}
+END_TEST
+
+/* A function that opens a cursor under a fixed name works alone: the
+ * cursor ends with the transaction. Beside itself in a group it must too. */
+START_TEST(cursors_do_not_cross_within_a_group)
+{
+	char *fn = it_table("opencur");
+	char *sql = it_fmt(
+		"CREATE FUNCTION %s(t text) RETURNS text LANGUAGE plpgsql AS $$"
+		"DECLARE c refcursor := 'fixed_cur'; BEGIN "
+		"OPEN c FOR SELECT 1; RETURN c::text || t; END $$", fn);
+	pgh_exec(sql);
+	free(sql);
+	sql = it_fmt("SELECT %s($1)", fn);
+	char *b = body_of(sql, json_pack("[s]", ""), "scalar");
+	warm(b, 4);
+	long long st0, rr0, st1, rr1;
+	coalesced(&st0, &rr0);
+	struct call calls[BURST];
+	memset(calls, 0, sizeof(calls));
+	for (int round = 0; round < 10; round++) {
+		for (int i = 0; i < 16; i++)
+			calls[i].body = strdup(b);
+		send_together(calls, 16);
+		for (int i = 0; i < 16; i++) {
+			ck_assert_msg(calls[i].status == 200, "%s",
+				      calls[i].out.data);
+			ck_assert_str_eq(scalar_of(&calls[i]), "fixed_cur");
+			call_free(&calls[i]);
+		}
+	}
+	coalesced(&st1, &rr1);
+	ck_assert_msg(st1 - st0 >= 16, "only %lld statements ran in groups",
+		      st1 - st0);
+	free(b);
+	free(sql);
+	free(fn);
+}
+END_TEST
+
 /* ---- slow statements hold up no fast one ---- */
 
 static const char slow_body[] =
@@ -541,6 +646,8 @@ static const struct test_case cases[] = {
     TEST_CASE(settings_do_not_cross_within_a_group),
     TEST_CASE(role_does_not_cross_within_a_group),
     TEST_CASE(a_dropped_switch_is_noticed),
+    TEST_CASE(a_session_begun_beside_a_group_keeps_its_transaction),
+    TEST_CASE(cursors_do_not_cross_within_a_group),
     TEST_CASE(slow_statements_hold_up_no_fast_one),
     {0},
 };
