@@ -591,6 +591,10 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 		struct fpg_conn *slot = pool->conns[i];
 		if (slot->state != FPG_CONN_DOWN)
 			continue;
+		/* Deferred work is run before the turn ends, and a guest
+		 * comes home from the mailbox or a drain, never between a
+		 * reap and the end of a turn. */
+		FPG_ASSERT(!fpg_conn_deferred_of(slot));
 		free(slot);
 		pool->conns[i] = c;
 		fpg_conn_move(c, &pool->d, pool);
