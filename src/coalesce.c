@@ -205,10 +205,10 @@ static void group_run(struct fpg_conn *c, struct fpg_conn_deferred *d)
 {
 	struct fpg_group *g = FPG_CONTAINER_OF(d, struct fpg_group, later);
 	unsigned joinable = arrange(g), total = g->count;
-	/* A guest is a transaction session's: never a group's. */
 	struct fpg_coalesce_member **rest =
 		total > joinable ? malloc((total - joinable) * sizeof(*rest))
 				 : NULL;
+	/* A guest is a transaction session's: never a group's. */
 	if (joinable < 2 || !fpg_conn_shareable(c) || c->guest ||
 	    (total > joinable && !rest)) {
 		run_alone(g, 0, total, c);
