@@ -166,8 +166,9 @@ static struct fpg_conn *pick_held(struct fpg_pool *pool)
 			held++;
 		else if (!idle && fpg_conn_shareable(c) && c->inflight == 0 &&
 			 !fpg_conn_deferred_of(c))
-			/* (A group gathering there would be sent into a
-			 * transaction session's BEGIN.) */
+			/* (A group gathering there would have to go
+			 * elsewhere, or be sent into a transaction
+			 * session's BEGIN.) */
 			idle = c;
 	}
 	unsigned max = pool->nconns > 1 ? pool->nconns - 1 : 1;

@@ -438,7 +438,6 @@ static const char claims_sql[] =
 	"$1::pg_catalog.text::pg_catalog.json) WHERE pg_catalog.textregexeq(key, "
 	"'^[A-Za-z_][A-Za-z0-9_$]*$')";
 
-
 /*
  * A traced request's application_name (fpg_query.trace), local to the
  * statement's transaction: PostgreSQL puts the session's back when it
