@@ -98,6 +98,8 @@ static void group_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_group *g = op->ctx;
 	struct fpg_stats *stats = g->conn->env->stats;
+	FPG_ASSERT(g->conn->groups > 0);
+	g->conn->groups--;
 	for (unsigned i = 0; i < g->count; i++) {
 		struct fpg_coalesce_member *m = g->slots[i].m;
 		if (!m)
@@ -192,6 +194,7 @@ static bool send_group(struct fpg_group *g, unsigned n)
 	g->count = n;
 	FPG_STAT_ADD(c->env->stats->coalesced_groups, 1);
 	FPG_STAT_ADD(c->env->stats->coalesced_statements, n);
+	c->groups++;
 	struct fpg_pgop *op = fpg_conn_push_op(c, group_result, group_done, g,
 					       g->slots[0].single_row,
 					       FPG_OP_RESET);

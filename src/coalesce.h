@@ -18,9 +18,11 @@
  *   rows a rolled-back transaction saw), and so is the failing one when
  *   the error was not its own (a lead statement of the group failed).
  *
- * A group gathers its members during one loop turn on one connection and
- * is sent at the end of the turn, or at once when full: it never waits
- * for more. A group of one is run as a statement alone. One loop only.
+ * A group gathers its members on one connection until the end of the
+ * first loop turn in which the connection has nothing in flight (at once
+ * on an idle one), or until it is full: it waits for the connection, never
+ * for more members. A group of one is run as a statement alone. One loop
+ * only.
  */
 #pragma once
 
@@ -79,9 +81,9 @@ struct fpg_coalesce_member {
 };
 
 /*
- * Adds m to conn's group of this loop turn (made on first use; sent at
- * the end of the turn, or now if it holds max members). conn must be
- * shareable and keep prepared statements. m is borrowed until done() or
+ * Adds m to conn's gathering group (made on first use; sent when conn is
+ * free at the end of a turn, or now if it holds max members). conn must
+ * be shareable and keep prepared statements. m is borrowed until done() or
  * alone(), or fpg_coalesce_leave().
  */
 void fpg_coalesce_add(struct fpg_conn *conn, struct fpg_coalesce_member *m,

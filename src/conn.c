@@ -28,6 +28,9 @@ static void set_state(struct fpg_conn *c, enum fpg_conn_state to)
 {
 	FPG_ASSERT(state_from[to] & (1u << c->state));
 	c->state = to;
+	/* Deferred work waiting for its ops learns of it this turn. */
+	if (c->deferred)
+		c->on->end_turn(c);
 }
 
 const char *fpg_conn_state_to_str(enum fpg_conn_state s)
@@ -219,7 +222,8 @@ void fpg_conn_run_deferred(struct fpg_conn *c)
 void fpg_conn_end_turn(struct fpg_conn *c)
 {
 	int zero = 0;
-	fpg_conn_run_deferred(c);
+	if (c->inflight == 0 || !fpg_conn_shareable(c))
+		fpg_conn_run_deferred(c);
 	if (!c->corked)
 		return;
 	c->corked = false;
@@ -541,8 +545,11 @@ static void drain(struct fpg_conn *c)
 		if (op->release)
 			c->held = false;
 		free(op);
-		if (c->inflight == 0)
+		if (c->inflight == 0) {
 			c->on->busy(c);
+			if (c->deferred)
+				c->on->end_turn(c);
+		}
 		if (!c->on->op_ended(c))
 			return; /* failed, or gone to another loop */
 	}
@@ -821,6 +828,7 @@ void fpg_conn_free(struct fpg_conn *c)
 
 void fpg_conn_park(struct fpg_conn *c)
 {
+	fpg_conn_run_deferred(c);
 	fpg_conn_end_turn(c);
 	if (c->fd >= 0)
 		fpg_loop_unwatch(c->env->loop, c->fd);

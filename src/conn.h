@@ -90,8 +90,9 @@ enum fpg_conn_state {
 };
 
 /*
- * Work put off to the end of the loop turn on a connection (a coalesced
- * group, see coalesce.h): run once, by fpg_conn_end_turn or
+ * Work put off on a connection (a coalesced group, see coalesce.h) to the
+ * end of the first loop turn in which the connection has nothing in
+ * flight or can take no work: run once, by fpg_conn_end_turn or
  * fpg_conn_run_deferred, whatever state the connection is in by then.
  */
 struct fpg_conn_deferred {
@@ -109,6 +110,7 @@ struct fpg_conn {
 	enum fpg_conn_state state;
 	struct fpg_pgop *head, *tail; /* ops awaiting their Sync */
 	unsigned inflight;	/* ops queued */
+	unsigned groups;	/* of them coalesced groups (coalesce.c) */
 	bool setup_failed;	/* the setup op got an error */
 	char broken[256];	/* why it is BROKEN */
 	bool corked;		/* TCP_CORK set for this loop turn */
@@ -293,11 +295,12 @@ void fpg_conn_close(struct fpg_conn *conn, const char *why);
 void fpg_conn_free(struct fpg_conn *conn);
 
 /* Ends the loop turn (see fpg_conn_events.end_turn): runs the deferred
- * work, then lifts the turn's TCP_CORK. */
+ * work if its time has come (struct fpg_conn_deferred), then lifts the turn's
+ * TCP_CORK. */
 void fpg_conn_end_turn(struct fpg_conn *conn);
 
 /*
- * Puts d off to the end of the loop turn (at most one at a time: see
+ * Puts d off (see struct fpg_conn_deferred; at most one at a time: see
  * fpg_conn_deferred_of). Borrowed until it runs.
  */
 void fpg_conn_defer(struct fpg_conn *conn, struct fpg_conn_deferred *d);

@@ -143,8 +143,7 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 		end_with_error(qr, res, err);
 		return;
 	}
-	fpg_lanes_learn(req->svc->lanes, a->q.sql_hash, a->bytes > FIRST_CHUNK,
-			a->q.ran_ms, a->q.ran_grouped);
+	fpg_lanes_learn(req->svc->lanes, &a->q, a->bytes > FIRST_CHUNK);
 	if (fpg_rowfmt_single(&a->fmt)) {
 		finish_single(qr, res);
 		return;
@@ -351,6 +350,8 @@ static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 	struct fpg_request *req = qr->req;
 	/* Known to be slow: it would hold up a coalesced group. */
 	qr->a.q.ungrouped = fpg_lanes_ungrouped(req->svc->lanes, qr->st.sql);
+	qr->a.q.gathers = !qr->a.q.ungrouped &&
+			  fpg_lanes_gathers(req->svc->lanes, qr->st.sql);
 	if (qr->st.expect != FPG_EXPECT_ALL)
 		return 0;
 	if (fpg_rowfmt_streams(fmt) || stream_asked(req)) {

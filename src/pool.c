@@ -117,28 +117,46 @@ static bool stalled(const struct fpg_conn *c, uint64_t now_ms)
 }
 
 /*
- * The shared connection with the fewest ops queued, if it has room; one
- * whose deferred work waits for the end of the turn (a coalesced group
- * of reads being gathered) first, so that the group grows.
+ * A group gathers on its connection until the connection has nothing in
+ * flight (fpg_conn_end_turn), so under load it grows while PostgreSQL
+ * works on the one before, and reads keep to as few sessions as keep up
+ * with them. Reads go where a group runs or gathers only while the
+ * connection's current op began at most this long ago: behind a longer
+ * one, another connection answers sooner.
  */
-static struct fpg_conn *pick_shared(struct fpg_pool *pool)
+#define GATHER_MS 1
+
+static bool moving(const struct fpg_conn *c, uint64_t now_ms)
 {
-	struct fpg_conn *best = NULL;
+	return c->inflight == 0 || now_ms - c->head_since_ms <= GATHER_MS;
+}
+
+/*
+ * The shared connection to send to, if one has room. A read likely to
+ * join a group (wt->reads) goes where one gathers, else where one runs
+ * (its own gathers behind it); the rest, and reads where no group
+ * moves, to the connection with the fewest ops queued.
+ */
+static struct fpg_conn *pick_shared(struct fpg_pool *pool,
+				    const struct fpg_pool_waiter *wt)
+{
+	uint64_t now = pool->d.loop->now_ms;
+	struct fpg_conn *best = NULL, *behind = NULL;
 	for (unsigned i = 0; i < pool->nconns; i++) {
 		struct fpg_conn *c = pool->conns[i];
-		if (!fpg_conn_shareable(c) || stalled(c, pool->d.loop->now_ms))
+		if (!fpg_conn_shareable(c) || stalled(c, now) ||
+		    c->inflight >= pool->opts->pipeline_depth)
 			continue;
-		if (fpg_conn_deferred_of(c) &&
-		    c->inflight < pool->opts->pipeline_depth)
-			return c;
+		if (wt->reads && moving(c, now)) {
+			if (fpg_conn_deferred_of(c))
+				return c;
+			if (c->groups && !behind)
+				behind = c;
+		}
 		if (!best || c->inflight < best->inflight)
 			best = c;
-		if (c->inflight == 0)
-			break;
 	}
-	if (best && best->inflight >= pool->opts->pipeline_depth)
-		return NULL;
-	return best;
+	return behind ? behind : best;
 }
 
 /*
@@ -186,7 +204,7 @@ static struct fpg_conn *pick(struct fpg_pool *pool,
 	if (wt->lend && pool->lent >= lendable(pool))
 		return NULL;
 	struct fpg_conn *c =
-		wt->exclusive ? pick_held(pool) : pick_shared(pool);
+		wt->exclusive ? pick_held(pool) : pick_shared(pool, wt);
 	if (c && wt->exclusive)
 		c->held = true;
 	return c;

@@ -31,6 +31,8 @@ struct fpg_pool_waiter {
 	bool exclusive;		 /* wants a connection of its own */
 	bool lend;		 /* ... for a transaction session (see
 				    fpg_conn_detach): a bounded share */
+	bool reads;		 /* likely to join a coalesced group of
+				    reads: goes where groups run */
 	void (*ready)(struct fpg_pool_waiter *wt, struct fpg_conn *conn);
 	void (*fail)(struct fpg_pool_waiter *wt, const struct fpg_error *err);
 	bool queued;

@@ -494,13 +494,17 @@ static bool send_timeout(PGconn *pg, const char *ms, bool local)
  * prepared (a group's reset needs the statement cache), whose rows need
  * no type lookup first.
  */
-static bool groupable(const struct fpg_query *q, const struct fpg_stmt *st)
+static bool may_group(const struct fpg_query *q)
 {
 	return fpg_pool_env(q->pool)->opts->coalesce > 1 && !q->conn_fixed &&
 	       !q->exclusive && !q->holds && !q->timeout_ms &&
-	       !q->claims_alone && !q->alone && !q->ungrouped && st->name[0] &&
-	       st->kind == FPG_STMT_PLAIN && st->reads && !st->alone &&
-	       !st->ncomposite;
+	       !q->claims_alone && !q->alone && !q->ungrouped;
+}
+
+static bool groupable(const struct fpg_query *q, const struct fpg_stmt *st)
+{
+	return may_group(q) && st->name[0] && st->kind == FPG_STMT_PLAIN &&
+	       st->reads && !st->alone && !st->ncomposite;
 }
 
 static void execute(struct fpg_query *q, struct fpg_conn *conn,
@@ -1036,6 +1040,7 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->retried = q->delivered = q->empty = q->garbled = false;
 	q->in_group = q->alone = false;
 	q->member.ops = &member_ops;
+	q->waiter.reads = q->gathers && may_group(q);
 	q->member.group = NULL;
 	const struct fpg_conn_env *d = fpg_pool_env(pool);
 	q->waiter.deadline_ms = d->loop->now_ms + d->opts->acquire_timeout_ms;
@@ -1124,11 +1129,23 @@ bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql)
 	return lanes->slow[i] == h || lanes->solo[i] == h;
 }
 
-void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
-		     uint64_t ran_ms, bool grouped)
+bool fpg_lanes_gathers(const struct fpg_lanes *lanes, const char *sql)
 {
+	uint64_t h = fpg_stmt_hash(sql);
+	unsigned i = h % FPG_LANE_SLOTS;
+	return lanes->reads[i] == h && lanes->slow[i] != h &&
+	       lanes->solo[i] != h;
+}
+
+void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,
+		     bool big)
+{
+	uint64_t sql_hash = q->sql_hash;
 	unsigned i = sql_hash % FPG_LANE_SLOTS;
-	bool slow = ran_ms > FPG_LANE_SLOW_MS;
+	bool slow = q->ran_ms > FPG_LANE_SLOW_MS, grouped = q->ran_grouped;
+	/* A statement that wrote in a group (q->alone) is no reader. */
+	if (grouped || q->alone)
+		lanes->reads[i] = grouped ? sql_hash : 0;
 	lanes->big[i] = big ? sql_hash : 0;
 	lanes->small[i] = big ? 0 : sql_hash;
 	/* A group's time is its slowest member's: each of them runs once

@@ -105,6 +105,8 @@ struct fpg_query {
 					  in one and must run again alone */
 	bool ungrouped;		       /* set by the caller: never in a group
 					  (fpg_lanes_ungrouped) */
+	bool gathers;		       /* set by the caller: likely to join
+					  one (fpg_lanes_gathers) */
 	uint64_t ran_ms;	       /* before finish: how long its last
 					  run took on PostgreSQL's side,
 					  roughly (its group's, in one) */
@@ -158,6 +160,7 @@ struct fpg_lanes {
 	uint64_t slow[FPG_LANE_SLOTS];
 	uint64_t solo[FPG_LANE_SLOTS]; /* in a group that was slow: alone
 					  next time, to tell */
+	uint64_t reads[FPG_LANE_SLOTS]; /* ran in a group last time */
 };
 
 /*
@@ -180,11 +183,14 @@ void fpg_lanes_free(struct fpg_lanes *lanes);
 bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 			  struct fpg_pool *pool, const char *sql);
 
-/* Remembers whether the answer of the statement with hash sql_hash
- * (fpg_query.sql_hash) was big, and how long its run took (ran_ms, in a
- * coalesced group or not). */
-void fpg_lanes_learn(struct fpg_lanes *lanes, uint64_t sql_hash, bool big,
-		     uint64_t ran_ms, bool grouped);
+/* Remembers of q's finished run whether its answer was big, how long it
+ * took (q->ran_ms) and whether it ran in a coalesced group. */
+void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,
+		     bool big);
 
 /* The statement joins no group now (see FPG_LANE_SLOW_MS). */
 bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql);
+
+/* The statement ran in a coalesced group last time and may again: it
+ * looks for a connection where groups run (fpg_query.gathers). */
+bool fpg_lanes_gathers(const struct fpg_lanes *lanes, const char *sql);

@@ -14,6 +14,7 @@
 #include "it_common.h"
 
 static unsigned port; /* 1 worker, 2 connections */
+static unsigned port1; /* 1 worker, 1 connection */
 
 #define BURST 48
 
@@ -93,17 +94,25 @@ static void call_free(struct call *c)
 	memset(c, 0, sizeof(*c));
 }
 
-/* The /stats counters of coalescing. */
-static void coalesced(long long *statements, long long *reruns)
+/* The /stats counters of coalescing, of the server on port to. */
+static void coalesced_on(unsigned to, long long *groups,
+			 long long *statements, long long *reruns)
 {
-	struct http_resp *r = http_get(port, "/stats");
+	struct http_resp *r = http_get(to, "/stats");
 	it_assert_resp(r, r->status == 200 && r->json);
 	json_t *c = json_object_get(json_object_get(r->json, "total"),
 				    "coalesced");
 	it_assert_resp(r, json_is_object(c));
 	*statements = json_integer_value(json_object_get(c, "statements"));
 	*reruns = json_integer_value(json_object_get(c, "reruns"));
+	if (groups)
+		*groups = json_integer_value(json_object_get(c, "groups"));
 	http_resp_free(r);
+}
+
+static void coalesced(long long *statements, long long *reruns)
+{
+	coalesced_on(port, NULL, statements, reruns);
 }
 
 static char *body_of(const char *sql, json_t *params, const char *expect)
@@ -633,12 +642,148 @@ START_TEST(slow_statements_hold_up_no_fast_one)
 }
 END_TEST
 
+/* ---- gathering behind a busy connection ---- */
+
+static PGresult *must(PGconn *c, const char *sql)
+{
+	PGresult *res = PQexec(c, sql);
+	ExecStatusType st = PQresultStatus(res);
+	ck_assert_msg(st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK,
+		      "%s: %s", sql, PQresultErrorMessage(res));
+	return res;
+}
+
+static char *blocked_body;
+static PGconn *locker; /* holds the lock; closed after each case */
+
+static void *blocked_client(void *arg)
+{
+	struct http_resp *r = it_query(port1, blocked_body);
+	*(long *)arg = r->status;
+	http_resp_free(r);
+	return NULL;
+}
+
+struct late_read {
+	pthread_t t;
+	int wave, key;
+	long status;
+	long long value;
+};
+
+static void *late_reader(void *arg)
+{
+	struct late_read *lr = arg;
+	struct timespec ts = {0, 8 * 1000 * 1000 * lr->wave};
+	nanosleep(&ts, NULL);
+	char *body = it_fmt("{\"sql\":\"SELECT $1::int * 3\",\"params\":[%d],"
+			    "\"expect\":\"scalar\"}",
+			    lr->key);
+	struct http_resp *r = it_query(port1, body);
+	lr->status = r->status;
+	json_t *v = r->json ? json_object_get(r->json, "value") : NULL;
+	lr->value = json_is_integer(v) ? json_integer_value(v) : -1;
+	http_resp_free(r);
+	free(body);
+	return NULL;
+}
+
+/*
+ * Reads that arrive while their connection is busy gather into one group
+ * that leaves when the connection is free, however many loop turns they
+ * came in: one group per turn queued behind the busy statement is what
+ * it was before, and under load a group now grows while PostgreSQL works
+ * on what is ahead of it. The connection is kept busy by a write waiting
+ * for a lock the test holds.
+ */
+START_TEST(reads_gather_while_their_connection_is_busy)
+{
+	char *t = it_table("busy");
+	char *sql = it_fmt("CREATE TABLE %s (v int)", t);
+	pgh_exec(sql);
+	free(sql);
+	/* Known small and quick: the write stays on the shared connection
+	 * when it is blocked, and the read is known to only read. */
+	blocked_body = it_fmt("{\"sql\":\"INSERT INTO %s VALUES ($1)\","
+			      "\"params\":[1]}",
+			      t);
+	const char *read = "{\"sql\":\"SELECT $1::int * 3\",\"params\":[1],"
+			   "\"expect\":\"scalar\"}";
+	for (int i = 0; i < 6; i++) {
+		struct http_resp *r =
+			it_query(port1, i < 4 ? blocked_body : read);
+		it_assert_resp(r, r->status == 200);
+		http_resp_free(r);
+	}
+	locker = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(locker), CONNECTION_OK);
+	PQclear(must(locker, "BEGIN"));
+	sql = it_fmt("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", t);
+	PQclear(must(locker, sql));
+	free(sql);
+	/* (A statement blocked in its Bind is not "active" yet.) */
+	char *waits_sql = it_fmt("SELECT count(*) FROM pg_locks WHERE NOT "
+				 "granted AND relation = '%s'::regclass",
+				 t);
+	long long g0, g1, s0, s1, reruns;
+	coalesced_on(port1, &g0, &s0, &reruns);
+	long blocked_status = 0;
+	pthread_t blocked;
+	pthread_create(&blocked, NULL, blocked_client, &blocked_status);
+	for (int waited = 0;; waited++) {
+		ck_assert_msg(waited < 500, "the write never waited for the lock");
+		PGresult *res = must(locker, waits_sql);
+		bool waits = strcmp(PQgetvalue(res, 0, 0), "0") != 0;
+		PQclear(res);
+		if (waits)
+			break;
+		struct timespec ts = {0, 2 * 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	/* Four waves of five reads, 8 ms apart, in loop turns of their
+	 * own; all wait behind the write. */
+	enum { WAVES = 4, PER_WAVE = 5 };
+	struct late_read lr[WAVES * PER_WAVE];
+	for (int i = 0; i < WAVES * PER_WAVE; i++) {
+		lr[i] = (struct late_read){.wave = i / PER_WAVE,
+					   .key = rand() % 100000};
+		pthread_create(&lr[i].t, NULL, late_reader, &lr[i]);
+	}
+	struct timespec ts = {0, 150 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	PQclear(must(locker, "COMMIT"));
+	PQfinish(locker);
+	locker = NULL;
+	pthread_join(blocked, NULL);
+	ck_assert_int_eq(blocked_status, 200);
+	for (int i = 0; i < WAVES * PER_WAVE; i++) {
+		pthread_join(lr[i].t, NULL);
+		ck_assert_int_eq(lr[i].status, 200);
+		ck_assert_int_eq(lr[i].value, (long long)lr[i].key * 3);
+	}
+	coalesced_on(port1, &g1, &s1, &reruns);
+	ck_assert_msg(g1 - g0 == 1 && s1 - s0 == WAVES * PER_WAVE,
+		      "%lld reads in %lld groups, for %d waves", s1 - s0,
+		      g1 - g0, WAVES);
+	free(waits_sql);
+	free(blocked_body);
+	free(t);
+}
+END_TEST
+
 static void one_worker(struct fpg_options *o)
 {
 	o->threads = 1;
 	o->pool_min = 2;
 	o->pool_max = 2;
 	o->sql_precheck = 0;
+}
+
+static void one_connection(struct fpg_options *o)
+{
+	one_worker(o);
+	o->pool_min = 1;
+	o->pool_max = 1;
 }
 
 static const struct test_case cases[] = {
@@ -649,16 +794,23 @@ static const struct test_case cases[] = {
     TEST_CASE(a_session_begun_beside_a_group_keeps_its_transaction),
     TEST_CASE(cursors_do_not_cross_within_a_group),
     TEST_CASE(slow_statements_hold_up_no_fast_one),
+    TEST_CASE(reads_gather_while_their_connection_is_busy),
     {0},
 };
 
 static const struct it_server servers[] = {
     {&port, one_worker},
+    {&port1, one_connection},
     {0},
 };
 
 static void cleanup_handles(void)
 {
+	/* A failed case must not leave its lock to the schema's drop. */
+	if (locker) {
+		PQfinish(locker);
+		locker = NULL;
+	}
 	for (int i = 0; i < BURST; i++)
 		if (handles[i]) {
 			curl_easy_cleanup(handles[i]);
