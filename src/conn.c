@@ -12,6 +12,7 @@
 #include "error.h"
 #include "log.h"
 #include "loop.h"
+#include "random.h"
 #include "startup.h"
 #include "stats.h"
 
@@ -241,11 +242,13 @@ void fpg_conn_end_turn(struct fpg_conn *c)
  * another under its name, but only a plannable one (SELECT, INSERT, ...),
  * whose command tag differs from every tag below: each result's tag is
  * checked, and a session whose reset did not run as sent is replaced.
- * The last one releases session advisory locks and reports LISTEN
+ * The last one releases session advisory locks, reports LISTEN
  * registrations (harmless to the next op, which never reads
  * notifications, but they would pile up in libpq: such a session is
- * replaced). RESET ALL goes back to the startup options, which carry the
- * pool's settings.
+ * replaced) and seeds random() anew from our CSPRNG: no reset undoes a
+ * setseed(), which would make the next request's random() values known
+ * to whoever chose the seed. RESET ALL goes back to the startup options,
+ * which carry the pool's settings.
  */
 static const struct {
 	const char *name, *sql, *tag;
@@ -257,7 +260,8 @@ static const struct {
 	{"fpg_reset_role", "RESET ROLE", "RESET"},
 	{"fpg_reset_locks",
 	 "SELECT pg_catalog.pg_advisory_unlock_all(),"
-	 " EXISTS (SELECT FROM pg_catalog.pg_listening_channels())",
+	 " EXISTS (SELECT FROM pg_catalog.pg_listening_channels()),"
+	 " pg_catalog.setseed($1::pg_catalog.float8)",
 	 "SELECT 1"},
 	/* only a superuser login can change it: last, sent for those only */
 	{"fpg_reset_auth", "RESET SESSION AUTHORIZATION", "RESET"},
@@ -274,33 +278,61 @@ static const size_t settings_reset[] = {0, 3, 4, 6};
  * with every run), and the reset is this one statement, which also drops
  * whatever client SQL prepared, even inside a function. It does all the
  * above (and UNLISTEN *) for about what one of them costs, but it would
- * drop a statement cache too.
+ * drop a statement cache too. It leaves random()'s seed, which is set
+ * in a part of its own first (DISCARD ALL shares its Sync with nothing).
  */
 static const char discard_sql[] = "DISCARD ALL";
+static const char seed_sql[] = "SELECT pg_catalog.setseed($1::pg_catalog.float8)";
 
 static bool cached(const struct fpg_conn *c)
 {
 	return c->env->opts->statement_cache != 0;
 }
 
+/* The statements of the reset after an op (fpg_conn_push_op). */
 static size_t reset_count(const struct fpg_conn *c)
 {
 	size_t n = sizeof(reset_stmts) / sizeof(*reset_stmts);
 	if (!cached(c))
-		return 1;
+		return 2; /* the seed, DISCARD ALL */
 	return c->superuser ? n : n - 1;
 }
 
-/* Sends the reset statements (no Sync). */
-static bool send_reset(struct fpg_conn *c)
+/* A seed for setseed() in [-1, 1], as text, from our CSPRNG. */
+static bool draw_seed(struct fpg_conn *c, char *out, size_t n)
 {
+	int64_t v;
+	if (!fpg_random_draw(c->env->random, &v, sizeof(v)))
+		return false;
+	snprintf(out, n, "%.17g", (double)v / (double)INT64_MAX);
+	return true;
+}
+
+/*
+ * Sends the reset statements (no Sync): after an op (after; without the
+ * statement cache the seed is then a part of its own, with its Sync), or
+ * when the session is set up.
+ */
+static bool send_reset(struct fpg_conn *c, bool after)
+{
+	char seed[32];
+	const char *v[1] = {seed};
+	if (!draw_seed(c, seed, sizeof(seed)))
+		return false;
 	if (!cached(c))
-		return PQsendQueryParams(c->pg, discard_sql, 0, NULL, NULL,
+		return (!after ||
+			(PQsendQueryParams(c->pg, seed_sql, 1, NULL, v, NULL,
+					   NULL, 0) &&
+			 PQpipelineSync(c->pg))) &&
+		       PQsendQueryParams(c->pg, discard_sql, 0, NULL, NULL,
 					 NULL, NULL, 0);
-	for (size_t i = 0; i < reset_count(c); i++)
-		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name, 0, NULL,
-					 NULL, NULL, 0))
+	for (size_t i = 0; i < reset_count(c); i++) {
+		bool locks = i == RESET_LOCKS;
+		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name,
+					 locks ? 1 : 0, locks ? v : NULL, NULL,
+					 NULL, 0))
 			return false;
+	}
 	return true;
 }
 
@@ -341,7 +373,9 @@ static bool send_reset_prepare(struct fpg_conn *c)
 /* The tag result i of the reset must have. */
 static const char *reset_tag(const struct fpg_conn *c, size_t i)
 {
-	return cached(c) ? reset_stmts[i].tag : discard_sql;
+	if (!cached(c))
+		return i == 0 ? "SELECT 1" : discard_sql;
+	return reset_stmts[i].tag;
 }
 
 /*
@@ -378,7 +412,7 @@ static void reset_result(struct fpg_conn *c, struct fpg_pgop *op,
 	switch (st) {
 	case PGRES_TUPLES_OK:
 		if (cached(c) && i == RESET_LOCKS && PQntuples(res) == 1 &&
-		    PQnfields(res) == 2 && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
+		    PQnfields(res) == 3 && strcmp(PQgetvalue(res, 0, 1), "t") == 0)
 			fpg_conn_taint(c, "the session listens for notifications");
 		/* fall through */
 	case PGRES_COMMAND_OK:
@@ -445,7 +479,7 @@ struct fpg_pgop *fpg_conn_push_op(struct fpg_conn *c,
 	cork(c);
 	/* libpq 15's PQpipelineSync also flushes (one send per Sync). */
 	bool sent = PQpipelineSync(c->pg) &&
-		    (!op->resets || (send_reset(c) && PQpipelineSync(c->pg)));
+		    (!op->resets || (send_reset(c, true) && PQpipelineSync(c->pg)));
 	int f = sent ? PQflush(c->pg) : -1;
 	if (f < 0) {
 		/* The op is queued: reaping reports it through on_done. */
@@ -527,6 +561,10 @@ static void drain(struct fpg_conn *c)
 			op->in_reset = true;
 			continue;
 		}
+		/* Without the statement cache the seed has a part of its
+		 * own before DISCARD ALL. */
+		if (op->in_reset && !cached(c) && op->reset_query == 1)
+			continue;
 		if (op->resets && !op->reset_failed &&
 		    op->reset_query != (int)reset_count(c)) {
 			op->reset_failed = true;
@@ -623,11 +661,15 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 	if (!fpg_conn_push_op(c, discard_result, fpg_pgop_ignore_done, c, -1,
 			      0))
 		return;
-	/* It dropped every prepared statement: forget ours. */
+	/* It dropped every prepared statement: forget ours. It left the
+	 * seed of random() that the session chose. */
 	forget_statements(c);
 	if (!c->stmts)
 		return;
-	if (!send_reset_prepare(c)) {
+	char seed[32];
+	const char *v[1] = {seed};
+	if (!send_reset_prepare(c) || !draw_seed(c, seed, sizeof(seed)) ||
+	    !PQsendQueryParams(c->pg, seed_sql, 1, NULL, v, NULL, NULL, 0)) {
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}
@@ -684,7 +726,7 @@ static void start_setup(struct fpg_conn *c)
 	const char *su = PQparameterStatus(pg, "is_superuser");
 	c->superuser = su && strcmp(su, "on") == 0;
 	if (!c->stmts || PQsetnonblocking(pg, 1) || !PQenterPipelineMode(pg) ||
-	    !send_reset_prepare(c) || !send_reset(c)) {
+	    !send_reset_prepare(c) || !send_reset(c, false)) {
 		connect_failed(c, c->stmts ? PQerrorMessage(pg)
 					   : "out of memory");
 		return;

@@ -22,6 +22,7 @@ struct fpg_canceller;
 struct fpg_conn;
 struct fpg_pgop;
 struct fpg_pool;
+struct fpg_random;
 struct fpg_stats;
 struct fpg_stmt_cache;
 struct fpg_typecache;
@@ -38,6 +39,8 @@ struct fpg_conn_env {
 	struct fpg_typecache *types;	 /* for the pool's users (query.c) */
 	const bool *draining;		 /* no new connections once set */
 	unsigned worker_id;		 /* for logs */
+	struct fpg_random *random;	 /* the owning thread's (the reset's
+					    seeds for random()) */
 	/* The login, when not the one of opts->db (NULL: that one). */
 	const char *user;
 	const char *password;		 /* with user; NULL: none */

@@ -493,6 +493,50 @@ START_TEST(session_objects_do_not_leak)
 }
 END_TEST
 
+/*
+ * No reset undoes setseed(): without a new seed after every request, the
+ * next request's random() would be the sequence its neighbour chose.
+ */
+START_TEST(random_seed_does_not_leak)
+{
+	/* What random() gives after setseed(0.25), PostgreSQL says. */
+	PGconn *c = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(c), CONNECTION_OK);
+	PQclear(PQexec(c, "SELECT setseed(0.25)"));
+	PGresult *res = PQexec(c, "SELECT random()::text");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	char *seeded = strdup(PQgetvalue(res, 0, 0));
+	PQclear(res);
+	PQfinish(c);
+	const unsigned ports[] = {raw_port, nocache_port};
+	for (size_t p = 0; p < 2; p++) {
+		cur = ports[p];
+		for (int i = 0; i < 4; i++) {
+			ok("SELECT setseed(0.25)");
+			char *got = scalar("SELECT random()::text");
+			ck_assert_msg(strcmp(got, seeded) != 0,
+				      "random() after a neighbour's setseed(0.25) "
+				      "is %s, the seeded value", got);
+			free(got);
+		}
+	}
+	/* Nor after a transaction session on the one connection. */
+	cur = raw_port;
+	struct http_resp *r = http_post_json(
+		raw_port, "/tx",
+		"{\"statements\":[{\"sql\":\"SELECT setseed(0.25)\"}]}");
+	it_assert_resp(r, r->status == 200);
+	http_resp_free(r);
+	char *got = scalar("SELECT random()::text");
+	ck_assert_msg(strcmp(got, seeded) != 0,
+		      "random() after a session's setseed(0.25) is %s, the "
+		      "seeded value", got);
+	free(got);
+	free(seeded);
+	assert_healthy();
+}
+END_TEST
+
 START_TEST(deallocate_all_recovers)
 {
 	cur = raw_port;
@@ -825,6 +869,7 @@ static const struct test_case cases[] = {
     TEST_CASE(settings_do_not_leak),
     TEST_CASE(role_does_not_leak),
     TEST_CASE(session_objects_do_not_leak),
+    TEST_CASE(random_seed_does_not_leak),
     TEST_CASE(deallocate_all_recovers),
     TEST_CASE(timeouts_stay_with_their_statement),
     TEST_CASE(sessions_are_a_bounded_share),

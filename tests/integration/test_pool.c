@@ -20,6 +20,7 @@
 #include "pg_harness.h"
 #include "pool.h"
 #include "query.h"
+#include "random.h"
 #include "stmt.h"
 #include "stats.h"
 #include "typecache.h"
@@ -34,6 +35,7 @@ struct fixture {
 	struct fpg_canceller *canceller;
 	struct fpg_typecache *types;
 	bool draining;
+	struct fpg_random random;
 	struct fpg_pool *pool;
 };
 
@@ -67,6 +69,7 @@ static void pool_up(unsigned pool_max)
 	    .canceller = fx.canceller,
 	    .types = fx.types,
 	    .draining = &fx.draining,
+	    .random = &fx.random,
 	    .stmts_new = fpg_stmt_cache_new,
 	    .stmts_free = fpg_stmt_cache_free,
 	};
