@@ -188,3 +188,14 @@ char *fpg_buf_steal(struct fpg_buf *b, size_t *n)
 	*n = len;
 	return p;
 }
+
+void fpg_hex(char *out, const void *in, size_t n)
+{
+	static const char digits[] = "0123456789abcdef";
+	const unsigned char *p = in;
+	for (size_t i = 0; i < n; i++) {
+		out[2 * i] = digits[p[i] >> 4];
+		out[2 * i + 1] = digits[p[i] & 15];
+	}
+	out[2 * n] = '\0';
+}

@@ -59,3 +59,7 @@ void fpg_buf_reset(struct fpg_buf *b);
  * Returns NULL for an empty buffer or on OOM.
  */
 char *fpg_buf_steal(struct fpg_buf *b, size_t *n);
+
+/* Writes the n bytes of in as 2n lower-case hex digits and a NUL to out
+ * (2n + 1 bytes). */
+void fpg_hex(char *out, const void *in, size_t n);

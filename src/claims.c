@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "buf.h"
+
 struct fpg_claims *fpg_claims_new(char *json, const char *role,
 				  const struct fpg_hmac *signer, int64_t now)
 {
@@ -27,8 +29,7 @@ struct fpg_claims *fpg_claims_new(char *json, const char *role,
 		fpg_claims_free(c);
 		return NULL;
 	}
-	for (size_t i = 0; i < FPG_HMAC_LEN; i++)
-		snprintf(c->mac + 2 * i, 3, "%02x", mac[i]);
+	fpg_hex(c->mac, mac, FPG_HMAC_LEN);
 	return c;
 }
 

@@ -42,8 +42,7 @@ void fpg_client_cut(struct fpg_client *cl, const char *id, int status,
 	char own_id[17] = "";
 	unsigned char r[8];
 	if (!id && fpg_random_draw(&cl->set->random, r, sizeof(r))) {
-		for (size_t i = 0; i < sizeof(r); i++)
-			snprintf(own_id + 2 * i, 3, "%02x", r[i]);
+		fpg_hex(own_id, r, sizeof(r));
 		id = own_id;
 	}
 	char head[400];

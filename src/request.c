@@ -84,8 +84,7 @@ static bool set_request_id(struct fpg_request *req)
 	unsigned char r[8];
 	if (!fpg_random_draw(&req->rs->random, r, sizeof(r)))
 		return false;
-	for (size_t i = 0; i < sizeof(r); i++)
-		snprintf(req->id + 2 * i, 3, "%02x", r[i]);
+	fpg_hex(req->id, r, sizeof(r));
 	return true;
 }
 
@@ -108,8 +107,7 @@ static bool set_trace(struct fpg_request *req)
 	unsigned char r[8];
 	if (!fpg_random_draw(&req->rs->random, r, sizeof(r)))
 		return false;
-	for (size_t i = 0; i < sizeof(r); i++)
-		snprintf(req->span_id + 2 * i, 3, "%02x", r[i]);
+	fpg_hex(req->span_id, r, sizeof(r));
 	if (req->trace_flags & 1)
 		snprintf(req->trace_app, sizeof(req->trace_app), "fasterpg %s-%s",
 			 req->trace_id, req->span_id);

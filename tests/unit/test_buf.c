@@ -3,7 +3,8 @@
  * the sticky failure flag, and JSON string escaping byte by byte against
  * an oracle written from the header's promise (quote, backslash and the
  * short escapes, \u00XX for other control characters, every other byte
- * as is: UTF-8 checking is not the buffer's job). Random data uses a seed
+ * as is: UTF-8 checking is not the buffer's job), and hex digits against
+ * printf's. Random data uses a seed
  * printed at start (FPG_TEST_SEED replays it).
  */
 #include <check.h>
@@ -206,6 +207,25 @@ START_TEST(json_str_random_round_trips)
 }
 END_TEST
 
+/* fpg_hex against printf's %02x, for random bytes of random lengths. */
+START_TEST(hex_is_printf_s)
+{
+	for (int round = 0; round < 200; round++) {
+		unsigned char in[64];
+		size_t n = (size_t)(rand() % (int)sizeof(in));
+		char want[2 * sizeof(in) + 1] = "", got[2 * sizeof(in) + 2];
+		for (size_t i = 0; i < n; i++) {
+			in[i] = (unsigned char)(rand() & 0xff);
+			snprintf(want + 2 * i, 3, "%02x", in[i]);
+		}
+		memset(got, 'x', sizeof(got));
+		fpg_hex(got, in, n);
+		ck_assert_str_eq(got, want);
+		ck_assert_int_eq(got[2 * n + 1], 'x'); /* nothing past the NUL */
+	}
+}
+END_TEST
+
 static const struct test_case cases[] = {
 	TEST_CASE(growth_keeps_every_byte),
 	TEST_CASE(printf_longer_than_the_room),
@@ -213,6 +233,7 @@ static const struct test_case cases[] = {
 	TEST_CASE(failure_is_sticky_and_drops_bytes),
 	TEST_CASE(json_str_every_byte),
 	TEST_CASE(json_str_random_round_trips),
+	TEST_CASE(hex_is_printf_s),
 	{0},
 };
 
