@@ -308,6 +308,15 @@ static bool draw_seed(struct fpg_conn *c, char *out, size_t n)
 	return true;
 }
 
+/* Sends seed_sql (no Sync): where no prepared reset carries the seed. */
+static bool send_seed(struct fpg_conn *c)
+{
+	char seed[32];
+	const char *v[1] = {seed};
+	return draw_seed(c, seed, sizeof(seed)) &&
+	       PQsendQueryParams(c->pg, seed_sql, 1, NULL, v, NULL, NULL, 0);
+}
+
 /*
  * Sends the reset statements (no Sync): after an op (after; without the
  * statement cache the seed is then a part of its own, with its Sync), or
@@ -315,17 +324,14 @@ static bool draw_seed(struct fpg_conn *c, char *out, size_t n)
  */
 static bool send_reset(struct fpg_conn *c, bool after)
 {
+	if (!cached(c))
+		return (!after || (send_seed(c) && PQpipelineSync(c->pg))) &&
+		       PQsendQueryParams(c->pg, discard_sql, 0, NULL, NULL,
+					 NULL, NULL, 0);
 	char seed[32];
 	const char *v[1] = {seed};
 	if (!draw_seed(c, seed, sizeof(seed)))
 		return false;
-	if (!cached(c))
-		return (!after ||
-			(PQsendQueryParams(c->pg, seed_sql, 1, NULL, v, NULL,
-					   NULL, 0) &&
-			 PQpipelineSync(c->pg))) &&
-		       PQsendQueryParams(c->pg, discard_sql, 0, NULL, NULL,
-					 NULL, NULL, 0);
 	for (size_t i = 0; i < reset_count(c); i++) {
 		bool locks = i == RESET_LOCKS;
 		if (!PQsendQueryPrepared(c->pg, reset_stmts[i].name,
@@ -666,10 +672,7 @@ void fpg_conn_push_discard(struct fpg_conn *c)
 	forget_statements(c);
 	if (!c->stmts)
 		return;
-	char seed[32];
-	const char *v[1] = {seed};
-	if (!send_reset_prepare(c) || !draw_seed(c, seed, sizeof(seed)) ||
-	    !PQsendQueryParams(c->pg, seed_sql, 1, NULL, v, NULL, NULL, 0)) {
+	if (!send_reset_prepare(c) || !send_seed(c)) {
 		fpg_conn_fail(c, PQerrorMessage(c->pg));
 		return;
 	}

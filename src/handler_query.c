@@ -33,6 +33,7 @@
 #include "queries.h"
 #include "services.h"
 #include "stats.h"
+#include "stmt.h"
 
 #define FIRST_CHUNK (64 * 1024)
 #define HIGH_MARK (256 * 1024)
@@ -348,18 +349,18 @@ static int check_body_type(struct fpg_request *req)
 static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 {
 	struct fpg_request *req = qr->req;
+	uint64_t h = fpg_stmt_hash(qr->st.sql);
 	/* Known to be slow: it would hold up a coalesced group. */
-	qr->a.q.ungrouped = fpg_lanes_ungrouped(req->svc->lanes, qr->st.sql);
+	qr->a.q.ungrouped = fpg_lanes_ungrouped(req->svc->lanes, h);
 	qr->a.q.gathers = !qr->a.q.ungrouped &&
-			  fpg_lanes_gathers(req->svc->lanes, qr->st.sql);
+			  fpg_lanes_gathers(req->svc->lanes, h);
 	if (qr->st.expect != FPG_EXPECT_ALL)
 		return 0;
 	if (fpg_rowfmt_streams(fmt) || stream_asked(req)) {
 		if (!fpg_request_hold_stream(req))
 			return fpg_request_too_many_streams(req);
 		qr->a.q.exclusive = true;
-	} else if (fpg_lanes_choose_own(req->svc->lanes, req->pool,
-					qr->st.sql)) {
+	} else if (fpg_lanes_choose_own(req->svc->lanes, req->pool, h)) {
 		qr->a.q.exclusive = fpg_request_hold_stream(req);
 	}
 	return 0;

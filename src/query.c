@@ -1113,28 +1113,23 @@ void fpg_lanes_free(struct fpg_lanes *lanes)
  * lane).
  */
 bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
-			  struct fpg_pool *pool, const char *sql)
+			  struct fpg_pool *pool, uint64_t h)
 {
-	uint64_t h = fpg_stmt_hash(sql);
 	unsigned i = h % FPG_LANE_SLOTS;
 	if (lanes->big[i] == h || lanes->slow[i] == h)
 		return true;
 	return lanes->small[i] != h && fpg_pool_can_hold(pool);
 }
 
-bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql)
+bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h)
 {
-	uint64_t h = fpg_stmt_hash(sql);
 	unsigned i = h % FPG_LANE_SLOTS;
 	return lanes->slow[i] == h || lanes->solo[i] == h;
 }
 
-bool fpg_lanes_gathers(const struct fpg_lanes *lanes, const char *sql)
+bool fpg_lanes_gathers(const struct fpg_lanes *lanes, uint64_t h)
 {
-	uint64_t h = fpg_stmt_hash(sql);
-	unsigned i = h % FPG_LANE_SLOTS;
-	return lanes->reads[i] == h && lanes->slow[i] != h &&
-	       lanes->solo[i] != h;
+	return lanes->reads[h % FPG_LANE_SLOTS] == h;
 }
 
 void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,

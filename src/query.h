@@ -177,20 +177,22 @@ struct fpg_lanes *fpg_lanes_new(void);
 void fpg_lanes_free(struct fpg_lanes *lanes);
 
 /*
- * Whether a statement whose answer could be large (sql) should run on a
- * connection of its own (exclusive) rather than a shared one of pool.
+ * Whether a statement whose answer could be large (its hash h, of
+ * fpg_stmt_hash) should run on a connection of its own (exclusive)
+ * rather than a shared one of pool.
  */
 bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
-			  struct fpg_pool *pool, const char *sql);
+			  struct fpg_pool *pool, uint64_t h);
 
 /* Remembers of q's finished run whether its answer was big, how long it
  * took (q->ran_ms) and whether it ran in a coalesced group. */
 void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,
 		     bool big);
 
-/* The statement joins no group now (see FPG_LANE_SLOW_MS). */
-bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, const char *sql);
+/* The statement (its hash h) joins no group now (see FPG_LANE_SLOW_MS). */
+bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h);
 
-/* The statement ran in a coalesced group last time and may again: it
- * looks for a connection where groups run (fpg_query.gathers). */
-bool fpg_lanes_gathers(const struct fpg_lanes *lanes, const char *sql);
+/* The statement (its hash h) ran in a coalesced group last time: unless
+ * it joins no group now, it looks for a connection where groups run
+ * (fpg_query.gathers). */
+bool fpg_lanes_gathers(const struct fpg_lanes *lanes, uint64_t h);
