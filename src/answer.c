@@ -6,6 +6,7 @@
 #include "encode.h"
 #include "services.h"
 #include "stats.h"
+#include "stmt.h"
 
 static const struct fpg_query_ops query_ops;
 
@@ -29,6 +30,7 @@ void fpg_answer_init(struct fpg_answer *a, struct fpg_services *w,
 	if (max && a->q.timeout_ms > max)
 		a->q.timeout_ms = max;
 	a->q.sql = st->sql;
+	a->q.sql_hash = fpg_stmt_hash(st->sql);
 	a->q.nparams = st->nparams;
 	a->q.params = (const char *const *)st->params;
 	a->q.ops = &query_ops;

@@ -10,6 +10,7 @@
 #include "query.h"
 #include "services.h"
 #include "stats.h"
+#include "stmt.h"
 #include "tx.h"
 
 int fpg_handle_healthz(struct fpg_request *req)
@@ -72,6 +73,7 @@ int fpg_handle_readyz(struct fpg_request *req)
 	rr->req = req;
 	req->handler = &rr->hs;
 	rr->q.sql = "SELECT 1";
+	rr->q.sql_hash = fpg_stmt_hash(rr->q.sql);
 	rr->q.ops = &ready_ops;
 	rr->q.ctx = rr;
 	rr->q.timeout_ms = 5000;

@@ -349,7 +349,7 @@ static int check_body_type(struct fpg_request *req)
 static int choose_lane(struct query_req *qr, enum fpg_rowfmt_format fmt)
 {
 	struct fpg_request *req = qr->req;
-	uint64_t h = fpg_stmt_hash(qr->st.sql);
+	uint64_t h = qr->a.q.sql_hash;
 	/* Known to be slow: it would hold up a coalesced group. */
 	qr->a.q.ungrouped = fpg_lanes_ungrouped(req->svc->lanes, h);
 	qr->a.q.gathers = !qr->a.q.ungrouped &&

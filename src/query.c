@@ -1030,7 +1030,7 @@ static const struct fpg_coalesce_ops member_ops = {
 void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 {
 	q->pool = pool;
-	q->sql_hash = fpg_stmt_hash(q->sql);
+	FPG_ASSERT(q->sql_hash == fpg_stmt_hash(q->sql));
 	q->done = false;
 	q->waiter.ready = on_conn;
 	q->waiter.fail = on_acquire_fail;

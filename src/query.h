@@ -48,6 +48,8 @@ struct fpg_query_ops {
 struct fpg_query {
 	/* Set by the caller; borrowed until finish or abandon. */
 	const char *sql;
+	uint64_t sql_hash;	   /* fpg_stmt_hash(sql): the statement
+				      cache's key and the lane memory's */
 	int nparams;
 	const char *const *params; /* text values, NULL = SQL NULL */
 	unsigned timeout_ms;	   /* 0: the server's statement timeout */
@@ -69,9 +71,6 @@ struct fpg_query {
 					pooled connection */
 	const struct fpg_query_ops *ops;
 	void *ctx;
-
-	/* Set by fpg_query_submit; read-only for the caller. */
-	uint64_t sql_hash;	       /* fpg_stmt_hash(sql) */
 
 	/* Private to query.c. */
 	struct fpg_pool *pool;
