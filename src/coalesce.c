@@ -144,16 +144,23 @@ static unsigned arrange(struct fpg_group *g)
 	return joinable;
 }
 
-/* Members in slots from..count run alone, on c when it can take them,
- * else elsewhere. */
+/* c itself when it can take a member alone, else NULL (elsewhere). */
+static struct fpg_conn *here(struct fpg_conn *c)
+{
+	return fpg_conn_shareable(c) ? c : NULL;
+}
+
+/* The members in slots from..to run alone, on c (NULL: elsewhere). */
 static void run_alone(struct fpg_group *g, unsigned from, unsigned to,
 		      struct fpg_conn *c)
 {
 	for (unsigned i = from; i < to; i++) {
 		struct fpg_coalesce_member *m = g->slots[i].m;
+		if (!m)
+			continue; /* its owner left */
 		g->slots[i].m = NULL;
 		m->group = NULL;
-		m->ops->alone(m, fpg_conn_shareable(c) ? c : NULL);
+		m->ops->alone(m, c);
 	}
 }
 
@@ -214,7 +221,7 @@ static void group_run(struct fpg_conn *c, struct fpg_conn_deferred *d)
 	/* A guest is a transaction session's: never a group's. */
 	if (joinable < 2 || !fpg_conn_shareable(c) || c->guest ||
 	    (total > joinable && !rest)) {
-		run_alone(g, 0, total, c);
+		run_alone(g, 0, total, here(c));
 		group_free(g);
 		free(rest);
 		return;
@@ -228,12 +235,24 @@ static void group_run(struct fpg_conn *c, struct fpg_conn_deferred *d)
 	}
 	if (!send_group(g, joinable)) {
 		/* Nothing of it committed (no Sync): all go elsewhere. */
-		run_alone(g, 0, joinable, c);
+		run_alone(g, 0, joinable, here(c));
 		group_free(g);
 	}
 	for (unsigned i = 0; i < total - joinable; i++)
-		rest[i]->ops->alone(rest[i], fpg_conn_shareable(c) ? c : NULL);
+		rest[i]->ops->alone(rest[i], here(c));
 	free(rest);
+}
+
+/*
+ * What c runs ahead of the group turned out slow (the pool's tick): the
+ * members, not sent yet, run elsewhere, where they may gather again.
+ */
+static void group_leave(struct fpg_conn *c, struct fpg_conn_deferred *d)
+{
+	struct fpg_group *g = FPG_CONTAINER_OF(d, struct fpg_group, later);
+	(void)c;
+	run_alone(g, 0, g->count, NULL);
+	group_free(g);
 }
 
 void fpg_coalesce_add(struct fpg_conn *conn, struct fpg_coalesce_member *m,
@@ -250,6 +269,7 @@ void fpg_coalesce_add(struct fpg_conn *conn, struct fpg_coalesce_member *m,
 			return;
 		}
 		g->later.run = group_run;
+		g->later.leave = group_leave;
 		g->conn = conn;
 		g->count = g->at = 0;
 		g->failed = -1;

@@ -220,6 +220,14 @@ void fpg_conn_run_deferred(struct fpg_conn *c)
 		d->run(c, d);
 }
 
+void fpg_conn_deferred_leave(struct fpg_conn *c)
+{
+	struct fpg_conn_deferred *d = c->deferred;
+	c->deferred = NULL;
+	if (d)
+		d->leave(c, d);
+}
+
 void fpg_conn_end_turn(struct fpg_conn *c)
 {
 	int zero = 0;

@@ -96,10 +96,13 @@ enum fpg_conn_state {
  * Work put off on a connection (a coalesced group, see coalesce.h) to the
  * end of the first loop turn in which the connection has nothing in
  * flight or can take no work: run once, by fpg_conn_end_turn or
- * fpg_conn_run_deferred, whatever state the connection is in by then.
+ * fpg_conn_run_deferred, whatever state the connection is in by then;
+ * or, when what the connection runs meanwhile turns out slow, sent
+ * elsewhere instead (leave, by fpg_conn_deferred_leave).
  */
 struct fpg_conn_deferred {
 	void (*run)(struct fpg_conn *c, struct fpg_conn_deferred *d);
+	void (*leave)(struct fpg_conn *c, struct fpg_conn_deferred *d);
 };
 
 struct fpg_conn {
@@ -313,6 +316,9 @@ struct fpg_conn_deferred *fpg_conn_deferred_of(const struct fpg_conn *conn);
 
 /* Runs conn's deferred work now, if any. */
 void fpg_conn_run_deferred(struct fpg_conn *conn);
+
+/* Sends conn's deferred work, if any, elsewhere: conn is stuck. */
+void fpg_conn_deferred_leave(struct fpg_conn *conn);
 
 /*
  * Sends what undoes one statement's settings before the next statement

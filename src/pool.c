@@ -655,6 +655,9 @@ void fpg_pool_tick(struct fpg_pool *pool)
 		     c->state == FPG_CONN_SETUP) &&
 		    now - c->connect_started_ms > CONNECT_TIMEOUT_MS)
 			fpg_conn_fail(c, "timed out connecting");
+		/* A group gathering behind a stuck op would wait for it. */
+		if (stalled(c, now))
+			fpg_conn_deferred_leave(c);
 	}
 	unsigned want = pool->owner.min;
 	if (pool->nwaiting && want < pool->nconns)

@@ -771,6 +771,140 @@ START_TEST(reads_gather_while_their_connection_is_busy)
 }
 END_TEST
 
+struct held_write {
+	pthread_t t;
+	char *body;
+	long status;
+};
+
+static void *held_writer(void *arg)
+{
+	struct held_write *w = arg;
+	struct http_resp *r = it_query(port, w->body);
+	w->status = r->status;
+	http_resp_free(r);
+	return NULL;
+}
+
+struct reads_behind {
+	pthread_t t;
+	struct call calls[12];
+	volatile bool done;
+};
+
+static void *reads_sender(void *arg)
+{
+	struct reads_behind *rb = arg;
+	send_together(rb->calls, 12);
+	rb->done = true;
+	return NULL;
+}
+
+/* Waits until n statements wait for a lock on a relation named like. */
+static void wait_for_lock_waits(PGconn *c, const char *like, int n)
+{
+	char *sql = it_fmt("SELECT count(*) FROM pg_locks WHERE NOT granted "
+			   "AND relation::regclass::text LIKE '%s%%'",
+			   like);
+	for (int waited = 0;; waited++) {
+		ck_assert_msg(waited < 1000, "the writes never waited");
+		PGresult *res = must(c, sql);
+		int waits = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		if (waits >= n)
+			break;
+		struct timespec ts = {0, 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	free(sql);
+}
+
+/*
+ * A group gathering behind an op that turns out slow goes elsewhere once
+ * that op has run for the pool's stall bound, instead of waiting for it.
+ * Both connections are kept busy by writes waiting for locks the test
+ * holds; reads sent then gather behind one of them, and must be answered
+ * as soon as the other connection is free, while the first still waits.
+ */
+START_TEST(a_gathering_group_leaves_a_stuck_connection)
+{
+	char *ta = it_table("stuck_a"), *tb = it_table("stuck_b");
+	char *sql = it_fmt("CREATE TABLE %s (v int); CREATE TABLE %s (v int)",
+			   ta, tb);
+	pgh_exec(sql);
+	free(sql);
+	struct held_write wa = {.body = it_fmt(
+					"{\"sql\":\"INSERT INTO %s VALUES (1)\"}",
+					ta)},
+			  wb = {.body = it_fmt(
+					"{\"sql\":\"INSERT INTO %s VALUES (1)\"}",
+					tb)};
+	const char *read = "{\"sql\":\"SELECT $1::int * 5\",\"params\":[2],"
+			   "\"expect\":\"scalar\"}";
+	warm(wa.body, 3);
+	warm(wb.body, 3);
+	warm(read, 6);
+	PGconn *lb = PQconnectdb(pgh_conninfo());
+	locker = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(locker), CONNECTION_OK);
+	ck_assert_int_eq(PQstatus(lb), CONNECTION_OK);
+	PQclear(must(locker, "BEGIN"));
+	PQclear(must(lb, "BEGIN"));
+	sql = it_fmt("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", ta);
+	PQclear(must(locker, sql));
+	free(sql);
+	sql = it_fmt("LOCK TABLE %s IN ACCESS EXCLUSIVE MODE", tb);
+	PQclear(must(lb, sql));
+	free(sql);
+	pthread_create(&wa.t, NULL, held_writer, &wa);
+	wait_for_lock_waits(locker, ta, 1);
+	pthread_create(&wb.t, NULL, held_writer, &wb);
+	wait_for_lock_waits(locker, tb, 1);
+	/* At once: behind ops that have not run long yet. */
+	struct reads_behind rb = {0};
+	for (int i = 0; i < 12; i++) {
+		rb.calls[i].body = it_fmt("{\"sql\":\"SELECT $1::int * 5\","
+					  "\"params\":[%d],"
+					  "\"expect\":\"scalar\"}",
+					  i);
+		rb.calls[i].arg = i;
+	}
+	pthread_create(&rb.t, NULL, reads_sender, &rb);
+	struct timespec ts = {0, 200 * 1000 * 1000};
+	nanosleep(&ts, NULL);
+	ck_assert_msg(!rb.done, "the reads did not wait at all");
+	PQclear(must(lb, "COMMIT"));
+	PQfinish(lb);
+	for (int waited = 0; !rb.done && waited < 3000; waited++) {
+		ts = (struct timespec){0, 1000 * 1000};
+		nanosleep(&ts, NULL);
+	}
+	bool done = rb.done;
+	PQclear(must(locker, "COMMIT"));
+	PQfinish(locker);
+	locker = NULL;
+	pthread_join(rb.t, NULL);
+	pthread_join(wa.t, NULL);
+	pthread_join(wb.t, NULL);
+	ck_assert_msg(done, "the reads waited for the stuck connection");
+	ck_assert_int_eq(wa.status, 200);
+	ck_assert_int_eq(wb.status, 200);
+	for (int i = 0; i < 12; i++) {
+		struct call *c = &rb.calls[i];
+		ck_assert_int_eq(c->status, 200);
+		json_t *v = json_object_get(c->json, "value");
+		ck_assert_msg(json_is_integer(v) &&
+				      json_integer_value(v) == 5 * c->arg,
+			      "read %d answered %s", i, c->out.data);
+		call_free(c);
+	}
+	free(wa.body);
+	free(wb.body);
+	free(ta);
+	free(tb);
+}
+END_TEST
+
 static void one_worker(struct fpg_options *o)
 {
 	o->threads = 1;
@@ -795,6 +929,7 @@ static const struct test_case cases[] = {
     TEST_CASE(cursors_do_not_cross_within_a_group),
     TEST_CASE(slow_statements_hold_up_no_fast_one),
     TEST_CASE(reads_gather_while_their_connection_is_busy),
+    TEST_CASE(a_gathering_group_leaves_a_stuck_connection),
     {0},
 };
 
