@@ -137,6 +137,14 @@ static void check_size(struct fpg_answer *a, size_t pending_before)
 	}
 }
 
+void fpg_answer_outgrow_group(struct fpg_answer *a)
+{
+	a->outgrown = true;
+	a->out->len = a->out->off + a->out_start;
+	fpg_answer_account(a);
+	fpg_query_outgrow_group(&a->q);
+}
+
 /* ---- the query's callbacks ---- */
 
 static void on_columns(struct fpg_query *q, int n,
@@ -147,7 +155,7 @@ static void on_columns(struct fpg_query *q, int n,
 	 * after its coalesced group failed) starts over. */
 	a->rows = 0;
 	a->bytes = 0;
-	a->dropping = false;
+	a->dropping = a->outgrown = false;
 	if (a->whole)
 		a->out->len = a->out->off + a->out_start;
 	else
@@ -159,7 +167,7 @@ static void on_row(struct fpg_query *q, const PGresult *res, int row)
 {
 	struct fpg_answer *a = q->ctx;
 	a->rows++;
-	if (a->dropping || !a->have_columns)
+	if (a->dropping || a->outgrown || !a->have_columns)
 		return;
 	if (fpg_rowfmt_single(&a->fmt)) {
 		fpg_rowfmt_put_row(&a->fmt, a->out, res, row);

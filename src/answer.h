@@ -60,9 +60,19 @@ struct fpg_answer {
 	size_t bytes;		/* row bytes written */
 	bool have_columns;	/* the header was written */
 	bool dropping;		/* rows past a limit: counted, not written */
+	bool outgrown;		/* rows of a group's run past what it may
+				   hold: dropped, it runs again alone */
 	struct fpg_error limit;	/* why rows are dropped */
 	size_t accounted;	/* of w->buffered, ours */
 };
+
+/*
+ * The owner's verdict while fpg_query_unsettled(&a->q): what the answer
+ * holds back is more than a member of a coalesced group may hold. The
+ * rows so far are dropped, and those that follow, until the statement
+ * runs again alone (ops see columns again).
+ */
+void fpg_answer_outgrow_group(struct fpg_answer *a);
 
 /*
  * Prepares a to run st (borrowed until the end) into out, as format;

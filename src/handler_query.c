@@ -76,10 +76,17 @@ static void on_row(struct fpg_answer *a)
 	size_t pending = fpg_buf_pending(&req->out);
 	if (!qr->streaming) {
 		/* FIRST_CHUNK is held back, keeping early errors' statuses,
-		 * except by streaming formats (rows as they come); all of it
-		 * while the rows may still be voided (a coalesced group). */
-		if ((fpg_rowfmt_streams(a->fmt.format) || pending > FIRST_CHUNK) &&
-		    !fpg_query_unsettled(&a->q))
+		 * except by streaming formats (rows as they come). While the
+		 * rows may still be voided (a coalesced group) nothing goes
+		 * out: past FIRST_CHUNK, where alone it would stream (and
+		 * tell a limit met later in the answer), it runs again
+		 * alone. */
+		if (fpg_query_unsettled(&a->q)) {
+			if (pending > FIRST_CHUNK)
+				fpg_answer_outgrow_group(a);
+			return;
+		}
+		if (fpg_rowfmt_streams(a->fmt.format) || pending > FIRST_CHUNK)
 			begin_stream(qr);
 		return;
 	}

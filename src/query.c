@@ -993,6 +993,11 @@ static void member_done(struct fpg_coalesce_member *m, const char *broken,
 			bool again, uint64_t ran_ms)
 {
 	struct fpg_query *q = query_of(m);
+	if (q->outgrown && !broken && !again) {
+		again = true;
+		FPG_STAT_ADD(fpg_pool_env(q->pool)->stats->coalesce_reruns, 1);
+	}
+	q->outgrown = false;
 	q->ran_ms = ran_ms;
 	q->ran_grouped = !broken && !again;
 	if (again && !broken) {
@@ -1019,6 +1024,12 @@ static void member_alone(struct fpg_coalesce_member *m, struct fpg_conn *conn)
 	}
 }
 
+void fpg_query_outgrow_group(struct fpg_query *q)
+{
+	FPG_ASSERT(fpg_query_unsettled(q));
+	q->outgrown = true;
+}
+
 static const struct fpg_coalesce_ops member_ops = {
 	.can_join = member_can_join,
 	.send = member_send,
@@ -1038,7 +1049,7 @@ void fpg_query_submit(struct fpg_pool *pool, struct fpg_query *q)
 	q->conn = NULL;
 	q->holds = false;
 	q->retried = q->delivered = q->empty = q->garbled = false;
-	q->in_group = q->alone = false;
+	q->in_group = q->alone = q->outgrown = false;
 	q->member.ops = &member_ops;
 	q->waiter.reads = q->gathers && may_group(q);
 	q->member.group = NULL;
@@ -1124,7 +1135,8 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h)
 {
 	unsigned i = h % FPG_LANE_SLOTS;
-	return lanes->slow[i] == h || lanes->solo[i] == h;
+	/* A large answer would outgrow what a member may hold back. */
+	return lanes->slow[i] == h || lanes->solo[i] == h || lanes->big[i] == h;
 }
 
 bool fpg_lanes_gathers(const struct fpg_lanes *lanes, uint64_t h)

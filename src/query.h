@@ -110,6 +110,8 @@ struct fpg_query {
 					  run took on PostgreSQL's side,
 					  roughly (its group's, in one) */
 	bool ran_grouped;	       /* ... and that run was a group's */
+	bool outgrown;		       /* its answer outgrew its group's
+					  run (fpg_query_outgrow_group) */
 };
 
 /* What every session of a pool prepares for query.c (fpg_conn_env). */
@@ -143,6 +145,14 @@ static inline bool fpg_query_unsettled(const struct fpg_query *q)
 {
 	return fpg_coalesce_pending(&q->member);
 }
+
+/*
+ * While q is unsettled: its answer is more than a member of a group may
+ * hold back (where alone it would begin to stream, so that limits met
+ * later are told in the answer, not by its status). What it gets until
+ * the group ends is void; it then runs again alone.
+ */
+void fpg_query_outgrow_group(struct fpg_query *q);
 
 #define FPG_LANE_SLOTS 256
 
@@ -188,7 +198,8 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,
 		     bool big);
 
-/* The statement (its hash h) joins no group now (see FPG_LANE_SLOW_MS). */
+/* The statement (its hash h) joins no group now: it was slow (see
+ * FPG_LANE_SLOW_MS) or its answer large. */
 bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h);
 
 /* The statement (its hash h) ran in a coalesced group last time: unless

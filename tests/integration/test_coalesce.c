@@ -39,8 +39,9 @@ struct call {
 
 static CURL *handles[BURST];
 
-/* Sends calls[0..n) at once, each on its own keep-alive connection. */
-static void send_together(struct call *calls, int n)
+/* Sends calls[0..n) at once to the server on port to, each on its own
+ * keep-alive connection. */
+static void send_together_to(unsigned to, struct call *calls, int n)
 {
 	CURLM *m = curl_multi_init();
 	struct curl_slist *hd[BURST];
@@ -48,7 +49,7 @@ static void send_together(struct call *calls, int n)
 	for (int i = 0; i < n; i++) {
 		if (!handles[i])
 			handles[i] = curl_easy_init();
-		hd[i] = http_prepare(handles[i], port, "POST",
+		hd[i] = http_prepare(handles[i], to, "POST",
 				     calls[i].path ? calls[i].path : "/query",
 				     calls[i].body, 0, NULL);
 		curl_easy_setopt(handles[i], CURLOPT_WRITEFUNCTION, it_buf_write);
@@ -84,6 +85,11 @@ static void send_together(struct call *calls, int n)
 		curl_slist_free_all(hd[i]);
 	}
 	curl_multi_cleanup(m);
+}
+
+static void send_together(struct call *calls, int n)
+{
+	send_together_to(port, calls, n);
 }
 
 static void call_free(struct call *c)
@@ -771,6 +777,62 @@ START_TEST(reads_gather_while_their_connection_is_busy)
 }
 END_TEST
 
+/*
+ * An answer held back in a group (nothing goes out before the group's
+ * outcome is known) that grows past what a member may hold runs again
+ * alone, and answers as it would have alone. Here it passes
+ * --max-result-bytes (1 MB on this server): alone, it streams by then
+ * and tells the limit in the answer, with status 200; held in a group
+ * it was answered 413, and one that outgrew the buffer limits 507.
+ */
+START_TEST(an_answer_outgrowing_its_group_runs_alone)
+{
+	enum { N = 24, BIG_ROWS = 3000 };
+	bool grouped = false;
+	for (int round = 0; round < 6 && !grouped; round++) {
+		/* A statement of its own each round: once it ran alone and
+		 * big, it never groups again. */
+		char *sql = it_fmt("SELECT repeat('x', 1000) AS pad, g AS r%d "
+				   "FROM generate_series(1, $1::int) g",
+				   round);
+		char *small = body_of(sql, json_pack("[i]", 1), NULL);
+		for (int i = 0; i < 3; i++) {
+			struct http_resp *r = it_query(port1, small);
+			it_assert_resp(r, r->status == 200);
+			http_resp_free(r);
+		}
+		long long g0, s0, r0, g1, s1, r1;
+		coalesced_on(port1, &g0, &s0, &r0);
+		struct call calls[N] = {0};
+		for (int i = 0; i < N; i++)
+			calls[i].body = body_of(
+				sql, json_pack("[i]", i == N - 1 ? BIG_ROWS : 1),
+				NULL);
+		send_together_to(port1, calls, N);
+		coalesced_on(port1, &g1, &s1, &r1);
+		for (int i = 0; i < N; i++) {
+			struct call *c = &calls[i];
+			ck_assert_msg(c->status == 200, "call %d: %ld %.200s", i,
+				      c->status, c->out.data);
+			if (i == N - 1)
+				ck_assert_msg(strstr(c->out.data,
+						     "result_too_large") &&
+						      c->out.len > 900000,
+					      "the big answer: %zu bytes",
+					      c->out.len);
+			else
+				ck_assert_ptr_nonnull(c->json);
+			call_free(c);
+		}
+		/* It ran in a group, then once more alone. */
+		grouped = s1 > s0 && r1 > r0;
+		free(small);
+		free(sql);
+	}
+	ck_assert_msg(grouped, "the big statement never ran in a group");
+}
+END_TEST
+
 struct held_write {
 	pthread_t t;
 	char *body;
@@ -918,6 +980,7 @@ static void one_connection(struct fpg_options *o)
 	one_worker(o);
 	o->pool_min = 1;
 	o->pool_max = 1;
+	o->max_result_bytes = 1000 * 1000;
 }
 
 static const struct test_case cases[] = {
@@ -930,6 +993,7 @@ static const struct test_case cases[] = {
     TEST_CASE(slow_statements_hold_up_no_fast_one),
     TEST_CASE(reads_gather_while_their_connection_is_busy),
     TEST_CASE(a_gathering_group_leaves_a_stuck_connection),
+    TEST_CASE(an_answer_outgrowing_its_group_runs_alone),
     {0},
 };
 
