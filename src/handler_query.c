@@ -148,6 +148,7 @@ static void on_finish(struct fpg_answer *a, PGresult *res,
 	struct fpg_request *req = qr->req;
 	req->rows = a->rows;
 	if (err) {
+		fpg_lanes_failed(req->svc->lanes, &a->q);
 		end_with_error(qr, res, err);
 		return;
 	}

@@ -1139,6 +1139,15 @@ bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h)
 	return lanes->slow[i] == h || lanes->solo[i] == h || lanes->big[i] == h;
 }
 
+void fpg_lanes_failed(struct fpg_lanes *lanes, const struct fpg_query *q)
+{
+	unsigned i = q->sql_hash % FPG_LANE_SLOTS;
+	if (!q->ran_grouped)
+		return;
+	lanes->solo[i] = q->sql_hash;
+	lanes->reads[i] = 0;
+}
+
 bool fpg_lanes_gathers(const struct fpg_lanes *lanes, uint64_t h)
 {
 	return lanes->reads[h % FPG_LANE_SLOTS] == h;

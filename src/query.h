@@ -167,8 +167,8 @@ struct fpg_lanes {
 	uint64_t big[FPG_LANE_SLOTS];
 	uint64_t small[FPG_LANE_SLOTS];
 	uint64_t slow[FPG_LANE_SLOTS];
-	uint64_t solo[FPG_LANE_SLOTS]; /* in a group that was slow: alone
-					  next time, to tell */
+	uint64_t solo[FPG_LANE_SLOTS]; /* in a group that was slow, or
+					  failed in one: alone next time */
 	uint64_t reads[FPG_LANE_SLOTS]; /* ran in a group last time */
 };
 
@@ -198,8 +198,16 @@ bool fpg_lanes_choose_own(const struct fpg_lanes *lanes,
 void fpg_lanes_learn(struct fpg_lanes *lanes, const struct fpg_query *q,
 		     bool big);
 
+/*
+ * q's run ended with an error. One that was its own in a coalesced group
+ * made every member ahead of it run again (a read's effects outside the
+ * transaction twice): the statement runs alone next time, and joins
+ * groups again once a run succeeds.
+ */
+void fpg_lanes_failed(struct fpg_lanes *lanes, const struct fpg_query *q);
+
 /* The statement (its hash h) joins no group now: it was slow (see
- * FPG_LANE_SLOW_MS) or its answer large. */
+ * FPG_LANE_SLOW_MS), failed in a group, or its answer was large. */
 bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h);
 
 /* The statement (its hash h) ran in a coalesced group last time: unless

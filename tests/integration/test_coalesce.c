@@ -833,6 +833,76 @@ START_TEST(an_answer_outgrowing_its_group_runs_alone)
 }
 END_TEST
 
+/*
+ * A statement that failed in a group (its own error) made every other
+ * member run again, and with them whatever a read does outside the
+ * transaction: it runs alone from then on, until a run succeeds, so
+ * that failing again costs its neighbours nothing.
+ */
+START_TEST(a_statement_that_failed_in_a_group_runs_alone_next)
+{
+	enum { N = 24, FAILING = 4 };
+	const char *victim = "SELECT $1::int * 7 AS v";
+	char *warm_victim = body_of(victim, json_pack("[i]", 1), NULL);
+	warm(warm_victim, 3);
+	bool tested = false;
+	for (int round = 0; round < 6 && !tested; round++) {
+		char *failing = it_fmt("SELECT 10 / $1::int AS r%d", round);
+		char *ok = body_of(failing, json_pack("[i]", 1), NULL);
+		warm(ok, 3);
+		long long s[3], r[3];
+		coalesced(&s[0], &r[0]);
+		for (int burst = 0; burst < 2; burst++) {
+			struct call calls[N] = {0};
+			for (int i = 0; i < N; i++) {
+				calls[i].arg = i % (N / FAILING) == 0;
+				calls[i].body =
+					calls[i].arg
+						? body_of(failing,
+							  json_pack("[i]", 0), NULL)
+						: body_of(victim,
+							  json_pack("[i]", i),
+							  NULL);
+			}
+			send_together(calls, N);
+			for (int i = 0; i < N; i++) {
+				struct call *c = &calls[i];
+				if (c->arg) {
+					ck_assert_int_eq(c->status, 400);
+				} else {
+					ck_assert_int_eq(c->status, 200);
+					ck_assert_int_eq(
+						json_integer_value(json_object_get(
+							json_array_get(
+								json_object_get(
+									c->json,
+									"rows"),
+								0),
+							"v")),
+						7 * i);
+				}
+				call_free(c);
+			}
+			coalesced(&s[burst + 1], &r[burst + 1]);
+		}
+		/* Only a round where a failing one ran in a group tells. */
+		if (r[1] > r[0]) {
+			tested = true;
+			ck_assert_msg(s[2] > s[1],
+				      "the second burst ran in no group");
+			ck_assert_msg(r[2] == r[1],
+				      "%lld ran again after the statement "
+				      "failed in a group before",
+				      r[2] - r[1]);
+		}
+		free(ok);
+		free(failing);
+	}
+	free(warm_victim);
+	ck_assert_msg(tested, "no failing statement ever ran in a group");
+}
+END_TEST
+
 struct held_write {
 	pthread_t t;
 	char *body;
@@ -994,6 +1064,7 @@ static const struct test_case cases[] = {
     TEST_CASE(reads_gather_while_their_connection_is_busy),
     TEST_CASE(a_gathering_group_leaves_a_stuck_connection),
     TEST_CASE(an_answer_outgrowing_its_group_runs_alone),
+    TEST_CASE(a_statement_that_failed_in_a_group_runs_alone_next),
     {0},
 };
 
