@@ -68,6 +68,9 @@ struct fpg_tx {
 	bool commit;		       /* STEP_FINISH: COMMIT, not ROLLBACK */
 	enum fpg_tx_end finish_end;    /* what the finish step ends with */
 	bool step_failed;
+	bool step_answered;	       /* STEP_FINISH: COMMIT or ROLLBACK
+					  came back (the outcome is known) */
+	bool step_broke;	       /* the connection broke before */
 	bool orphan;		       /* BEGIN's caller left */
 	struct fpg_error step_err;
 	fpg_tx_done_fn done;
@@ -278,30 +281,44 @@ static void step_result(struct fpg_pgop *op, PGresult *res)
 {
 	struct fpg_tx *tx = op->ctx;
 	ExecStatusType st = PQresultStatus(res);
-	if (st == PGRES_FATAL_ERROR && !tx->step_failed) {
+	if (tx->step_answered) {
+		/* PostgreSQL commits before it says COMMIT: the session's
+		 * end (57P01, say) right after changes nothing. */
+	} else if (st == PGRES_FATAL_ERROR && !tx->step_failed) {
 		tx->step_failed = true;
 		fpg_error_from_pg(&tx->step_err, res);
-	} else if (st == PGRES_COMMAND_OK && tx->step == STEP_FINISH &&
-		   tx->commit && !tx->step_failed &&
-		   strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
-		/* COMMIT of a transaction an error had aborted. */
-		tx->step_failed = true;
-		fpg_error_set(&tx->step_err, FPG_ERR_PG, 409,
-			      "the transaction had failed and was rolled back "
-			      "instead of committed");
-		snprintf(tx->step_err.sqlstate, sizeof(tx->step_err.sqlstate),
-			 "25P02");
+	} else if (st == PGRES_COMMAND_OK && tx->step == STEP_FINISH) {
+		tx->step_answered = true;
+		if (tx->commit && !tx->step_failed &&
+		    strcmp(PQcmdStatus(res), "ROLLBACK") == 0) {
+			/* COMMIT of a transaction an error had aborted. */
+			tx->step_failed = true;
+			fpg_error_set(&tx->step_err, FPG_ERR_PG, 409,
+				      "the transaction had failed and was "
+				      "rolled back instead of committed");
+			snprintf(tx->step_err.sqlstate,
+				 sizeof(tx->step_err.sqlstate), "25P02");
+		}
 	}
 	PQclear(res);
+}
+
+/* The step failed with the connection, unless it failed before. */
+static void step_lost(struct fpg_tx *tx)
+{
+	if (tx->step_failed)
+		return;
+	tx->step_failed = true;
+	fpg_error_set(&tx->step_err, FPG_ERR_UNAVAILABLE, 503,
+		      "connection to PostgreSQL lost");
 }
 
 static void step_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_tx *tx = op->ctx;
-	if (broken && !tx->step_failed) {
-		tx->step_failed = true;
-		fpg_error_set(&tx->step_err, FPG_ERR_UNAVAILABLE, 503,
-			      "connection to PostgreSQL lost");
+	if (broken && !tx->step_answered) {
+		tx->step_broke = true;
+		step_lost(tx);
 	}
 }
 
@@ -339,7 +356,10 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 	bool alive = fpg_conn_alive(c);
 	switch (tx->step) {
 	case STEP_BEGIN:
-		if (!alive || tx->step_failed) {
+		/* (It may have broken before the step was sent: no op.) */
+		if (!alive)
+			step_lost(tx);
+		if (tx->step_failed) {
 			struct fpg_error err = tx->step_err;
 			end_session(tx, w, FPG_TX_BEGIN_FAILED);
 			call_done(tx, NULL, &err);
@@ -371,10 +391,17 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 		park(tx, w);
 		return;
 	case STEP_FINISH: {
+		/* The connection may have broken before COMMIT was sent (no
+		 * op), or after it came back (in the DISCARD ALL behind it):
+		 * then what it said stands. */
+		if (!tx->step_answered && !tx->step_failed) {
+			tx->step_broke = true;
+			step_lost(tx);
+		}
 		struct fpg_error err = tx->step_err;
-		bool failed = tx->step_failed || !alive;
+		bool failed = tx->step_failed;
 		enum fpg_tx_end end = tx->finish_end;
-		if (!alive)
+		if (tx->step_broke)
 			end = FPG_TX_CONN_LOST;
 		else if (tx->commit && failed)
 			end = FPG_TX_COMMIT_FAILED;
@@ -603,7 +630,7 @@ static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
 	tx->step = STEP_FINISH;
 	tx->commit = commit;
 	tx->finish_end = end;
-	tx->step_failed = false;
+	tx->step_failed = tx->step_answered = tx->step_broke = false;
 	tx->done = done;
 	tx->done_ctx = ctx;
 	PGconn *pg = fpg_conn_pg(tx->conn);

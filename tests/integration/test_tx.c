@@ -896,6 +896,82 @@ START_TEST(error_aborts_session)
 }
 END_TEST
 
+/*
+ * The session's backend is terminated while its COMMIT is on its way:
+ * the answer tells what happened. 200 only when the row is there; a 503
+ * that carries PostgreSQL's 57P01 only when it is not (the backend died
+ * before it committed); never a 500 with no message (a connection found
+ * broken before COMMIT was sent), never a 503 for a commit PostgreSQL
+ * had acknowledged (the connection broke in the DISCARD ALL behind it).
+ * A race: each run hits the narrow windows a few times.
+ */
+START_TEST(commit_beside_a_terminated_backend_tells_what_happened)
+{
+	char *t = new_table("tx_term", "tag int");
+	PGconn *killer = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(killer), CONNECTION_OK);
+	int answers[600] = {0};
+	for (int i = 0; i < 400; i++) {
+		/* A session's connection the last kill reached after its
+		 * commit went back to the pool alive; a BEGIN that gets it
+		 * before its end is read answers 503: begin again. */
+		struct http_resp *b = NULL;
+		for (int k = 0; k < 5; k++) {
+			http_resp_free(b);
+			b = treq("POST", "/tx", NULL);
+			if (b->status != 503)
+				break;
+			sleep_ms(10);
+		}
+		it_assert_resp(b, b->status == 201);
+		char *tok = strdup(json_string_value(json_object_get(b->json, "tx")));
+		http_resp_free(b);
+		char *ins = it_fmt("INSERT INTO %s VALUES (%d)", t, i);
+		txq_ok_free(tok, ins);
+		free(ins);
+		long pid = tx_scalar_int(tok, "SELECT pg_backend_pid()");
+		char *kill = it_fmt("SELECT pg_terminate_backend(%ld)", pid);
+		ck_assert(PQsendQuery(killer, kill));
+		free(kill);
+		sleep_ms((unsigned)(rand() % 4));
+		struct http_resp *r = tx_end(tok, "commit");
+		PGresult *res;
+		while ((res = PQgetResult(killer)))
+			PQclear(res);
+		char *cnt = it_fmt("SELECT count(*) FROM %s WHERE tag = %d", t, i);
+		res = PQexec(killer, cnt);
+		free(cnt);
+		ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+		int there = atoi(PQgetvalue(res, 0, 0));
+		PQclear(res);
+		json_t *err = json_object_get(r->json, "error");
+		const char *code =
+			json_string_value(json_object_get(err, "code"));
+		const char *msg =
+			json_string_value(json_object_get(err, "message"));
+		ck_assert_msg(r->status == 200 || r->status == 503,
+			      "commit %d: %ld %s", i, r->status, r->body);
+		if (r->status == 200)
+			ck_assert_msg(there == 1, "commit %d answered 200, "
+						  "row missing", i);
+		else
+			ck_assert_msg(code && msg && *msg &&
+					      (strcmp(code, "57P01") != 0 ||
+					       there == 0),
+				      "commit %d: %s, row %s", i, r->body,
+				      there ? "there" : "missing");
+		answers[r->status - 200 < 600 ? r->status - 200 : 0]++;
+		http_resp_free(r);
+		free(tok);
+	}
+	PQfinish(killer);
+	/* Both outcomes happened, or the race tested nothing. */
+	ck_assert_msg(answers[0] > 0 && answers[303] > 0,
+		      "%d committed, %d lost", answers[0], answers[303]);
+	free(t);
+}
+END_TEST
+
 /* ---- 9. client gone during a statement ---- */
 
 START_TEST(client_disconnect_cancels_statement)
@@ -1546,6 +1622,7 @@ static const struct test_case cases[] = {
     TEST_CASE(unknown_forged_and_ended_tokens),
     TEST_CASE(sessions_hop_between_workers),
     TEST_CASE(error_aborts_session),
+    TEST_CASE(commit_beside_a_terminated_backend_tells_what_happened),
     TEST_CASE(client_disconnect_cancels_statement),
     TEST_CASE(refused_statements_and_savepoints),
     TEST_CASE(session_state_does_not_leak),
