@@ -392,9 +392,10 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 		return;
 	case STEP_FINISH: {
 		/* The connection may have broken before COMMIT was sent (no
-		 * op), or after it came back (in the DISCARD ALL behind it):
-		 * then what it said stands. */
-		if (!tx->step_answered && !tx->step_failed) {
+		 * op), with PostgreSQL's error (57P01), or after COMMIT came
+		 * back (in the DISCARD ALL behind it): then what it said
+		 * stands. */
+		if (!tx->step_answered && (!alive || !tx->step_failed)) {
 			tx->step_broke = true;
 			step_lost(tx);
 		}
