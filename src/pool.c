@@ -605,8 +605,12 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 	c->dirty = false;
 	c->on_idle = NULL;
 	c->held = false;
-	for (unsigned i = 0; c->state == FPG_CONN_READY && i < pool->nconns;
-	     i++) {
+	/* One back with nothing queued inside a transaction (a session
+	 * whose BEGIN went through and its next statement did not) would
+	 * hand that transaction to the next request. */
+	bool usable = c->state == FPG_CONN_READY &&
+		      (!fpg_conn_idle(c) || fpg_conn_out_of_tx(c));
+	for (unsigned i = 0; usable && i < pool->nconns; i++) {
 		struct fpg_conn *slot = pool->conns[i];
 		if (slot->state != FPG_CONN_DOWN)
 			continue;
@@ -621,7 +625,8 @@ void fpg_pool_adopt(struct fpg_pool *pool, struct fpg_conn *c)
 		serve_waiters(pool);
 		return;
 	}
-	/* Broken, or the pool has filled its slots meanwhile. */
+	/* Broken, in a transaction, or the pool has filled its slots
+	 * meanwhile. */
 	fpg_conn_free(c);
 }
 

@@ -303,6 +303,13 @@ static void step_result(struct fpg_pgop *op, PGresult *res)
 	PQclear(res);
 }
 
+/* Starts a step: nothing of the one before carries over. */
+static void step_start(struct fpg_tx *tx, enum tx_step step)
+{
+	tx->step = step;
+	tx->step_failed = tx->step_answered = tx->step_broke = false;
+}
+
 /* The step failed with the connection, unless it failed before. */
 static void step_lost(struct fpg_tx *tx)
 {
@@ -445,9 +452,9 @@ static void begin_on_conn(struct fpg_pool_waiter *wt, struct fpg_conn *held)
 	PGconn *pg = fpg_conn_pg(c);
 	if (!PQsendQueryParams(pg, sql, 0, NULL, NULL, NULL, NULL, 0) ||
 	    !PQsendQueryParams(pg,
-			       "SELECT set_config("
-			       "'idle_in_transaction_session_timeout', $1, "
-			       "true)",
+			       "SELECT pg_catalog.set_config("
+			       "'idle_in_transaction_session_timeout', "
+			       "$1::pg_catalog.text, true)",
 			       1, NULL, v, NULL, NULL, 0)) {
 		fpg_conn_fail(c, PQerrorMessage(pg));
 		return; /* on_idle hears of it when the pool reaps it */
@@ -522,8 +529,7 @@ struct fpg_tx *fpg_tx_begin(struct fpg_tx_table *w, struct fpg_pool *pool,
 	tx->conn = NULL;
 	tx->opts = *opts;
 	tx->idle_timeout_ms = opts->idle_timeout_ms;
-	tx->step = STEP_BEGIN;
-	tx->step_failed = false;
+	step_start(tx, STEP_BEGIN);
 	tx->orphan = false;
 	tx->done = done;
 	tx->done_ctx = ctx;
@@ -608,8 +614,7 @@ struct fpg_conn *fpg_tx_claim(struct fpg_tx_table *w, struct fpg_tx *tx)
 	pthread_mutex_unlock(&tx->table->lock);
 	if (!idle)
 		return NULL;
-	tx->step = STEP_STATEMENT;
-	tx->step_failed = false;
+	step_start(tx, STEP_STATEMENT);
 	fpg_conn_guest_enter(tx->conn, w->d.pool);
 	return tx->conn;
 }
@@ -628,10 +633,9 @@ static void finish_as(struct fpg_tx *tx, bool commit, enum fpg_tx_end end,
 	set_state(tx, TX_ENDING);
 	tx->end = end; /* what a request meanwhile is told */
 	pthread_mutex_unlock(&tx->table->lock);
-	tx->step = STEP_FINISH;
+	step_start(tx, STEP_FINISH);
 	tx->commit = commit;
 	tx->finish_end = end;
-	tx->step_failed = tx->step_answered = tx->step_broke = false;
 	tx->done = done;
 	tx->done_ctx = ctx;
 	PGconn *pg = fpg_conn_pg(tx->conn);

@@ -1395,6 +1395,50 @@ START_TEST(max_transactions_limit)
 }
 END_TEST
 
+/*
+ * A BEGIN that fails answers its error, also in a session slot whose last
+ * session had its COMMIT answered (the slot kept that step's state, and
+ * the failing BEGIN got a token for an aborted transaction). BEGIN's
+ * first query waits for a safe snapshot (serializable, read-only,
+ * deferrable) beside a serializable transaction the test holds, and the
+ * server's statement timeout ends it.
+ */
+START_TEST(a_failed_begin_in_a_reused_slot_answers_its_error)
+{
+	struct fpg_options o;
+	it_options(&o);
+	o.threads = 1;
+	o.max_transactions = 1;
+	o.statement_timeout_ms = 300;
+	unsigned p2;
+	extra_srv = it_server_start(&o, &p2);
+	char *tok = tx_begin_on(p2, NULL);
+	tx_end_ok_on(p2, tok, "commit");
+	free(tok);
+	PGconn *rw = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(rw), CONNECTION_OK);
+	PGresult *res = PQexec(rw, "BEGIN ISOLATION LEVEL SERIALIZABLE");
+	PQclear(res);
+	res = PQexec(rw, "SELECT count(*) FROM pg_class");
+	ck_assert_int_eq(PQresultStatus(res), PGRES_TUPLES_OK);
+	PQclear(res);
+	struct http_resp *r = treq_on(p2, "POST", "/tx",
+				      "{\"isolation\":\"serializable\","
+				      "\"read_only\":true,\"deferrable\":true}",
+				      0);
+	it_assert_error(r, 504, "57014");
+	http_resp_free(r);
+	PQclear(PQexec(rw, "COMMIT"));
+	PQfinish(rw);
+	/* The slot serves a session again. */
+	tok = tx_begin_on(p2, NULL);
+	tx_end_ok_on(p2, tok, "commit");
+	free(tok);
+	ck_assert_int_eq(get_stats_on(p2).tx_open, 0);
+	stop_extra();
+}
+END_TEST
+
 /* tx_max_lifetime_ms ends even a busy-looking session: statements every
  * 150 ms keep it from idling, but it dies at its lifetime. */
 START_TEST(max_lifetime_ends_session)
@@ -1628,6 +1672,7 @@ static const struct test_case cases[] = {
     TEST_CASE(session_state_does_not_leak),
     TEST_CASE(many_sessions_no_leaks),
     TEST_CASE(max_transactions_limit),
+    TEST_CASE(a_failed_begin_in_a_reused_slot_answers_its_error),
     TEST_CASE(max_lifetime_ends_session),
     TEST_CASE(max_transactions_is_per_server),
     TEST_CASE(shutdown_rolls_back_open_sessions),
