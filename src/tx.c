@@ -113,6 +113,8 @@ static const char *const end_names[] = {
 	[FPG_TX_IDLE_TIMEOUT] = "idle timeout (rolled back)",
 	[FPG_TX_LIFETIME] = "maximum lifetime reached (rolled back)",
 	[FPG_TX_CONN_LOST] = "connection to PostgreSQL lost (rolled back)",
+	[FPG_TX_COMMIT_UNKNOWN] = "connection to PostgreSQL lost before "
+				  "COMMIT came back (outcome unknown)",
 	[FPG_TX_BEGIN_FAILED] = "BEGIN failed",
 	[FPG_TX_SHUTDOWN] = "server shutdown (rolled back)",
 	[FPG_TX_ENDED_BY_STATEMENT] = "a statement ended the transaction",
@@ -407,10 +409,13 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 			step_lost(tx);
 		}
 		struct fpg_error err = tx->step_err;
-		bool failed = tx->step_failed;
+		/* A ROLLBACK that lost its connection did roll back:
+		 * PostgreSQL ends a transaction whose client is gone. */
+		bool failed = tx->step_failed && (tx->commit || !tx->step_broke);
 		enum fpg_tx_end end = tx->finish_end;
 		if (tx->step_broke)
-			end = FPG_TX_CONN_LOST;
+			end = tx->commit ? FPG_TX_COMMIT_UNKNOWN
+					 : FPG_TX_CONN_LOST;
 		else if (tx->commit && failed)
 			end = FPG_TX_COMMIT_FAILED;
 		end_session(tx, w, end);

@@ -972,6 +972,42 @@ START_TEST(commit_beside_a_terminated_backend_tells_what_happened)
 }
 END_TEST
 
+/* A terminated session's backend, noticed only by the step that ends it. */
+static char *terminated_session(PGconn *killer)
+{
+	char *tok = tx_begin(NULL);
+	long pid = tx_scalar_int(tok, "SELECT pg_backend_pid()");
+	char *kill = it_fmt("SELECT pg_terminate_backend(%ld)", pid);
+	PQclear(PQexec(killer, kill));
+	free(kill);
+	sleep_ms(100);
+	return tok;
+}
+
+/*
+ * Ending a session whose backend is gone: a rollback did roll back
+ * (200); a commit is refused with PostgreSQL's reason, and the token
+ * says afterwards that the outcome of the COMMIT is not known to us.
+ */
+START_TEST(ending_a_session_whose_backend_is_gone)
+{
+	PGconn *killer = PQconnectdb(pgh_conninfo());
+	ck_assert_int_eq(PQstatus(killer), CONNECTION_OK);
+	char *tok = terminated_session(killer);
+	tx_end_ok(tok, "rollback");
+	free(tok);
+	tok = terminated_session(killer);
+	struct http_resp *r = tx_end(tok, "commit");
+	it_assert_error(r, 503, "57P01");
+	http_resp_free(r);
+	r = txq(tok, "SELECT 1");
+	assert_error_msg(r, 410, "transaction_ended", "outcome unknown");
+	http_resp_free(r);
+	free(tok);
+	PQfinish(killer);
+}
+END_TEST
+
 /* ---- 9. client gone during a statement ---- */
 
 START_TEST(client_disconnect_cancels_statement)
@@ -1667,6 +1703,7 @@ static const struct test_case cases[] = {
     TEST_CASE(sessions_hop_between_workers),
     TEST_CASE(error_aborts_session),
     TEST_CASE(commit_beside_a_terminated_backend_tells_what_happened),
+    TEST_CASE(ending_a_session_whose_backend_is_gone),
     TEST_CASE(client_disconnect_cancels_statement),
     TEST_CASE(refused_statements_and_savepoints),
     TEST_CASE(session_state_does_not_leak),
