@@ -113,8 +113,8 @@ static const char *const end_names[] = {
 	[FPG_TX_IDLE_TIMEOUT] = "idle timeout (rolled back)",
 	[FPG_TX_LIFETIME] = "maximum lifetime reached (rolled back)",
 	[FPG_TX_CONN_LOST] = "connection to PostgreSQL lost (rolled back)",
-	[FPG_TX_COMMIT_UNKNOWN] = "connection to PostgreSQL lost before "
-				  "COMMIT came back (outcome unknown)",
+	[FPG_TX_COMMIT_UNKNOWN] =
+		"connection lost before COMMIT came back (outcome unknown)",
 	[FPG_TX_BEGIN_FAILED] = "BEGIN failed",
 	[FPG_TX_SHUTDOWN] = "server shutdown (rolled back)",
 	[FPG_TX_ENDED_BY_STATEMENT] = "a statement ended the transaction",
