@@ -1141,9 +1141,9 @@ bool fpg_lanes_ungrouped(const struct fpg_lanes *lanes, uint64_t h)
 
 void fpg_lanes_failed(struct fpg_lanes *lanes, const struct fpg_query *q)
 {
-	unsigned i = q->sql_hash % FPG_LANE_SLOTS;
 	if (!q->ran_grouped)
 		return;
+	unsigned i = q->sql_hash % FPG_LANE_SLOTS;
 	lanes->solo[i] = q->sql_hash;
 	lanes->reads[i] = 0;
 }

@@ -70,7 +70,6 @@ struct fpg_tx {
 	bool step_failed;
 	bool step_answered;	       /* STEP_FINISH: COMMIT or ROLLBACK
 					  came back (the outcome is known) */
-	bool step_broke;	       /* the connection broke before */
 	bool orphan;		       /* BEGIN's caller left */
 	struct fpg_error step_err;
 	fpg_tx_done_fn done;
@@ -309,7 +308,7 @@ static void step_result(struct fpg_pgop *op, PGresult *res)
 static void step_start(struct fpg_tx *tx, enum tx_step step)
 {
 	tx->step = step;
-	tx->step_failed = tx->step_answered = tx->step_broke = false;
+	tx->step_failed = tx->step_answered = false;
 }
 
 /* The step failed with the connection, unless it failed before. */
@@ -325,10 +324,8 @@ static void step_lost(struct fpg_tx *tx)
 static void step_done(struct fpg_pgop *op, const char *broken)
 {
 	struct fpg_tx *tx = op->ctx;
-	if (broken && !tx->step_answered) {
-		tx->step_broke = true;
+	if (broken && !tx->step_answered)
 		step_lost(tx);
-	}
 }
 
 static void call_done(struct fpg_tx *tx, struct fpg_tx *arg,
@@ -404,16 +401,15 @@ static void on_idle(struct fpg_conn *c, void *ctx)
 		 * op), with PostgreSQL's error (57P01), or after COMMIT came
 		 * back (in the DISCARD ALL behind it): then what it said
 		 * stands. */
-		if (!tx->step_answered && (!alive || !tx->step_failed)) {
-			tx->step_broke = true;
+		bool broke = !tx->step_answered && (!alive || !tx->step_failed);
+		if (broke)
 			step_lost(tx);
-		}
 		struct fpg_error err = tx->step_err;
 		/* A ROLLBACK that lost its connection did roll back:
 		 * PostgreSQL ends a transaction whose client is gone. */
-		bool failed = tx->step_failed && (tx->commit || !tx->step_broke);
+		bool failed = tx->step_failed && (tx->commit || !broke);
 		enum fpg_tx_end end = tx->finish_end;
-		if (tx->step_broke)
+		if (broke)
 			end = tx->commit ? FPG_TX_COMMIT_UNKNOWN
 					 : FPG_TX_CONN_LOST;
 		else if (tx->commit && failed)
